@@ -1,0 +1,42 @@
+# aiida-ilmlff: two commands do all the set-up on a fresh Debian machine.
+#   make demo   the main job (builds, labels, trains, runs and compares; see README)
+#   make test   the test suite
+# Both are idempotent. AiiDA's configuration lives in .aiida/ inside this checkout (AIIDA_PATH),
+# so a user's ~/.aiida is never touched.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+export AIIDA_PATH := $(CURDIR)/.aiida
+STAMP := $(VENV)/.ilmlff-installed
+PYTEST_ARGS ?=
+
+.PHONY: install setup test test-fast demo lint docs clean-aiida
+
+$(STAMP): pyproject.toml tools/bootstrap.sh
+	bash tools/bootstrap.sh
+	touch $(STAMP)
+
+install: $(STAMP)
+
+setup: install
+	$(BIN)/aiida-ilmlff setup
+
+test: setup
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -ra -m "not slow and not services and not daemon" $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/python examples/demo.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+docs: install
+	$(BIN)/sphinx-build -W -b html docs docs/_build/html
+
+clean-aiida:
+	-$(BIN)/verdi daemon stop
+	rm -rf .aiida
