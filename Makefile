@@ -1,12 +1,12 @@
 # aiida-ilmlff: two commands do all the set-up on a fresh Debian machine.
 #   make demo   the main job (builds, labels, trains, runs and compares; see README)
 #   make test   the test suite
-# Both are idempotent. AiiDA's configuration lives in .aiida/ inside this checkout (AIIDA_PATH),
+# Both are idempotent. AiiDA's configuration lives in .aiida/ inside this checkout (AIIDA_PATH=checkout),
 # so a user's ~/.aiida is never touched.
 SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
-export AIIDA_PATH := $(CURDIR)/.aiida
+export AIIDA_PATH := $(CURDIR)
 STAMP := $(VENV)/.ilmlff-installed
 PYTEST_ARGS ?=
 

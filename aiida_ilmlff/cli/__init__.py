@@ -1,0 +1,27 @@
+"""The ``aiida-ilmlff`` command line, in the style of ``verdi``."""
+
+from __future__ import annotations
+
+import warnings
+
+import click
+
+from aiida_ilmlff import __version__
+
+
+@click.group('aiida-ilmlff', context_settings={'help_option_names': ['-h', '--help']})
+@click.version_option(__version__, '-V', '--version', prog_name='aiida-ilmlff')
+def cli():
+    """Machine-learning force fields for ionic liquids, with AiiDA provenance."""
+    warnings.filterwarnings('ignore', message='Creating AiiDA configuration folder')
+
+
+def _register_subcommands() -> None:
+    """Attach the sub-command groups (each in its own module of this package)."""
+    from aiida_ilmlff.cli import setup as _setup
+
+    cli.add_command(_setup.setup)
+    cli.add_command(_setup.codes)
+
+
+_register_subcommands()

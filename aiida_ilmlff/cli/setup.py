@@ -1,0 +1,253 @@
+"""``aiida-ilmlff setup`` and ``aiida-ilmlff codes``: profile, computer and codes in one idempotent call."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import click
+
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str) -> None:
+    """Print one line naming the problem to stderr and exit with status 2."""
+    click.echo(f'Error: {message}', err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _config_dir() -> pathlib.Path:
+    from aiida.manage.configuration.settings import AiiDAConfigDir
+
+    return pathlib.Path(AiiDAConfigDir.get())
+
+
+def _profile_names() -> list[str]:
+    from aiida.common.exceptions import ConfigurationError
+    from aiida.manage import get_config
+
+    try:
+        return get_config(create=True).profile_names
+    except ConfigurationError:
+        return []
+
+
+def _reachable(host: str, port: int, timeout: float = 3.0) -> str | None:
+    """Return ``None`` when a TCP connection to ``host:port`` opens, else the reason."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exception:
+        return str(exception)
+
+
+def _create_profile(name: str, backend: str, broker: str, pg_host: str, pg_port: int, pg_user: str) -> None:
+    """Create the profile with ``verdi presto`` (in a subprocess, sharing this AIIDA_PATH)."""
+    command = [os.path.join(os.path.dirname(sys.executable), 'verdi'), 'presto', '--profile-name', name]
+    if broker == 'zeromq':
+        command.append('--use-zeromq')
+    if backend == 'postgres':
+        command += [
+            '--use-postgres',
+            '--postgres-hostname',
+            pg_host,
+            '--postgres-port',
+            str(pg_port),
+            '--postgres-username',
+            pg_user,
+        ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=os.environ.copy())
+    if result.returncode != 0 or name not in _fresh_profile_names():
+        lines = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.strip()]
+        fail(f'`verdi presto` could not create profile `{name}`: {lines[-1] if lines else "no output"}')
+
+
+def _fresh_profile_names() -> list[str]:
+    from aiida.manage.configuration import reset_config
+
+    reset_config()
+    return _profile_names()
+
+
+@click.command('setup')
+@click.option('-p', '--profile', 'profile_name', default=None, help='Profile to use or create (default: the default profile, else `ilmlff`).')
+@click.option(
+    '--computer',
+    'computer_label',
+    default=None,
+    help='Register the codes on this computer, which must already be set up and configured in AiiDA '
+    '(e.g. an SSH + Slurm cluster). Default: localhost.',
+)
+@click.option(
+    '--executable',
+    'executables',
+    multiple=True,
+    metavar='LABEL=PATH',
+    help='Use PATH for code LABEL instead of searching for it (repeatable), e.g. cp2k=/opt/cp2k/bin/cp2k.psmp.',
+)
+@click.option(
+    '--db-backend',
+    type=click.Choice(['sqlite', 'postgres']),
+    default='sqlite',
+    show_default=True,
+    help='Storage of a newly created profile: SQLite (no services) or PostgreSQL.',
+)
+@click.option(
+    '--broker',
+    type=click.Choice(['zeromq', 'rabbitmq']),
+    default='zeromq',
+    show_default=True,
+    help='Message broker of a newly created profile: ZeroMQ (no services) or RabbitMQ (auto-detected).',
+)
+@click.option('--postgres-host', default='127.0.0.1', show_default=True, help='PostgreSQL host for --db-backend postgres.')
+@click.option('--postgres-port', default=5432, show_default=True, type=int, help='PostgreSQL port.')
+@click.option('--postgres-user', default='postgres', show_default=True, help='PostgreSQL superuser that creates the database.')
+def setup(profile_name, computer_label, executables, db_backend, broker, postgres_host, postgres_port, postgres_user):
+    """Create (or reuse) a profile, a computer and the codes aiida-ilmlff runs. Idempotent.
+
+    Every input is checked before anything is created: a second run changes nothing. The AiiDA
+    configuration folder is the one AiiDA would use ($AIIDA_PATH; `make` sets it to .aiida/ in the
+    checkout).
+    """
+    from aiida_ilmlff.codes import CODE_SPECS, find_executable, get_spec, load_existing, register_code
+
+    # 1. Check every input before creating anything.
+    overrides: dict[str, str] = {}
+    for item in executables:
+        label, sep, path = item.partition('=')
+        if not sep or not path:
+            fail(f'--executable expects LABEL=PATH, got `{item}`')
+        try:
+            get_spec(label)
+        except KeyError as exception:
+            fail(f'--executable: {exception.args[0]}')
+        overrides[label] = path
+
+    existing = _profile_names()
+    if profile_name is None:
+        from aiida.manage import get_config
+
+        default = get_config(create=True).default_profile_name if existing else None
+        profile_name = default or 'ilmlff'
+    create = profile_name not in existing
+    if create and db_backend == 'postgres':
+        reason = _reachable(postgres_host, postgres_port)
+        if reason is not None:
+            fail(f'PostgreSQL is not reachable at {postgres_host}:{postgres_port} ({reason}); start it or fix --postgres-host/--postgres-port')
+    if create and broker == 'rabbitmq':
+        reason = _reachable('127.0.0.1', 5672)
+        if reason is not None:
+            fail(f'RabbitMQ is not reachable at 127.0.0.1:5672 ({reason}); start it or use --broker zeromq')
+    if create and computer_label not in (None, 'localhost'):
+        fail(f'computer `{computer_label}` does not exist in the new profile `{profile_name}`: create the profile first, then set up the computer with `verdi computer setup` and `verdi computer configure`')
+
+    if not create:
+        from aiida import load_profile, orm
+        from aiida.common.exceptions import NotExistent
+
+        load_profile(profile_name, allow_switch=True)
+        if computer_label is not None:
+            try:
+                computer = orm.load_computer(computer_label)
+            except NotExistent:
+                fail(f'computer `{computer_label}` does not exist in profile `{profile_name}`: set it up with `verdi computer setup` and `verdi computer configure`, then run again')
+            if not computer.is_configured:
+                fail(f'computer `{computer_label}` is not configured: run `verdi computer configure {computer.transport_type} {computer_label}`')
+
+    # 2. Profile.
+    if create:
+        _create_profile(profile_name, db_backend, broker, postgres_host, postgres_port, postgres_user)
+        click.echo(f'profile    {profile_name}: created ({db_backend}, {broker})')
+    else:
+        click.echo(f'profile    {profile_name}: exists')
+
+    from aiida import load_profile, orm
+    from aiida.common.exceptions import NotExistent
+
+    load_profile(profile_name, allow_switch=True)
+
+    # 3. Computer.
+    label = computer_label or 'localhost'
+    try:
+        computer = orm.load_computer(label)
+        click.echo(f'computer   {label}: exists')
+    except NotExistent:
+        computer = orm.Computer(
+            label='localhost',
+            hostname='localhost',
+            description='This machine (created by aiida-ilmlff setup)',
+            transport_type='core.local',
+            scheduler_type='core.direct',
+            workdir=str(_config_dir() / 'scratch' / profile_name),
+        ).store()
+        computer.configure(safe_interval=0)
+        computer.set_minimum_job_poll_interval(1)
+        computer.set_default_mpiprocs_per_machine(1)
+        click.echo('computer   localhost: created')
+
+    # 4. Codes.
+    with computer.get_transport() as transport:
+        for spec in CODE_SPECS:
+            code = load_existing(spec, computer)
+            if code is not None:
+                click.echo(f'code       {spec.label}@{label}: exists ({code.filepath_executable})')
+                continue
+            executable = overrides.get(spec.label) or find_executable(spec, computer, transport)
+            if executable is None:
+                click.echo(f'code       {spec.label}@{label}: not found ({" / ".join(spec.candidates)}), skipped')
+                continue
+            register_code(spec, computer, executable)
+            click.echo(f'code       {spec.label}@{label}: created ({executable})')
+
+
+@click.command('codes')
+@click.option('-p', '--profile', 'profile_name', default=None, help='Profile (default: the default profile).')
+@click.option('--computer', 'computer_label', default=None, help='Only the codes on this computer.')
+@click.option('--timeout', default=120, show_default=True, help='Seconds each probe may take.')
+def codes(profile_name, computer_label, timeout):
+    """List the registered aiida-ilmlff codes and whether each executable answers.
+
+    Exits 0 when every listed code answers, 1 otherwise.
+    """
+    from aiida import load_profile, orm
+    from aiida.common.exceptions import ProfileConfigurationError
+
+    from aiida_ilmlff.codes import CODE_SPECS, probe_code
+
+    try:
+        load_profile(profile_name, allow_switch=True)
+    except ProfileConfigurationError as exception:
+        fail(f'{exception}; run `aiida-ilmlff setup` first')
+
+    labels = [spec.label for spec in CODE_SPECS]
+    qb = orm.QueryBuilder().append(orm.InstalledCode, filters={'label': {'in': labels}}, project='*')
+    found = [code for (code,) in qb.all()]
+    if computer_label is not None:
+        found = [code for code in found if code.computer.label == computer_label]
+    if not found:
+        click.echo('no aiida-ilmlff codes registered: run `aiida-ilmlff setup`')
+        sys.exit(1)
+
+    rows = []
+    all_ok = True
+    for code in sorted(found, key=lambda c: (c.computer.label, labels.index(c.label))):
+        status = probe_code(code, timeout=timeout)
+        all_ok &= status.ok
+        rows.append(
+            (
+                code.full_label,
+                str(code.pk),
+                status.plugin or '-',
+                'ok' if status.ok else 'FAILED',
+                status.executable,
+                status.message,
+            )
+        )
+    header = ('code', 'pk', 'plugin', 'status', 'executable', 'answer')
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        click.echo('  '.join(cell.ljust(width) for cell, width in zip(row, widths)) + '  ' + row[-1])
+    sys.exit(0 if all_ok else 1)
