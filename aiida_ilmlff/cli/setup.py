@@ -73,7 +73,13 @@ def _fresh_profile_names() -> list[str]:
 
 
 @click.command('setup')
-@click.option('-p', '--profile', 'profile_name', default=None, help='Profile to use or create (default: the default profile, else `ilmlff`).')
+@click.option(
+    '-p',
+    '--profile',
+    'profile_name',
+    default=None,
+    help='Profile to use or create (default: the default profile, else `ilmlff`).',
+)
 @click.option(
     '--computer',
     'computer_label',
@@ -86,7 +92,7 @@ def _fresh_profile_names() -> list[str]:
     'executables',
     multiple=True,
     metavar='LABEL=PATH',
-    help='Use PATH for code LABEL instead of searching for it (repeatable), e.g. cp2k=/opt/cp2k/bin/cp2k.psmp.',
+    help='Use PATH for code LABEL instead of searching (repeatable), e.g. cp2k=/opt/cp2k/bin/cp2k.psmp.',
 )
 @click.option(
     '--db-backend',
@@ -102,10 +108,22 @@ def _fresh_profile_names() -> list[str]:
     show_default=True,
     help='Message broker of a newly created profile: ZeroMQ (no services) or RabbitMQ (auto-detected).',
 )
-@click.option('--postgres-host', default='127.0.0.1', show_default=True, help='PostgreSQL host for --db-backend postgres.')
+@click.option(
+    '--postgres-host',
+    default='127.0.0.1',
+    show_default=True,
+    help='PostgreSQL host for --db-backend postgres.',
+)
 @click.option('--postgres-port', default=5432, show_default=True, type=int, help='PostgreSQL port.')
-@click.option('--postgres-user', default='postgres', show_default=True, help='PostgreSQL superuser that creates the database.')
-def setup(profile_name, computer_label, executables, db_backend, broker, postgres_host, postgres_port, postgres_user):
+@click.option(
+    '--postgres-user',
+    default='postgres',
+    show_default=True,
+    help='PostgreSQL superuser that creates the database.',
+)
+def setup(
+    profile_name, computer_label, executables, db_backend, broker, postgres_host, postgres_port, postgres_user
+):
     """Create (or reuse) a profile, a computer and the codes aiida-ilmlff runs. Idempotent.
 
     Every input is checked before anything is created: a second run changes nothing. The AiiDA
@@ -136,13 +154,19 @@ def setup(profile_name, computer_label, executables, db_backend, broker, postgre
     if create and db_backend == 'postgres':
         reason = _reachable(postgres_host, postgres_port)
         if reason is not None:
-            fail(f'PostgreSQL is not reachable at {postgres_host}:{postgres_port} ({reason}); start it or fix --postgres-host/--postgres-port')
+            fail(
+                f'PostgreSQL is not reachable at {postgres_host}:{postgres_port} ({reason}); '
+                'start it or fix --postgres-host/--postgres-port'
+            )
     if create and broker == 'rabbitmq':
         reason = _reachable('127.0.0.1', 5672)
         if reason is not None:
             fail(f'RabbitMQ is not reachable at 127.0.0.1:5672 ({reason}); start it or use --broker zeromq')
     if create and computer_label not in (None, 'localhost'):
-        fail(f'computer `{computer_label}` does not exist in the new profile `{profile_name}`: create the profile first, then set up the computer with `verdi computer setup` and `verdi computer configure`')
+        fail(
+            f'computer `{computer_label}` does not exist in the new profile `{profile_name}`: create the '
+            'profile first, then create the computer with `verdi computer setup` + `verdi computer configure`'
+        )
 
     if not create:
         from aiida import load_profile, orm
@@ -153,9 +177,15 @@ def setup(profile_name, computer_label, executables, db_backend, broker, postgre
             try:
                 computer = orm.load_computer(computer_label)
             except NotExistent:
-                fail(f'computer `{computer_label}` does not exist in profile `{profile_name}`: set it up with `verdi computer setup` and `verdi computer configure`, then run again')
+                fail(
+                    f'computer `{computer_label}` does not exist in profile `{profile_name}`: set it up with '
+                    '`verdi computer setup` and `verdi computer configure`, then run again'
+                )
             if not computer.is_configured:
-                fail(f'computer `{computer_label}` is not configured: run `verdi computer configure {computer.transport_type} {computer_label}`')
+                fail(
+                    f'computer `{computer_label}` is not configured: '
+                    f'run `verdi computer configure {computer.transport_type} {computer_label}`'
+                )
 
     # 2. Profile.
     if create:
@@ -197,7 +227,9 @@ def setup(profile_name, computer_label, executables, db_backend, broker, postgre
                 continue
             executable = overrides.get(spec.label) or find_executable(spec, computer, transport)
             if executable is None:
-                click.echo(f'code       {spec.label}@{label}: not found ({" / ".join(spec.candidates)}), skipped')
+                click.echo(
+                    f'code       {spec.label}@{label}: not found ({" / ".join(spec.candidates)}), skipped'
+                )
                 continue
             register_code(spec, computer, executable)
             click.echo(f'code       {spec.label}@{label}: created ({executable})')
