@@ -7,6 +7,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
 export AIIDA_PATH := $(CURDIR)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 STAMP := $(VENV)/.ilmlff-installed
 PYTEST_ARGS ?=
 

@@ -45,24 +45,85 @@ def _reachable(host: str, port: int, timeout: float = 3.0) -> str | None:
 
 
 def _create_profile(name: str, backend: str, broker: str, pg_host: str, pg_port: int, pg_user: str) -> None:
-    """Create the profile with ``verdi presto`` (in a subprocess, sharing this AIIDA_PATH)."""
+    """Create profile ``name``: ``verdi presto`` for SQLite, :func:`_create_postgres_profile` otherwise."""
+    if backend == 'postgres':
+        _create_postgres_profile(name, broker, pg_host, pg_port, pg_user)
+        return
     command = [os.path.join(os.path.dirname(sys.executable), 'verdi'), 'presto', '--profile-name', name]
     if broker == 'zeromq':
         command.append('--use-zeromq')
-    if backend == 'postgres':
-        command += [
-            '--use-postgres',
-            '--postgres-hostname',
-            pg_host,
-            '--postgres-port',
-            str(pg_port),
-            '--postgres-username',
-            pg_user,
-        ]
     result = subprocess.run(command, capture_output=True, text=True, check=False, env=os.environ.copy())
     if result.returncode != 0 or name not in _fresh_profile_names():
         lines = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.strip()]
         fail(f'`verdi presto` could not create profile `{name}`: {lines[-1] if lines else "no output"}')
+
+
+def _create_postgres_profile(name: str, broker: str, host: str, port: int, superuser: str) -> None:
+    """Create a ``core.psql_dos`` profile: a new database role and database, then the profile.
+
+    The database is created with the server's default locale (``TEMPLATE template0``), unlike
+    aiida-core's own helper, which hard-codes ``en_US.UTF-8`` and fails on servers that only have
+    ``C.UTF-8`` (minimal Debian images). On any failure the role and database are dropped again,
+    so nothing is half-created.
+    """
+    import secrets
+
+    from aiida.manage import get_config
+    from aiida.manage.configuration import create_profile
+    from aiida.manage.external.postgres import Postgres
+
+    broker_backend, broker_config = 'core.zeromq', None
+    if broker == 'rabbitmq':
+        from aiida.brokers.rabbitmq.defaults import detect_rabbitmq_config
+
+        try:
+            broker_config = detect_rabbitmq_config()
+        except ConnectionError as exception:
+            fail(f'RabbitMQ is not reachable: {exception}; start it or use --broker zeromq')
+        broker_backend = 'core.rabbitmq'
+
+    postgres = Postgres(interactive=False, quiet=True, dbinfo={'host': host, 'port': port, 'user': superuser})
+    if not postgres.is_connected:
+        fail(f'cannot connect to PostgreSQL at {host}:{port} as `{superuser}`; check --postgres-user and the server')
+
+    suffix = secrets.token_hex(4)
+    dbuser = f'ilmlff_{suffix}'
+    dbname = f'ilmlff_{name}_{suffix}'
+    password = secrets.token_hex(16)
+    created_user = created_db = False
+    try:
+        postgres.create_dbuser(dbuser, password, 'CREATEDB')
+        created_user = True
+        postgres.execute(f'CREATE DATABASE "{dbname}" OWNER "{dbuser}" ENCODING \'UTF8\' TEMPLATE template0')
+        created_db = True
+        config = get_config(create=True)
+        storage_config = {
+            'database_engine': 'postgresql_psycopg',
+            'database_hostname': host,
+            'database_port': port,
+            'database_name': dbname,
+            'database_username': dbuser,
+            'database_password': password,
+            'repository_uri': (_config_dir() / 'repository' / name).as_uri(),
+        }
+        create_profile(
+            config,
+            name=name,
+            email=f'{os.environ.get("USER", "aiida")}@localhost',
+            storage_backend='core.psql_dos',
+            storage_config=storage_config,
+            broker_backend=broker_backend,
+            broker_config=broker_config,
+        )
+        config.set_option('runner.poll.interval', 1, scope=name)
+        config.set_default_profile(name, overwrite=False)
+        config.store()
+    except Exception as exception:
+        if created_db:
+            postgres.drop_db(dbname)
+        if created_user:
+            postgres.drop_dbuser(dbuser)
+        fail(f'could not create the PostgreSQL profile `{name}`: {exception}')
 
 
 def _fresh_profile_names() -> list[str]:
@@ -159,9 +220,12 @@ def setup(
                 'start it or fix --postgres-host/--postgres-port'
             )
     if create and broker == 'rabbitmq':
-        reason = _reachable('127.0.0.1', 5672)
-        if reason is not None:
-            fail(f'RabbitMQ is not reachable at 127.0.0.1:5672 ({reason}); start it or use --broker zeromq')
+        from aiida.brokers.rabbitmq.defaults import detect_rabbitmq_config
+
+        try:
+            detect_rabbitmq_config()
+        except ConnectionError as exception:
+            fail(f'RabbitMQ is not reachable ({exception}); start it or use --broker zeromq')
     if create and computer_label not in (None, 'localhost'):
         fail(
             f'computer `{computer_label}` does not exist in the new profile `{profile_name}`: create the '
