@@ -19,6 +19,8 @@ Layout (format ``ilmlff.frames``, version 1); ``N`` frames, ``T`` atoms in all::
 
 Every array dataset carries a ``units`` attribute. String columns are stored as categories (unique values
 plus one code per frame), so repeated fingerprints and origins cost four bytes a frame.
+The file is written deterministically (no object timestamps, default HDF5 format version), so equal
+frames give equal bytes and an equal ``sha256`` attribute.
 """
 
 from __future__ import annotations
@@ -67,14 +69,16 @@ def _smallest_signed(values: np.ndarray) -> np.dtype:
 def write_arrays(target: t.Any, arrays: FrameArrays) -> None:
     """Write ``arrays`` to ``target`` (a path or a writable binary file object) in the layout above."""
     string_dtype = h5py.string_dtype('utf-8')
-    with h5py.File(target, 'w', libver='latest') as h5:
+    with h5py.File(target, 'w') as h5:
         h5.attrs['format'] = FORMAT
         h5.attrs['version'] = VERSION
         h5.attrs['n_frames'] = arrays.n_frames
         h5.attrs['n_atoms_total'] = int(arrays.offsets[-1])
 
         def put(name: str, value: np.ndarray, dtype: t.Any = None) -> None:
-            dataset = h5.create_dataset(name, data=value if dtype is None else value.astype(dtype, copy=False))
+            dataset = h5.create_dataset(
+                name, data=value if dtype is None else value.astype(dtype, copy=False), track_times=False
+            )
             dataset.attrs['units'] = UNITS[name]
 
         put('offsets', arrays.offsets, np.int64)
@@ -89,15 +93,17 @@ def write_arrays(target: t.Any, arrays: FrameArrays) -> None:
             put(name, value, _smallest_signed(value) if name == 'mol_id' else np.float64)
         masks = h5.create_group('masks')
         for name in MASKED:
-            masks.create_dataset(name, data=arrays.mask(name))
+            masks.create_dataset(name, data=arrays.mask(name), track_times=False)
         meta = h5.create_group('meta')
-        meta.create_dataset('iteration', data=arrays.iteration.astype(np.int64))
-        meta.create_dataset('temperature', data=arrays.temperature.astype(np.float64)).attrs['units'] = 'K'
+        meta.create_dataset('iteration', data=arrays.iteration.astype(np.int64), track_times=False)
+        meta.create_dataset('temperature', data=arrays.temperature.astype(np.float64), track_times=False).attrs[
+            'units'
+        ] = 'K'
         for name in CATEGORICAL:
             values, codes = np.unique(np.asarray(getattr(arrays, name), dtype=str), return_inverse=True)
             group = meta.create_group(name)
-            group.create_dataset('values', data=values.astype(object), dtype=string_dtype)
-            group.create_dataset('codes', data=codes.astype(np.int32))
+            group.create_dataset('values', data=values.astype(object), dtype=string_dtype, track_times=False)
+            group.create_dataset('codes', data=codes.astype(np.int32), track_times=False)
 
 
 def _check(h5: h5py.File) -> None:

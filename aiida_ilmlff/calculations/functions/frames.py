@@ -1,0 +1,139 @@
+"""Calcfunctions on frame sets: merge, split into train/valid/test, select (cheap, so in the provenance graph).
+
+Each returns new ``FramesData`` nodes linked to its inputs. Errors are raised as ``ValueError`` with the
+reason and the fix; the calcfunction node is then marked excepted and nothing is returned.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import numpy as np
+from aiida import orm
+from aiida.engine import calcfunction
+
+from aiida_ilmlff.data.frame_arrays import FrameArrays
+from aiida_ilmlff.data.frames import FramesData
+
+__all__ = ('SPLIT_NAMES', 'merge_frames', 'select_frames', 'split_counts', 'split_frames', 'split_indices')
+
+#: Output names of :func:`split_frames`, in order.
+SPLIT_NAMES = ('train', 'valid', 'test')
+
+
+def split_counts(n_frames: int, fractions: t.Sequence[float]) -> list[int]:
+    """Frames per split for ``n_frames`` (largest-remainder rounding, ties to the earlier split).
+
+    :raises ValueError: if ``fractions`` are not 2 or 3 positive numbers summing to 1, or a split would be
+        empty.
+    """
+    fractions = [float(f) for f in fractions]
+    if len(fractions) not in (2, 3):
+        raise ValueError(f'fractions must be 2 (train, valid) or 3 (train, valid, test) numbers, got {fractions}')
+    if any(not np.isfinite(f) or f <= 0 for f in fractions):
+        raise ValueError(f'fractions must be positive, got {fractions}')
+    if abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f'fractions must sum to 1, got {fractions} (sum {sum(fractions)})')
+    raw = np.asarray(fractions) * n_frames
+    counts = np.floor(raw).astype(int)
+    remainder = raw - counts
+    for index in sorted(range(len(fractions)), key=lambda k: (-remainder[k], k))[: n_frames - int(counts.sum())]:
+        counts[index] += 1
+    empty = [SPLIT_NAMES[k] for k, count in enumerate(counts) if count == 0]
+    if empty:
+        raise ValueError(
+            f'split {empty} would be empty: {n_frames} frames with fractions {fractions}; '
+            'add frames, raise those fractions or use two splits'
+        )
+    return counts.tolist()
+
+
+def split_indices(
+    origins: t.Sequence[str], fractions: t.Sequence[float], seed: int, stratify: bool = False
+) -> list[np.ndarray]:
+    """Split frame indices ``0..N-1`` into ``len(fractions)`` sorted index arrays, deterministically by ``seed``.
+
+    Without ``stratify`` the frames are shuffled and cut. With ``stratify`` each origin group is shuffled and
+    its frames spread evenly over ``(0, 1)``; cutting the frames ordered by that position gives every split
+    about the same origin mix as the whole set, while the split sizes stay exactly those of
+    :func:`split_counts`.
+
+    :raises ValueError: as :func:`split_counts`, or for a negative seed.
+    """
+    if int(seed) < 0:
+        raise ValueError(f'seed must be >= 0, got {seed}')
+    origins = np.asarray(origins, dtype=str)
+    counts = split_counts(len(origins), fractions)
+    rng = np.random.default_rng(int(seed))
+    if stratify:
+        position = np.empty(len(origins))
+        for origin in sorted(set(origins.tolist())):
+            members = np.flatnonzero(origins == origin)
+            position[members[rng.permutation(len(members))]] = (np.arange(len(members)) + 0.5) / len(members)
+        order = np.lexsort((rng.random(len(origins)), position))
+    else:
+        order = rng.permutation(len(origins))
+    return [np.sort(part) for part in np.split(order, np.cumsum(counts)[:-1])]
+
+
+@calcfunction
+def merge_frames(allow_mixed_level_of_theory: orm.Bool | None = None, **frames: FramesData) -> FramesData:
+    """Concatenate frame sets, keeping every frame's origin and metadata.
+
+    :param frames: ``FramesData`` nodes, merged in the sorted order of their keyword names.
+    :param allow_mixed_level_of_theory: ``Bool(True)`` to accept labels from different levels of theory
+        (frames without labels, fingerprint '', never count as a different level).
+    :returns: the merged ``FramesData``.
+    :raises ValueError: if no frame set is given, or if the labelled frames carry more than one
+        level-of-theory fingerprint (the message lists them) and mixing is not allowed.
+    :raises TypeError: if an input is not a ``FramesData``.
+    """
+    if not frames:
+        raise ValueError('merge_frames needs at least one FramesData keyword argument')
+    for name, node in frames.items():
+        if not isinstance(node, FramesData):
+            raise TypeError(f'input `{name}` is a {type(node).__name__}, not a FramesData')
+    names = sorted(frames)
+    fingerprints = sorted({lot for name in names for lot in frames[name].base.attributes.get('level_of_theory')})
+    allow = bool(allow_mixed_level_of_theory.value) if allow_mixed_level_of_theory is not None else False
+    if len(fingerprints) > 1 and not allow:
+        by_input = {name: frames[name].base.attributes.get('level_of_theory') for name in names}
+        raise ValueError(
+            f'refusing to merge labels from {len(fingerprints)} levels of theory {fingerprints} '
+            f'(per input: {by_input}); relabel the frames, or pass allow_mixed_level_of_theory=Bool(True)'
+        )
+    merged = FrameArrays.concatenate([frames[name].get_arrays() for name in names])
+    return FramesData._from_frame_arrays(merged)
+
+
+@calcfunction
+def split_frames(
+    frames: FramesData, fractions: orm.List, seed: orm.Int, stratify: orm.Bool | None = None
+) -> dict[str, FramesData]:
+    """Split a frame set into ``train``, ``valid`` and (with three fractions) ``test``.
+
+    :param fractions: ``List`` of 2 or 3 positive fractions summing to 1 (train, valid[, test]).
+    :param seed: ``Int`` seed; the same seed gives the same split.
+    :param stratify: ``Bool(True)`` to keep the origin mix (EQ/nEQ/AL/import) the same in every split.
+    :returns: ``{'train': FramesData, 'valid': FramesData[, 'test': FramesData]}``, frames in their original
+        order.
+    :raises ValueError: for invalid fractions, or a split that would be empty.
+    """
+    do_stratify = bool(stratify.value) if stratify is not None else False
+    parts = split_indices(frames.origins, fractions.get_list(), seed.value, do_stratify)
+    arrays = frames.get_arrays()
+    return {name: FramesData._from_frame_arrays(arrays.select(index)) for name, index in zip(SPLIT_NAMES, parts)}
+
+
+@calcfunction
+def select_frames(frames: FramesData, indices: orm.List) -> FramesData:
+    """The frames ``indices`` (a ``List`` of ints, negative allowed) of ``frames``, in that order.
+
+    :raises IndexError: for an index out of range. :raises ValueError: for an empty list or non-integers.
+    """
+    values = indices.get_list()
+    if not values:
+        raise ValueError('indices is empty: a frame set needs at least one frame')
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ValueError(f'indices must be integers, got {values[:10]}')
+    return FramesData._from_frame_arrays(frames.get_arrays().select(np.asarray(values, dtype=np.int64)))
