@@ -198,7 +198,7 @@ class MLFFModelData(orm.SinglefileData):
         return self.base.attributes.get('architecture')
 
     @property
-    def backend(self) -> str:
+    def model_backend(self) -> str:
         """``torch`` or ``tensorflow``."""
         return self.base.attributes.get('backend')
 
