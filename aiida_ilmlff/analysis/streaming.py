@@ -1,0 +1,389 @@
+"""Analyses of trajectory files that stream frames in chunks (memory bounded by one chunk).
+
+Each function opens an ilmlff HDF5 trajectory (:mod:`.trajectory`), reads it chunk by chunk and
+keeps only what the analysis needs for the whole run: molecular centres of mass (T x n_mol x 3) for
+the MSD, a histogram for the RDF, a (T x n_li x n_anion) boolean contact series for the Li+
+environment, a (T x n_tfsi) dihedral series for the conformers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ._common import AnalysisResult
+from .conformers import ConformerFractions, classify_cis_trans, tfsi_dihedral_atoms, tfsi_dihedrals
+from .density import TimeSeriesStatistics, density, timeseries_statistics
+from .geometry import check_unwrapped, perpendicular_widths
+from .lithium import ClusterDistribution, cluster_size_distribution, li_anion_contacts
+from .molecules import center_of_mass_matrix
+from .msd import DiffusionResult, diffusion_coefficient, msd
+from .rdf import RDFAccumulator, RDFResult, first_minimum
+from .residence import ResidenceTime, residence_correlation, residence_time
+from .trajectory import TrajectoryReader
+
+__all__ = (
+    'LiEnvironment',
+    'TrajectoryMSD',
+    'conformers_from_trajectory',
+    'density_from_trajectory',
+    'li_environment_from_trajectory',
+    'msd_from_trajectory',
+    'rdf_from_trajectory',
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrajectoryMSD(AnalysisResult):
+    """Centre-of-mass MSDs of groups of molecules.
+
+    Attributes:
+        lag_fs: (T,) lag times in fs.
+        timestep_fs: time between analysed frames in fs.
+        msd: ``{group: (T,) MSD in Å^2}`` averaged over the group's molecules.
+        msd_per_molecule: ``{group: (T, n) MSD in Å^2}`` of each molecule (for error estimates).
+        molecules: ``{group: (n,) molecule ids}``.
+        drift_removed: whether the system's centre-of-mass motion was subtracted.
+    """
+
+    lag_fs: np.ndarray
+    timestep_fs: float
+    msd: dict[str, np.ndarray]
+    msd_per_molecule: dict[str, np.ndarray]
+    molecules: dict[str, np.ndarray]
+    drift_removed: bool
+
+    def diffusion(self, group: str, window: tuple[float, float] | None = None, **kwargs) -> DiffusionResult:
+        """D of a group (:func:`~aiida_ilmlff.analysis.diffusion_coefficient`), error from the molecules."""
+        return diffusion_coefficient(self.msd_per_molecule[group], self.timestep_fs, window, **kwargs)
+
+
+def _normalise_groups(groups) -> dict[str, object]:
+    if isinstance(groups, str):
+        return {groups: groups}
+    if isinstance(groups, Mapping):
+        return {str(name): selection for name, selection in groups.items()}
+    if isinstance(groups, Sequence) and all(isinstance(name, str) for name in groups):
+        return {name: name for name in groups}
+    raise ValueError(
+        'groups must be a species name, a list of species names, or {label: species or molecule ids}'
+    )
+
+
+def msd_from_trajectory(
+    path,
+    groups,
+    *,
+    chunk_size: int | None = None,
+    start: int = 0,
+    stop: int | None = None,
+    stride: int = 1,
+    remove_drift: bool = False,
+) -> TrajectoryMSD:
+    """MSD of molecular centres of mass, streaming the trajectory.
+
+    Reads the positions chunk by chunk, keeps the centres of mass of the selected molecules
+    (``T x n_mol x 3`` float64) and computes the FFT MSD (:func:`~aiida_ilmlff.analysis.msd`) of
+    each group. Consecutive frames are checked for wrapped coordinates (jumps > half a cell vector).
+
+    :param path: ilmlff HDF5 trajectory.
+    :param groups: a species name (``'TFSI'``), a list of them, or ``{label: species name or molecule ids}``.
+    :param chunk_size: frames per read (default about 64 MiB of positions).
+    :param start, stop, stride: frames analysed; they must be evenly spaced in time.
+    :param remove_drift: subtract the centre-of-mass motion of the whole system from every frame.
+    :returns: :class:`TrajectoryMSD`.
+    :raises WrappedCoordinatesError: wrapped coordinates without image flags.
+    :raises ValueError: a species absent from the trajectory, uneven timesteps, fewer than 2 frames.
+    """
+    groups = _normalise_groups(groups)
+    with TrajectoryReader(path) as reader:
+        reader.require_unwrapped()
+        selected = {name: reader.select_molecules(selection) for name, selection in groups.items()}
+        all_ids = np.concatenate(list(selected.values()))
+        weights = center_of_mass_matrix(reader.mol_id, reader.masses, all_ids)
+        window = reader._slice(start, stop, stride)
+        n_frames = len(range(window.start, window.stop, window.step))
+        if n_frames < 2:
+            raise ValueError('the MSD needs at least 2 frames')
+        timestep = reader.timestep_fs(window.step, window.start, window.stop)
+        centres = np.empty((n_frames, len(all_ids), 3))
+        drift = np.zeros((n_frames, 3)) if remove_drift else None
+        mass_fraction = reader.masses / reader.masses.sum()
+        previous = None
+        offset = 0
+        for chunk in reader.iter_chunks(chunk_size, window.step, window.start, window.stop):
+            positions = chunk.positions
+            check_unwrapped(positions, chunk.cell, previous, first_frame=int(chunk.indices[0]))
+            previous = positions[-1]
+            n = len(positions)
+            flat = positions.transpose(1, 0, 2).reshape(reader.n_atoms, n * 3)
+            centres[offset : offset + n] = (weights @ flat).reshape(len(all_ids), n, 3).transpose(1, 0, 2)
+            if remove_drift:
+                drift[offset : offset + n] = np.einsum('n,tnd->td', mass_fraction, positions)
+            offset += n
+            del positions, flat, chunk
+    if remove_drift:
+        centres -= drift[:, None, :]
+    per_molecule, mean = {}, {}
+    first = 0
+    for name, ids in selected.items():
+        block = centres[:, first : first + len(ids)]
+        first += len(ids)
+        per_molecule[name] = msd(block, per_particle=True)
+        mean[name] = per_molecule[name].mean(axis=1)
+    return TrajectoryMSD(
+        lag_fs=np.arange(n_frames) * timestep,
+        timestep_fs=timestep,
+        msd=mean,
+        msd_per_molecule=per_molecule,
+        molecules=selected,
+        drift_removed=bool(remove_drift),
+    )
+
+
+def _is_com(selection) -> bool:
+    return isinstance(selection, str) and selection.endswith(':com')
+
+
+def _selection_positions(reader: TrajectoryReader, selection):
+    """(extractor, mol ids) for an atom selection or a ``'SPECIES:com'`` centre-of-mass selection."""
+    if _is_com(selection):
+        molecules = reader.select_molecules(selection[: -len(':com')])
+        weights = center_of_mass_matrix(reader.mol_id, reader.masses, molecules)
+
+        def extract(frame):
+            return weights @ frame
+
+        return extract, molecules, True
+    atoms = reader.select_atoms(selection)
+
+    def extract_atoms(frame):
+        return frame[atoms]
+
+    return extract_atoms, reader.mol_id[atoms], False
+
+
+def _max_r(reader: TrajectoryReader, window: slice) -> float:
+    return float(0.5 * perpendicular_widths(reader.cells(window.start, window.stop, window.step)).min())
+
+
+def rdf_from_trajectory(
+    path,
+    a,
+    b=None,
+    r_max: float | None = None,
+    n_bins: int = 200,
+    *,
+    exclude_intramolecular: bool = False,
+    chunk_size: int | None = None,
+    start: int = 0,
+    stop: int | None = None,
+    stride: int = 1,
+) -> RDFResult:
+    """Radial distribution function between two selections of a trajectory, streaming the frames.
+
+    :param path: ilmlff HDF5 trajectory.
+    :param a, b: selections (see :meth:`TrajectoryReader.select_atoms`: ``'Li'``, ``'TFSI:O'``, index
+        arrays) or molecular centres of mass ``'PYR14:com'``; ``b=None`` (or equal to a) for a with itself.
+    :param r_max: largest distance in Å (default: half the smallest perpendicular width of all cells).
+    :param n_bins: number of bins.
+    :param exclude_intramolecular: drop pairs of atoms in the same molecule (and from the normalisation).
+    :returns: :class:`~aiida_ilmlff.analysis.rdf.RDFResult`.
+    :raises ValueError: an absent species/element, ``r_max`` too large for a cell.
+    :raises WrappedCoordinatesError: centres of mass requested from wrapped coordinates.
+    """
+    with TrajectoryReader(path) as reader:
+        window = reader._slice(start, stop, stride)
+        if len(range(window.start, window.stop, window.step)) == 0:
+            raise ValueError('no frame selected')
+        same = b is None or (isinstance(a, str) and isinstance(b, str) and a == b)
+        if not same and not isinstance(a, str) and not isinstance(b, str):
+            same = np.array_equal(np.asarray(a), np.asarray(b))
+        extract_a, mol_a, com_a = _selection_positions(reader, a)
+        extract_b, mol_b, com_b = (extract_a, mol_a, com_a) if same else _selection_positions(reader, b)
+        if com_a or com_b:
+            reader.require_unwrapped()
+        r_max = _max_r(reader, window) if r_max is None else float(r_max)
+        accumulator = RDFAccumulator(
+            r_max,
+            n_bins,
+            same=same,
+            mol_id_a=mol_a if exclude_intramolecular else None,
+            mol_id_b=None if same or not exclude_intramolecular else mol_b,
+        )
+        previous = None
+        for chunk in reader.iter_chunks(chunk_size, window.step, window.start, window.stop):
+            if com_a or com_b:
+                check_unwrapped(chunk.positions, chunk.cell, previous, first_frame=int(chunk.indices[0]))
+                previous = chunk.positions[-1]
+            for frame, cell in zip(chunk.positions, chunk.cell):
+                accumulator.add_frame(extract_a(frame), None if same else extract_b(frame), cell)
+    return accumulator.result()
+
+
+@dataclasses.dataclass(frozen=True)
+class LiEnvironment(AnalysisResult):
+    """Li+ solvation by anions over a trajectory.
+
+    Attributes:
+        r_cut: Li-ligand cut-off in Å; r_cut_from_rdf: whether it is the RDF's first minimum.
+        rdf: the Li-ligand RDF used for the cut-off (None if ``r_cut`` was given).
+        ligand_cn: mean number of ligand atoms within r_cut of a Li.
+        anion_cn: mean number of distinct anions bound to a Li.
+        anion_cn_distribution: (K,) fraction of Li bound to 0, 1, ... K-1 anions.
+        clusters: cluster-size statistics (:class:`ClusterDistribution`).
+        lag_fs: (T,) lags of the correlation functions in fs.
+        continuous, intermittent: (T,) residence correlation functions of Li-anion contacts.
+        lifetime_continuous, lifetime_intermittent: their lifetimes (integral, :func:`residence_time`).
+    """
+
+    r_cut: float
+    r_cut_from_rdf: bool
+    rdf: RDFResult | None
+    ligand_cn: float
+    anion_cn: float
+    anion_cn_distribution: np.ndarray
+    clusters: ClusterDistribution
+    lag_fs: np.ndarray
+    continuous: np.ndarray
+    intermittent: np.ndarray
+    lifetime_continuous: ResidenceTime | None
+    lifetime_intermittent: ResidenceTime | None
+
+
+def li_environment_from_trajectory(
+    path,
+    li='Li',
+    ligand='TFSI:O',
+    r_cut: float | None = None,
+    *,
+    rdf_r_max: float | None = 6.0,
+    n_bins: int = 240,
+    tolerance: int = 0,
+    chunk_size: int | None = None,
+    start: int = 0,
+    stop: int | None = None,
+    stride: int = 1,
+) -> LiEnvironment:
+    """Li+ coordination, Li-anion clusters and contact lifetimes over a trajectory.
+
+    An anion is bound to a Li when any of its ligand atoms (``'TFSI:O'``, ``'BF4:F'``) is within
+    ``r_cut``; by default ``r_cut`` is the first minimum (:func:`~aiida_ilmlff.analysis.first_minimum`)
+    of the Li-ligand g(r) computed first up to ``rdf_r_max`` (capped at half the cell width).
+    Clusters are connected components of the Li-anion graph (:func:`~aiida_ilmlff.analysis.li_clusters`);
+    the residence functions and lifetimes follow :mod:`~aiida_ilmlff.analysis.residence`. The
+    lifetimes are None when a correlation function cannot be integrated (too short a run).
+
+    :raises ValueError: an absent species/element; frames not evenly spaced.
+    """
+    r_cut_from_rdf = r_cut is None
+    rdf_result = None
+    if r_cut is None:
+        with TrajectoryReader(path) as reader:
+            limit = _max_r(reader, reader._slice(start, stop, stride))
+        rdf_result = rdf_from_trajectory(
+            path,
+            li,
+            ligand,
+            min(rdf_r_max or limit, limit),
+            n_bins,
+            chunk_size=chunk_size,
+            start=start,
+            stop=stop,
+            stride=stride,
+        )
+        r_cut = first_minimum(rdf_result.r, rdf_result.g)
+    with TrajectoryReader(path) as reader:
+        li_atoms = reader.select_atoms(li)
+        ligand_atoms = reader.select_atoms(ligand)
+        ligand_mol = reader.mol_id[ligand_atoms]
+        anion_ids = np.unique(ligand_mol)
+        window = reader._slice(start, stop, stride)
+        n_frames = len(range(window.start, window.stop, window.step))
+        timestep = reader.timestep_fs(window.step, window.start, window.stop) if n_frames > 1 else 0.0
+        bound = np.zeros((n_frames, len(li_atoms), len(anion_ids)), dtype=bool)
+        ligand_total = 0
+        t = 0
+        for chunk in reader.iter_chunks(chunk_size, window.step, window.start, window.stop):
+            for frame, cell in zip(chunk.positions, chunk.cell):
+                contacts = li_anion_contacts(
+                    frame[li_atoms], frame[ligand_atoms], ligand_mol, cell, r_cut, anion_ids
+                )
+                bound[t] = contacts.bound
+                ligand_total += int(contacts.ligand_counts.sum())
+                t += 1
+    anion_counts = bound.sum(axis=2).ravel()
+    distribution = np.bincount(anion_counts) / anion_counts.size
+    continuous = intermittent = np.zeros(n_frames)
+    lifetime_c = lifetime_i = None
+    if bound.any() and n_frames >= 2:
+        continuous = residence_correlation(bound, 'continuous', tolerance=tolerance)
+        intermittent = residence_correlation(bound, 'intermittent')
+        if n_frames >= 3:
+            try:
+                lifetime_c = residence_time(continuous, timestep)
+            except ValueError:
+                lifetime_c = None
+            try:
+                lifetime_i = residence_time(intermittent, timestep)
+            except ValueError:
+                lifetime_i = None
+    return LiEnvironment(
+        r_cut=float(r_cut),
+        r_cut_from_rdf=r_cut_from_rdf,
+        rdf=rdf_result,
+        ligand_cn=ligand_total / (n_frames * len(li_atoms)),
+        anion_cn=float(anion_counts.mean()),
+        anion_cn_distribution=distribution,
+        clusters=cluster_size_distribution(bound),
+        lag_fs=np.arange(n_frames) * timestep,
+        continuous=continuous,
+        intermittent=intermittent,
+        lifetime_continuous=lifetime_c,
+        lifetime_intermittent=lifetime_i,
+    )
+
+
+def conformers_from_trajectory(
+    path,
+    species: str = 'TFSI',
+    *,
+    cis_cut_deg: float = 90.0,
+    chunk_size: int | None = None,
+    start: int = 0,
+    stop: int | None = None,
+    stride: int = 1,
+) -> tuple[np.ndarray, ConformerFractions]:
+    """Cis/trans populations of the C-S...S-C dihedral of every molecule of ``species`` over time.
+
+    :returns: ``(time_fs, fractions)``: (T,) times and :class:`~aiida_ilmlff.analysis.ConformerFractions`.
+    :raises ValueError: the species is absent, or its molecules lack two S and two C atoms.
+    """
+    with TrajectoryReader(path) as reader:
+        molecules = reader.select_molecules(species)
+        window = reader._slice(start, stop, stride)
+        first = reader[window.start]
+        atoms = tfsi_dihedral_atoms(reader.numbers, reader.mol_id, first.positions, first.cell, molecules)
+        angles = [
+            tfsi_dihedrals(chunk.positions, atoms, chunk.cell)
+            for chunk in reader.iter_chunks(chunk_size, window.step, window.start, window.stop)
+        ]
+        times = reader.time[window]
+    return times, classify_cis_trans(np.concatenate(angles), cis_cut_deg)
+
+
+def density_from_trajectory(
+    path, *, start: int = 0, stop: int | None = None, stride: int = 1, equilibration='detect'
+) -> tuple[np.ndarray, np.ndarray, TimeSeriesStatistics]:
+    """Density series of a trajectory (reads only the cells) and its statistics.
+
+    :returns: ``(time_fs, density_g_cm3, statistics)`` with the (T,) series and
+        :func:`~aiida_ilmlff.analysis.timeseries_statistics` of it.
+    """
+    with TrajectoryReader(path) as reader:
+        window = reader._slice(start, stop, stride)
+        series = np.atleast_1d(density(reader.masses, reader.volumes(window.start, window.stop, window.step)))
+        times = reader.time[window]
+    return times, series, timeseries_statistics(series, times, equilibration=equilibration)
