@@ -75,9 +75,10 @@ class FramesData(orm.Data):
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def _from_frame_arrays(cls, arrays: FrameArrays, **kwargs: t.Any) -> FramesData:
-        """Write ``arrays`` into a new unstored node (validated first)."""
-        arrays.validate()
+    def _from_frame_arrays(cls, arrays: FrameArrays, *, validate: bool = True, **kwargs: t.Any) -> FramesData:
+        """Write ``arrays`` into a new unstored node (validated first, unless fresh from ``FrameArrays.build``)."""
+        if validate:
+            arrays.validate()
         node = cls(**kwargs)
         with tempfile.TemporaryDirectory(prefix='ilmlff-frames-') as tmpdir:
             path = pathlib.Path(tmpdir) / cls.FILENAME
@@ -149,7 +150,7 @@ class FramesData(orm.Data):
             level_of_theory=level_of_theory,
             molecules=molecules,
         )
-        return cls._from_frame_arrays(arrays, **kwargs)
+        return cls._from_frame_arrays(arrays, validate=False, **kwargs)
 
     @classmethod
     def from_ase(
@@ -186,7 +187,7 @@ class FramesData(orm.Data):
             'source': source,
             'level_of_theory': level_of_theory,
         }
-        return cls._from_frame_arrays(FrameArrays.from_ase(images, **overrides), **kwargs)
+        return cls._from_frame_arrays(FrameArrays.from_ase(images, **overrides), validate=False, **kwargs)
 
     @classmethod
     def from_structure(
@@ -236,7 +237,7 @@ class FramesData(orm.Data):
         else:
             raise ValueError(f'unknown format {fmt!r}: choose from {list(FORMATS)}')
         reader_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in reader_keys}
-        return cls._from_frame_arrays(reader(path, **reader_kwargs), **kwargs)
+        return cls._from_frame_arrays(reader(path, **reader_kwargs), validate=False, **kwargs)
 
     # ------------------------------------------------------------------ storage and validation
 
@@ -363,7 +364,7 @@ class FramesData(orm.Data):
         :raises ValueError: on shape mismatches or partially labelled frames.
         """
         arrays = self.get_arrays().with_labels(energy, forces, stress, level_of_theory=level_of_theory)
-        return type(self)._from_frame_arrays(arrays, **kwargs)
+        return type(self)._from_frame_arrays(arrays, validate=False, **kwargs)
 
     def to_ase(self) -> list[Atoms]:
         """All frames as :class:`ase.Atoms`, the exact inverse of :meth:`from_ase`.
