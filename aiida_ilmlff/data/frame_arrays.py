@@ -578,6 +578,13 @@ class FrameArrays:
             cells[i] = atoms.cell.array
             pbc[i] = atoms.pbc
             results = getattr(atoms.calc, 'results', None) or {}
+            if results and hasattr(atoms.calc, 'check_state'):
+                changed = atoms.calc.check_state(atoms)
+                if changed:
+                    raise ValueError(
+                        f'frame {i}: the calculator results are stale (the atoms changed since: {changed}); '
+                        'attach a SinglePointCalculator to the final atoms'
+                    )
             if results.get('energy') is not None:
                 energy[i] = float(results['energy'])
                 has['energy'][i] = True

@@ -213,6 +213,13 @@ def test_validation_errors(kwargs, message):
         FramesData.from_arrays(**arguments)
 
 
+def test_stale_calculator_results_are_refused(make_frame):
+    atoms = make_frame([1, 1], np.random.default_rng(1))
+    atoms.positions[0, 0] += 0.1
+    with pytest.raises(ValueError, match='stale'):
+        FramesData.from_ase([atoms])
+
+
 def test_unstorable_without_frames():
     from aiida.common.exceptions import StoringNotAllowed, ValidationError
 
