@@ -294,3 +294,15 @@ def test_perturbation_json_is_canonical():
         [1], np.zeros((2, 1, 3)), perturbation=['{"b": 1, "a": 2}', {'a': 2, 'b': 1}], origin='nEQ'
     )
     assert frames.perturbations[0] == frames.perturbations[1] == json.dumps({'a': 2, 'b': 1})
+
+
+def test_lazy_load_from_packed_repository(ase_frames):
+    """After ``verdi storage maintain`` packs the objects, arrays still load (h5py reads the pack stream)."""
+    from aiida.manage import get_manager
+
+    node = FramesData.from_ase(ase_frames).store()
+    with get_manager().get_profile_storage().get_repository()._container as container:
+        container.pack_all_loose()
+    loaded = orm.load_node(node.pk)
+    assert np.array_equal(loaded.get_positions(3), ase_frames[3].positions)
+    assert_same_frames(node.get_arrays(), loaded.get_arrays())
