@@ -1,0 +1,168 @@
+"""``ilmlff.evaluate``: one or more MLFF models on a FramesData -> energies, forces, errors, committee deviation.
+
+Runs the project's compute-node command ``ilmlff-evaluate`` (module :mod:`aiida_ilmlff.runner.evaluate`; the
+``ilmlff-runner`` code registered by ``aiida-ilmlff setup`` dispatches its ``evaluate`` sub-command there).
+The frames go to the job folder as extended XYZ, each model file is copied verbatim from its node, and an
+``evaluate.json`` lists them. The parser reads the predictions and computes, in numpy, the errors against
+the reference labels (when the frames have them), the committee force deviation and a parity plot.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import typing as t
+
+from aiida import orm
+from aiida.common import datastructures
+from aiida.engine import CalcJob
+
+from aiida_ilmlff.data import FramesData, MLFFModelData
+
+__all__ = ('EvaluateCalculation',)
+
+INPUT_FILE = 'evaluate.json'
+FRAMES_FILE = 'frames.xyz'
+OUTPUT_FILE = 'predictions.npz'
+SUMMARY_FILE = 'evaluate_summary.json'
+STDOUT = 'evaluate.out'
+STDERR = 'evaluate.err'
+
+PARAMETER_KEYS = {
+    'device': 'cpu or cuda (MACE models; DeePMD uses the device its build finds)',
+    'dtype': 'float32 or float64: precision of MACE evaluation (default: each model dtype, else float64)',
+    'plot': 'bool, default True: store a parity-plot PNG when the frames are labelled',
+}
+
+
+def validate_models(value: t.Mapping | None, _) -> str | None:
+    """Port validator: at least one model."""
+    if not value:
+        return '`models` is empty: give at least one MLFFModelData'
+    return None
+
+
+def validate_parameters(value: orm.Dict | None, _) -> str | None:
+    """Port validator: only the keys of :data:`PARAMETER_KEYS`, with valid values."""
+    if value is None:
+        return None
+    parameters = value.get_dict()
+    unknown = sorted(set(parameters) - set(PARAMETER_KEYS))
+    if unknown:
+        return f'unknown evaluate parameter(s) {unknown}; accepted: {sorted(PARAMETER_KEYS)}'
+    if parameters.get('device', 'cpu') not in ('cpu', 'cuda'):
+        return f"`device` must be 'cpu' or 'cuda', got {parameters['device']!r}"
+    if parameters.get('dtype') not in (None, 'float32', 'float64'):
+        return f"`dtype` must be 'float32' or 'float64', got {parameters['dtype']!r}"
+    if not isinstance(parameters.get('plot', True), bool):
+        return '`plot` must be a bool'
+    return None
+
+
+def validate_inputs(inputs: t.Mapping, _) -> str | None:
+    """Every element of the frames must be known to every model."""
+    frames = inputs.get('frames')
+    models = inputs.get('models') or {}
+    if frames is None:
+        return None
+    for key, model in models.items():
+        missing = sorted(set(frames.elements) - set(model.elements))
+        if missing:
+            return f'model `{key}` (elements {model.elements}) cannot evaluate the elements {missing} of `frames`'
+    return None
+
+
+class EvaluateCalculation(CalcJob):
+    """Evaluate MLFF models on frames with the compute-node runner.
+
+    Outputs: ``predictions`` (ArrayData: ``energy`` (M, N) eV, ``forces`` (M, T, 3) eV/Å, ``n_atoms`` (N,),
+    ``numbers`` (T,), and for M > 1 ``force_deviation_max`` (N,) eV/Å, the dpgen committee deviation
+    max_i sqrt(<|F_i - <F_i>|^2>) over models, and ``energy_deviation_per_atom`` (N,) eV/atom); ``metrics``
+    (Dict: errors per model and of the committee mean when labels exist, deviation summary, throughput);
+    ``parity`` (ArrayData) and ``parity_plot`` (PNG SinglefileData) when the frames are labelled.
+    """
+
+    @classmethod
+    def define(cls, spec):
+        """Define the ports of the evaluation job."""
+        super().define(spec)
+        spec.input('frames', valid_type=FramesData, help='Frames to evaluate; their labels, if any, are the reference.')
+        spec.input_namespace(
+            'models',
+            valid_type=MLFFModelData,
+            dynamic=True,
+            validator=validate_models,
+            help='The models (one, or a committee), by key; the key names the model in the outputs.',
+        )
+        spec.input(
+            'parameters',
+            valid_type=orm.Dict,
+            required=False,
+            validator=validate_parameters,
+            help='Evaluation settings: ' + '; '.join(f'`{k}`: {v}' for k, v in PARAMETER_KEYS.items()),
+        )
+        spec.inputs.validator = validate_inputs
+        spec.inputs['metadata']['options']['resources'].default = {
+            'num_machines': 1,
+            'num_mpiprocs_per_machine': 1,
+        }
+        spec.inputs['metadata']['options']['withmpi'].default = False
+        spec.inputs['metadata']['options']['parser_name'].default = 'ilmlff.evaluate'
+
+        spec.output('predictions', valid_type=orm.ArrayData, help='Per-frame energies and per-atom forces.')
+        spec.output('metrics', valid_type=orm.Dict, help='Errors, committee deviation summary and throughput.')
+        spec.output('parity', valid_type=orm.ArrayData, required=False, help='Reference vs predicted values.')
+        spec.output('parity_plot', valid_type=orm.SinglefileData, required=False, help='Parity plot (PNG).')
+        spec.default_output_node = 'metrics'
+
+        spec.exit_code(300, 'ERROR_NO_RETRIEVED_FOLDER', message='The retrieved folder is missing.')
+        spec.exit_code(
+            310, 'ERROR_MISSING_OUTPUT', message='The runner wrote no predictions: {detail}', invalidates_cache=True
+        )
+        spec.exit_code(311, 'ERROR_INCONSISTENT_OUTPUT', message='The predictions do not match the inputs: {detail}')
+        spec.exit_code(400, 'ERROR_OUT_OF_WALLTIME', message='The evaluation was stopped by the walltime limit.')
+        spec.exit_code(500, 'ERROR_NON_FINITE_PREDICTION', message='A model predicted NaN or infinite values: {detail}')
+
+    def prepare_for_submission(self, folder):
+        """Write the frames, the model list and the runner command."""
+        self.inputs.frames.export(pathlib.Path(folder.abspath) / FRAMES_FILE, 'extxyz')
+        parameters = self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}
+        folder.get_subfolder('models', create=True)
+        local_copy_list = []
+        models = []
+        for key in sorted(self.inputs.models):
+            node = self.inputs.models[key]
+            suffix = pathlib.PurePosixPath(node.filename).suffix
+            path = f'models/{key}{suffix}'
+            local_copy_list.append((node.uuid, node.filename, path))
+            models.append(
+                {
+                    'key': key,
+                    'path': path,
+                    'architecture': node.architecture,
+                    'dtype': parameters.get('dtype') or node.dtype or 'float64',
+                    'uuid': node.uuid,
+                }
+            )
+        config = {
+            'frames': FRAMES_FILE,
+            'models': models,
+            'device': parameters.get('device', 'cpu'),
+            'output': OUTPUT_FILE,
+            'summary': SUMMARY_FILE,
+        }
+        with folder.open(INPUT_FILE, 'w') as handle:
+            json.dump(config, handle, indent=1)
+
+        codeinfo = datastructures.CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = ['evaluate', INPUT_FILE]
+        codeinfo.stdout_name = STDOUT
+        codeinfo.stderr_name = STDERR
+
+        calcinfo = datastructures.CalcInfo()
+        calcinfo.codes_info = [codeinfo]
+        calcinfo.local_copy_list = local_copy_list
+        calcinfo.retrieve_list = [SUMMARY_FILE, STDOUT, STDERR]
+        calcinfo.retrieve_temporary_list = [OUTPUT_FILE]
+        return calcinfo

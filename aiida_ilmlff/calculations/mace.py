@@ -1,0 +1,330 @@
+"""``ilmlff.mace.train``: train (or fine-tune) a MACE model with ``mace_run_train`` (mace-torch 0.3.16).
+
+The job folder gets ``train.xyz``, ``valid.xyz`` (and ``test.xyz``), written from the FramesData inputs with
+the MACE keys (``REF_energy`` [eV], ``REF_forces`` [eV/Å], ``REF_stress``, ``config_type`` = origin).
+``mace_run_train`` writes the deployable ``mace.model`` (``mace_stagetwo.model`` with SWA), ``logs/`` and
+``results/``. Then ``mace_eval_configs`` (the executable beside ``mace_run_train``, same environment)
+evaluates that very model file, in the training dtype, on every split; the parser turns those predictions
+into the final errors, so the reported metrics are those of the stored model, to full precision, per element.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shlex
+import typing as t
+
+from aiida import orm
+from aiida.common import datastructures
+
+from aiida_ilmlff.calculations.training import SPLIT_FILE, BaseTrainCalculation, Option, ParameterSchema
+from aiida_ilmlff.data import MLFFModelData
+from aiida_ilmlff.workflows.protocols import ProtocolMixin
+
+__all__ = ('MaceTrainCalculation',)
+
+NAME = 'mace'
+EVAL_INPUT = 'eval_input.xyz'
+EVAL_OUTPUT = 'eval_output.xyz'
+EVAL_LOG = 'eval.log'
+FOUNDATION_FILE = 'foundation.model'
+
+_POSITIVE_INT = (int,)
+_NUMBER = (float, int)
+
+#: The keys accepted in ``parameters``; each maps onto the ``mace_run_train`` option of the same name.
+SCHEMA = ParameterSchema(
+    {
+        'model': Option((str,), 'model class', choices=('MACE', 'ScaleShiftMACE')),
+        'r_max': Option(
+            _NUMBER, 'cutoff radius [Å] (ignored when fine-tuning: the foundation model sets it)', minimum=1.0
+        ),
+        'num_channels': Option(_POSITIVE_INT, 'channels of the hidden irreps', minimum=1),
+        'max_L': Option(_POSITIVE_INT, 'highest irrep order of the messages (0 = invariant)', choices=(0, 1, 2, 3)),
+        'max_ell': Option(_POSITIVE_INT, 'highest order of the spherical harmonics', minimum=1),
+        'correlation': Option(_POSITIVE_INT, 'correlation order of the product basis', minimum=1),
+        'num_interactions': Option(_POSITIVE_INT, 'message-passing layers', minimum=1),
+        'num_radial_basis': Option(_POSITIVE_INT, 'radial basis functions', minimum=1),
+        'num_cutoff_basis': Option(_POSITIVE_INT, 'cutoff basis functions', minimum=1),
+        'radial_MLP': Option((list,), 'hidden layer widths of the radial MLP, e.g. [64, 64, 64]'),
+        'E0s': Option(
+            (dict, str),
+            "isolated-atom energies [eV] as {symbol: energy}; or 'average' (least-squares fit to the "
+            "training energies, the default, logged as a warning) or, when fine-tuning, 'foundation'",
+        ),
+        'loss': Option((str,), 'loss function', choices=('weighted', 'ef', 'forces_only', 'stress', 'huber')),
+        'energy_weight': Option(_NUMBER, 'weight of the energy term of the loss', minimum=0.0),
+        'forces_weight': Option(_NUMBER, 'weight of the forces term of the loss', minimum=0.0),
+        'stress_weight': Option(_NUMBER, 'weight of the stress term (loss stress/huber)', minimum=0.0),
+        'config_type_weights': Option((dict,), 'energy weight per config_type (origin), e.g. {"EQ": 1.0, "nEQ": 0.5}'),
+        'max_num_epochs': Option(_POSITIVE_INT, 'number of epochs', minimum=1),
+        'patience': Option(_POSITIVE_INT, 'epochs without validation improvement before stopping', minimum=1),
+        'batch_size': Option(_POSITIVE_INT, 'training batch size [frames]', minimum=1),
+        'valid_batch_size': Option(_POSITIVE_INT, 'evaluation batch size [frames]', minimum=1),
+        'lr': Option(_NUMBER, 'learning rate', minimum=0.0),
+        'weight_decay': Option(_NUMBER, 'weight decay', minimum=0.0),
+        'scheduler_patience': Option(_POSITIVE_INT, 'plateau scheduler patience [epochs]', minimum=0),
+        'lr_factor': Option(_NUMBER, 'plateau scheduler factor', minimum=0.0),
+        'clip_grad': Option(_NUMBER, 'gradient clipping norm', minimum=0.0),
+        'ema': Option((bool,), 'exponential moving average of the weights (the saved model uses it)'),
+        'ema_decay': Option(_NUMBER, 'EMA decay', minimum=0.0),
+        'swa': Option((bool,), 'stage two (SWA): re-weighted loss from epoch start_swa; saves mace_stagetwo.model'),
+        'start_swa': Option(_POSITIVE_INT, 'first stage-two epoch', minimum=0),
+        'swa_lr': Option(_NUMBER, 'stage-two learning rate', minimum=0.0),
+        'swa_energy_weight': Option(_NUMBER, 'stage-two energy weight', minimum=0.0),
+        'swa_forces_weight': Option(_NUMBER, 'stage-two forces weight', minimum=0.0),
+        'eval_interval': Option(_POSITIVE_INT, 'validate every n epochs', minimum=1),
+        'default_dtype': Option(
+            (str,), 'floating-point precision of training and of the model', choices=('float32', 'float64')
+        ),
+        'seed': Option((int,), 'random seed (initialisation, shuffling, the valid_fraction split)', minimum=0),
+        'device': Option((str,), 'device to train on', choices=('cpu', 'cuda')),
+    }
+)
+
+#: Options always given to mace_run_train, never taken from ``parameters``.
+FIXED_OPTIONS = {
+    'name': NAME,
+    'work_dir': '.',
+    'energy_key': 'REF_energy',
+    'forces_key': 'REF_forces',
+    'stress_key': 'REF_stress',
+    'error_table': 'PerAtomRMSE',
+}
+_FLAGS = ('ema', 'swa')
+
+
+class MaceTrainCalculation(ProtocolMixin, BaseTrainCalculation):
+    """Train a MACE model with ``mace_run_train``; optional fine-tuning of a ``foundation_model``.
+
+    Outputs: ``model`` (MLFFModelData: architecture ``mace``, backend ``torch``, elements, r_cut [Å], dtype,
+    sha256, seed), ``metrics`` (Dict of errors per split in meV/atom and meV/Å, per element, plus MACE's own
+    table), ``learning_curve`` (ArrayData per epoch). Exit codes: see :class:`BaseTrainCalculation` and
+    docs/training.md.
+    """
+
+    SCHEMA = SCHEMA
+    _protocol_file = 'train/mace.yaml'
+
+    @classmethod
+    def define(cls, spec):
+        """Define the ports of the MACE training job."""
+        super().define(spec)
+        spec.input(
+            'foundation_model',
+            valid_type=MLFFModelData,
+            required=False,
+            help='A MACE model to fine-tune (a user-supplied foundation model such as MACE-MP-0, or any MACE '
+            'model): passed as `--foundation_model`, with `--multiheads_finetuning=False` (plain fine-tune). '
+            'Its elements must cover every element of the frames; it fixes r_max and the architecture.',
+        )
+        spec.input(
+            'settings',
+            valid_type=orm.Dict,
+            required=False,
+            help='Execution settings: `eval_executable` (path of `mace_eval_configs` on the computer; default: '
+            'the one beside the training executable).',
+        )
+        spec.inputs['metadata']['options']['parser_name'].default = 'ilmlff.mace.train'
+        spec.output('model', valid_type=MLFFModelData, help='The trained, deployable MACE model.')
+
+    @classmethod
+    def validate_extra(cls, inputs: t.Mapping) -> str | None:
+        """Foundation-model and E0s checks that need several ports."""
+        parameters = inputs['parameters'].get_dict()
+        elements = set(inputs['train'].elements)
+        for port in ('valid', 'test'):
+            if port in inputs:
+                elements |= set(inputs[port].elements)
+        foundation = inputs.get('foundation_model')
+        if foundation is not None:
+            if foundation.architecture != 'mace':
+                return f'`foundation_model` must be a MACE model, got architecture `{foundation.architecture}`'
+            missing = sorted(elements - set(foundation.elements))
+            if missing:
+                return (
+                    f'elements {missing} of the frames are missing from `foundation_model` (it covers '
+                    f'{foundation.elements}): fine-tune a model that knows them, or train from scratch'
+                )
+        e0s = parameters.get('E0s')
+        if isinstance(e0s, dict):
+            missing = sorted(elements - set(e0s))
+            if missing:
+                return f'`E0s` lacks isolated-atom energies for {missing}: give one per element of the frames'
+        elif isinstance(e0s, str) and e0s not in ('average', 'foundation'):
+            return f"`E0s` must be a {{symbol: energy}} dict, 'average' or 'foundation', got {e0s!r}"
+        elif e0s == 'foundation' and foundation is None:
+            return "`E0s`='foundation' needs a `foundation_model`"
+        if parameters.get('loss') == 'stress':
+            for port in ('train', 'valid'):
+                frames = inputs.get(port)
+                if frames is not None and frames.base.attributes.get('n_stress', 0) != frames.n_frames:
+                    return f'loss `stress` needs a stress label on every frame of `{port}`'
+        return None
+
+    # ------------------------------------------------------------------ submission
+
+    def model_filename(self) -> str:
+        """The deployable model file: ``mace_stagetwo.model`` with SWA, else ``mace.model``."""
+        return f'{NAME}_stagetwo.model' if self.inputs.parameters.get_dict().get('swa') else f'{NAME}.model'
+
+    def _e0s_argument(self, e0s: t.Any) -> str:
+        from ase.data import atomic_numbers
+
+        if isinstance(e0s, dict):
+            return json.dumps({atomic_numbers[symbol]: float(energy) for symbol, energy in e0s.items()})
+        if e0s is None or e0s == 'average':
+            self.logger.warning(
+                'no isolated-atom energies (`E0s`) given: MACE fits average atomic energies to the training '
+                "set ('average'); give `E0s` computed at the labelling level of theory for transferable models"
+            )
+            return 'average'
+        return str(e0s)
+
+    def build_cmdline(self, splits: t.Mapping) -> list[str]:
+        """The ``mace_run_train`` arguments (``--key=value``) for this job."""
+        parameters = dict(self.inputs.parameters.get_dict())
+        options: dict[str, t.Any] = dict(FIXED_OPTIONS)
+        options['seed'] = self.get_seed()
+        options['device'] = parameters.pop('device', 'cpu')
+        options['default_dtype'] = parameters.pop('default_dtype', 'float64')
+        options['train_file'] = 'train.xyz'
+        options['valid_file'] = 'valid.xyz'
+        if 'test' in splits:
+            options['test_file'] = 'test.xyz'
+        options['E0s'] = self._e0s_argument(parameters.pop('E0s', None))
+        parameters.pop('seed', None)
+        if 'foundation_model' in self.inputs:
+            options['foundation_model'] = FOUNDATION_FILE
+            options['multiheads_finetuning'] = 'False'
+        for key, value in parameters.items():
+            if key in _FLAGS:
+                continue
+            options[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
+        arguments = [f'--{key}={value}' for key, value in options.items()]
+        arguments += [f'--{flag}' for flag in _FLAGS if parameters.get(flag)]
+        arguments.append('--save_cpu')
+        if 'parent_folder' in self.inputs:
+            arguments.append('--restart_latest')
+        return arguments
+
+    def _eval_executable(self) -> str:
+        settings = self.inputs.settings.get_dict() if 'settings' in self.inputs else {}
+        if 'eval_executable' in settings:
+            return str(settings['eval_executable'])
+        code = self.inputs.code
+        if isinstance(code, orm.InstalledCode):
+            return str(pathlib.PurePosixPath(code.filepath_executable).parent / 'mace_eval_configs')
+        return 'mace_eval_configs'
+
+    def prepare_for_submission(self, folder):
+        """Write the split files, the evaluation input and the command lines."""
+        splits, record = self.get_splits()
+        for name, frames in splits.items():
+            frames.export(pathlib.Path(folder.abspath) / f'{name}.xyz', 'extxyz')
+        # One evaluation input, the splits in a fixed order (train, valid, test): the parser slices by count.
+        with folder.open(EVAL_INPUT, 'w') as handle:
+            for name in ('train', 'valid', 'test'):
+                if name in splits:
+                    handle.write(pathlib.Path(folder.abspath, f'{name}.xyz').read_text())
+        record['order'] = [name for name in ('train', 'valid', 'test') if name in splits]
+        record['elements'] = self.elements_of(splits)
+        record['model_file'] = self.model_filename()
+        with folder.open(SPLIT_FILE, 'w') as handle:
+            handle.write(self.split_json(record))
+
+        parameters = self.inputs.parameters.get_dict()
+        codeinfo = datastructures.CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = self.build_cmdline(splits)
+        codeinfo.stdout_name = 'mace_train.out'
+        codeinfo.stderr_name = 'mace_train.err'
+
+        calcinfo = datastructures.CalcInfo()
+        calcinfo.codes_info = [codeinfo]
+        calcinfo.local_copy_list = []
+        calcinfo.remote_copy_list = []
+        if 'foundation_model' in self.inputs:
+            foundation = self.inputs.foundation_model
+            calcinfo.local_copy_list.append((foundation.uuid, foundation.filename, FOUNDATION_FILE))
+        if 'parent_folder' in self.inputs:
+            parent = self.inputs.parent_folder
+            calcinfo.remote_copy_list.append(
+                (
+                    parent.computer.uuid,
+                    str(pathlib.PurePosixPath(parent.get_remote_path()) / 'checkpoints'),
+                    'checkpoints',
+                )
+            )
+        evaluate = [
+            self._eval_executable(),
+            f'--configs={EVAL_INPUT}',
+            f'--model={self.model_filename()}',
+            f'--output={EVAL_OUTPUT}',
+            f'--device={parameters.get("device", "cpu")}',
+            f'--default_dtype={parameters.get("default_dtype", "float64")}',
+            f'--batch_size={parameters.get("valid_batch_size", parameters.get("batch_size", 10))}',
+        ]
+        calcinfo.append_text = (
+            f'if [ -f {self.model_filename()} ]; then\n    {shlex.join(evaluate)} > {EVAL_LOG} 2>&1\nfi\n'
+        )
+        calcinfo.retrieve_list = [
+            self.model_filename(),
+            'logs',
+            'results',
+            'mace_train.out',
+            'mace_train.err',
+            EVAL_LOG,
+            SPLIT_FILE,
+        ]
+        calcinfo.retrieve_temporary_list = [EVAL_OUTPUT]
+        return calcinfo
+
+    # ------------------------------------------------------------------ protocols
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        train_frames,
+        protocol: str | None = None,
+        overrides: t.Mapping | None = None,
+        *,
+        valid=None,
+        test=None,
+        foundation_model: MLFFModelData | None = None,
+        seed: int | None = None,
+        options: t.Mapping | None = None,
+    ):
+        """A builder for training a MACE model on ``train_frames`` with a protocol's hyperparameters.
+
+        :param code: the ``mace_run_train`` code (``mace-train`` from ``aiida-ilmlff setup``).
+        :param train_frames: labelled FramesData.
+        :param protocol: ``fast`` (tiny, CPU, minutes), ``balanced`` or ``stringent`` (see train/mace.yaml).
+        :param overrides: nested mapping merged over the protocol inputs (e.g. ``{'parameters': {'lr': 5e-3}}``).
+        :param valid: optional validation FramesData (else the protocol's ``valid_fraction`` is used).
+        :param test: optional test FramesData. :param foundation_model: MACE model to fine-tune.
+        :param seed: training seed (overrides the protocol's). :param options: ``metadata.options`` overrides.
+        :raises ValueError: for an unknown protocol.
+        """
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        builder = cls.get_builder()
+        builder.code = code
+        builder.train = train_frames
+        parameters = dict(inputs.get('parameters', {}))
+        if seed is not None:
+            parameters['seed'] = int(seed)
+        builder.parameters = orm.Dict(parameters)
+        if valid is not None:
+            builder.valid = valid
+        elif inputs.get('valid_fraction') is not None:
+            builder.valid_fraction = orm.Float(inputs['valid_fraction'])
+        if test is not None:
+            builder.test = test
+        if foundation_model is not None:
+            builder.foundation_model = foundation_model
+        metadata_options = dict(inputs.get('metadata', {}).get('options', {}))
+        metadata_options.update(options or {})
+        builder.metadata.options = metadata_options
+        return builder

@@ -1,0 +1,191 @@
+"""Parser of ``ilmlff.deepmd.train``: ``lcurve.out``, the ``dp test`` errors per split, the model node.
+
+Reads only retrieved files: ``train.log`` / ``freeze.log`` / ``compress.log`` / ``test_<split>.log`` (the
+``-l`` logs of each ``dp`` command), their ``.err`` files, ``lcurve.out``, ``ilmlff_split.json`` (type map,
+systems and their atom symbols) and, from the temporary retrieved folder, the ``dp test`` detail files
+``detail_<split>.e.out`` (total energies) and ``detail_<split>.f.out`` (force components), written to full
+precision. The row order of a detail file follows the order of the ``# testing system :`` lines of its log.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import tempfile
+import typing as t
+
+import numpy as np
+from aiida import orm
+from aiida.common import exceptions
+from aiida.engine import ExitCode
+from aiida.parsers import Parser
+
+from aiida_ilmlff.parsers.evaluate import ERROR_UNITS, error_metrics, finite_or_none
+
+__all__ = ('DeepmdTrainParser', 'parse_lcurve')
+
+_SYSTEM = re.compile(r'# testing system : (\S+)')
+_WALL = re.compile(r'wall time: ([\d.]+) s')
+
+
+def parse_lcurve(text: str) -> dict[str, np.ndarray]:
+    """The columns of ``lcurve.out`` by header name (``step``, ``rmse_val``, ``rmse_trn``, ``rmse_e_val``...).
+
+    DeePMD's TensorFlow backend prints ``rmse_e_*`` per atom [eV/atom] and ``rmse_f_*`` in eV/Å.
+    """
+    header: list[str] = []
+    rows = []
+    for line in text.splitlines():
+        if line.startswith('#'):
+            names = line[1:].split()
+            if names and names[0] == 'step':
+                header = names
+            continue
+        if line.strip():
+            rows.append([float(x) for x in line.split()])
+    table = np.array(rows, dtype=float).reshape(-1, len(header) or 1)
+    return {name: table[:, k] for k, name in enumerate(header)}
+
+
+def _last_error(text: str | None) -> str:
+    lines = [line.strip() for line in (text or '').splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r'^[A-Za-z_.]*(Error|Exception)\b', line) or 'Error:' in line or 'ERROR' in line:
+            return line[:400]
+    return lines[-1][:400] if lines else 'no error message'
+
+
+class DeepmdTrainParser(Parser):
+    """Parse a ``dp --tf`` train/freeze/test job (see ``aiida_ilmlff.calculations.deepmd.DeepmdTrainCalculation``)."""
+
+    def _read(self, name: str) -> str | None:
+        try:
+            return self.retrieved.base.repository.get_object_content(name)
+        except (FileNotFoundError, OSError):
+            return None
+
+    def parse(self, **kwargs):
+        """Parse the retrieved files into ``learning_curve``, ``metrics`` and ``model``."""
+        from aiida_ilmlff.calculations.deepmd import LCURVE
+        from aiida_ilmlff.calculations.training import SPLIT_FILE
+
+        try:
+            _ = self.retrieved
+        except exceptions.NotExistent:
+            return self.exit_codes.ERROR_NO_RETRIEVED_FOLDER
+        walltime = self.node.exit_status == self.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status
+        split = json.loads(self._read(SPLIT_FILE) or '{}')
+        parameters = self.node.inputs.parameters.get_dict()
+
+        log = self._read('train.log')
+        if log is None:
+            if walltime:
+                return self.exit_codes.ERROR_OUT_OF_WALLTIME
+            detail = _last_error(self._read('train.err'))
+            if detail != 'no error message':
+                return self.exit_codes.ERROR_TRAINING_FAILED.format(detail=detail)
+            return self.exit_codes.ERROR_MISSING_LOG.format(filename='train.log')
+
+        lcurve_text = self._read(LCURVE)
+        curve = parse_lcurve(lcurve_text) if lcurve_text else None
+        if curve:
+            learning_curve = orm.ArrayData()
+            for key, value in curve.items():
+                learning_curve.set_array(key, value)
+            learning_curve.base.attributes.set(
+                'units', {'rmse_e_*': 'eV/atom', 'rmse_f_*': 'eV/Å', 'rmse_val/rmse_trn': 'DeePMD loss', 'lr': '1'}
+            )
+            self.out('learning_curve', learning_curve)
+            trn = [name for name in curve if name.endswith('_trn') or name.endswith('_val')]
+            trn = [name for name in trn if name.startswith(('rmse_trn', 'rmse_val', 'rmse_e_', 'rmse_f_'))]
+            for row, step in enumerate(curve.get('step', [])):
+                if not all(np.isfinite(curve[name][row]) for name in trn):
+                    return self.exit_codes.ERROR_NAN_LOSS.format(
+                        detail=f'first at step {int(step)}, start_lr {parameters.get("start_lr")}'
+                    )
+        if walltime:
+            return self.exit_codes.ERROR_OUT_OF_WALLTIME
+        if 'finished training' not in log:
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(detail=_last_error(self._read('train.err') or log))
+        if not curve:
+            return self.exit_codes.ERROR_MISSING_LEARNING_CURVE.format(filename=LCURVE)
+
+        model_file = split.get('model_file', 'frozen_model.pb')
+        names = self.retrieved.base.repository.list_object_names()
+        if model_file not in names:
+            if parameters.get('compress') and 'frozen_model.pb' in names:
+                return self.exit_codes.ERROR_COMPRESSION_FAILED.format(detail=_last_error(self._read('compress.err')))
+            return self.exit_codes.ERROR_MISSING_MODEL.format(filename=model_file)
+
+        temporary = kwargs.get('retrieved_temporary_folder')
+        errors: dict[str, t.Any] = {}
+        for name in split.get('order', []):
+            try:
+                errors[name] = self._split_errors(name, split, pathlib.Path(temporary) if temporary else None)
+            except (OSError, ValueError, KeyError) as exception:
+                detail = f'dp test on `{name}`: {exception}; {_last_error(self._read(f"test_{name}.err"))}'
+                return self.exit_codes.ERROR_MISSING_EVALUATION.format(detail=detail)
+
+        wall = _WALL.search(log)
+        steps = int(curve['step'][-1]) if 'step' in curve and len(curve['step']) else None
+        metrics = {
+            **errors,
+            'units': ERROR_UNITS,
+            'evaluated_with': f'dp --tf test on {model_file}',
+            'n_steps': steps,
+            'training_seconds': float(wall.group(1)) if wall else None,
+            'sel': split.get('sel'),
+            'split': {
+                k: split[k] for k in ('n_frames', 'valid_fraction', 'train_indices', 'valid_indices') if k in split
+            },
+        }
+        self.out('metrics', orm.Dict(finite_or_none(metrics)))
+        self.out('model', self._model_node(model_file, split, parameters))
+        return ExitCode(0)
+
+    def _split_errors(self, name: str, split: dict, temporary: pathlib.Path | None) -> dict:
+        """Errors of one split from its ``dp test`` detail files, rows mapped to systems by the log."""
+        from ase.data import atomic_numbers
+
+        if temporary is None:
+            raise OSError('no temporary retrieved folder')
+        energy = np.loadtxt(temporary / f'detail_{name}.e.out', ndmin=2)
+        forces = np.loadtxt(temporary / f'detail_{name}.f.out', ndmin=2)
+        order = _SYSTEM.findall(self._read(f'test_{name}.log') or '')
+        if sorted(order) != sorted(split['systems'][name]):
+            raise ValueError(f'tested systems {order} differ from the written ones {split["systems"][name]}')
+        per_frame_atoms, per_row_numbers = [], []
+        for system in order:
+            z = np.array([atomic_numbers[s] for s in split['symbols'][system]])
+            n_frames = int(split['frames_per_system'][system])
+            per_frame_atoms += [len(z)] * n_frames
+            per_row_numbers.append(np.tile(z, n_frames))
+        if len(per_frame_atoms) != len(energy) or sum(per_frame_atoms) != len(forces):
+            raise ValueError(f'{len(energy)} energies / {len(forces)} force rows do not match the systems')
+        return error_metrics(
+            energy[:, 1],
+            energy[:, 0],
+            np.array(per_frame_atoms),
+            forces[:, 3:6],
+            forces[:, 0:3],
+            np.concatenate(per_row_numbers),
+        )
+
+    def _model_node(self, model_file: str, split: dict, parameters: dict):
+        from aiida_ilmlff.data import MLFFModelData
+
+        type_map = split['type_map']
+        with tempfile.TemporaryDirectory(prefix='ilmlff-deepmd-') as tmpdir:
+            path = pathlib.Path(tmpdir) / model_file
+            path.write_bytes(self.retrieved.base.repository.get_object_content(model_file, mode='rb'))
+            return MLFFModelData.from_file(
+                path,
+                'deepmd',
+                elements=type_map,
+                type_map=type_map,
+                r_cut=float(parameters.get('rcut', 6.0)),
+                dtype=parameters.get('precision', 'float64'),
+                seed=int(parameters.get('seed', 0)),
+                inspect=False,
+            )

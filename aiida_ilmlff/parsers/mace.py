@@ -1,0 +1,246 @@
+"""Parser of ``ilmlff.mace.train``: learning curve, final errors per split and the model node.
+
+Reads only the retrieved files: ``logs/mace_run-<seed>.log`` (completion, timing, MACE's own error table),
+``results/mace_run-<seed>_train.txt`` (JSON lines: ``opt`` per batch, ``eval`` per validation), the model
+file, ``ilmlff_split.json`` and, from the temporary retrieved folder, ``eval_output.xyz`` written by
+``mace_eval_configs`` with the saved model (``MACE_energy``, ``MACE_forces`` beside ``REF_*``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import pathlib
+import re
+import tempfile
+import typing as t
+
+import numpy as np
+from aiida import orm
+from aiida.common import exceptions
+from aiida.engine import ExitCode
+from aiida.parsers import Parser
+
+from aiida_ilmlff.parsers.evaluate import ERROR_UNITS, error_metrics, finite_or_none
+
+__all__ = ('MaceTrainParser', 'parse_error_table', 'parse_results_lines')
+
+_TIME = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)')
+
+
+def parse_results_lines(text: str) -> dict[str, np.ndarray]:
+    """Learning curve from MACE's results JSON lines.
+
+    :returns: ``epoch`` (E,) with ``train_loss`` (E,) the mean batch loss of each epoch, and ``eval_epoch``
+        (V,) with ``valid_loss``, ``valid_energy_rmse`` [meV/atom], ``valid_force_rmse`` [meV/Å] (V,); the
+        initial evaluation (before training) has epoch -1. Non-finite losses are kept as nan/inf.
+    """
+    train: dict[int, list[float]] = {}
+    evaluations = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        epoch = record.get('epoch')
+        epoch = -1 if epoch is None else int(epoch)
+        if record.get('mode') == 'opt':
+            train.setdefault(epoch, []).append(float(record['loss']))
+        elif record.get('mode') == 'eval':
+            evaluations.append(
+                (
+                    epoch,
+                    float(record.get('loss', math.nan)),
+                    float(record.get('rmse_e_per_atom', math.nan)) * 1000.0,
+                    float(record.get('rmse_f', math.nan)) * 1000.0,
+                )
+            )
+    epochs = sorted(train)
+    curve = {
+        'epoch': np.array(epochs, dtype=int),
+        'train_loss': np.array([np.mean(train[e]) for e in epochs], dtype=float),
+    }
+    table = np.array(evaluations, dtype=float).reshape(-1, 4)
+    curve['eval_epoch'] = table[:, 0].astype(int)
+    curve['valid_loss'] = table[:, 1]
+    curve['valid_energy_rmse'] = table[:, 2]
+    curve['valid_force_rmse'] = table[:, 3]
+    return curve
+
+
+def parse_error_table(log: str) -> dict[str, dict[str, float]]:
+    """MACE's final ``PerAtomRMSE`` tables (printed to 0.1 meV) as ``{row: {energy_rmse, force_rmse, ...}}``."""
+    rows: dict[str, dict[str, float]] = {}
+    for line in log.splitlines():
+        match = re.search(r'\|\s*(\S+)\s*\|\s*([-\d.naife]+)\s*\|\s*([-\d.naife]+)\s*\|\s*([-\d.naife]+)\s*\|', line)
+        if match and match.group(1) != 'config_type':
+            try:
+                values = [float(match.group(k)) for k in (2, 3, 4)]
+            except ValueError:
+                continue
+            rows[match.group(1)] = dict(zip(('energy_rmse', 'force_rmse', 'relative_force_rmse_percent'), values))
+    return rows
+
+
+def _timestamp(log: str, marker: str) -> datetime.datetime | None:
+    for line in log.splitlines():
+        if marker in line:
+            match = _TIME.match(line)
+            if match:
+                return datetime.datetime.strptime(match.group(1), '%Y-%m-%d %H:%M:%S.%f')
+    return None
+
+
+def _last_error(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r'^[A-Za-z_.]*(Error|Exception)\b', line) or 'Error:' in line:
+            return line[:400]
+    return lines[-1][:400] if lines else 'no error message'
+
+
+class MaceTrainParser(Parser):
+    """Parse a ``mace_run_train`` job; see :class:`~aiida_ilmlff.calculations.mace.MaceTrainCalculation`."""
+
+    def _read(self, name: str) -> str | None:
+        try:
+            return self.retrieved.base.repository.get_object_content(name)
+        except (FileNotFoundError, OSError):
+            return None
+
+    def _find(self, folder: str, suffix: str) -> str | None:
+        try:
+            names = self.retrieved.base.repository.list_object_names(folder)
+        except (FileNotFoundError, OSError):
+            return None
+        for name in sorted(names):
+            if name.endswith(suffix) and not name.endswith('_debug.log'):
+                return f'{folder}/{name}'
+        return None
+
+    def parse(self, **kwargs):
+        """Parse the retrieved files into ``learning_curve``, ``metrics`` and ``model``."""
+        from aiida_ilmlff.calculations.mace import EVAL_LOG, EVAL_OUTPUT
+        from aiida_ilmlff.calculations.training import SPLIT_FILE
+
+        try:
+            _ = self.retrieved
+        except exceptions.NotExistent:
+            return self.exit_codes.ERROR_NO_RETRIEVED_FOLDER
+        walltime = self.node.exit_status == self.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status
+        split = json.loads(self._read(SPLIT_FILE) or '{}')
+        parameters = self.node.inputs.parameters.get_dict()
+        stderr = self._read('mace_train.err') or ''
+
+        log_name = self._find('logs', '.log')
+        log = self._read(log_name) if log_name else None
+        if log is None:
+            if walltime:
+                return self.exit_codes.ERROR_OUT_OF_WALLTIME
+            if stderr.strip():
+                return self.exit_codes.ERROR_TRAINING_FAILED.format(detail=_last_error(stderr))
+            return self.exit_codes.ERROR_MISSING_LOG.format(filename='logs/mace_run-<seed>.log')
+
+        results_name = self._find('results', '_train.txt')
+        results = self._read(results_name) if results_name else None
+        curve = parse_results_lines(results) if results else None
+        if curve is not None:
+            learning_curve = orm.ArrayData()
+            for key, value in curve.items():
+                learning_curve.set_array(key, value)
+            learning_curve.base.attributes.set(
+                'units', {'loss': 'MACE loss', 'valid_energy_rmse': 'meV/atom', 'valid_force_rmse': 'meV/Å'}
+            )
+            self.out('learning_curve', learning_curve)
+            bad = [int(e) for e, loss in zip(curve['epoch'], curve['train_loss']) if not np.isfinite(loss)] + [
+                int(e) for e, loss in zip(curve['eval_epoch'], curve['valid_loss']) if not np.isfinite(loss)
+            ]
+            if bad:
+                return self.exit_codes.ERROR_NAN_LOSS.format(
+                    detail=f'first at epoch {min(bad)}, learning rate {parameters.get("lr", 0.01)}'
+                )
+        if walltime:
+            return self.exit_codes.ERROR_OUT_OF_WALLTIME
+        lines = log.strip().splitlines()
+        if not lines or 'Done' not in lines[-1]:
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(detail=_last_error(stderr or log))
+        if curve is None:
+            return self.exit_codes.ERROR_MISSING_LEARNING_CURVE.format(filename='results/mace_run-<seed>_train.txt')
+
+        model_file = split.get('model_file', 'mace.model')
+        if model_file not in self.retrieved.base.repository.list_object_names():
+            return self.exit_codes.ERROR_MISSING_MODEL.format(filename=model_file)
+
+        temporary = kwargs.get('retrieved_temporary_folder')
+        eval_path = pathlib.Path(temporary) / EVAL_OUTPUT if temporary else None
+        if eval_path is None or not eval_path.is_file():
+            return self.exit_codes.ERROR_MISSING_EVALUATION.format(
+                detail=f'{EVAL_OUTPUT} not found; {EVAL_LOG}: {_last_error(self._read(EVAL_LOG) or "")}'
+            )
+        try:
+            errors = self._split_errors(eval_path, split)
+        except (KeyError, ValueError) as exception:
+            return self.exit_codes.ERROR_MISSING_EVALUATION.format(detail=f'{EVAL_OUTPUT}: {exception}')
+
+        start, end = _timestamp(log, 'Started training'), _timestamp(log, 'Training complete')
+        n_epochs = len(curve['epoch'])
+        training_seconds = (end - start).total_seconds() if start and end else None
+        metrics: dict[str, t.Any] = {
+            **errors,
+            'units': ERROR_UNITS,
+            'evaluated_with': f'mace_eval_configs on {model_file} ({parameters.get("default_dtype", "float64")})',
+            'reported_by_mace': parse_error_table(log),
+            'n_epochs': n_epochs,
+            'training_seconds': training_seconds,
+            'seconds_per_epoch': training_seconds / n_epochs if training_seconds and n_epochs else None,
+            'split': {k: v for k, v in split.items() if k != 'model_file'},
+        }
+        self.out('metrics', orm.Dict(finite_or_none(metrics)))
+        self.out('model', self._model_node(model_file, split, parameters))
+        return ExitCode(0)
+
+    def _split_errors(self, path: pathlib.Path, split: dict) -> dict[str, dict]:
+        """Errors of every split from the evaluated frames (train, valid, test in that order)."""
+        from ase.io import read
+
+        frames = read(str(path), index=':')
+        counts = split['n_frames']
+        order = split.get('order', [name for name in ('train', 'valid', 'test') if name in counts])
+        if len(frames) != sum(counts[name] for name in order):
+            raise ValueError(f'{len(frames)} frames evaluated, {sum(counts.values())} expected')
+        errors, start = {}, 0
+        for name in order:
+            part = frames[start : start + counts[name]]
+            start += counts[name]
+            errors[name] = error_metrics(
+                np.array([atoms.info['MACE_energy'] for atoms in part]),
+                np.array([atoms.info['REF_energy'] for atoms in part]),
+                np.array([len(atoms) for atoms in part]),
+                np.concatenate([atoms.arrays['MACE_forces'] for atoms in part]),
+                np.concatenate([atoms.arrays['REF_forces'] for atoms in part]),
+                np.concatenate([atoms.numbers for atoms in part]),
+            )
+        return errors
+
+    def _model_node(self, model_file: str, split: dict, parameters: dict):
+        from ase.data import atomic_numbers
+
+        from aiida_ilmlff.data import MLFFModelData
+
+        elements = split['elements']
+        inputs = self.node.inputs
+        r_cut = inputs.foundation_model.r_cut if 'foundation_model' in inputs else parameters.get('r_max', 5.0)
+        with tempfile.TemporaryDirectory(prefix='ilmlff-mace-') as tmpdir:
+            path = pathlib.Path(tmpdir) / model_file
+            path.write_bytes(self.retrieved.base.repository.get_object_content(model_file, mode='rb'))
+            node = MLFFModelData.from_file(
+                path,
+                'mace',
+                elements=elements,
+                type_map=sorted(elements, key=lambda s: atomic_numbers[s]),
+                r_cut=float(r_cut),
+                dtype=parameters.get('default_dtype', 'float64'),
+                seed=int(parameters.get('seed', 0)),
+                inspect=False,
+            )
+        return node

@@ -1,0 +1,77 @@
+"""Real DeePMD training (tiny se_e2_a, TensorFlow backend, CPU) on CP2K-labelled frames, and its evaluation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from training_helpers import BIN, TINY_DEEPMD, job_options, localhost_code
+
+from aiida_ilmlff.calculations.deepmd import DeepmdTrainCalculation
+from aiida_ilmlff.calculations.evaluate import EvaluateCalculation
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope='module')
+def deepmd_run(aiida_profile, frames):
+    """One tiny DeePMD training with a test split (module-scoped)."""
+    code = localhost_code('dp-test', str(BIN / 'dp'), 'ilmlff.deepmd.train')
+    inputs = {
+        'code': code,
+        'train': frames['train'],
+        'valid': frames['valid'],
+        'test': frames['test'],
+        'parameters': orm.Dict(TINY_DEEPMD),
+        'metadata': {'options': job_options()},
+    }
+    _, node = run_get_node(DeepmdTrainCalculation, **inputs)
+    return node
+
+
+def test_deepmd_training_outputs(deepmd_run):
+    node = deepmd_run
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    model = node.outputs.model
+    content = model.base.repository.get_object_content(model.filename, mode='rb')
+    assert model.filename == 'frozen_model.pb'
+    assert model.sha256 == hashlib.sha256(content).hexdigest()
+    assert model.architecture == 'deepmd' and model.base.attributes.get('backend') == 'tensorflow'
+    assert model.type_map == ['B', 'F', 'Li'] and model.r_cut == 6.0 and model.seed == TINY_DEEPMD['seed']
+
+    metrics = node.outputs.metrics.get_dict()
+    for split, n in (('train', 24), ('valid', 6), ('test', 6)):
+        assert metrics[split]['n_frames'] == n and metrics[split]['n_atoms'] == 6 * n
+        assert metrics[split]['energy_rmse'] > 0 and metrics[split]['force_rmse'] > 0
+        assert set(metrics[split]['force_rmse_per_element']) == {'B', 'F', 'Li'}
+    assert metrics['n_steps'] == TINY_DEEPMD['numb_steps']
+    assert len(metrics['sel']) == 3 and all(s >= 1 for s in metrics['sel'])
+
+    curve = node.outputs.learning_curve
+    assert list(curve.get_array('step')) == list(range(0, TINY_DEEPMD['numb_steps'] + 1, TINY_DEEPMD['disp_freq']))
+    assert np.isfinite(curve.get_array('rmse_f_trn')).all()
+    # the last lcurve line is the training-batch error at the last step; dp test's agrees in magnitude
+    data = json.loads(node.outputs.retrieved.base.repository.get_object_content('input.json'))
+    assert data['model']['descriptor']['sel'] == metrics['sel']
+
+
+def test_evaluate_reproduces_deepmd_metrics(deepmd_run, frames, evaluate_code):
+    model = deepmd_run.outputs.model
+    inputs = {
+        'code': evaluate_code,
+        'frames': frames['train'],
+        'models': {'dp': model},
+        'metadata': {'options': job_options()},
+    }
+    _, node = run_get_node(EvaluateCalculation, **inputs)
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    evaluated = node.outputs.metrics['models']['dp']['errors']
+    trained = deepmd_run.outputs.metrics['train']
+    for key in ('energy_rmse', 'force_rmse', 'energy_mae', 'force_mae'):
+        assert evaluated[key] == pytest.approx(trained[key], rel=1e-4), key
+    for element, value in trained['force_rmse_per_element'].items():
+        assert evaluated['force_rmse_per_element'][element] == pytest.approx(value, rel=1e-4)

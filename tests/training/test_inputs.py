@@ -1,0 +1,345 @@
+"""Training inputs without running a code: validation before submission, protocols, job files, parsers' helpers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.common.folders import Folder
+from aiida.engine import run_get_node
+from aiida.engine.utils import instantiate_process
+from aiida.manage import get_manager
+from training_helpers import TINY_DEEPMD, TINY_MACE, job_options
+
+from aiida_ilmlff.calculations.deepmd import DeepmdTrainCalculation, count_sel
+from aiida_ilmlff.calculations.evaluate import EvaluateCalculation
+from aiida_ilmlff.calculations.mace import MaceTrainCalculation
+from aiida_ilmlff.calculations.training import split_indices
+from aiida_ilmlff.parsers.deepmd import parse_lcurve
+from aiida_ilmlff.parsers.evaluate import committee_force_deviation, error_metrics
+from aiida_ilmlff.parsers.mace import parse_error_table, parse_results_lines
+from aiida_ilmlff.workflows.train import TrainWorkChain
+
+
+def _n_nodes() -> int:
+    return orm.QueryBuilder().append(orm.Node).count()
+
+
+def _fake_model(elements, architecture='mace', tmp_path=None):
+    from aiida_ilmlff.data import MLFFModelData
+
+    path = tmp_path / ('fake.model' if architecture == 'mace' else 'fake.pb')
+    path.write_bytes(b'not a real model, metadata only')
+    return MLFFModelData.from_file(path, architecture, elements=elements, r_cut=4.0, dtype='float64', inspect=False)
+
+
+def _assert_rejected(process_class, inputs, *fragments):
+    """Running with ``inputs`` raises before anything is stored; the message contains every fragment."""
+    before = _n_nodes()
+    with pytest.raises(ValueError) as excinfo:
+        run_get_node(process_class, **inputs)
+    message = str(excinfo.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    assert _n_nodes() == before, 'a rejected submission stored nodes'
+
+
+def _mace_inputs(code, frames, **parameters):
+    return {
+        'code': code,
+        'train': frames['train'],
+        'valid': frames['valid'],
+        'parameters': orm.Dict({**TINY_MACE, **parameters}),
+        'metadata': {'options': job_options()},
+    }
+
+
+# ------------------------------------------------------------------ bad input fails before submission
+
+
+def test_unknown_mace_hyperparameter_rejected(mace_train_code, frames):
+    inputs = _mace_inputs(mace_train_code, frames, num_chanels=16)
+    _assert_rejected(MaceTrainCalculation, inputs, 'unknown', 'num_chanels', 'num_channels')
+
+
+def test_bad_mace_value_rejected(mace_train_code, frames):
+    _assert_rejected(MaceTrainCalculation, _mace_inputs(mace_train_code, frames, max_L=7), '`max_L`')
+    _assert_rejected(MaceTrainCalculation, _mace_inputs(mace_train_code, frames, batch_size=True), 'bool')
+
+
+def test_unknown_deepmd_hyperparameter_rejected(dp_code, frames):
+    inputs = {
+        'code': dp_code,
+        'train': frames['train'],
+        'valid': frames['valid'],
+        'parameters': orm.Dict({**TINY_DEEPMD, 'learning_rate': 1e-3}),
+        'metadata': {'options': job_options()},
+    }
+    _assert_rejected(DeepmdTrainCalculation, inputs, 'unknown', 'learning_rate', 'start_lr')
+
+
+def test_split_with_one_frame_rejected(mace_train_code, frames):
+    inputs = _mace_inputs(mace_train_code, frames)
+    inputs['valid'] = frames['valid'].select([0])
+    _assert_rejected(MaceTrainCalculation, inputs, '`valid` has 1 frame(s)', 'at least 2')
+
+
+def test_valid_fraction_too_small_rejected(mace_train_code, frames):
+    inputs = _mace_inputs(mace_train_code, frames)
+    inputs.pop('valid')
+    inputs['train'] = frames['train'].select(list(range(10)))
+    inputs['valid_fraction'] = orm.Float(0.1)
+    _assert_rejected(MaceTrainCalculation, inputs, 'valid_fraction', 'at least 2')
+
+
+def test_foundation_model_missing_elements_rejected(mace_train_code, frames, tmp_path):
+    inputs = _mace_inputs(mace_train_code, frames)
+    inputs['foundation_model'] = _fake_model(['B', 'F', 'H', 'C'], tmp_path=tmp_path)
+    _assert_rejected(MaceTrainCalculation, inputs, "elements ['Li']", 'foundation_model')
+
+
+def test_foundation_model_must_be_mace(mace_train_code, frames, tmp_path):
+    inputs = _mace_inputs(mace_train_code, frames)
+    inputs['foundation_model'] = _fake_model(['B', 'F', 'Li'], 'deepmd', tmp_path=tmp_path)
+    _assert_rejected(MaceTrainCalculation, inputs, 'must be a MACE model')
+
+
+def test_e0s_missing_element_rejected(mace_train_code, frames):
+    inputs = _mace_inputs(mace_train_code, frames, E0s={'Li': -5.0, 'B': -80.0})
+    _assert_rejected(MaceTrainCalculation, inputs, '`E0s`', "['F']")
+
+
+def test_unlabelled_frames_rejected(mace_train_code, frames):
+    from aiida_ilmlff.data import FramesData
+
+    unlabelled = FramesData.from_ase([atoms.copy() for atoms in frames['train'].to_ase()])
+    for atoms_frame in unlabelled.to_ase():
+        assert atoms_frame.calc is None
+    inputs = _mace_inputs(mace_train_code, frames)
+    inputs['train'] = unlabelled
+    _assert_rejected(MaceTrainCalculation, inputs, 'not fully labelled')
+
+
+def test_evaluate_model_missing_elements_rejected(evaluate_code, frames, tmp_path):
+    inputs = {
+        'code': evaluate_code,
+        'frames': frames['test'],
+        'models': {'m0': _fake_model(['B', 'F'], tmp_path=tmp_path)},
+        'metadata': {'options': job_options()},
+    }
+    _assert_rejected(EvaluateCalculation, inputs, "['Li']", 'm0')
+
+
+def test_committee_bad_inputs_rejected(mace_train_code, frames, tmp_path):
+    builder = TrainWorkChain.get_builder_from_protocol(mace_train_code, frames['train'], 'fast', valid=frames['valid'])
+    builder.seeds = orm.List([1, 1, 2, 3])
+    before = _n_nodes()
+    with pytest.raises(ValueError, match='distinct integers'):
+        run_get_node(builder)
+    builder.seeds = orm.List([1, 2, 3, 4])
+    with pytest.raises(ValueError, match=r"unknown.*'epochs'"):  # the builder checks on assignment already
+        builder.mace.mace.parameters = orm.Dict({**builder.mace.mace.parameters.get_dict(), 'epochs': 3})
+    assert _n_nodes() == before
+
+
+# ------------------------------------------------------------------ protocols
+
+
+@pytest.mark.parametrize('protocol', ['fast', 'balanced', 'stringent'])
+def test_protocols_give_valid_builders(protocol, mace_train_code, dp_code, frames):
+    mace = MaceTrainCalculation.get_builder_from_protocol(mace_train_code, frames['all'], protocol)
+    deepmd = DeepmdTrainCalculation.get_builder_from_protocol(dp_code, frames['all'], protocol)
+    for builder, process in ((mace, MaceTrainCalculation), (deepmd, DeepmdTrainCalculation)):
+        assert process.spec().inputs.validate(dict(builder._inputs(prune=True))) is None
+    if protocol == 'fast':
+        p = mace.parameters.get_dict()
+        assert (p['num_channels'], p['max_L'], p['r_max'], p['num_interactions']) == (16, 0, 4.0, 2)
+        assert deepmd.parameters['neuron'] == [8, 16] and deepmd.parameters['fitting_neuron'] == [32, 32]
+    if protocol == 'balanced':
+        p = mace.parameters.get_dict()
+        assert (p['num_channels'], p['max_L'], p['r_max'], p['correlation'], p['forces_weight']) == (
+            64,
+            1,
+            5.0,
+            3,
+            100.0,
+        )
+        assert deepmd.parameters['neuron'] == [25, 50, 100]
+        assert deepmd.parameters['fitting_neuron'] == [240, 240, 240]
+        assert deepmd.parameters['numb_steps'] == 400000
+    committee = TrainWorkChain.get_builder_from_protocol(
+        mace_train_code, frames['all'], protocol, overrides={'parameters': {'lr': 0.005}}
+    )
+    assert committee.committee_size.value in (4, 5)
+    assert committee.mace.mace.parameters['lr'] == 0.005
+
+
+def test_protocol_overrides_and_unknown_protocol(mace_train_code, frames):
+    builder = MaceTrainCalculation.get_builder_from_protocol(
+        mace_train_code, frames['train'], 'fast', overrides={'parameters': {'max_num_epochs': 3}}, seed=11
+    )
+    assert builder.parameters['max_num_epochs'] == 3 and builder.parameters['seed'] == 11
+    assert builder.valid_fraction.value == pytest.approx(0.1)
+    with pytest.raises(ValueError, match='`protocol`'):
+        MaceTrainCalculation.get_builder_from_protocol(mace_train_code, frames['train'], 'precise')
+
+
+# ------------------------------------------------------------------ job files
+
+
+def _prepare(process_class, inputs, tmp_path):
+    process = instantiate_process(get_manager().get_runner(), process_class, **inputs)
+    (tmp_path / 'sandbox').mkdir()
+    folder = Folder(str(tmp_path / 'sandbox'))
+    return process.prepare_for_submission(folder), folder
+
+
+def test_mace_job_files_and_cmdline(mace_train_code, frames, tmp_path):
+    inputs = _mace_inputs(mace_train_code, frames, E0s={'Li': -5.0, 'B': -80.0, 'F': -120.0}, swa=True, start_swa=2)
+    inputs['test'] = frames['test']
+    inputs['foundation_model'] = _fake_model(['B', 'F', 'Li'], tmp_path=tmp_path).store()
+    calcinfo, folder = _prepare(MaceTrainCalculation, inputs, tmp_path)
+    arguments = calcinfo.codes_info[0].cmdline_params
+    assert '--foundation_model=foundation.model' in arguments
+    assert '--multiheads_finetuning=False' in arguments
+    assert '--train_file=train.xyz' in arguments and '--test_file=test.xyz' in arguments
+    assert '--E0s={"3": -5.0, "5": -80.0, "9": -120.0}' in arguments
+    assert '--ema' in arguments and '--swa' in arguments and '--seed=3' in arguments
+    assert calcinfo.local_copy_list[0][2] == 'foundation.model'
+    assert 'mace_stagetwo.model' in calcinfo.retrieve_list
+    assert 'mace_eval_configs' in calcinfo.append_text and '--model=mace_stagetwo.model' in calcinfo.append_text
+    split = json.loads(
+        folder.get_abs_path('ilmlff_split.json') and open(folder.get_abs_path('ilmlff_split.json')).read()
+    )
+    assert split['n_frames'] == {'train': 24, 'valid': 6, 'test': 6}
+    evaluated = open(folder.get_abs_path('eval_input.xyz')).read()
+    assert evaluated.count('REF_energy') == 36
+
+
+def test_mace_valid_fraction_split_is_seeded(mace_train_code, frames, tmp_path):
+    inputs = _mace_inputs(mace_train_code, frames)
+    inputs.pop('valid')
+    inputs['train'] = frames['all']
+    inputs['valid_fraction'] = orm.Float(0.25)
+    _, folder = _prepare(MaceTrainCalculation, inputs, tmp_path)
+    split = json.loads(open(folder.get_abs_path('ilmlff_split.json')).read())
+    train, valid = split_indices(36, 0.25, TINY_MACE['seed'])
+    assert split['train_indices'] == train and split['valid_indices'] == valid
+    assert len(valid) == 9 and not set(train) & set(valid)
+
+
+def test_deepmd_job_files(dp_code, frames, tmp_path):
+    inputs = {
+        'code': dp_code,
+        'train': frames['train'],
+        'valid': frames['valid'],
+        'test': frames['test'],
+        'parameters': orm.Dict({**TINY_DEEPMD, 'compress': True}),
+        'metadata': {'options': job_options()},
+    }
+    calcinfo, folder = _prepare(DeepmdTrainCalculation, inputs, tmp_path)
+    data = json.loads(open(folder.get_abs_path('input.json')).read())
+    assert data['model']['type_map'] == ['B', 'F', 'Li']
+    counted = count_sel([frames['train'], frames['valid'], frames['test']], ['B', 'F', 'Li'], 6.0)
+    assert data['model']['descriptor']['sel'] == [math.ceil(1.2 * c) for c in counted]
+    assert data['model']['descriptor']['rcut'] == 6.0 and data['model']['descriptor']['neuron'] == [4, 8]
+    commands = [' '.join(info.cmdline_params) for info in calcinfo.codes_info]
+    assert commands[0].startswith('--tf train input.json')
+    assert commands[1].startswith('--tf freeze -o frozen_model.pb')
+    assert commands[2].startswith('--tf compress -i frozen_model.pb -o compressed_model.pb')
+    assert [c.split()[1] for c in commands[3:]] == ['test'] * 3
+    assert 'compressed_model.pb' in calcinfo.retrieve_list
+    assert data['training']['training_data']['systems'] == ['data/train/BF4Li']
+
+
+def test_count_sel_counts_periodic_neighbours():
+    from ase import Atoms
+
+    class _One:
+        def __init__(self, atoms):
+            self.atoms = atoms
+
+        def to_ase(self):
+            return [self.atoms]
+
+    # simple cubic lattice of Li, a = 2 A: within 2.1 A each atom has 6 neighbours (its periodic images)
+    atoms = Atoms('Li', positions=[[0, 0, 0]], cell=[2.0, 2.0, 2.0], pbc=True)
+    assert count_sel([_One(atoms)], ['Li'], 2.1) == [6]
+    assert count_sel([_One(atoms)], ['Li'], 2.9) == [18]
+
+
+# ------------------------------------------------------------------ numeric helpers and log parsing
+
+
+def test_split_indices_deterministic_and_checked():
+    assert split_indices(20, 0.2, 1) == split_indices(20, 0.2, 1)
+    assert split_indices(20, 0.2, 1) != split_indices(20, 0.2, 2)
+    with pytest.raises(ValueError, match='at least 2'):
+        split_indices(3, 0.5, 0)
+
+
+def test_error_metrics_units_and_elements():
+    n_atoms = np.array([2, 3])
+    ref_e, pred_e = np.array([1.0, 2.0]), np.array([1.002, 1.997])
+    numbers = np.array([1, 8, 1, 1, 8])
+    ref_f = np.zeros((5, 3))
+    pred_f = np.zeros((5, 3))
+    pred_f[:, 0] = [0.01, 0.02, -0.01, 0.01, 0.02]
+    result = error_metrics(pred_e, ref_e, n_atoms, pred_f, ref_f, numbers)
+    assert result['energy_rmse'] == pytest.approx(np.sqrt((0.001**2 + 0.001**2) / 2) * 1000)
+    assert result['force_rmse'] == pytest.approx(np.sqrt(np.mean(pred_f**2)) * 1000)
+    assert result['force_rmse_per_element']['H'] == pytest.approx(np.sqrt(3 * 0.01**2 / 9) * 1000)
+    assert result['force_rmse_per_element']['O'] == pytest.approx(np.sqrt(2 * 0.02**2 / 6) * 1000)
+
+
+def test_committee_force_deviation_matches_dpgen_definition():
+    rng = np.random.default_rng(0)
+    forces = rng.normal(size=(4, 7, 3))
+    n_atoms = np.array([3, 4])
+    deviation = committee_force_deviation(forces, n_atoms)
+    for frame, (start, stop) in enumerate([(0, 3), (3, 7)]):
+        f = forces[:, start:stop]
+        expected = max(
+            np.sqrt(np.mean([np.sum((f[m, i] - f[:, i].mean(axis=0)) ** 2) for m in range(4)]))
+            for i in range(stop - start)
+        )
+        assert deviation[frame] == pytest.approx(expected)
+
+
+def test_parse_mace_results_detects_nan():
+    lines = [
+        {'loss': 5.0, 'rmse_e_per_atom': 0.1, 'rmse_f': 0.5, 'mode': 'eval', 'epoch': None},
+        {'loss': 3.0, 'mode': 'opt', 'epoch': 0},
+        {'loss': 1.0, 'mode': 'opt', 'epoch': 0},
+        {'loss': 2.0, 'rmse_e_per_atom': 0.05, 'rmse_f': 0.3, 'mode': 'eval', 'epoch': 0},
+        {'loss': float('nan'), 'mode': 'opt', 'epoch': 1},
+    ]
+    curve = parse_results_lines('\n'.join(json.dumps(line) for line in lines))
+    assert list(curve['epoch']) == [0, 1] and curve['train_loss'][0] == 2.0 and np.isnan(curve['train_loss'][1])
+    assert list(curve['eval_epoch']) == [-1, 0] and curve['valid_force_rmse'][1] == pytest.approx(300.0)
+
+
+def test_parse_mace_error_table():
+    log = (
+        '| config_type   | RMSE E / meV / atom | RMSE F / meV / A | relative F RMSE % |\n'
+        '| train_Default |          381.8      |        574.3     |         39.28     |\n'
+        '| valid_Default |            nan      |          nan     |           nan     |\n'
+    )
+    table = parse_error_table(log)
+    assert table['train_Default'] == {'energy_rmse': 381.8, 'force_rmse': 574.3, 'relative_force_rmse_percent': 39.28}
+    assert math.isnan(table['valid_Default']['force_rmse'])
+
+
+def test_parse_lcurve():
+    text = (
+        '# step       rmse_val    rmse_trn    rmse_e_val  rmse_e_trn    rmse_f_val  rmse_f_trn   lr\n'
+        '# If there is no available reference data, rmse_*_{val,trn} will print nan\n'
+        '      0      4.69e+01    4.65e+01      8.17e-01    7.98e-01      1.48e+00    1.47e+00    1.0e-03\n'
+        '     20      nan         nan           nan         nan           nan         nan         1.0e-03\n'
+    )
+    curve = parse_lcurve(text)
+    assert list(curve['step']) == [0, 20] and curve['rmse_f_trn'][0] == pytest.approx(1.47)
+    assert np.isnan(curve['rmse_trn'][1])
