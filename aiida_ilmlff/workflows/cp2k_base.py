@@ -1,0 +1,251 @@
+"""``ilmlff.cp2k.base``: aiida-cp2k's ``Cp2kBaseWorkChain`` with the handlers a labelling campaign needs.
+
+Differences from the parent work chain:
+
+* ``restart_incomplete_calculation`` (aiida-cp2k's only handler, disabled there) is enabled: a run that hit
+  the walltime or stopped early restarts from its wavefunction.
+* ``GLOBAL/WALLTIME`` is set to 95 % of ``metadata.options.max_wallclock_seconds`` (unless given), so CP2K
+  stops cleanly and writes its restart files before the scheduler kills the job.
+* :meth:`handle_scf_not_converged` climbs an SCF ladder when the SCF fails, whether CP2K aborted (exit
+  450) or, as CP2K 2023.1 does with OT, printed ``SCF run NOT converged`` and finished (exit 0): such a run
+  never counts as a success. The rungs (:data:`SCF_LADDER`) are
+
+  1. ``robust_ot``: OT with the conjugate-gradient minimiser, ``FULL_ALL`` preconditioner, a smaller step
+     (``STEPSIZE 0.05``), at least 50 inner x 20 outer SCF steps;
+  2. ``diagonalization``: standard diagonalisation with Broyden mixing (``ALPHA 0.2``), Fermi-Dirac
+     smearing at 300 K with 20 added MOs, at least 300 SCF steps.
+
+  Each rung restarts from the wavefunction of the failed run (``SCF_GUESS RESTART``, which CP2K replaces
+  by ``ATOMIC`` when the file is absent). After the last rung the work chain stops with exit code 510.
+  The ladder changes only how the SCF is solved; the 300 K smearing of rung 2 changes the energy of a
+  system with a gap of more than ~0.5 eV by far less than 1 meV (ionic liquids have gaps of several eV).
+* :meth:`handle_xtb_atomic_charges`: GFN-xTB's ``CHECK_ATOMIC_CHARGES`` aborts CP2K on strongly distorted
+  frames ("Atomic charges outside chemical range"); the check is switched off and the run restarted. It
+  is a sanity check of CP2K, not part of the method, so the energies are unchanged.
+* :meth:`handle_cp2k_abort`: any other ``[ABORT]`` stops the work chain with exit code 320 and CP2K's message.
+
+Exit codes (AiiDA bands): 300, 310 (aiida-cp2k), 301/302 (sub-process excepted/killed), 320 CP2K aborted
+with an unrecoverable message, 400 no restart data (aiida-cp2k), 401 too many restarts, 402 unhandled
+failure, 510 SCF not converged after the ladder.
+"""
+
+from __future__ import annotations
+
+import copy
+import typing as t
+
+from aiida import engine, orm
+from aiida_cp2k.workchains.base import Cp2kBaseWorkChain, Cp2kCalculation
+
+__all__ = ('SCF_LADDER', 'WALLTIME_FRACTION', 'IlmlffCp2kBaseWorkChain')
+
+#: CP2K's ``GLOBAL/WALLTIME`` as a fraction of the scheduler's ``max_wallclock_seconds``.
+WALLTIME_FRACTION = 0.95
+
+#: The SCF ladder, one entry per rung: name and a one-line description (see the module docstring).
+SCF_LADDER = (
+    ('robust_ot', 'OT CG minimiser, FULL_ALL preconditioner, STEPSIZE 0.05, >= 50 x 20 SCF steps'),
+    ('diagonalization', 'diagonalisation, Broyden mixing ALPHA 0.2, Fermi-Dirac 300 K, ADDED_MOS 20, >= 300 SCF steps'),
+)
+
+_RESTART_WFN = './parent_calc/aiida-RESTART.wfn'
+
+
+def _section(params: dict, *path: str) -> dict:
+    """Return the nested section ``path`` of ``params`` (created when missing; keys matched case-insensitively)."""
+    node = params
+    for key in path:
+        match = next((k for k in node if str(k).upper() == key), None)
+        if match is None or not isinstance(node[match], dict):
+            match = match or key
+            node[match] = {}
+        node = node[match]
+    return node
+
+
+def _pop(section: dict, key: str) -> t.Any:
+    """Remove ``key`` from ``section`` case-insensitively; return its value (``None`` if absent)."""
+    match = next((k for k in section if str(k).upper() == key), None)
+    return section.pop(match) if match is not None else None
+
+
+def _get_int(section: dict, key: str, default: int) -> int:
+    match = next((k for k in section if str(k).upper() == key), None)
+    try:
+        return int(section[match]) if match is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def apply_scf_rung(parameters: dict, rung: int) -> dict:
+    """Return a copy of the CP2K ``parameters`` with SCF ladder rung ``rung`` (1-based) applied.
+
+    :raises ValueError: for a rung outside ``1..len(SCF_LADDER)``.
+    """
+    if not 1 <= rung <= len(SCF_LADDER):
+        raise ValueError(f'SCF ladder rung must be in 1..{len(SCF_LADDER)}, got {rung}')
+    params = copy.deepcopy(parameters)
+    dft = _section(params, 'FORCE_EVAL', 'DFT')
+    scf = _section(dft, 'SCF')
+    for key in list(dft):
+        if str(key).upper() == 'RESTART_FILE_NAME':
+            dft.pop(key)
+    dft['RESTART_FILE_NAME'] = _RESTART_WFN
+    _pop(scf, 'SCF_GUESS')
+    scf['SCF_GUESS'] = 'RESTART'
+    if SCF_LADDER[rung - 1][0] == 'robust_ot':
+        ot = _section(scf, 'OT')
+        for key in ('MINIMIZER', 'PRECONDITIONER', 'STEPSIZE', 'LINESEARCH'):
+            _pop(ot, key)
+        ot.update({'MINIMIZER': 'CG', 'LINESEARCH': '2PNT', 'PRECONDITIONER': 'FULL_ALL', 'STEPSIZE': 0.05})
+        inner = max(_get_int(scf, 'MAX_SCF', 50), 50)
+        _pop(scf, 'MAX_SCF')
+        scf['MAX_SCF'] = inner
+        outer = _section(scf, 'OUTER_SCF')
+        eps = next((v for k, v in scf.items() if str(k).upper() == 'EPS_SCF'), 1.0e-6)
+        n_outer = max(_get_int(outer, 'MAX_SCF', 20), 20)
+        for key in ('MAX_SCF', 'EPS_SCF'):
+            _pop(outer, key)
+        outer.update({'MAX_SCF': n_outer, 'EPS_SCF': eps})
+    else:
+        for key in ('OT', 'OUTER_SCF', 'DIAGONALIZATION', 'MIXING', 'SMEAR', 'ADDED_MOS', 'MAX_SCF'):
+            _pop(scf, key)
+        scf.update(
+            {
+                'MAX_SCF': 300,
+                'ADDED_MOS': 20,
+                'DIAGONALIZATION': {'_': True, 'ALGORITHM': 'STANDARD'},
+                'MIXING': {'_': True, 'METHOD': 'BROYDEN_MIXING', 'ALPHA': 0.2, 'NBROYDEN': 8},
+                'SMEAR': {'_': True, 'METHOD': 'FERMI_DIRAC', 'ELECTRONIC_TEMPERATURE': 300},
+            }
+        )
+    return params
+
+
+def with_walltime(parameters: dict, max_wallclock_seconds: int | None) -> dict:
+    """Return ``parameters`` with ``GLOBAL/WALLTIME`` = 95 % of ``max_wallclock_seconds`` (if not already set)."""
+    if not max_wallclock_seconds:
+        return parameters
+    glob = next((v for k, v in parameters.items() if str(k).upper() == 'GLOBAL'), None) or {}
+    if any(str(k).upper() == 'WALLTIME' for k in glob):
+        return parameters
+    params = copy.deepcopy(parameters)
+    _section(params, 'GLOBAL')['WALLTIME'] = max(int(WALLTIME_FRACTION * int(max_wallclock_seconds)), 1)
+    return params
+
+
+def _stdout(calc: orm.CalcJobNode) -> str:
+    """The text of CP2K's main output in the retrieved folder ('' if it cannot be read)."""
+    try:
+        name = calc.base.attributes.get('output_filename', Cp2kCalculation._DEFAULT_OUTPUT_FILE)
+        return calc.outputs.retrieved.base.repository.get_object_content(name)
+    except (AttributeError, KeyError, OSError, FileNotFoundError):
+        return ''
+    except Exception:
+        return ''
+
+
+class IlmlffCp2kBaseWorkChain(Cp2kBaseWorkChain):
+    """aiida-cp2k's base work chain with the SCF ladder, the xTB charge-check handler and a CP2K walltime.
+
+    Inputs are those of ``Cp2kBaseWorkChain`` (namespace ``cp2k`` for the ``Cp2kCalculation``); outputs too.
+    See the module docstring for the handlers and exit codes.
+    """
+
+    @classmethod
+    def define(cls, spec):
+        """Define the process specification."""
+        super().define(spec)
+        spec.exit_code(
+            320,
+            'ERROR_CP2K_ABORTED',
+            message='CP2K aborted with a message no handler can fix: {message}',
+        )
+        spec.exit_code(
+            510,
+            'ERROR_SCF_NOT_CONVERGED',
+            message='The SCF did not converge, even after the last rung of the SCF ladder.',
+        )
+
+    def setup(self):
+        """Set up the context; put CP2K's walltime at 95 % of the scheduler's."""
+        super().setup()
+        self.ctx.scf_rung = 0
+        options = self.ctx.inputs.get('metadata', {}).get('options', {})
+        parameters = self.ctx.inputs.parameters.get_dict()
+        updated = with_walltime(parameters, options.get('max_wallclock_seconds'))
+        if updated is not parameters:
+            self.ctx.inputs.parameters = orm.Dict(updated)
+
+    def _restart_from(self, calc: orm.CalcJobNode) -> None:
+        """Use ``calc``'s work directory as ``parent_calc_folder`` (for the wavefunction restart)."""
+        if 'remote_folder' in calc.outputs:
+            self.ctx.inputs.parent_calc_folder = calc.outputs.remote_folder
+
+    @engine.process_handler(priority=600, exit_codes=[Cp2kCalculation.exit_codes.ERROR_OUTPUT_CONTAINS_ABORT])
+    def handle_xtb_atomic_charges(self, calc):
+        """GFN-xTB aborted on its atomic-charge check: switch ``CHECK_ATOMIC_CHARGES`` off and restart."""
+        text = _stdout(calc)
+        if 'Switch-off CHECK_ATOMIC_CHARGES' not in text and 'Charge outside chemical range' not in text:
+            return None
+        params = self.ctx.inputs.parameters.get_dict()
+        xtb = _section(params, 'FORCE_EVAL', 'DFT', 'QS', 'XTB')
+        previous = _pop(xtb, 'CHECK_ATOMIC_CHARGES')
+        if previous is not None and str(previous).strip().upper() in ('F', 'FALSE', '.FALSE.', 'OFF', 'NO'):
+            return engine.ProcessHandlerReport(
+                True, self.exit_codes.ERROR_CP2K_ABORTED.format(message='xTB atomic-charge check with the check off')
+            )
+        xtb['CHECK_ATOMIC_CHARGES'] = False
+        self.ctx.inputs.parameters = orm.Dict(params)
+        self.report(
+            f'{calc.process_label}<{calc.pk}> aborted on the GFN-xTB atomic-charge check (charges outside the '
+            'chemical range): restarting with CHECK_ATOMIC_CHARGES off'
+        )
+        return engine.ProcessHandlerReport(True)
+
+    @engine.process_handler(priority=500)
+    def handle_scf_not_converged(self, calc):
+        """The SCF failed (exit 450, or exit 0 with ``SCF run NOT converged``): climb the SCF ladder."""
+        if calc.exit_status == Cp2kCalculation.exit_codes.ERROR_SCF_NOT_CONVERGED.status:
+            pass
+        elif calc.exit_status == 0:
+            text = _stdout(calc)
+            if 'SCF run NOT converged' not in text and 'outer SCF loop FAILED' not in text:
+                return None
+        else:
+            return None
+
+        if self.ctx.scf_rung >= len(SCF_LADDER):
+            self.report(
+                f'SCF of {calc.process_label}<{calc.pk}> did not converge after the last rung of the SCF ladder'
+            )
+            return engine.ProcessHandlerReport(True, self.exit_codes.ERROR_SCF_NOT_CONVERGED)
+
+        self.ctx.scf_rung += 1
+        name, description = SCF_LADDER[self.ctx.scf_rung - 1]
+        self.ctx.inputs.parameters = orm.Dict(apply_scf_rung(self.ctx.inputs.parameters.get_dict(), self.ctx.scf_rung))
+        self._restart_from(calc)
+        self.report(
+            f'SCF did not converge in {calc.process_label}<{calc.pk}>: SCF ladder rung {self.ctx.scf_rung}/'
+            f'{len(SCF_LADDER)} `{name}` ({description}), restarting from its wavefunction'
+        )
+        return engine.ProcessHandlerReport(True)
+
+    @engine.process_handler(priority=401, exit_codes=[
+        Cp2kCalculation.exit_codes.ERROR_OUT_OF_WALLTIME,
+        Cp2kCalculation.exit_codes.ERROR_OUTPUT_INCOMPLETE,
+        Cp2kCalculation.exit_codes.ERROR_SCF_NOT_CONVERGED,
+        Cp2kCalculation.exit_codes.ERROR_MAXIMUM_NUMBER_OPTIMIZATION_STEPS_REACHED,
+    ], enabled=True)  # fmt: skip
+    def restart_incomplete_calculation(self, calc):
+        """aiida-cp2k's restart handler, enabled: restart an incomplete run from its wavefunction."""
+        return Cp2kBaseWorkChain.restart_incomplete_calculation.__wrapped__(self, calc)
+
+    @engine.process_handler(priority=100, exit_codes=[Cp2kCalculation.exit_codes.ERROR_OUTPUT_CONTAINS_ABORT])
+    def handle_cp2k_abort(self, calc):
+        """Any other CP2K ``[ABORT]``: stop with exit code 320 and CP2K's message (bad input, missing data)."""
+        from aiida_ilmlff.calculations.functions.labels import parse_cp2k_stdout
+
+        message = parse_cp2k_stdout(_stdout(calc)).abort_message or 'no message found in the output'
+        self.report(f'{calc.process_label}<{calc.pk}> aborted: {message}')
+        return engine.ProcessHandlerReport(True, self.exit_codes.ERROR_CP2K_ABORTED.format(message=message))
