@@ -224,17 +224,26 @@ def check_unwrapped(positions, cell, previous=None, *, first_frame: int = 0) -> 
     """
     positions = np.asarray(positions, dtype=float)
     cell = validate_cell(cell, n_frames=len(positions))
-    if previous is not None:
-        positions = np.concatenate([np.asarray(previous, dtype=float)[None], positions])
-        if cell.ndim == 3:
-            cell = np.concatenate([cell[:1], cell])
-        first_frame -= 1
-    if len(positions) < 2:
-        return
-    inverse = np.linalg.inv(cell)
-    step = positions[1:] - positions[:-1]
-    frac = step @ inverse if cell.ndim == 2 else np.einsum('tni,tij->tnj', step, inverse[1:])
-    jumps = np.abs(frac) > 0.5
+    cells = np.broadcast_to(cell, (len(positions), 3, 3)) if cell.ndim == 2 else cell
+    if previous is not None and len(positions):
+        _check_step(np.asarray(previous, dtype=float)[None], positions[:1], cells[:1], first_frame - 1)
+    block = 32  # frames per step: bounds the temporaries to a few frames of positions
+    for start in range(0, len(positions) - 1, block):
+        stop = min(start + block + 1, len(positions))
+        _check_step(
+            positions[start : stop - 1],
+            positions[start + 1 : stop],
+            cells[start + 1 : stop],
+            first_frame + start,
+        )
+
+
+def _check_step(before: np.ndarray, after: np.ndarray, cells: np.ndarray, first_frame: int) -> None:
+    step = after - before
+    if is_orthorhombic(cells):
+        jumps = np.abs(step) > 0.5 * np.diagonal(cells, axis1=1, axis2=2)[:, None, :]
+    else:
+        jumps = np.abs(np.einsum('tni,tij->tnj', step, np.linalg.inv(cells))) > 0.5
     if np.any(jumps):
         t, n, _ = np.argwhere(jumps)[0]
         raise WrappedCoordinatesError(

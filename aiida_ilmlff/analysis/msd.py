@@ -68,14 +68,18 @@ def msd(positions, per_particle: bool = False) -> np.ndarray:
             autocorrelation[:, start : start + batch] = sp_fft.irfft(block_power, n=n_fft, axis=0)[:n_frames]
         else:
             power += block_power.sum(axis=1)
+    del x
     if not per_particle:
         autocorrelation = sp_fft.irfft(power, n=n_fft)[:n_frames, None] / n_particles
 
-    cumulative = np.cumsum(squared, axis=0)
-    total = cumulative[-1]
-    before = np.concatenate([np.zeros_like(total)[None], cumulative[:-1]])  # sum_{k<m} D[k]
-    s1 = (cumulative[::-1] + total - before) / origins[:, None]
-    result = s1 - 2.0 * autocorrelation / origins[:, None]
+    # S1(m) = (sum_{k<T-m} D[k] + sum_{k>=m} D[k]) / (T - m), from the cumulative sum of D = |x|^2
+    cumulative = np.cumsum(squared, axis=0, out=squared)
+    result = cumulative[::-1] + cumulative[-1]
+    result[1:] -= cumulative[:-1]
+    del cumulative, squared
+    autocorrelation *= 2.0
+    result -= autocorrelation
+    result /= origins[:, None]
     result[0] = 0.0
     return result if per_particle else result[:, 0]
 

@@ -117,13 +117,12 @@ def msd_from_trajectory(
             positions = chunk.positions
             check_unwrapped(positions, chunk.cell, previous, first_frame=int(chunk.indices[0]))
             previous = positions[-1]
-            n = len(positions)
-            flat = positions.transpose(1, 0, 2).reshape(reader.n_atoms, n * 3)
-            centres[offset : offset + n] = (weights @ flat).reshape(len(all_ids), n, 3).transpose(1, 0, 2)
+            for t, frame in enumerate(positions):  # frame by frame: no temporary copy of the chunk
+                centres[offset + t] = weights @ frame
             if remove_drift:
-                drift[offset : offset + n] = np.einsum('n,tnd->td', mass_fraction, positions)
-            offset += n
-            del positions, flat, chunk
+                drift[offset : offset + len(positions)] = np.einsum('n,tnd->td', mass_fraction, positions)
+            offset += len(positions)
+            del positions, chunk
     if remove_drift:
         centres -= drift[:, None, :]
     per_molecule, mean = {}, {}
