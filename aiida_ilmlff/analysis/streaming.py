@@ -103,7 +103,7 @@ def msd_from_trajectory(
         selected = {name: reader.select_molecules(selection) for name, selection in groups.items()}
         all_ids = np.concatenate(list(selected.values()))
         weights = center_of_mass_matrix(reader.mol_id, reader.masses, all_ids)
-        window = reader._slice(start, stop, stride)
+        window = reader.frame_range(start, stop, stride)
         n_frames = len(range(window.start, window.stop, window.step))
         if n_frames < 2:
             raise ValueError('the MSD needs at least 2 frames')
@@ -194,7 +194,7 @@ def rdf_from_trajectory(
     :raises WrappedCoordinatesError: centres of mass requested from wrapped coordinates.
     """
     with TrajectoryReader(path) as reader:
-        window = reader._slice(start, stop, stride)
+        window = reader.frame_range(start, stop, stride)
         if len(range(window.start, window.stop, window.step)) == 0:
             raise ValueError('no frame selected')
         same = b is None or (isinstance(a, str) and isinstance(b, str) and a == b)
@@ -281,7 +281,7 @@ def li_environment_from_trajectory(
     rdf_result = None
     if r_cut is None:
         with TrajectoryReader(path) as reader:
-            limit = _max_r(reader, reader._slice(start, stop, stride))
+            limit = _max_r(reader, reader.frame_range(start, stop, stride))
         rdf_result = rdf_from_trajectory(
             path,
             li,
@@ -299,7 +299,7 @@ def li_environment_from_trajectory(
         ligand_atoms = reader.select_atoms(ligand)
         ligand_mol = reader.mol_id[ligand_atoms]
         anion_ids = np.unique(ligand_mol)
-        window = reader._slice(start, stop, stride)
+        window = reader.frame_range(start, stop, stride)
         n_frames = len(range(window.start, window.stop, window.step))
         timestep = reader.timestep_fs(window.step, window.start, window.stop) if n_frames > 1 else 0.0
         bound = np.zeros((n_frames, len(li_atoms), len(anion_ids)), dtype=bool)
@@ -362,7 +362,7 @@ def conformers_from_trajectory(
     """
     with TrajectoryReader(path) as reader:
         molecules = reader.select_molecules(species)
-        window = reader._slice(start, stop, stride)
+        window = reader.frame_range(start, stop, stride)
         first = reader[window.start]
         atoms = tfsi_dihedral_atoms(reader.numbers, reader.mol_id, first.positions, first.cell, molecules)
         angles = [
@@ -382,7 +382,7 @@ def density_from_trajectory(
         :func:`~aiida_ilmlff.analysis.timeseries_statistics` of it.
     """
     with TrajectoryReader(path) as reader:
-        window = reader._slice(start, stop, stride)
+        window = reader.frame_range(start, stop, stride)
         series = np.atleast_1d(density(reader.masses, reader.volumes(window.start, window.stop, window.step)))
         times = reader.time[window]
     return times, series, timeseries_statistics(series, times, equilibration=equilibration)

@@ -512,7 +512,7 @@ class TrajectoryReader:
 
     def cells(self, start: int = 0, stop: int | None = None, stride: int = 1) -> np.ndarray:
         """(T, 3, 3) cells in Å."""
-        return self._file['cell'][self._slice(start, stop, stride)]
+        return self._file['cell'][self.frame_range(start, stop, stride)]
 
     def volumes(self, start: int = 0, stop: int | None = None, stride: int = 1) -> np.ndarray:
         """(T,) cell volumes in Å^3."""
@@ -522,9 +522,10 @@ class TrajectoryReader:
         """(T,) values of a per-frame observable; ``KeyError`` naming the stored ones if absent."""
         if name not in self.observable_names:
             raise KeyError(f'observable {name!r} not in {self.path} (stored: {list(self.observable_names)})')
-        return self._file['observables'][name][self._slice(start, stop, stride)]
+        return self._file['observables'][name][self.frame_range(start, stop, stride)]
 
-    def _slice(self, start, stop, stride) -> slice:
+    def frame_range(self, start: int = 0, stop: int | None = None, stride: int = 1) -> slice:
+        """The frames ``start:stop:stride`` as a normalised slice (``start``, ``stop`` within the file)."""
         start, stop, stride = slice(start, stop, stride).indices(self.n_frames)
         if stride < 1:
             raise ValueError('stride must be >= 1')
@@ -545,7 +546,7 @@ class TrajectoryReader:
             ``'observables'``; time and indices always come.
         :raises ValueError: an unknown or absent field.
         """
-        window = self._slice(start, stop, stride)
+        window = self.frame_range(start, stop, stride)
         return self._read(window, fields)
 
     def _read(self, window: slice, fields) -> Frames:
@@ -585,7 +586,7 @@ class TrajectoryReader:
             + ('observables',)
         )
         if isinstance(key, slice):
-            return self._read(self._slice(key.start, key.stop, key.step or 1), fields)
+            return self._read(self.frame_range(key.start, key.stop, key.step or 1), fields)
         index = int(key)
         if index < 0:
             index += self.n_frames
@@ -615,7 +616,7 @@ class TrajectoryReader:
 
         Memory is bounded by one block (default :meth:`default_chunk_size`).
         """
-        window = self._slice(start, stop, stride)
+        window = self.frame_range(start, stop, stride)
         chunk_size = self.default_chunk_size() if chunk_size is None else int(chunk_size)
         if chunk_size < 1:
             raise ValueError('chunk_size must be >= 1')
