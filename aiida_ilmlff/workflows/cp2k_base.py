@@ -141,7 +141,7 @@ def _stdout(calc: orm.CalcJobNode) -> str:
         return calc.outputs.retrieved.base.repository.get_object_content(name)
     except (AttributeError, KeyError, OSError, FileNotFoundError):
         return ''
-    except Exception:
+    except Exception:  # e.g. NotExistent when nothing was retrieved
         return ''
 
 

@@ -527,8 +527,10 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         batch, self.ctx.todo = self.ctx.todo[:size], self.ctx.todo[size:]
         self.ctx.batch = batch
         try:
-            structures = frames_to_structures(self.inputs.frames, orm.List(batch))
-        except Exception as exception:
+            structures = frames_to_structures(
+                self.inputs.frames, orm.List(batch), metadata={'call_link_label': f'structures_{batch[0]:06d}'}
+            )
+        except Exception as exception:  # the calcfunction excepted: stop with 310
             return self.exit_codes.ERROR_FRAMES_UNREADABLE.format(message=str(exception))
         parameters = orm.Dict(self.ctx.parameters)
         settings = orm.Dict(self.ctx.settings) if self.ctx.settings else None
@@ -589,7 +591,7 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
                     structure=calc.inputs.structure,
                     metadata={'call_link_label': f'extract_{index:06d}'},
                 )
-        except Exception as exception:
+        except Exception as exception:  # an excepted extraction rejects only this frame
             self.ctx.failures[str(index)] = {'reason': 'parse_failed', 'detail': str(exception), 'pk': calc.pk}
             return
         if not process.is_finished_ok:
@@ -651,7 +653,7 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
                 metadata={'call_link_label': 'quality_control'},
                 **labels,
             )
-        except Exception as exception:
+        except Exception as exception:  # the calcfunction excepted: stop with 320
             self.report(f'quality control failed: {exception}')
             return self.exit_codes.ERROR_QUALITY_CONTROL_FAILED
         if not process.is_finished_ok:

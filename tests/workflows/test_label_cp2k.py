@@ -65,6 +65,9 @@ def test_label_three_frames_fast_and_finite_differences(cp2k_code, libf4_frames,
     assert set(labelled.levels_of_theory) == {fingerprint}
     assert np.allclose(labelled.positions, frames.positions)
     assert list(labelled.origins) == ['nEQ'] * 3
+    calcs = _calcjobs(node)
+    assert calcs[0].inputs.parameters['GLOBAL']['WALLTIME'] == 570  # 95 % of max_wallclock_seconds = 600
+    assert 'aiida-forces-1_0.xyz' in calcs[0].outputs.retrieved.base.repository.list_object_names()
 
     # Central differences of the CP2K energy on the Li atom (index 0) of frame 0, all three directions.
     h = 1.0e-3

@@ -520,7 +520,7 @@ def _calculation_of(node: orm.Node) -> orm.Node | None:
     """The process that created ``node`` (``None`` if unknown)."""
     try:
         return node.creator
-    except Exception:
+    except Exception:  # a node without a creator link
         return None
 
 
@@ -642,6 +642,7 @@ def quality_control(
         ``rejected`` (``Dict``: ``str(index) -> {'reason', 'detail', 'pk'}``) and ``summary`` (``Dict``).
     """
     n_frames = len(frames)
+    frames.get_arrays()  # load all frames once: the per-frame accessors below then slice the cached arrays
     rejected: dict[str, dict] = {str(k): dict(v) for k, v in failures.get_dict().items()}
     indices, energies, forces, stresses, converged, pks = [], [], [], [], [], []
     numbers, positions, cells = [], [], []

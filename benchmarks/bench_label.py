@@ -1,0 +1,148 @@
+"""Benchmark ilmlff.label: labelled PYR14BF4 frames per minute with CP2K, protocols ``fast`` and ``balanced``.
+
+Run (not a test; ``balanced`` takes minutes per frame on 2 cores)::
+
+    .venv/bin/python benchmarks/bench_label.py --protocol fast --pairs 1 --frames 8
+    .venv/bin/python benchmarks/bench_label.py --protocol fast --pairs 2 --frames 8
+    .venv/bin/python benchmarks/bench_label.py --protocol balanced --pairs 1 --frames 1 --threads 2 --concurrent 1
+    .venv/bin/python benchmarks/bench_label.py --protocol balanced --pairs 2 --frames 1 --threads 2 --concurrent 1
+
+Each run builds a PYR14BF4 box of ``--pairs`` ion pairs (35 atoms per pair) with
+:func:`aiida_ilmlff.systems.build_ionic_liquid` at ``--density`` g/cm^3 (or an ``--box`` edge in Å),
+rattles it into ``--frames`` frames (0.03 Å) and labels them with ``ilmlff.label`` (run in this process:
+the work chain, its CP2K jobs through the ``core.direct`` scheduler, extraction and quality control), with
+``--concurrent`` CP2K jobs of ``--threads`` OpenMP threads each. Reported (one JSON line): wall time of the
+whole work chain, labelled frames per minute, and per frame the CP2K time (``CP2K`` total of its timing
+report) and the number of SCF steps. Everything lives in a temporary AiiDA configuration (``AIIDA_PATH``,
+SQLite profile, deleted at the end); the user's ``~/.aiida`` is never touched. The machine's load average
+is printed because the reference machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import shutil
+import tempfile
+import time
+
+
+def cp2k_stats(calc) -> tuple[float | None, int | None]:
+    """CP2K total time [s] and SCF steps from the retrieved ``aiida.out`` of a ``Cp2kCalculation``."""
+    text = calc.outputs.retrieved.base.repository.get_object_content('aiida.out')
+    total = re.search(r'^\s*CP2K\s+1\s+\S+\s+\S+\s+\S+\s+\S+\s+(\S+)', text, re.MULTILINE)
+    steps = re.search(r'outer SCF loop converged in\s+\d+ iterations or\s+(\d+) steps', text)
+    if steps is None:
+        steps = re.search(r'SCF run converged in\s+(\d+) steps', text)
+    return (float(total.group(1)) if total else None, int(steps.group(1)) if steps else None)
+
+
+def main() -> None:
+    """Parse the arguments, set up a throw-away profile, label, report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--protocol', default='fast', choices=('fast', 'balanced', 'stringent'))
+    parser.add_argument('--pairs', type=int, default=1, help='PYR14BF4 ion pairs per frame (35 atoms each)')
+    parser.add_argument('--frames', type=int, default=4)
+    parser.add_argument('--density', type=float, default=1.2, help='g/cm^3 (liquid PYR14BF4)')
+    parser.add_argument('--box', type=float, default=None, help='cubic box edge in Å instead of the density')
+    parser.add_argument('--threads', type=int, default=1, help='OpenMP threads per CP2K job')
+    parser.add_argument('--concurrent', type=int, default=2, help='CP2K jobs at the same time')
+    parser.add_argument('--cp2k', default=shutil.which('cp2k.psmp') or '/usr/bin/cp2k.psmp')
+    parser.add_argument('--overrides', default=None, help='JSON overrides of the protocol')
+    args = parser.parse_args()
+
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix='ilmlff-bench-label-'))
+    os.environ['AIIDA_PATH'] = str(workdir)
+    try:
+        from aiida import load_profile
+        from aiida.manage.configuration import create_profile, get_config
+
+        config = get_config(create=True)
+        profile = create_profile(
+            config,
+            storage_backend='core.sqlite_dos',
+            storage_config={'filepath': str(workdir / 'storage')},
+            name='bench',
+            email='bench@localhost',
+            is_test_profile=True,
+        )
+        config.set_default_profile(profile.name)
+        config.store()
+        load_profile(profile.name, allow_switch=True)
+
+        from aiida import orm
+        from aiida.engine import run_get_node
+
+        from aiida_ilmlff.data import FramesData
+        from aiida_ilmlff.systems import build_ionic_liquid
+        from aiida_ilmlff.workflows.label import LabelWorkChain
+
+        computer = orm.Computer(
+            label='localhost',
+            hostname='localhost',
+            workdir=str(workdir / 'work'),
+            transport_type='core.local',
+            scheduler_type='core.direct',
+        ).store()
+        computer.configure(safe_interval=0)
+        computer.set_minimum_job_poll_interval(0.5)
+        code = orm.InstalledCode(
+            label='cp2k', computer=computer, filepath_executable=args.cp2k, default_calc_job_plugin='cp2k'
+        ).store()
+
+        box = build_ionic_liquid({'PYR14': args.pairs, 'BF4': args.pairs}, density=args.density, seed=0)
+        if args.box:
+            box.set_cell([args.box] * 3, scale_atoms=False)
+            box.center()
+        images = []
+        for seed in range(args.frames):
+            atoms = box.copy()
+            atoms.rattle(stdev=0.03, seed=seed)
+            images.append(atoms)
+        frames = FramesData.from_ase(images).store()
+
+        overrides = {'max_concurrent': args.concurrent}
+        if args.overrides:
+            from aiida_ilmlff.workflows.protocols import recursive_merge
+
+            overrides = recursive_merge(overrides, json.loads(args.overrides))
+        builder = LabelWorkChain.get_builder_from_protocol(
+            code,
+            frames,
+            protocol=args.protocol,
+            overrides=overrides,
+            options={'environment_variables': {'OMP_NUM_THREADS': str(args.threads)}},
+        )
+        load_before = os.getloadavg()[0]
+        start = time.perf_counter()
+        results, node = run_get_node(builder)
+        wall = time.perf_counter() - start
+        calcs = [n for n in node.called_descendants if isinstance(n, orm.CalcJobNode) and n.is_finished_ok]
+        stats = [cp2k_stats(calc) for calc in calcs]
+        n_labelled = len(results['labelled']) if 'labelled' in results else 0
+        report = {
+            'protocol': args.protocol,
+            'atoms': len(box),
+            'box_A': round(float(box.cell.lengths()[0]), 2),
+            'frames': args.frames,
+            'labelled': n_labelled,
+            'threads': args.threads,
+            'concurrent': args.concurrent,
+            'exit_status': node.exit_status,
+            'wall_s': round(wall, 1),
+            'frames_per_minute': round(60 * n_labelled / wall, 2),
+            'cp2k_s_per_frame': [round(s[0], 1) if s[0] else None for s in stats],
+            'scf_steps': [s[1] for s in stats],
+            'load_average_1min': [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            'level_of_theory': results['summary']['level_of_theory'],
+        }
+        print(json.dumps(report))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()
