@@ -343,3 +343,20 @@ def test_parse_lcurve():
     curve = parse_lcurve(text)
     assert list(curve['step']) == [0, 20] and curve['rmse_f_trn'][0] == pytest.approx(1.47)
     assert np.isnan(curve['rmse_trn'][1])
+
+
+def test_deepmd_restart_cmdline(dp_code, frames, tmp_path):
+    inputs = {
+        'code': dp_code,
+        'train': frames['train'],
+        'valid': frames['valid'],
+        'parameters': orm.Dict(TINY_DEEPMD),
+        'parent_folder': orm.RemoteData(computer=dp_code.computer, remote_path='/tmp/old-dp-job').store(),
+        'metadata': {'options': job_options()},
+    }
+    calcinfo, _ = _prepare(DeepmdTrainCalculation, inputs, tmp_path)
+    assert calcinfo.codes_info[0].cmdline_params[:5] == ['--tf', 'train', 'input.json', '--restart', 'model.ckpt']
+    assert [entry[1] for entry in calcinfo.remote_copy_list] == [
+        '/tmp/old-dp-job/model.ckpt*',
+        '/tmp/old-dp-job/checkpoint',
+    ]

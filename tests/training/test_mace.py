@@ -113,3 +113,22 @@ def test_mace_fine_tuning(mace_run, frames, mace_train_code):
     # the fine-tune starts from the foundation weights: its first validation is already as good as the foundation's
     initial = node.outputs.learning_curve.get_array('valid_force_rmse')[0]
     assert initial == pytest.approx(mace_run.outputs.metrics['test']['force_rmse'], rel=1e-6)
+
+
+def test_mace_restart_from_checkpoint(mace_run, frames, mace_train_code):
+    """A job given the remote folder of a finished (or interrupted) one continues from its last checkpoint."""
+    epochs = TINY_MACE['max_num_epochs']
+    inputs = {
+        'code': mace_train_code,
+        'train': frames['train'],
+        'valid': frames['valid'],
+        'parent_folder': mace_run.outputs.remote_folder,
+        'parameters': orm.Dict({**TINY_MACE, 'max_num_epochs': epochs + 2}),
+        'metadata': {'options': job_options()},
+    }
+    _, node = run_get_node(MaceTrainCalculation, **inputs)
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    log = node.outputs.retrieved.base.repository.get_object_content(f'logs/mace_run-{TINY_MACE["seed"]}.log')
+    assert f'Loading checkpoint: ./checkpoints/mace_run-{TINY_MACE["seed"]}_epoch-{epochs - 1}.pt' in log
+    # mace-torch 0.3.16 resumes at the epoch of the checkpoint, so that epoch is trained once more
+    assert list(node.outputs.learning_curve.get_array('epoch')) == [epochs - 1, epochs, epochs + 1]
