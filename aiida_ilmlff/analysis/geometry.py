@@ -113,13 +113,18 @@ def _wrap_orthorhombic(positions: np.ndarray, lengths: np.ndarray) -> np.ndarray
 def _distances_orthorhombic(
     a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray, lengths
 ) -> np.ndarray:
-    squared = np.zeros(len(i))
+    """Minimum-image distances of pairs (i, j) of coordinates in [0, L): min(|d|, L - |d|) per axis."""
+    squared = None
     for k in range(3):
-        d = a[i, k]
-        d -= b[j, k]
-        d -= lengths[k] * np.rint(d * (1.0 / lengths[k]))
+        d = np.take(np.ascontiguousarray(a[:, k]), i)
+        d -= np.take(np.ascontiguousarray(b[:, k]), j)
+        np.abs(d, out=d)
+        np.minimum(d, lengths[k] - d, out=d)
         d *= d
-        squared += d
+        if squared is None:
+            squared = d
+        else:
+            squared += d
     return np.sqrt(squared, out=squared)
 
 
