@@ -1,0 +1,241 @@
+"""Read a CP2K molecular-dynamics run (``RUN_TYPE MD``) from its output files: frames labelled at every printed step.
+
+Pure text parsing (numpy, ASE units; no AiiDA). Files of ``PROJECT aiida`` (the name aiida-cp2k sets):
+
+``aiida-pos-1.xyz``
+    positions in Å, one XYZ block per printed step; comment ``i = <step>, time = <fs>, E = <Hartree>``.
+``aiida-frc-1.xyz``
+    forces in Hartree/bohr (atomic units), same layout; converted to eV/Å.
+``aiida-1.ener``
+    one row per step: step, time [fs], kinetic energy [Hartree], temperature [K], potential energy
+    [Hartree], conserved quantity [Hartree], CPU time [s]. The potential energy (converted to eV) is the label.
+``aiida.out``
+    the main output: a force evaluation whose SCF did not converge (``SCF run NOT converged`` or ``outer
+    SCF loop FAILED``) marks its step as unconverged, and such a frame never becomes a label.
+
+Conversions use ASE's constants (CODATA 2014), as :mod:`aiida_ilmlff.calculations.functions.labels`:
+1 Hartree = 27.211386 eV, 1 Hartree/bohr = 51.422067 eV/Å.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+from ase import units
+
+__all__ = (
+    'CP2K_ENER_FILE',
+    'CP2K_FRC_FILE',
+    'CP2K_POS_FILE',
+    'Cp2kMdRun',
+    'merge_runs',
+    'parse_cp2k_ener',
+    'parse_cp2k_md',
+    'parse_cp2k_xyz_trajectory',
+    'unconverged_md_steps',
+)
+
+CP2K_POS_FILE = 'aiida-pos-1.xyz'
+CP2K_FRC_FILE = 'aiida-frc-1.xyz'
+CP2K_ENER_FILE = 'aiida-1.ener'
+
+_COMMENT = re.compile(r'i\s*=\s*(-?\d+)\s*,\s*time\s*=\s*([-+0-9.EeDd]+)(?:\s*,\s*E\s*=\s*([-+0-9.EeDd]+))?')
+
+
+@dataclasses.dataclass
+class Cp2kMdRun:
+    """One CP2K MD run read from its files (``T`` printed steps, ``n`` atoms).
+
+    Attributes:
+        steps: ``(T,)`` MD step numbers. times: ``(T,)`` fs. symbols: ``(n,)`` element symbols.
+        positions: ``(T, n, 3)`` Å. forces: ``(T, n, 3)`` eV/Å (``nan`` where the force file lacks the step).
+        energies: ``(T,)`` potential energy in eV (from the ener file; the XYZ comment where absent).
+        temperatures: ``(T,)`` instantaneous temperature in K (``nan`` if unknown).
+        conserved: ``(T,)`` conserved quantity in eV (``nan`` if unknown).
+        unconverged: ``(T,)`` bool, the SCF of the step did not converge.
+    """
+
+    steps: np.ndarray
+    times: np.ndarray
+    symbols: list[str]
+    positions: np.ndarray
+    forces: np.ndarray
+    energies: np.ndarray
+    temperatures: np.ndarray
+    conserved: np.ndarray
+    unconverged: np.ndarray
+
+
+def _float(text: str) -> float:
+    return float(text.replace('D', 'E').replace('d', 'e'))
+
+
+def parse_cp2k_xyz_trajectory(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """``(steps, times_fs, comment_energies_Ha, symbols, values)`` of a CP2K XYZ trajectory (positions or forces).
+
+    ``values`` is ``(T, n, 3)`` in the file's unit (Å for positions, Hartree/bohr for forces).
+
+    :raises ValueError: for a truncated block, a bad comment line, or frames with other atoms than the first.
+    """
+    lines = text.splitlines()
+    steps, times, energies, frames = [], [], [], []
+    symbols: list[str] | None = None
+    k = 0
+    while k < len(lines):
+        if not lines[k].strip():
+            k += 1
+            continue
+        try:
+            count = int(lines[k].split()[0])
+        except (ValueError, IndexError) as exception:
+            raise ValueError(f'line {k + 1}: expected an atom count, got {lines[k]!r}') from exception
+        if k + 2 + count > len(lines):
+            break  # a block cut short (run killed while writing): ignore it
+        match = _COMMENT.search(lines[k + 1])
+        if match is None:
+            raise ValueError(f'line {k + 2}: not a CP2K trajectory comment: {lines[k + 1]!r}')
+        block = [line.split() for line in lines[k + 2 : k + 2 + count]]
+        if any(len(row) < 4 for row in block):
+            if k + 2 + count >= len(lines):
+                break  # the last line was cut short
+            raise ValueError(f'a line of the block at line {k + 1} has fewer than 4 columns')
+        frame_symbols = [re.sub(r'\d+$', '', row[0]) for row in block]
+        if symbols is None:
+            symbols = frame_symbols
+        elif frame_symbols != symbols:
+            raise ValueError(f'frame at step {match.group(1)} has other atoms than the first frame')
+        steps.append(int(match.group(1)))
+        times.append(_float(match.group(2)))
+        energies.append(_float(match.group(3)) if match.group(3) else np.nan)
+        frames.append([[_float(v) for v in row[1:4]] for row in block])
+        k += 2 + count
+    if symbols is None:
+        raise ValueError('the CP2K trajectory file holds no frame')
+    return (
+        np.asarray(steps, dtype=np.int64),
+        np.asarray(times, dtype=np.float64),
+        np.asarray(energies, dtype=np.float64),
+        symbols,
+        np.asarray(frames, dtype=np.float64),
+    )
+
+
+def parse_cp2k_ener(text: str) -> dict[str, np.ndarray]:
+    """Columns of a CP2K ``.ener`` file: ``step``, ``time`` [fs], ``kinetic`` [Ha], ``temperature`` [K],
+    ``potential`` [Ha], ``conserved`` [Ha], ``cpu_time`` [s].
+
+    :raises ValueError: if a data row has fewer than 6 columns.
+    """
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith('#'):
+            continue
+        parts = line.split()
+        if len(parts) < 6:
+            raise ValueError(f'line {number} of the ener file has {len(parts)} columns, expected 7')
+        rows.append([_float(v) for v in parts[:7]] + [np.nan] * (7 - min(len(parts), 7)))
+    data = np.asarray(rows, dtype=np.float64).reshape(-1, 7)
+    names = ('step', 'time', 'kinetic', 'temperature', 'potential', 'conserved', 'cpu_time')
+    columns = {name: data[:, k] for k, name in enumerate(names)}
+    columns['step'] = columns['step'].astype(np.int64)
+    return columns
+
+
+def unconverged_md_steps(stdout: str, first_step: int) -> set[int]:
+    """MD steps whose force evaluation had an unconverged SCF, read from CP2K's main output.
+
+    The first force evaluation of a run is its initial step ``first_step``; every later one is followed by
+    ``MD| Step number <n>``. An evaluation failed when its SCF messages (between two ``ENERGY| Total
+    FORCE_EVAL`` lines) contain ``SCF run NOT converged`` or ``outer SCF loop FAILED``.
+    """
+    segments = re.split(r'ENERGY\|\s+Total FORCE_EVAL', stdout)[:-1]
+    numbers = [int(first_step)] + [int(n) for n in re.findall(r'MD\|\s+Step number\s+(\d+)', stdout)]
+    return {
+        step
+        for segment, step in zip(segments, numbers)
+        if 'SCF run NOT converged' in segment or 'outer SCF loop FAILED' in segment
+    }
+
+
+def parse_cp2k_md(pos_text: str, frc_text: str | None, ener_text: str | None, stdout: str | None = None) -> Cp2kMdRun:
+    """Read one CP2K MD run (see the module docstring); units converted to Å, eV, eV/Å.
+
+    :param pos_text: content of ``aiida-pos-1.xyz``. :param frc_text: of ``aiida-frc-1.xyz`` (``None``: no forces).
+    :param ener_text: of ``aiida-1.ener`` (``None``: energies from the XYZ comments).
+    :param stdout: of ``aiida.out`` (``None``: SCF convergence not checked).
+    :raises ValueError: if the files disagree on atoms, or a file cannot be read.
+    """
+    steps, times, comment_energies, symbols, positions = parse_cp2k_xyz_trajectory(pos_text)
+    n_frames = len(steps)
+    forces = np.full_like(positions, np.nan)
+    if frc_text:
+        f_steps, _, _, f_symbols, f_values = parse_cp2k_xyz_trajectory(frc_text)
+        if f_symbols != symbols:
+            raise ValueError('the forces file lists other atoms than the positions file')
+        lookup = {int(s): k for k, s in enumerate(f_steps)}
+        for k, step in enumerate(steps):
+            if int(step) in lookup:
+                forces[k] = f_values[lookup[int(step)]] * (units.Hartree / units.Bohr)
+    energies = comment_energies * units.Hartree
+    temperatures = np.full(n_frames, np.nan)
+    conserved = np.full(n_frames, np.nan)
+    first_step = int(steps[0])
+    if ener_text:
+        columns = parse_cp2k_ener(ener_text)
+        if len(columns['step']):
+            first_step = int(columns['step'][0])
+        lookup = {int(s): k for k, s in enumerate(columns['step'])}
+        for k, step in enumerate(steps):
+            row = lookup.get(int(step))
+            if row is not None:
+                energies[k] = columns['potential'][row] * units.Hartree
+                temperatures[k] = columns['temperature'][row]
+                conserved[k] = columns['conserved'][row] * units.Hartree
+    unconverged = np.zeros(n_frames, dtype=bool)
+    if stdout:
+        failed = unconverged_md_steps(stdout, first_step)
+        unconverged = np.array([int(s) in failed for s in steps], dtype=bool)
+    return Cp2kMdRun(
+        steps=steps,
+        times=times,
+        symbols=symbols,
+        positions=positions,
+        forces=forces,
+        energies=energies,
+        temperatures=temperatures,
+        conserved=conserved,
+        unconverged=unconverged,
+    )
+
+
+def merge_runs(runs: list[Cp2kMdRun]) -> Cp2kMdRun:
+    """Join consecutive runs of one MD (restarts) by step number; a later run's frame replaces an earlier one.
+
+    :raises ValueError: if ``runs`` is empty or the runs hold other atoms.
+    """
+    if not runs:
+        raise ValueError('no CP2K MD run to merge')
+    chosen: dict[int, tuple[int, int]] = {}
+    for r, run in enumerate(runs):
+        if run.symbols != runs[0].symbols:
+            raise ValueError(f'restart {r} of the MD holds other atoms than the first run')
+        for k, step in enumerate(run.steps):
+            chosen[int(step)] = (r, k)
+    order = sorted(chosen)
+
+    def take(name: str) -> np.ndarray:
+        return np.asarray([getattr(runs[r], name)[k] for r, k in (chosen[s] for s in order)])
+
+    return Cp2kMdRun(
+        steps=np.asarray(order, dtype=np.int64),
+        times=take('times'),
+        symbols=list(runs[0].symbols),
+        positions=take('positions'),
+        forces=take('forces'),
+        energies=take('energies'),
+        temperatures=take('temperatures'),
+        conserved=take('conserved'),
+        unconverged=take('unconverged').astype(bool),
+    )
