@@ -1,0 +1,481 @@
+"""Calcfunctions of training-set sampling: EQ frames from trajectories, nEQ perturbations, label summaries.
+
+Each wraps a pure function of :mod:`aiida_ilmlff.sampling` so every frame of a data set is linked to the
+trajectory, structure or frame set it came from, and the settings used are input nodes.
+
+* :func:`import_trajectory`: a trajectory file (``SinglefileData``: extxyz, ASE .traj, LAMMPS dump, GROMACS,
+  the project's HDF5) -> decorrelated ``EQ`` frames (or ``nEQ`` for a hot trajectory) + a ``sampling`` Dict.
+* :func:`sample_frames`: the same from a ``FramesData`` trajectory (CP2K AIMD, MLFF MD).
+* :func:`parse_cp2k_md`: the retrieved files of CP2K MD runs -> a labelled ``FramesData`` of every step.
+* :func:`generate_neq_frames`: perturbations of frames -> ``nEQ`` frames + ``rejected`` Dict.
+* :func:`dataset_summary`: counts and energy-per-atom / max-force distributions per origin.
+* :func:`structures_to_frames`: boxes (``StructureData`` with ``mol_id``/``molecules``) -> a ``FramesData``.
+
+Settings keys are checked by :func:`validate_sampling_settings` and :func:`validate_import_settings` (use them
+before submitting anything). Metadata recorded on every sampled frame (its ``perturbation`` JSON):
+``generator`` (``md_sample`` for EQ, ``hot_md`` for nEQ), ``frame_index`` (in the trajectory),
+``equilibration_index``, ``statistical_inefficiency``, ``spacing``, ``method``, ``observable``, ``n_frames``.
+"""
+
+from __future__ import annotations
+
+import math
+import typing as t
+
+import numpy as np
+from aiida import orm
+from aiida.engine import calcfunction
+
+from aiida_ilmlff.data.frames import FramesData
+from aiida_ilmlff.sampling import (
+    MIN_DISTANCE,
+    TRAJECTORY_FORMATS,
+    generate_neq,
+    label_summary,
+    pair_distance_descriptor,
+    read_trajectory,
+    select_equilibrium_frames,
+    validate_generators,
+)
+from aiida_ilmlff.sampling.decorrelate import METHODS, OBSERVABLES
+from aiida_ilmlff.sampling.stats import frame_observables
+
+__all__ = (
+    'IMPORT_SETTINGS',
+    'SAMPLING_SETTINGS',
+    'dataset_summary',
+    'generate_neq_frames',
+    'import_trajectory',
+    'parse_cp2k_md',
+    'sample_frames',
+    'structures_to_frames',
+    'validate_import_settings',
+    'validate_sampling_settings',
+)
+
+#: Settings of the equilibrium sampling (``settings`` of :func:`sample_frames` and :func:`import_trajectory`).
+SAMPLING_SETTINGS: dict[str, t.Any] = {
+    'method': 'inefficiency',  # inefficiency | fps | stride
+    'n_max': None,  # most frames to keep (required for fps)
+    'equilibration': 'detect',  # 'detect', a frame index, or None
+    'observable': 'auto',  # auto | energy | volume | descriptor
+    'stride': 1,  # for method 'stride'
+    'origin': 'EQ',  # EQ, or nEQ for a high-temperature trajectory (generator hot_md)
+    'temperature': None,  # K recorded on the frames (default: the trajectory's, if known)
+    'descriptor_r_max': 6.0,  # Å
+    'descriptor_n_bins': 24,
+}
+
+#: Extra settings of :func:`import_trajectory` (reading the file).
+IMPORT_SETTINGS: dict[str, t.Any] = {
+    'start': 0,
+    'stop': None,
+    'read_stride': 1,
+    'type_map': None,  # LAMMPS: element of type 1, 2, ...
+    'element_map': None,  # GROMACS: atom name -> element
+    'keep_labels': False,  # keep the file's energies/forces as labels (then give level_of_theory)
+    'level_of_theory': '',
+}
+
+
+def validate_sampling_settings(settings: t.Mapping[str, t.Any]) -> list[str]:
+    """Problems of equilibrium-sampling ``settings`` (one message each; empty if fine)."""
+    errors = []
+    unknown = sorted(set(settings) - set(SAMPLING_SETTINGS) - set(IMPORT_SETTINGS))
+    if unknown:
+        errors.append(f'unknown sampling setting(s) {unknown}; known: {sorted({*SAMPLING_SETTINGS, *IMPORT_SETTINGS})}')
+    s = {**SAMPLING_SETTINGS, **settings}
+    if s['method'] not in METHODS:
+        errors.append(f'`method` must be one of {METHODS}, got {s["method"]!r}')
+    if s['observable'] not in OBSERVABLES:
+        errors.append(f'`observable` must be one of {OBSERVABLES}, got {s["observable"]!r}')
+    if s['n_max'] is not None and (not isinstance(s['n_max'], int) or s['n_max'] < 1):
+        errors.append(f'`n_max` must be a positive integer or None, got {s["n_max"]!r}')
+    if s['method'] == 'fps' and s['n_max'] is None:
+        errors.append('`method: fps` needs `n_max` (how many frames to pick)')
+    equilibration = s['equilibration']
+    if not (equilibration in ('detect', None) or (isinstance(equilibration, int) and equilibration >= 0)):
+        errors.append(f"`equilibration` must be 'detect', None or a frame index >= 0, got {equilibration!r}")
+    if s['origin'] not in ('EQ', 'nEQ'):
+        errors.append(f"`origin` must be 'EQ' or 'nEQ' (a high-temperature trajectory), got {s['origin']!r}")
+    if not isinstance(s['stride'], int) or s['stride'] < 1:
+        errors.append(f'`stride` must be a positive integer, got {s["stride"]!r}')
+    return errors
+
+
+def validate_import_settings(settings: t.Mapping[str, t.Any]) -> list[str]:
+    """Problems of :func:`import_trajectory` ``settings`` (reading and sampling), one message each."""
+    errors = validate_sampling_settings(settings)
+    s = {**IMPORT_SETTINGS, **settings}
+    for key in ('start', 'read_stride'):
+        if not isinstance(s[key], int) or s[key] < (1 if key == 'read_stride' else 0):
+            errors.append(f'`{key}` must be an integer >= {1 if key == "read_stride" else 0}, got {s[key]!r}')
+    if s['keep_labels'] and not s['level_of_theory']:
+        errors.append('`keep_labels` needs `level_of_theory` (the fingerprint of the method that made the labels)')
+    return errors
+
+
+def _sample(
+    images: list,
+    energies: np.ndarray,
+    settings: dict,
+    *,
+    source: str,
+    source_format: str,
+    temperatures: np.ndarray | None = None,
+    keep_labels: bool = True,
+) -> dict[str, orm.Data]:
+    """Select frames of ``images`` (ase.Atoms) and build the ``frames`` and ``sampling`` outputs."""
+    s = {**SAMPLING_SETTINGS, **settings}
+    elements = sorted({int(z) for atoms in images for z in atoms.numbers})
+    volumes = np.array([abs(atoms.cell.volume) for atoms in images])
+
+    def descriptors() -> np.ndarray:
+        return np.array(
+            [
+                pair_distance_descriptor(atoms, elements, float(s['descriptor_r_max']), int(s['descriptor_n_bins']))
+                for atoms in images
+            ]
+        )
+
+    selection = select_equilibrium_frames(
+        len(images),
+        energies=energies,
+        volumes=volumes if np.ptp(volumes) > 0 else None,
+        descriptors=descriptors,
+        method=s['method'],
+        n_max=s['n_max'],
+        equilibration=s['equilibration'],
+        observable=s['observable'],
+        stride=int(s['stride']),
+    )
+    record = {k: v for k, v in selection.to_dict().items() if k != 'indices'}
+    generator = 'md_sample' if s['origin'] == 'EQ' else 'hot_md'
+    chosen = []
+    for index in selection.indices:
+        atoms = images[index]
+        if not keep_labels:
+            atoms.calc = None
+        atoms.info['origin'] = s['origin']
+        temperature = s['temperature']
+        if temperature is None and temperatures is not None and np.isfinite(temperatures[index]):
+            temperature = float(temperatures[index])
+        if temperature is not None:
+            atoms.info['temperature'] = float(temperature)
+        previous = atoms.info.get('perturbation') or {}
+        history = {k: v for k, v in previous.items() if k != 'generator'}
+        if 'generator' in previous:
+            history['trajectory_generator'] = previous['generator']
+        atoms.info['perturbation'] = {
+            **history,
+            'generator': generator,
+            'frame_index': int(index),
+            'source_format': source_format,
+            **record,
+        }
+        atoms.info['source'] = source
+        chosen.append(atoms)
+    frames = FramesData.from_ase(chosen)
+    sampling = {
+        **selection.to_dict(),
+        'origin': s['origin'],
+        'n_selected': len(chosen),
+        'source': source,
+        'source_format': source_format,
+        'settings': {k: s[k] for k in SAMPLING_SETTINGS},
+        'observable_mean': float(np.nanmean(energies)) if np.isfinite(energies).any() else None,
+    }
+    return {'frames': frames, 'sampling': orm.Dict(sampling)}
+
+
+@calcfunction
+def import_trajectory(
+    trajectory: orm.SinglefileData,
+    fmt: orm.Str,
+    composition: orm.Dict | None = None,
+    topology: orm.SinglefileData | None = None,
+    settings: orm.Dict | None = None,
+) -> dict[str, orm.Data]:
+    """Import an MD trajectory and keep decorrelated frames (EQ by default) with molecule ids.
+
+    :param trajectory: the trajectory file. :param fmt: one of
+        :data:`~aiida_ilmlff.sampling.TRAJECTORY_FORMATS`.
+    :param composition: ion name -> count of the simulated box (molecule ids and species check).
+    :param topology: GROMACS topology (``.gro``/``.tpr``/``.pdb``) for ``fmt='gromacs'``.
+    :param settings: :data:`SAMPLING_SETTINGS` and :data:`IMPORT_SETTINGS` keys.
+    :returns: ``frames`` (``FramesData``, unlabelled unless ``keep_labels``) and ``sampling`` (``Dict``: the
+        equilibration cut, statistical inefficiency, spacing and indices).
+    :raises ValueError: for invalid settings, an unknown format, or species not matching the composition.
+    """
+    values = settings.get_dict() if settings is not None else {}
+    errors = validate_import_settings(values)
+    if errors:
+        raise ValueError('invalid import settings: ' + '; '.join(errors))
+    s = {**IMPORT_SETTINGS, **values}
+    if fmt.value not in TRAJECTORY_FORMATS:
+        raise ValueError(f'unknown trajectory format {fmt.value!r}: choose from {list(TRAJECTORY_FORMATS)}')
+    with trajectory.as_path() as path:
+        if topology is not None:
+            with topology.as_path() as topology_path:
+                imported = _read(path, fmt.value, composition, topology_path, s)
+        else:
+            imported = _read(path, fmt.value, composition, None, s)
+    if s['keep_labels']:
+        for atoms in imported.images:
+            atoms.info['level_of_theory'] = s['level_of_theory']
+    sampling_settings = {k: v for k, v in values.items() if k in SAMPLING_SETTINGS}
+    outputs = _sample(
+        imported.images,
+        imported.energies,
+        sampling_settings,
+        source=trajectory.uuid,
+        source_format=fmt.value,
+        keep_labels=bool(s['keep_labels']),
+    )
+    sampling = outputs['sampling'].get_dict()
+    sampling.update(
+        {
+            'file_indices': [int(imported.indices[i]) for i in sampling['indices']],
+            'molecule_source': imported.molecule_source,
+            'times_fs': None if imported.times is None else [float(imported.times[i]) for i in sampling['indices']],
+        }
+    )
+    outputs['sampling'] = orm.Dict(sampling)
+    return outputs
+
+
+def _read(path, fmt, composition, topology, s):
+    return read_trajectory(
+        path,
+        fmt,
+        composition=composition.get_dict() if composition is not None else None,
+        topology=topology,
+        type_map=s['type_map'],
+        element_map=s['element_map'],
+        start=int(s['start']),
+        stop=s['stop'],
+        stride=int(s['read_stride']),
+        keep_labels=bool(s['keep_labels']),
+    )
+
+
+@calcfunction
+def sample_frames(frames: FramesData, settings: orm.Dict | None = None) -> dict[str, orm.Data]:
+    """Decorrelated frames of a ``FramesData`` trajectory (e.g. CP2K AIMD or MLFF MD), labels kept.
+
+    The observable for the equilibration cut is the labelled energy when every frame has one (see
+    :mod:`aiida_ilmlff.sampling.decorrelate`).
+
+    :param settings: :data:`SAMPLING_SETTINGS` keys.
+    :returns: ``frames`` (``FramesData`` with origin ``EQ``, or ``nEQ`` for ``origin: nEQ``) and ``sampling``.
+    :raises ValueError: for invalid settings or too short a trajectory.
+    """
+    values = settings.get_dict() if settings is not None else {}
+    errors = validate_sampling_settings(values)
+    if errors:
+        raise ValueError('invalid sampling settings: ' + '; '.join(errors))
+    images = frames.to_ase()
+    energies = frames.energies if frames.energies is not None else np.full(len(frames), np.nan)
+    return _sample(
+        images,
+        np.asarray(energies, dtype=np.float64),
+        values,
+        source=frames.uuid,
+        source_format='ilmlff.frames',
+        temperatures=np.asarray(frames.temperatures, dtype=np.float64),
+    )
+
+
+@calcfunction
+def parse_cp2k_md(structure: orm.StructureData, settings: orm.Dict, **retrieved: orm.FolderData) -> dict[str, orm.Data]:
+    """Labelled frames of every printed step of a CP2K MD (one or more restarted runs).
+
+    :param structure: the MD's starting structure (cell for every frame; ``mol_id``/``molecules`` attributes
+        are copied to the frames).
+    :param settings: ``level_of_theory`` (fingerprint written on every frame), ``temperature`` (K, the
+        thermostat target, recorded per frame), ``timestep_fs``.
+    :param retrieved: ``run_00``, ``run_01``, ... the retrieved folders in run order (restarts continue the MD).
+    :returns: ``trajectory`` (``FramesData``, origin ``import``, energy eV, forces eV/Å; frames whose SCF did not
+        converge left out) and ``summary`` (``Dict``: steps, dropped steps, temperature statistics, drift of the
+        conserved quantity).
+    :raises ValueError: if a run lacks the trajectory files or atoms disagree with the structure.
+    """
+    from aiida_ilmlff.sampling.cp2k_md import CP2K_ENER_FILE, CP2K_FRC_FILE, CP2K_POS_FILE, merge_runs
+    from aiida_ilmlff.sampling.cp2k_md import parse_cp2k_md as parse_run
+
+    values = settings.get_dict()
+    runs = []
+    for name in sorted(retrieved):
+        folder = retrieved[name]
+        names = folder.base.repository.list_object_names()
+        if CP2K_POS_FILE not in names:
+            raise ValueError(f'`{name}`: the retrieved files lack {CP2K_POS_FILE} (no MD frame was written)')
+
+        def read(filename: str, _folder=folder, _names=names) -> str | None:
+            return _folder.base.repository.get_object_content(filename) if filename in _names else None
+
+        runs.append(parse_run(read(CP2K_POS_FILE), read(CP2K_FRC_FILE), read(CP2K_ENER_FILE), read('aiida.out')))
+    run = merge_runs(runs)
+    symbols = [site.kind_name for site in structure.sites]
+    kinds = {kind.name: kind.symbol for kind in structure.kinds}
+    expected = [kinds[s] for s in symbols]
+    if run.symbols != expected:
+        raise ValueError('the CP2K trajectory lists other atoms (or another order) than the structure')
+    good = ~run.unconverged & np.isfinite(run.energies) & np.isfinite(run.forces).all(axis=(1, 2))
+    if not good.any():
+        raise ValueError('no MD step has a converged SCF with energy and forces')
+    atoms0 = structure.get_ase()
+    mol_id = structure.base.attributes.get('mol_id', None)
+    molecules = structure.base.attributes.get('molecules', None)
+    index = np.flatnonzero(good)
+    temperature = values.get('temperature')
+    perturbations = [
+        {
+            'generator': 'cp2k_aimd',
+            'step': int(run.steps[k]),
+            'time_fs': float(run.times[k]),
+            'instantaneous_temperature': None if math.isnan(run.temperatures[k]) else float(run.temperatures[k]),
+        }
+        for k in index
+    ]
+    calcs = [folder.creator for name, folder in sorted(retrieved.items())]
+    source = calcs[-1].uuid if calcs and calcs[-1] is not None else ''
+    trajectory = FramesData.from_arrays(
+        atoms0.numbers,
+        run.positions[index],
+        atoms0.cell.array,
+        atoms0.pbc,
+        energy=run.energies[index],
+        forces=run.forces[index],
+        mol_id=mol_id,
+        origin='import',
+        temperature=float(temperature) if temperature is not None else float('nan'),
+        perturbation=perturbations,
+        source=source,
+        level_of_theory=values.get('level_of_theory', ''),
+        molecules=molecules if molecules else '',
+    )
+    finite_t = run.temperatures[good][np.isfinite(run.temperatures[good])]
+    conserved = run.conserved[good]
+    drift = None
+    if np.isfinite(conserved).sum() > 1 and run.times[good][-1] > run.times[good][0]:
+        drift = float((conserved[-1] - conserved[0]) / len(atoms0) / (run.times[good][-1] - run.times[good][0]) * 1000)
+    summary = {
+        'n_steps_printed': len(run.steps),
+        'n_frames': int(good.sum()),
+        'first_step': int(run.steps[0]),
+        'last_step': int(run.steps[-1]),
+        'time_fs': [float(run.times[0]), float(run.times[-1])],
+        'unconverged_steps': [int(s) for s in run.steps[run.unconverged]],
+        'steps_without_labels': [int(s) for s in run.steps[~good & ~run.unconverged]],
+        'n_runs': len(runs),
+        'temperature_mean': float(finite_t.mean()) if finite_t.size else None,
+        'temperature_std': float(finite_t.std()) if finite_t.size else None,
+        'temperature_target': temperature,
+        'conserved_drift_meV_per_atom_per_ps': drift,
+        'potential_energy_mean_eV': float(run.energies[good].mean()),
+        'level_of_theory': values.get('level_of_theory', ''),
+        'units': {'energy': 'eV', 'forces': 'eV/Angstrom', 'positions': 'Angstrom', 'time': 'fs'},
+    }
+    return {'trajectory': trajectory, 'summary': orm.Dict(summary)}
+
+
+@calcfunction
+def generate_neq_frames(
+    frames: FramesData,
+    generators: orm.Dict,
+    n_frames: orm.Int,
+    seed: orm.Int,
+    min_distance: orm.Float | None = None,
+) -> dict[str, orm.Data]:
+    """Non-equilibrium frames perturbed from ``frames`` (see :func:`aiida_ilmlff.sampling.generate_neq`).
+
+    :param frames: source frames (``mol_id`` needed for rigid strains and close contacts; ``molecules`` for
+        close contacts).
+    :param generators: generator name -> parameters (:data:`aiida_ilmlff.sampling.GENERATORS`).
+    :param n_frames: frames to make (split by the generators' weights). :param seed: random seed.
+    :param min_distance: floor in Å for any interatomic distance (default 0.7).
+    :returns: ``frames`` (``FramesData``, origin ``nEQ``, unlabelled, ``source`` = the input's uuid, the
+        generator and its parameters in ``perturbation``) and ``rejected`` (``Dict``: ``n_rejected``,
+        ``by_reason``, ``by_generator``, ``entries`` with reason, detail and parameters of every rejected
+        frame, ``n_requested``, ``n_made``).
+    :raises ValueError: for an invalid mix or when no frame could be made.
+    """
+    floor = float(min_distance.value) if min_distance is not None else MIN_DISTANCE
+    errors = validate_generators(generators.get_dict(), floor)
+    if errors:
+        raise ValueError('invalid nEQ generators: ' + '; '.join(errors))
+    sources = frames.to_ase()
+    for atoms in sources:
+        atoms.calc = None
+    result = generate_neq(sources, int(n_frames.value), generators.get_dict(), seed=int(seed.value), min_distance=floor)
+    if not result.frames:
+        raise ValueError(
+            f'no nEQ frame passed the checks ({len(result.rejected)} rejected): loosen the generator parameters'
+        )
+    for atoms in result.frames:
+        atoms.info['source'] = frames.uuid
+    by_reason: dict[str, int] = {}
+    by_generator: dict[str, int] = {}
+    for entry in result.rejected:
+        by_reason[entry['reason']] = by_reason.get(entry['reason'], 0) + 1
+        by_generator[entry['generator']] = by_generator.get(entry['generator'], 0) + 1
+    made: dict[str, int] = {}
+    for atoms in result.frames:
+        name = atoms.info['perturbation']['generator']
+        made[name] = made.get(name, 0) + 1
+    rejected = {
+        'n_requested': int(n_frames.value),
+        'n_made': len(result.frames),
+        'made_by_generator': made,
+        'n_rejected': len(result.rejected),
+        'by_reason': by_reason,
+        'by_generator': by_generator,
+        'min_distance': floor,
+        'entries': result.rejected,
+    }
+    return {'frames': FramesData.from_ase(result.frames), 'rejected': orm.Dict(rejected)}
+
+
+@calcfunction
+def dataset_summary(frames: FramesData, targets: orm.Dict | None = None) -> orm.Dict:
+    """Counts and label distributions per origin of a labelled data set.
+
+    :param targets: optional requested counts (e.g. ``{'EQ': 24, 'nEQ': 24}``), copied into the summary.
+
+    :returns: ``Dict`` with ``n_frames``, ``counts`` (origin -> frames), ``energy_per_atom`` and ``max_force``
+        (origin and ``all`` -> ``n``, ``mean``, ``std``, ``min``, ``max``, ``p5``, ``p25``, ``p50``, ``p75``,
+        ``p95``; eV/atom and eV/Å), ``generators`` (origin -> perturbation generator -> frames),
+        ``level_of_theory`` and ``elements``.
+    """
+    import json
+
+    energy_per_atom, max_force = frame_observables(frames.offsets, frames.energies, frames.forces)
+    origins = [str(o) for o in frames.origins]
+    summary = label_summary(origins, energy_per_atom, max_force)
+    generators: dict[str, dict[str, int]] = {}
+    for origin, text in zip(origins, frames.perturbations):
+        name = json.loads(text).get('generator', 'none') if text else 'none'
+        generators.setdefault(origin, {})
+        generators[origin][name] = generators[origin].get(name, 0) + 1
+    summary.update(
+        {
+            'generators': generators,
+            'level_of_theory': frames.base.attributes.get('level_of_theory'),
+            'elements': frames.elements,
+            'n_labelled': frames.base.attributes.get('n_labelled'),
+            'targets': targets.get_dict() if targets is not None else None,
+        }
+    )
+    return orm.Dict(summary)
+
+
+@calcfunction
+def structures_to_frames(**structures: orm.StructureData) -> FramesData:
+    """One frame per structure (keyword order sorted), origin ``import``, with ``mol_id``/``molecules`` when set.
+
+    :raises ValueError: if no structure is given.
+    """
+    if not structures:
+        raise ValueError('structures_to_frames needs at least one StructureData')
+    return FramesData.from_structure([structures[name] for name in sorted(structures)])
