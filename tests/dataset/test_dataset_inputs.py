@@ -1,0 +1,112 @@
+"""``ilmlff.dataset`` builder and validation: bad input fails before submission, clearly, storing nothing."""
+
+from __future__ import annotations
+
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_ilmlff.calculations.functions.labels import cp2k_level_of_theory
+from aiida_ilmlff.workflows.aimd import md_parameters
+from aiida_ilmlff.workflows.dataset import DatasetWorkChain
+
+from .conftest import PYR14BF4, count_nodes
+
+
+def test_fast_builder(cp2k_code):
+    """``fast`` gives a CP2K GFN1-xTB AIMD with the labelling FORCE_EVAL: both fingerprints are equal."""
+    builder = DatasetWorkChain.get_builder_from_protocol(cp2k_code, PYR14BF4, protocol='fast')
+    assert builder.n_eq.value == 24 and builder.n_neq.value == 24
+    assert builder.temperature.value == 450.0
+    assert builder.aimd.md['temperature'] == 450.0 and builder.aimd.md['steps'] == 300
+    aimd_params = builder.aimd.cp2k.cp2k.parameters.get_dict()
+    label_params = builder.label.cp2k.cp2k.parameters.get_dict()
+    md = md_parameters(aimd_params, builder.aimd.md.get_dict())
+    assert md['GLOBAL']['RUN_TYPE'] == 'MD' and md['MOTION']['MD']['THERMOSTAT']['TYPE'] == 'CSVR'
+    aimd_fingerprint = cp2k_level_of_theory(md)['fingerprint']
+    assert aimd_fingerprint == cp2k_level_of_theory(label_params)['fingerprint']
+    assert aimd_fingerprint.startswith('cp2k/GFN1-xTB:')
+    assert builder.label.max_concurrent.value == 2
+    assert builder.aimd.cp2k.cp2k.metadata.options.environment_variables == {'OMP_NUM_THREADS': '1'}
+
+
+@pytest.mark.parametrize(
+    ('overrides', 'expected'),
+    [
+        ({'n_eq': 0, 'n_neq': 0}, '`n_eq` + `n_neq` = 0'),
+        ({'neq': {'generators': {'strain': {'max_strain': 0.5}}}}, '`strain.max_strain` = 0.5 (50 %)'),
+        ({'neq': {'generators': {'strain': {'max_strain': 0.7}}}}, 'strains must be in (0, 50 %)'),
+        ({'neq': {'generators': {'density': {'factor_min': 0.2}}}}, 'strains must stay below 50 %'),
+        ({'neq': {'generators': {'wobble': {}}}}, 'unknown generator `wobble`'),
+        ({'neq': {'generators': {'hot_md': {'weight': 1.0}}}}, 'needs a high-temperature trajectory'),
+        ({'aimd': {'md': {'timestep_fs': 5.0}}}, 'too long for hydrogen'),
+    ],
+)
+def test_bad_protocol_input_raises_before_anything_is_stored(cp2k_code, overrides, expected):
+    """Invalid overrides raise ValueError in get_builder_from_protocol, naming the input; nothing is stored."""
+    before = count_nodes()
+    with pytest.raises(ValueError) as info:
+        DatasetWorkChain.get_builder_from_protocol(cp2k_code, PYR14BF4, protocol='fast', overrides=overrides)
+    assert expected in str(info.value), str(info.value)
+    assert count_nodes() == before
+
+
+def _bad_builder(cp2k_code, **changes):
+    builder = DatasetWorkChain.get_builder_from_protocol(cp2k_code, PYR14BF4, protocol='fast')
+    for key, value in changes.items():
+        target = builder
+        *path, name = key.split('.')
+        for part in path:
+            target = target[part]
+        node_class, content = value
+        target[name] = getattr(orm, node_class)(content)
+    return builder
+
+
+@pytest.mark.parametrize(
+    ('changes', 'expected'),
+    [
+        ({'n_eq': ('Int', 0), 'n_neq': ('Int', 0)}, '`n_eq` + `n_neq` = 0'),
+        ({'neq.generators': ('Dict', {'strain': {'max_strain': 0.55}})}, '`strain.max_strain` = 0.55 (55 %)'),
+        ({'composition': ('Dict', {'PYR14': 2, 'BF4': 1})}, 'not charge-neutral'),
+    ],
+)
+def test_bad_builder_fails_on_submission_storing_nothing(cp2k_code, changes, expected):
+    """A builder edited into invalid input is refused by the port validator: no process node, no input stored."""
+    builder = _bad_builder(cp2k_code, **changes)
+    before = count_nodes()
+    with pytest.raises(ValueError) as info:
+        run_get_node(builder)
+    assert expected in str(info.value), str(info.value)
+    assert count_nodes() == before
+
+
+def test_trajectory_with_other_species_is_refused(cp2k_code, extxyz_trajectory):
+    """An extxyz trajectory of PYR14BF4 offered for a PYR14TFSI composition: species mismatch, named clearly."""
+    trajectory = orm.SinglefileData(str(extxyz_trajectory))
+    before = count_nodes()
+    with pytest.raises(ValueError) as info:
+        DatasetWorkChain.get_builder_from_protocol(
+            cp2k_code, {'PYR14': 2, 'TFSI': 2}, protocol='fast', trajectory=trajectory, trajectory_format='extxyz'
+        )
+    message = str(info.value)
+    assert 'do not match the composition' in message and 'B: 2 vs 0' in message, message
+    assert count_nodes() == before
+
+    builder = DatasetWorkChain.get_builder_from_protocol(
+        cp2k_code, PYR14BF4, protocol='fast', trajectory=trajectory, trajectory_format='extxyz'
+    )
+    assert 'aimd' not in builder._inputs(prune=True)
+    builder.composition = orm.Dict({'PYR14': 2, 'TFSI': 2})
+    with pytest.raises(ValueError, match='do not match the composition'):
+        run_get_node(builder)
+    assert count_nodes() == before
+
+
+def test_unknown_protocol_and_codes(cp2k_code):
+    with pytest.raises(ValueError, match='unknown protocol `quick`'):
+        DatasetWorkChain.get_builder_from_protocol(cp2k_code, PYR14BF4, protocol='quick')
+    with pytest.raises(ValueError, match='unknown key'):
+        DatasetWorkChain.get_builder_from_protocol({'labeller': cp2k_code}, PYR14BF4)
+    with pytest.raises(ValueError, match='charge-neutral'):
+        DatasetWorkChain.get_builder_from_protocol(cp2k_code, {'PYR14': 1})
