@@ -23,6 +23,7 @@ def _register_subcommands() -> None:
     cli.add_command(_setup.setup)
     cli.add_command(_setup.codes)
     cli.add_command(__import__('aiida_ilmlff.cli.frames', fromlist=['frames']).frames)
+    __import__('aiida_ilmlff.cli.frames_plot', fromlist=['register']).register(cli.commands['frames'])
 
 
 _register_subcommands()
