@@ -5,7 +5,8 @@ The code is ``dp`` (deepmd-kit 3.2.0). The job runs, one after the other (``Code
 1. ``dp --tf train input.json`` (``--restart model.ckpt`` when continuing from ``parent_folder``),
 2. ``dp --tf freeze -o frozen_model.pb``,
 3. ``dp --tf compress`` into ``compressed_model.pb`` when the parameter ``compress`` is true,
-4. ``dp --tf test`` of the deployable model on each split (``detail_<split>.*`` files, full precision).
+4. ``dp --tf test`` of the deployable model on every split at once (``-s data``; ``detail.*`` files, full
+   precision; the parser maps the rows back to the splits by system).
 
 ``input.json`` is built from a flat ``parameters`` Dict (keys in :data:`SCHEMA`) on top of the protocol
 defaults: an ``se_e2_a`` descriptor whose ``sel`` (maximum neighbours per type within ``rcut``) is counted
@@ -290,13 +291,9 @@ class DeepmdTrainCalculation(ProtocolMixin, BaseTrainCalculation):
         ]
         if parameters['compress']:
             codes.append(self._codeinfo(['compress', '-i', FROZEN, '-o', COMPRESSED, '-t', INPUT_FILE], 'compress'))
-        for name in record['order']:
-            codes.append(
-                self._codeinfo(
-                    ['test', '-m', self.model_filename(), '-s', f'data/{name}', '-n', '0', '-d', f'detail_{name}'],
-                    f'test_{name}',
-                )
-            )
+        codes.append(
+            self._codeinfo(['test', '-m', self.model_filename(), '-s', 'data', '-n', '0', '-d', 'detail'], 'test')
+        )
         calcinfo.codes_info = codes
         calcinfo.codes_run_mode = datastructures.CodeRunMode.SERIAL
         calcinfo.local_copy_list = []
@@ -308,9 +305,7 @@ class DeepmdTrainCalculation(ProtocolMixin, BaseTrainCalculation):
             *[f'{code.stdout_name[:-4]}.log' for code in codes],
             *[code.stderr_name for code in codes],
         ]
-        calcinfo.retrieve_temporary_list = [
-            f'detail_{name}.{kind}.out' for name in record['order'] for kind in ('e', 'f')
-        ]
+        calcinfo.retrieve_temporary_list = ['detail.e.out', 'detail.f.out']
         return calcinfo
 
     @classmethod

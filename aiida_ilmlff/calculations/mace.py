@@ -150,6 +150,9 @@ class MaceTrainCalculation(ProtocolMixin, BaseTrainCalculation):
         e0s = parameters.get('E0s')
         if isinstance(e0s, dict):
             missing = sorted(elements - set(e0s))
+            bad = {k: v for k, v in e0s.items() if isinstance(v, bool) or not isinstance(v, (int, float))}
+            if bad:
+                return f'`E0s` values must be energies in eV, got {bad}'
             if missing:
                 return f'`E0s` lacks isolated-atom energies for {missing}: give one per element of the frames'
         elif isinstance(e0s, str) and e0s not in ('average', 'foundation'):

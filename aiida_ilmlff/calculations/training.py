@@ -241,6 +241,13 @@ class BaseTrainCalculation(CalcJob):
                 return str(exception)
         elif 'valid_fraction' in inputs:
             return 'give either `valid` or `valid_fraction`, not both'
+        parent, code = inputs.get('parent_folder'), inputs.get('code')
+        if parent is not None and code is not None and code.computer is not None:
+            if parent.computer.uuid != code.computer.uuid:
+                return (
+                    f'`parent_folder` is on computer `{parent.computer.label}` but the code runs on '
+                    f'`{code.computer.label}`: checkpoints can only be continued on the same computer'
+                )
         return cls.validate_extra(inputs)
 
     @classmethod

@@ -1,10 +1,10 @@
 """Parser of ``ilmlff.deepmd.train``: ``lcurve.out``, the ``dp test`` errors per split, the model node.
 
-Reads only retrieved files: ``train.log`` / ``freeze.log`` / ``compress.log`` / ``test_<split>.log`` (the
+Reads only retrieved files: ``train.log`` / ``freeze.log`` / ``compress.log`` / ``test.log`` (the
 ``-l`` logs of each ``dp`` command), their ``.err`` files, ``lcurve.out``, ``ilmlff_split.json`` (type map,
 systems and their atom symbols) and, from the temporary retrieved folder, the ``dp test`` detail files
-``detail_<split>.e.out`` (total energies) and ``detail_<split>.f.out`` (force components), written to full
-precision. The row order of a detail file follows the order of the ``# testing system :`` lines of its log.
+``detail.e.out`` (total energies) and ``detail.f.out`` (force components) of one ``dp test`` over every
+split, written to full precision; their rows follow the order of the ``# testing system :`` lines of ``test.log``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import pathlib
 import re
 import tempfile
-import typing as t
 
 import numpy as np
 from aiida import orm
@@ -119,13 +118,11 @@ class DeepmdTrainParser(Parser):
             return self.exit_codes.ERROR_MISSING_MODEL.format(filename=model_file)
 
         temporary = kwargs.get('retrieved_temporary_folder')
-        errors: dict[str, t.Any] = {}
-        for name in split.get('order', []):
-            try:
-                errors[name] = self._split_errors(name, split, pathlib.Path(temporary) if temporary else None)
-            except (OSError, ValueError, KeyError) as exception:
-                detail = f'dp test on `{name}`: {exception}; {_last_error(self._read(f"test_{name}.err"))}'
-                return self.exit_codes.ERROR_MISSING_EVALUATION.format(detail=detail)
+        try:
+            errors = self._split_errors(split, pathlib.Path(temporary) if temporary else None)
+        except (OSError, ValueError, KeyError) as exception:
+            detail = f'dp test: {exception}; {_last_error(self._read("test.err"))}'
+            return self.exit_codes.ERROR_MISSING_EVALUATION.format(detail=detail)
 
         wall = _WALL.search(log)
         steps = int(curve['step'][-1]) if 'step' in curve and len(curve['step']) else None
@@ -144,33 +141,41 @@ class DeepmdTrainParser(Parser):
         self.out('model', self._model_node(model_file, split, parameters))
         return ExitCode(0)
 
-    def _split_errors(self, name: str, split: dict, temporary: pathlib.Path | None) -> dict:
-        """Errors of one split from its ``dp test`` detail files, rows mapped to systems by the log."""
+    def _split_errors(self, split: dict, temporary: pathlib.Path | None) -> dict[str, dict]:
+        """Errors of every split from the one ``dp test`` over ``data/``; rows are mapped to systems (and so to
+        splits) by the order of the ``# testing system :`` lines of ``test.log``."""
         from ase.data import atomic_numbers
 
         if temporary is None:
             raise OSError('no temporary retrieved folder')
-        energy = np.loadtxt(temporary / f'detail_{name}.e.out', ndmin=2)
-        forces = np.loadtxt(temporary / f'detail_{name}.f.out', ndmin=2)
-        order = _SYSTEM.findall(self._read(f'test_{name}.log') or '')
-        if sorted(order) != sorted(split['systems'][name]):
-            raise ValueError(f'tested systems {order} differ from the written ones {split["systems"][name]}')
-        per_frame_atoms, per_row_numbers = [], []
+        energy = np.loadtxt(temporary / 'detail.e.out', ndmin=2)
+        forces = np.loadtxt(temporary / 'detail.f.out', ndmin=2)
+        order = _SYSTEM.findall(self._read('test.log') or '')
+        written = [system for name in split['order'] for system in split['systems'][name]]
+        if sorted(order) != sorted(written):
+            raise ValueError(f'tested systems {order} differ from the written ones {written}')
+        split_of = {system: name for name in split['order'] for system in split['systems'][name]}
+        rows: dict[str, dict[str, list]] = {name: {'e': [], 'f': [], 'n': [], 'z': []} for name in split['order']}
+        e_row = f_row = 0
         for system in order:
             z = np.array([atomic_numbers[s] for s in split['symbols'][system]])
             n_frames = int(split['frames_per_system'][system])
-            per_frame_atoms += [len(z)] * n_frames
-            per_row_numbers.append(np.tile(z, n_frames))
-        if len(per_frame_atoms) != len(energy) or sum(per_frame_atoms) != len(forces):
+            part = rows[split_of[system]]
+            part['e'].append(energy[e_row : e_row + n_frames])
+            part['f'].append(forces[f_row : f_row + n_frames * len(z)])
+            part['n'] += [len(z)] * n_frames
+            part['z'].append(np.tile(z, n_frames))
+            e_row += n_frames
+            f_row += n_frames * len(z)
+        if e_row != len(energy) or f_row != len(forces):
             raise ValueError(f'{len(energy)} energies / {len(forces)} force rows do not match the systems')
-        return error_metrics(
-            energy[:, 1],
-            energy[:, 0],
-            np.array(per_frame_atoms),
-            forces[:, 3:6],
-            forces[:, 0:3],
-            np.concatenate(per_row_numbers),
-        )
+        errors = {}
+        for name, part in rows.items():
+            e, f = np.concatenate(part['e']), np.concatenate(part['f'])
+            errors[name] = error_metrics(
+                e[:, 1], e[:, 0], np.array(part['n']), f[:, 3:6], f[:, 0:3], np.concatenate(part['z'])
+            )
+        return errors
 
     def _model_node(self, model_file: str, split: dict, parameters: dict):
         from aiida_ilmlff.data import MLFFModelData

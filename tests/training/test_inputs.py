@@ -250,7 +250,7 @@ def test_deepmd_job_files(dp_code, frames, tmp_path):
     assert commands[0].startswith('--tf train input.json')
     assert commands[1].startswith('--tf freeze -o frozen_model.pb')
     assert commands[2].startswith('--tf compress -i frozen_model.pb -o compressed_model.pb')
-    assert [c.split()[1] for c in commands[3:]] == ['test'] * 3
+    assert commands[3].startswith('--tf test -m compressed_model.pb -s data -n 0 -d detail') and len(commands) == 4
     assert 'compressed_model.pb' in calcinfo.retrieve_list
     assert data['training']['training_data']['systems'] == ['data/train/BF4Li']
 
