@@ -26,6 +26,7 @@ __all__ = ('DeepmdTrainParser', 'parse_lcurve')
 
 _SYSTEM = re.compile(r'# testing system : (\S+)')
 _WALL = re.compile(r'wall time: ([\d.]+) s')
+_NAN = re.compile(r'NaN detected at batch\s+(\d+)')
 
 
 def parse_lcurve(text: str) -> dict[str, np.ndarray]:
@@ -101,8 +102,14 @@ class DeepmdTrainParser(Parser):
             for row, step in enumerate(curve.get('step', [])):
                 if not all(np.isfinite(curve[name][row]) for name in trn):
                     return self.exit_codes.ERROR_NAN_LOSS.format(
-                        detail=f'first at step {int(step)}, start_lr {parameters.get("start_lr")}'
+                        detail=f'first at step {int(step)}, start_lr {float(parameters.get("start_lr", 1e-3)):g}'
                     )
+        start_lr = float(parameters.get('start_lr', 1e-3))
+        nan = _NAN.search(log) or _NAN.search(self._read('train.err') or '')
+        if nan:  # deepmd-kit 3 stops itself on a NaN loss: RuntimeError('NaN detected at batch N: ...')
+            return self.exit_codes.ERROR_NAN_LOSS.format(
+                detail=f'deepmd-kit stopped at batch {nan.group(1)}, start_lr {start_lr:g}'
+            )
         if walltime:
             return self.exit_codes.ERROR_OUT_OF_WALLTIME
         if 'finished training' not in log:

@@ -157,7 +157,7 @@ class MaceTrainParser(Parser):
             ]
             if bad:
                 return self.exit_codes.ERROR_NAN_LOSS.format(
-                    detail=f'first at epoch {min(bad)}, learning rate {parameters.get("lr", 0.01)}'
+                    detail=f'first at epoch {min(bad)}, learning rate {float(parameters.get("lr", 0.01)):g}'
                 )
         if walltime:
             return self.exit_codes.ERROR_OUT_OF_WALLTIME

@@ -1,0 +1,130 @@
+"""Parsers on hand-made retrieved folders: the failure modes map onto their exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiida import orm
+from aiida.common import LinkType
+from aiida.engine import ProcessState
+from training_helpers import TINY_DEEPMD, TINY_MACE
+
+from aiida_ilmlff.parsers.deepmd import DeepmdTrainParser
+from aiida_ilmlff.parsers.evaluate import EvaluateParser
+from aiida_ilmlff.parsers.mace import MaceTrainParser
+
+SPLIT = json.dumps({'n_frames': {'train': 4, 'valid': 2}, 'order': ['train', 'valid'], 'model_file': 'mace.model'})
+
+
+def _parse(parser_class, entry_point, files, tmp_path, inputs=None, exit_status=None):
+    """Run ``parser_class`` on a stored CalcJobNode with ``inputs`` and a retrieved folder holding ``files``."""
+    computer = orm.Computer(
+        label=f'parser-test-{tmp_path.name}',
+        hostname='localhost',
+        transport_type='core.local',
+        scheduler_type='core.direct',
+    ).store()
+    node = orm.CalcJobNode(computer=computer, process_type=f'aiida.calculations:{entry_point}')
+    for label, value in (inputs or {}).items():
+        node.base.links.add_incoming(value.store(), link_type=LinkType.INPUT_CALC, link_label=label)
+    node.set_process_state(ProcessState.RUNNING)
+    if exit_status is not None:
+        node.set_exit_status(exit_status)
+    node.store()
+    retrieved = orm.FolderData()
+    for name, content in files.items():
+        retrieved.base.repository.put_object_from_bytes(content.encode(), name)
+    retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
+    retrieved.store()
+    temporary = tmp_path / 'temporary'
+    temporary.mkdir()
+    results, calcfunction = parser_class.parse_from_node(
+        node, store_provenance=False, retrieved_temporary_folder=str(temporary)
+    )
+    return results, calcfunction
+
+
+def test_mace_nan_loss_gives_410_and_keeps_the_learning_curve(aiida_profile, tmp_path):
+    results_lines = '\n'.join(
+        json.dumps(line)
+        for line in (
+            {'loss': 4.0, 'rmse_e_per_atom': 0.1, 'rmse_f': 0.5, 'mode': 'eval', 'epoch': None},
+            {'loss': float('nan'), 'mode': 'opt', 'epoch': 0},
+            {'loss': float('nan'), 'rmse_e_per_atom': float('nan'), 'rmse_f': float('nan'), 'mode': 'eval', 'epoch': 0},
+        )
+    )
+    files = {
+        'logs/mace_run-3.log': '2026-01-01 00:00:00.000 INFO: Started training\n2026-01-01 00:00:01.000 INFO: Done\n',
+        'results/mace_run-3_train.txt': results_lines,
+        'ilmlff_split.json': SPLIT,
+    }
+    results, calcfunction = _parse(
+        MaceTrainParser, 'ilmlff.mace.train', files, tmp_path, {'parameters': orm.Dict({**TINY_MACE, 'lr': 50.0})}
+    )
+    assert calcfunction.exit_status == 410
+    assert 'epoch 0' in calcfunction.exit_message and 'learning rate 50' in calcfunction.exit_message
+    assert 'learning_curve' in results and 'model' not in results
+
+
+def test_mace_crash_gives_320_with_the_error_line(aiida_profile, tmp_path):
+    files = {
+        'logs/mace_run-3.log': '2026-01-01 00:00:00.000 INFO: ===========VERIFYING SETTINGS===========\n',
+        'mace_train.err': 'Traceback (most recent call last):\n  File "x"\nKeyError: \'Atomic number 3 not found\'\n',
+        'ilmlff_split.json': SPLIT,
+    }
+    _, calcfunction = _parse(MaceTrainParser, 'ilmlff.mace.train', files, tmp_path, {'parameters': orm.Dict(TINY_MACE)})
+    assert calcfunction.exit_status == 320
+    assert "KeyError: 'Atomic number 3 not found'" in calcfunction.exit_message
+
+
+def test_mace_scheduler_walltime_gives_400(aiida_profile, tmp_path):
+    files = {
+        'logs/mace_run-3.log': '2026-01-01 00:00:00.000 INFO: Started training\n',
+        'results/mace_run-3_train.txt': json.dumps({'loss': 2.0, 'mode': 'opt', 'epoch': 0}),
+        'ilmlff_split.json': SPLIT,
+    }
+    results, calcfunction = _parse(
+        MaceTrainParser, 'ilmlff.mace.train', files, tmp_path, {'parameters': orm.Dict(TINY_MACE)}, exit_status=120
+    )
+    assert calcfunction.exit_status == 400 and 'learning_curve' in results
+
+
+def test_mace_missing_model_gives_312(aiida_profile, tmp_path):
+    files = {
+        'logs/mace_run-3.log': '2026-01-01 00:00:00.000 INFO: Started training\n2026-01-01 00:00:09.000 INFO: Done\n',
+        'results/mace_run-3_train.txt': json.dumps({'loss': 2.0, 'mode': 'opt', 'epoch': 0}),
+        'ilmlff_split.json': SPLIT,
+    }
+    _, calcfunction = _parse(MaceTrainParser, 'ilmlff.mace.train', files, tmp_path, {'parameters': orm.Dict(TINY_MACE)})
+    assert calcfunction.exit_status == 312 and 'mace.model' in calcfunction.exit_message
+
+
+@pytest.mark.parametrize('where', ['train.log', 'train.err'])
+def test_deepmd_nan_guard_gives_410(aiida_profile, tmp_path, where):
+    """deepmd-kit 3 aborts by itself on a NaN loss; the parser recognises its message."""
+    message = (
+        'RuntimeError: NaN detected at batch      10: trn: . Something went wrong, and it is meaningless to continue.\n'
+    )
+    files = {
+        'train.log': '[2026] DEEPMD INFO    training\n' + (message if where == 'train.log' else ''),
+        'lcurve.out': '# step rmse_val rmse_trn lr\n      0      4.7e+01    4.6e+01    1.0e+30\n',
+        'ilmlff_split.json': json.dumps({'order': ['train', 'valid'], 'model_file': 'frozen_model.pb'}),
+    }
+    if where == 'train.err':
+        files['train.err'] = message
+    _, calcfunction = _parse(
+        DeepmdTrainParser,
+        'ilmlff.deepmd.train',
+        files,
+        tmp_path,
+        {'parameters': orm.Dict({**TINY_DEEPMD, 'start_lr': 1e30})},
+    )
+    assert calcfunction.exit_status == 410
+    assert 'batch 10' in calcfunction.exit_message and '1e+30' in calcfunction.exit_message
+
+
+def test_evaluate_without_predictions_quotes_the_runner(aiida_profile, tmp_path):
+    files = {'evaluate.err': "ilmlff-evaluate: ValueError: model m0: elements ['Li'] are not in its type_map\n"}
+    _, calcfunction = _parse(EvaluateParser, 'ilmlff.evaluate', files, tmp_path)
+    assert calcfunction.exit_status == 310 and "elements ['Li']" in calcfunction.exit_message
