@@ -1,0 +1,936 @@
+"""Molecular dynamics with MLFF models through ASE: ``ilmlff-runner md md.json`` (runs on the compute node).
+
+The command behind the ``ilmlff.md`` CalcJob. It reads a structure (extended XYZ, with ``mol_id`` per atom
+and ``molecules`` in the comment line when known), one or more models (MACE ``.model`` or DeePMD frozen
+``.pb``) and the settings JSON below; model 0 drives the dynamics, the others (a committee) are evaluated
+on every saved frame for the force deviation used by active learning.
+
+Settings (``md.json``)::
+
+    {
+      "structure": "structure.extxyz",
+      "models": [{"key": "model_0", "path": "models/model_0.model", "architecture": "mace",
+                  "dtype": "float64"}, ...],
+      "parameters": {...},          # the MD parameters: see PARAMETERS (validate_parameters checks them)
+      "restart": null,              # or a checkpoint JSON written by an earlier run
+      "threads": 1, "device": "cpu",
+      "max_wall_s": null            # stop cleanly (exit 10) before this many seconds of wall time
+    }
+
+Ensembles: ``nve`` (velocity Verlet), ``nvt`` (``thermostat``: ``langevin``, friction ``friction_per_fs``;
+or ``bussi``, ``tau_t_fs``), ``npt`` (isotropic MTK, Nose-Hoover chains: ``tau_t_fs``, ``tau_p_fs``,
+``pressure_bar``) and ``npt_berendsen`` (quick density equilibration: ``tau_t_fs``, ``tau_p_fs``,
+``compressibility_per_bar``). Initial velocities: Maxwell-Boltzmann at ``initial_temperature_K`` (default
+``temperature_K``) from ``seed``, zero centre-of-mass momentum, rescaled to that temperature exactly.
+
+Outputs (streaming, in the working directory):
+
+- ``trajectory.h5``: every ``traj_every`` steps, the shared HDF5 format of
+  :mod:`aiida_ilmlff.analysis.trajectory` (time fs, unwrapped positions Å, cell, potential energy eV,
+  velocities Å/fs with ``save_velocities``; observables ``temperature`` K and, for a committee,
+  ``max_force_deviation`` eV/Å).
+- ``thermo.csv``: every ``thermo_every`` steps: step, time_fs, temperature_K, potential_energy_eV,
+  kinetic_energy_eV, total_energy_eV, pressure_bar (virial + ideal gas), volume_A3, density_g_cm3.
+- ``deviation.csv`` (committee only), one row per saved frame: step, time_fs, max_devi_f, min_devi_f,
+  avg_devi_f (eV/Å; per atom the deviation is sqrt(mean_k |F_k - <F>|^2), the DP-GEN definition) and
+  devi_e (standard deviation of the model energies divided by the number of atoms, eV/atom).
+- ``checkpoint.json``: every ``checkpoint_every`` steps and at the end: positions, velocities (Å/fs), cell,
+  step, time, the integrator state (random-number generator, Nose-Hoover chain and barostat variables) and
+  V0. On any early stop it holds the last good *saved frame*, so a restart resumes on the trajectory's
+  time grid.
+- ``final.extxyz``: the final structure (the checkpoint's state), with ``mol_id`` and momenta.
+- ``status.json``: ``status`` (``running``, ``completed``, ``walltime``, ``guard``, ``error``), the exit
+  status, steps done, the guard that tripped (see :mod:`aiida_ilmlff.runner.guards`), timings.
+
+Steps: ``steps`` counts the whole simulation; a run restarted from a checkpoint at step k runs steps
+k+1 .. ``steps`` (strides count from the restart). Exit status: 0 completed, 2 bad input, 3 a model cannot
+be loaded, 4 a calculator error, 10 stopped for wall time (``max_wall_s`` or SIGTERM/SIGUSR1/SIGINT),
+11-15 a guard (:data:`aiida_ilmlff.runner.guards.GUARDS`).
+
+This module imports numpy only at import time, so the daemon can use :func:`validate_parameters`;
+ASE, torch, mace, deepmd and tensorflow load when a run starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import pathlib
+import signal
+import sys
+import time
+import traceback
+import typing as t
+
+import numpy as np
+
+from .guards import GUARD_DEFAULTS, GuardChecker, GuardFailure, validate_guards
+
+__all__ = (
+    'CHECKPOINT_FORMAT',
+    'ENSEMBLES',
+    'EXIT_BAD_INPUT',
+    'EXIT_CALCULATOR_ERROR',
+    'EXIT_MODEL_LOAD',
+    'EXIT_WALLTIME',
+    'MAX_TIMESTEP_FS',
+    'OUTPUTS',
+    'PARAMETERS',
+    'THERMOSTATS',
+    'main',
+    'resolve_parameters',
+    'run_md',
+    'validate_parameters',
+)
+
+ENSEMBLES = ('nve', 'nvt', 'npt', 'npt_berendsen')
+THERMOSTATS = ('langevin', 'bussi')
+INITIAL_VELOCITIES = ('maxwell_boltzmann', 'from_structure', 'zero')
+MAX_TIMESTEP_FS = 5.0
+CHECKPOINT_FORMAT = 'ilmlff-md-checkpoint'
+SETTINGS_FORMAT = 'ilmlff-md-settings'
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_MODEL_LOAD = 3
+EXIT_CALCULATOR_ERROR = 4
+EXIT_WALLTIME = 10
+
+#: Output file names, relative to the working directory.
+OUTPUTS = {
+    'trajectory': 'trajectory.h5',
+    'thermo': 'thermo.csv',
+    'deviation': 'deviation.csv',
+    'checkpoint': 'checkpoint.json',
+    'final': 'final.extxyz',
+    'status': 'status.json',
+    'failure': 'failure.extxyz',
+}
+
+THERMO_COLUMNS = (
+    'step',
+    'time_fs',
+    'temperature_K',
+    'potential_energy_eV',
+    'kinetic_energy_eV',
+    'total_energy_eV',
+    'pressure_bar',
+    'volume_A3',
+    'density_g_cm3',
+)
+DEVIATION_COLUMNS = ('step', 'time_fs', 'max_devi_f', 'min_devi_f', 'avg_devi_f', 'devi_e')
+
+#: g/cm^3 of one amu per Å^3.
+AMU_PER_A3_IN_G_CM3 = 1.66053906660
+
+
+# ---------------------------------------------------------------------------------------------- parameters
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """One key of the MD parameters: accepted types, default, bounds, choices and a line of help."""
+
+    types: tuple[type, ...]
+    default: t.Any
+    help: str
+    choices: tuple | None = None
+    minimum: float | None = None
+    exclusive_minimum: bool = False
+    maximum: float | None = None
+
+    def check(self, name: str, value: t.Any) -> str | None:
+        """The error message for ``value`` of key ``name``, or ``None``."""
+        label = f'`parameters.{name}`'
+        if isinstance(value, bool) and bool not in self.types:
+            return f'{label} must be {self._types()}, got a bool'
+        if not isinstance(value, self.types) and not (float in self.types and isinstance(value, int)):
+            return f'{label} must be {self._types()}, got {type(value).__name__} {value!r}'
+        if self.choices is not None and value not in self.choices:
+            return f'{label} must be one of {list(self.choices)}, got {value!r}'
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                return f'{label} must be finite, got {value!r}'
+            if self.minimum is not None:
+                if self.exclusive_minimum and value <= self.minimum:
+                    return f'{label} must be > {self.minimum}, got {value!r}'
+                if value < self.minimum:
+                    return f'{label} must be >= {self.minimum}, got {value!r}'
+            if self.maximum is not None and value > self.maximum:
+                return f'{label} must be <= {self.maximum}, got {value!r}'
+        return None
+
+    def _types(self) -> str:
+        names = {int: 'an integer', float: 'a number', str: 'a string', bool: 'a bool', dict: 'a dict'}
+        return ' or '.join(names.get(kind, kind.__name__) for kind in self.types)
+
+
+PARAMETERS: dict[str, Parameter] = {
+    'ensemble': Parameter((str,), None, 'nve, nvt, npt (isotropic MTK) or npt_berendsen (required)', ENSEMBLES),
+    'steps': Parameter((int,), None, 'total MD steps of the simulation, counted from step 0 (required)', None, 1),
+    'timestep_fs': Parameter((float,), 1.0, 'time step in fs, at most 5', None, 0.0, True, MAX_TIMESTEP_FS),
+    'temperature_K': Parameter((float,), None, 'target temperature in K (required except for nve)', None, 0.0, True),
+    'initial_temperature_K': Parameter(
+        (float,), None, 'temperature of the Maxwell-Boltzmann velocities in K (default: temperature_K)', None, 0.0
+    ),
+    'pressure_bar': Parameter((float,), None, 'target pressure in bar (required for npt and npt_berendsen)'),
+    'thermostat': Parameter((str,), 'langevin', 'nvt thermostat: langevin or bussi', THERMOSTATS),
+    'friction_per_fs': Parameter((float,), 0.01, 'Langevin friction in 1/fs', None, 0.0, True),
+    'tau_t_fs': Parameter(
+        (float,), 100.0, 'thermostat time constant in fs (bussi, npt, npt_berendsen)', None, 0.0, True
+    ),
+    'tau_p_fs': Parameter((float,), 1000.0, 'barostat time constant in fs (npt, npt_berendsen)', None, 0.0, True),
+    'compressibility_per_bar': Parameter(
+        (float,), 4.57e-5, 'isothermal compressibility in 1/bar (npt_berendsen)', None, 0.0, True
+    ),
+    'tchain': Parameter((int,), 3, 'Nose-Hoover thermostat chain length (npt)', None, 1),
+    'pchain': Parameter((int,), 3, 'barostat chain length (npt)', None, 1),
+    'initial_velocities': Parameter(
+        (str,), 'maxwell_boltzmann', 'maxwell_boltzmann, from_structure (its momenta) or zero', INITIAL_VELOCITIES
+    ),
+    'seed': Parameter((int,), 0, 'seed of the initial velocities and of the stochastic thermostats', None, 0),
+    'traj_every': Parameter((int,), 10, 'steps between saved trajectory frames', None, 1),
+    'thermo_every': Parameter((int,), 10, 'steps between thermo rows', None, 1),
+    'checkpoint_every': Parameter((int,), 1000, 'steps between checkpoints (a multiple of traj_every)', None, 1),
+    'save_velocities': Parameter((bool,), False, 'store velocities in the trajectory'),
+    'traj_dtype': Parameter((str,), 'float32', 'storage type of trajectory positions', ('float32', 'float64')),
+    'dtype': Parameter(
+        (str,),
+        None,
+        'MACE default_dtype (default: the model file dtype, else float64)',
+        (
+            'float32',
+            'float64',
+        ),
+    ),
+    'guards': Parameter((dict,), None, 'guard thresholds, see aiida_ilmlff.runner.guards'),
+}
+_REQUIRED = ('ensemble', 'steps')
+
+
+def validate_parameters(parameters: t.Any) -> list[str]:
+    """All problems of an MD ``parameters`` mapping, as messages naming ``parameters.<key>`` (empty if valid)."""
+    if not isinstance(parameters, dict):
+        return [f'`parameters` must be a dict, got {type(parameters).__name__}']
+    errors = []
+    unknown = sorted(set(parameters) - set(PARAMETERS))
+    if unknown:
+        errors.append(f'`parameters`: unknown keys {unknown}; known: {sorted(PARAMETERS)}')
+    for key in _REQUIRED:
+        if parameters.get(key) is None:
+            errors.append(f'`parameters.{key}` is required ({PARAMETERS[key].help})')
+    for key, value in parameters.items():
+        if key in PARAMETERS and value is not None:
+            message = PARAMETERS[key].check(key, value)
+            if message:
+                errors.append(message)
+    if 'guards' in parameters and parameters['guards'] is not None:
+        errors += validate_guards(parameters['guards'])
+    if errors:
+        return errors
+    ensemble = parameters['ensemble']
+    temperature = parameters.get('temperature_K')
+    if ensemble != 'nve' and temperature is None:
+        errors.append(f'`parameters.temperature_K` is required for ensemble `{ensemble}`: set the target in K')
+    if ensemble in ('npt', 'npt_berendsen') and parameters.get('pressure_bar') is None:
+        errors.append(
+            f'`parameters.pressure_bar` is required for ensemble `{ensemble}`: set the target pressure in bar '
+            '(1.01325 bar = 1 atm)'
+        )
+    if ensemble in ('nve', 'nvt') and parameters.get('pressure_bar') is not None:
+        errors.append(f'`parameters.pressure_bar` is only used by the npt ensembles, not by `{ensemble}`: remove it')
+    if ensemble == 'nve' and temperature is None and parameters.get('initial_velocities') == 'maxwell_boltzmann':
+        if parameters.get('initial_temperature_K') is None:
+            errors.append('`parameters`: nve with Maxwell-Boltzmann velocities needs `initial_temperature_K`')
+    traj_every = parameters.get('traj_every', PARAMETERS['traj_every'].default)
+    checkpoint_every = parameters.get('checkpoint_every', PARAMETERS['checkpoint_every'].default)
+    if checkpoint_every % traj_every:
+        errors.append(
+            f'`parameters.checkpoint_every` ({checkpoint_every}) must be a multiple of `traj_every` ({traj_every}): '
+            'checkpoints are taken on saved frames'
+        )
+    return errors
+
+
+def resolve_parameters(parameters: dict) -> dict:
+    """``parameters`` with every default filled in (``guards`` too).
+
+    :raises ValueError: listing every problem found by :func:`validate_parameters`.
+    """
+    errors = validate_parameters(parameters)
+    if errors:
+        raise ValueError('invalid MD parameters:\n- ' + '\n- '.join(errors))
+    resolved = {key: spec.default for key, spec in PARAMETERS.items()}
+    resolved.update({key: value for key, value in parameters.items() if value is not None})
+    resolved['guards'] = {**GUARD_DEFAULTS, **(parameters.get('guards') or {})}
+    if resolved['initial_temperature_K'] is None:
+        resolved['initial_temperature_K'] = resolved['temperature_K'] or 0.0
+    for key in ('timestep_fs', 'temperature_K', 'initial_temperature_K', 'pressure_bar'):
+        if resolved[key] is not None:
+            resolved[key] = float(resolved[key])
+    return resolved
+
+
+# ---------------------------------------------------------------------------------------------- small files
+
+
+def _write_json(path: pathlib.Path, data: dict) -> None:
+    """Write ``data`` atomically (temporary file, then rename)."""
+    temporary = path.with_name(path.name + '.tmp')
+    temporary.write_text(json.dumps(data, indent=1, allow_nan=True))
+    temporary.replace(path)
+
+
+class _CsvLog:
+    """A plain CSV file written row by row (``%.10g``)."""
+
+    def __init__(self, path: pathlib.Path, columns: t.Sequence[str]) -> None:
+        self.handle = open(path, 'w', encoding='utf-8')
+        self.handle.write(','.join(columns) + '\n')
+        self.rows = 0
+
+    def write(self, step: int, *values: float) -> None:
+        self.handle.write(f'{step},' + ','.join(f'{value:.10g}' for value in values) + '\n')
+        self.rows += 1
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def close(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+
+
+# ---------------------------------------------------------------------------------------------- integrators
+
+
+def _uses_fixcom(parameters: dict) -> bool:
+    """Whether the run keeps the centre of mass fixed with ASE's ``FixCom`` (Langevin: its noise would move it)."""
+    return parameters['ensemble'] == 'nvt' and parameters['thermostat'] == 'langevin'
+
+
+def _make_integrator(atoms, parameters: dict, rng: np.random.Generator):
+    """The ASE integrator for ``parameters['ensemble']`` (Langevin expects the ``FixCom`` constraint set)."""
+    from ase import units
+
+    dt = parameters['timestep_fs'] * units.fs
+    ensemble = parameters['ensemble']
+    temperature = parameters['temperature_K']
+    if ensemble == 'nve':
+        from ase.md.verlet import VelocityVerlet
+
+        return VelocityVerlet(atoms, timestep=dt)
+    if ensemble == 'nvt' and parameters['thermostat'] == 'langevin':
+        from ase.md.langevin import Langevin
+
+        return Langevin(
+            atoms,
+            timestep=dt,
+            temperature_K=temperature,
+            friction=parameters['friction_per_fs'] / units.fs,
+            fixcm=False,
+            rng=rng,
+        )
+    if ensemble == 'nvt':
+        from ase.md.bussi import Bussi
+
+        return Bussi(atoms, timestep=dt, temperature_K=temperature, taut=parameters['tau_t_fs'] * units.fs, rng=rng)
+    if ensemble == 'npt':
+        from ase.md.nose_hoover_chain import IsotropicMTKNPT
+
+        return IsotropicMTKNPT(
+            atoms,
+            timestep=dt,
+            temperature_K=temperature,
+            pressure_au=parameters['pressure_bar'] * units.bar,
+            tdamp=parameters['tau_t_fs'] * units.fs,
+            pdamp=parameters['tau_p_fs'] * units.fs,
+            tchain=parameters['tchain'],
+            pchain=parameters['pchain'],
+        )
+    from ase.md.nptberendsen import NPTBerendsen
+
+    return NPTBerendsen(
+        atoms,
+        timestep=dt,
+        temperature_K=temperature,
+        taut=parameters['tau_t_fs'] * units.fs,
+        pressure_au=parameters['pressure_bar'] * units.bar,
+        taup=parameters['tau_p_fs'] * units.fs,
+        compressibility_au=parameters['compressibility_per_bar'] / units.bar,
+    )
+
+
+def integrator_state(dyn) -> dict[str, t.Any]:
+    """The integrator's internal state as plain JSON data (class name, RNG state, chain variables)."""
+    state: dict[str, t.Any] = {'class': type(dyn).__name__}
+    rng = getattr(dyn, 'rng', None)
+    if isinstance(rng, np.random.Generator):
+        state['rng'] = rng.bit_generator.state
+    if hasattr(dyn, 'transferred_energy'):
+        state['transferred_energy'] = float(dyn.transferred_energy)
+    thermostat = getattr(dyn, '_thermostat', None)
+    if thermostat is not None:
+        state['eta'] = thermostat._eta.tolist()
+        state['p_eta'] = thermostat._p_eta.tolist()
+    barostat = getattr(dyn, '_barostat', None)
+    if barostat is not None:
+        state['xi'] = barostat._xi.tolist()
+        state['p_xi'] = barostat._p_xi.tolist()
+        state['p_eps'] = float(dyn._p_eps)
+    return state
+
+
+def restore_integrator_state(dyn, state: dict[str, t.Any]) -> bool:
+    """Put a saved :func:`integrator_state` back into ``dyn`` if it is of the same class; return whether it was."""
+    if not state or state.get('class') != type(dyn).__name__:
+        return False
+    rng = getattr(dyn, 'rng', None)
+    if 'rng' in state and isinstance(rng, np.random.Generator):
+        rng.bit_generator.state = state['rng']
+    if 'transferred_energy' in state:
+        dyn.transferred_energy = state['transferred_energy']
+    thermostat = getattr(dyn, '_thermostat', None)
+    if thermostat is not None and 'eta' in state and len(state['eta']) == len(thermostat._eta):
+        thermostat._eta = np.array(state['eta'], dtype=float)
+        thermostat._p_eta = np.array(state['p_eta'], dtype=float)
+    barostat = getattr(dyn, '_barostat', None)
+    if barostat is not None and 'xi' in state and len(state['xi']) == len(barostat._xi):
+        barostat._xi = np.array(state['xi'], dtype=float)
+        barostat._p_xi = np.array(state['p_xi'], dtype=float)
+        dyn._p_eps = float(state['p_eps'])
+    return True
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """A good MD state (the last saved frame): what a checkpoint holds."""
+
+    step: int
+    time_fs: float
+    positions: np.ndarray
+    momenta: np.ndarray
+    cell: np.ndarray
+    integrator: dict
+
+
+class InputError(ValueError):
+    """A problem with the settings, the structure or the checkpoint (exit status 2)."""
+
+
+def _read_structure(path: pathlib.Path):
+    from ase.io import read
+
+    atoms = read(str(path), format='extxyz')
+    if not all(atoms.pbc):
+        raise InputError(f'{path}: the MD runner needs a 3D periodic structure (pbc = {atoms.pbc.tolist()})')
+    if atoms.cell.volume <= 0:
+        raise InputError(f'{path}: the cell has no volume')
+    return atoms
+
+
+def _molecule_arrays(atoms) -> tuple[np.ndarray | None, list[str] | None]:
+    mol_id = atoms.arrays.get('mol_id')
+    molecules = atoms.info.get('molecules')
+    if isinstance(molecules, str):
+        molecules = json.loads(molecules) if molecules.startswith('[') else molecules.split()
+    if mol_id is not None:
+        mol_id = np.asarray(mol_id, dtype=np.int64)
+        used = np.unique(mol_id)
+        if used.min() < 0 or len(used) != used.max() + 1:
+            mol_id = np.searchsorted(used, mol_id).astype(np.int64)
+            molecules = None
+        if molecules is not None and len(molecules) != int(mol_id.max()) + 1:
+            molecules = None
+    return mol_id, (list(molecules) if molecules is not None else None)
+
+
+class MDRun:
+    """One MD run as described by the settings JSON (see the module docstring); :meth:`run` returns the exit status."""
+
+    def __init__(self, settings: dict, workdir: pathlib.Path, calculators: t.Sequence | None = None) -> None:
+        self.settings = settings
+        self._given_calculators = list(calculators) if calculators is not None else None
+        self.workdir = workdir
+        self.outputs = {key: workdir / name for key, name in OUTPUTS.items()}
+        self.started = time.perf_counter()
+        self.stop_signal: int | None = None
+        self.status: dict[str, t.Any] = {'status': 'running', 'exit_status': None}
+
+    # -- helpers
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.stop_signal = signum
+
+    def _write_status(self, **updates: t.Any) -> None:
+        self.status.update(updates)
+        self.status['wall_time_s'] = time.perf_counter() - self.started
+        _write_json(self.outputs['status'], self.status)
+
+    def _checkpoint(self, snapshot: Snapshot) -> None:
+        from ase import units
+
+        masses = self.atoms.get_masses()[:, None]
+        _write_json(
+            self.outputs['checkpoint'],
+            {
+                'format': CHECKPOINT_FORMAT,
+                'version': 1,
+                'step': snapshot.step,
+                'time_fs': snapshot.time_fs,
+                'timestep_fs': self.parameters['timestep_fs'],
+                'ensemble': self.parameters['ensemble'],
+                'numbers': self.atoms.numbers.tolist(),
+                'masses': self.atoms.get_masses().tolist(),
+                'positions': snapshot.positions.tolist(),
+                'velocities': (snapshot.momenta / masses * units.fs).tolist(),
+                'cell': snapshot.cell.tolist(),
+                'mol_id': None if self.mol_id is None else self.mol_id.tolist(),
+                'molecules': self.molecules,
+                'reference_volume_A3': self.reference_volume,
+                'integrator': snapshot.integrator,
+                'units': {'positions': 'angstrom', 'velocities': 'angstrom/fs', 'time': 'fs', 'masses': 'amu'},
+            },
+        )
+
+    def _snapshot(self, step: int, time_fs: float) -> Snapshot:
+        return Snapshot(
+            step,
+            time_fs,
+            self.atoms.get_positions(),
+            self.atoms.get_momenta(),
+            np.array(self.atoms.get_cell()),
+            integrator_state(self.dyn),
+        )
+
+    def _write_structure(self, path: pathlib.Path, snapshot: Snapshot | None, step: int, time_fs: float) -> None:
+        from ase.io import write
+
+        atoms = self.atoms.copy()
+        atoms.set_constraint()
+        atoms.calc = None
+        if snapshot is not None:
+            atoms.set_cell(snapshot.cell, scale_atoms=False)
+            atoms.set_positions(snapshot.positions)
+            atoms.set_momenta(snapshot.momenta)
+        if self.mol_id is not None:
+            atoms.arrays['mol_id'] = self.mol_id
+        for key in list(atoms.info):
+            if key not in ('molecules',):
+                del atoms.info[key]
+        if self.molecules is not None:
+            atoms.info['molecules'] = ' '.join(self.molecules)
+        atoms.info['step'] = step
+        atoms.info['time_fs'] = time_fs
+        write(str(path), atoms, format='extxyz')
+
+    # -- set-up
+
+    def _setup(self) -> None:
+        from ase import units
+        from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
+        settings = self.settings
+        try:
+            self.parameters = resolve_parameters(dict(settings.get('parameters') or {}))
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        parameters = self.parameters
+        if not settings.get('models'):
+            raise InputError('the settings name no model')
+        self.atoms = atoms = _read_structure(self.workdir / settings['structure'])
+        self.mol_id, self.molecules = _molecule_arrays(atoms)
+        atoms.set_constraint()
+        if _uses_fixcom(parameters):
+            from ase.constraints import FixCom
+
+            atoms.set_constraint(FixCom())
+        restart = settings.get('restart')
+        self.checkpoint = None
+        if restart:
+            self.checkpoint = checkpoint = json.loads((self.workdir / restart).read_text())
+            if checkpoint.get('format') != CHECKPOINT_FORMAT:
+                raise InputError(f'{restart} is not an {CHECKPOINT_FORMAT} file')
+            if checkpoint['numbers'] != atoms.numbers.tolist():
+                raise InputError(f'{restart}: its atoms differ from those of the structure')
+            atoms.set_cell(np.array(checkpoint['cell']), scale_atoms=False)
+            atoms.set_positions(np.array(checkpoint['positions']))
+            masses = atoms.get_masses()[:, None]
+            atoms.set_momenta(np.array(checkpoint['velocities']) / units.fs * masses)
+            if checkpoint.get('mol_id') is not None:
+                self.mol_id = np.asarray(checkpoint['mol_id'], dtype=np.int64)
+                self.molecules = checkpoint.get('molecules')
+            self.first_step = int(checkpoint['step'])
+            self.first_time = float(checkpoint['time_fs'])
+            self.reference_volume = float(checkpoint['reference_volume_A3'])
+        else:
+            self.first_step, self.first_time = 0, 0.0
+            self.reference_volume = float(atoms.get_volume())
+            mode = parameters['initial_velocities']
+            temperature = parameters['initial_temperature_K']
+            if mode == 'maxwell_boltzmann' and temperature > 0:
+                velocity_rng = np.random.default_rng([parameters['seed'], 0])
+                thermalize_momenta(atoms, temperature_K=temperature, rng=velocity_rng)
+                Stationary(atoms)
+                atoms.set_momenta(atoms.get_momenta() * math.sqrt(temperature / atoms.get_temperature()))
+            elif mode == 'zero' or (mode == 'maxwell_boltzmann' and temperature == 0):
+                atoms.set_momenta(np.zeros((len(atoms), 3)))
+            elif not atoms.has('momenta'):
+                raise InputError('`initial_velocities` is `from_structure` but the structure has no momenta')
+        if self.first_step >= parameters['steps']:
+            raise InputError(
+                f'the checkpoint is at step {self.first_step}, not before `steps` = {parameters["steps"]}: '
+                'nothing to do'
+            )
+        self.timestep_fs = parameters['timestep_fs']
+        self.total_mass = float(atoms.get_masses().sum())
+
+    def _load_models(self) -> None:
+        if self._given_calculators is not None:
+            if len(self._given_calculators) != len(self.settings['models']):
+                raise InputError('give one calculator per model of the settings')
+            self.calculators = self._given_calculators
+            return
+        from .calculators import configure_threads, load_calculator
+
+        threads = int(self.settings.get('threads') or 1)
+        configure_threads(threads)
+        device = self.settings.get('device') or 'cpu'
+        self.calculators = [
+            load_calculator(model, device=device, threads=threads, dtype=self.parameters['dtype'])
+            for model in self.settings['models']
+        ]
+
+    # -- measurements
+
+    def _state(self) -> tuple[float, np.ndarray, float, float]:
+        atoms = self.atoms
+        energy = float(atoms.get_potential_energy())
+        forces = atoms.get_forces(apply_constraint=False)
+        kinetic = float(atoms.get_kinetic_energy())
+        temperature = float(atoms.get_temperature())
+        return energy, forces, kinetic, temperature
+
+    def _thermo_row(self, step: int, time_fs: float, energy: float, kinetic: float, temperature: float) -> None:
+        from ase import units
+
+        volume = float(self.atoms.get_volume())
+        try:
+            stress = self.atoms.get_stress(include_ideal_gas=True, voigt=True)
+            pressure = -float(stress[0] + stress[1] + stress[2]) / 3.0 / units.bar
+        except Exception:  # a calculator without stress: the column stays NaN
+            pressure = float('nan')
+        density = self.total_mass / volume * AMU_PER_A3_IN_G_CM3
+        self.thermo.write(step, time_fs, temperature, energy, kinetic, energy + kinetic, pressure, volume, density)
+
+    def _deviation(self, energy: float, forces: np.ndarray) -> tuple[float, float, float, float]:
+        all_forces = [forces]
+        energies = [energy]
+        for calculator in self.calculators[1:]:
+            all_forces.append(np.asarray(calculator.get_property('forces', self.atoms), dtype=float))
+            energies.append(float(calculator.get_property('energy', self.atoms)))
+        stacked = np.stack(all_forces)
+        per_atom = np.sqrt(np.mean(np.sum((stacked - stacked.mean(axis=0)) ** 2, axis=2), axis=0))
+        devi_e = float(np.std(energies)) / len(self.atoms)
+        return float(per_atom.max()), float(per_atom.min()), float(per_atom.mean()), devi_e
+
+    def _save_frame(self, step: int, time_fs: float, energy: float, forces: np.ndarray, temperature: float) -> None:
+        from ase import units
+
+        observables = {'temperature': temperature}
+        if self.deviation is not None:
+            values = self._deviation(energy, forces)
+            self.deviation.write(step, time_fs, *values)
+            observables['max_force_deviation'] = values[0]
+        velocities = self.atoms.get_velocities() * units.fs if self.parameters['save_velocities'] else None
+        self.writer.append(
+            time_fs,
+            self.atoms.get_positions(),
+            np.asarray(self.atoms.get_cell()),
+            velocities=velocities,
+            energy=energy,
+            observables=observables,
+        )
+
+    def _flush(self) -> None:
+        self.writer.flush()
+        self.thermo.flush()
+        if self.deviation is not None:
+            self.deviation.flush()
+
+    # -- main loop
+
+    def run(self, handle_signals: bool = True) -> int:
+        """Run the MD; return the exit status (0 completed, 2, 3, 4, 10, 11-15; see the module docstring).
+
+        :param handle_signals: stop cleanly on SIGTERM, SIGUSR1 and SIGINT (as for the wall time); the previous
+            handlers are put back at the end.
+        """
+        try:
+            self._setup()
+        except (InputError, OSError, KeyError, ValueError) as exc:
+            return self._fail(EXIT_BAD_INPUT, 'error', f'bad input: {exc}')
+        self._write_status(first_step=self.first_step, steps=self.parameters['steps'])
+        try:
+            self._load_models()
+        except Exception as exc:
+            return self._fail(EXIT_MODEL_LOAD, 'error', f'cannot load a model: {exc}', traceback.format_exc())
+        previous = {}
+        if handle_signals:
+            for name in ('SIGTERM', 'SIGUSR1', 'SIGINT'):
+                if hasattr(signal, name):
+                    number = getattr(signal, name)
+                    previous[number] = signal.signal(number, self._on_signal)
+        try:
+            return self._run()
+        except Exception as exc:
+            snapshot = getattr(self, 'last_good', None)
+            if snapshot is not None:
+                self._checkpoint(snapshot)
+                self._write_structure(self.outputs['final'], snapshot, snapshot.step, snapshot.time_fs)
+            return self._fail(EXIT_CALCULATOR_ERROR, 'error', f'MD failed: {exc}', traceback.format_exc())
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            for log in ('writer', 'thermo', 'deviation'):
+                handle = getattr(self, log, None)
+                if handle is not None:
+                    handle.close()
+
+    def _fail(self, exit_status: int, status: str, message: str, details: str | None = None) -> int:
+        print(message, file=sys.stderr)
+        if details:
+            print(details, file=sys.stderr)
+        self._write_status(status=status, exit_status=exit_status, reason=message)
+        return exit_status
+
+    def _run(self) -> int:
+        from aiida_ilmlff.analysis.trajectory import TrajectoryWriter
+
+        parameters = self.parameters
+        atoms = self.atoms
+        rng = np.random.default_rng([parameters['seed'], 1])
+        atoms.calc = self.calculators[0]
+        self.dyn = dyn = _make_integrator(atoms, parameters, rng)
+        restored = restore_integrator_state(dyn, (self.checkpoint or {}).get('integrator'))
+        target = parameters['temperature_K'] or parameters['initial_temperature_K']
+        guards = GuardChecker(parameters['guards'], target, self.reference_volume)
+        committee = len(self.calculators) > 1
+        observables = {'temperature': 'K'}
+        if committee:
+            observables['max_force_deviation'] = 'eV/angstrom'
+        models = self.settings['models']
+        self.writer = TrajectoryWriter(
+            self.outputs['trajectory'],
+            atoms.numbers,
+            atoms.get_masses(),
+            self.mol_id,
+            self.molecules,
+            dtype=parameters['traj_dtype'],
+            velocities=parameters['save_velocities'],
+            energy=True,
+            observables=observables,
+            flush_every=10**9,
+            overwrite=True,
+            metadata={
+                'ensemble': parameters['ensemble'],
+                'timestep_fs': self.timestep_fs,
+                'temperature_K': float('nan') if parameters['temperature_K'] is None else parameters['temperature_K'],
+                'pressure_bar': float('nan') if parameters['pressure_bar'] is None else parameters['pressure_bar'],
+                'traj_every': parameters['traj_every'],
+                'first_step': self.first_step,
+                'start_time_fs': self.first_time,
+                'models': json.dumps([model.get('key', str(i)) for i, model in enumerate(models)]),
+                'engine': 'ase',
+            },
+        )
+        self.thermo = _CsvLog(self.outputs['thermo'], THERMO_COLUMNS)
+        self.deviation = _CsvLog(self.outputs['deviation'], DEVIATION_COLUMNS) if committee else None
+
+        first, last, dt = self.first_step, parameters['steps'], self.timestep_fs
+        traj_every, thermo_every = parameters['traj_every'], parameters['thermo_every']
+        checkpoint_every = parameters['checkpoint_every']
+        distance_every = guards.distance_every
+        max_wall = self.settings.get('max_wall_s')
+        fresh = self.checkpoint is None
+
+        energy, forces, kinetic, temperature = self._state()
+        failure = guards.check(
+            first,
+            self.first_time,
+            energy,
+            forces,
+            atoms.positions,
+            np.asarray(atoms.cell),
+            temperature,
+            atoms.get_volume(),
+        )
+        if failure is not None:
+            self.last_good = None
+            return self._guard_stop(failure, None)
+        if fresh:
+            self._thermo_row(first, self.first_time, energy, kinetic, temperature)
+            self._save_frame(first, self.first_time, energy, forces, temperature)
+        self.last_good = self._snapshot(first, self.first_time)
+        self._write_status(
+            integrator=type(dyn).__name__, integrator_state_restored=restored, first_time_fs=self.first_time
+        )
+        print(
+            f'ilmlff-runner md: {parameters["ensemble"]} ({type(dyn).__name__}), {len(atoms)} atoms, '
+            f'steps {first} -> {last}, dt {dt} fs, {len(self.calculators)} model(s)',
+            flush=True,
+        )
+        loop_start = time.perf_counter()
+        step = first
+        stop_reason = 'completed'
+        for step in range(first + 1, last + 1):
+            dyn.step()
+            dyn.nsteps += 1
+            segment = step - first
+            time_fs = self.first_time + segment * dt
+            energy, forces, kinetic, temperature = self._state()
+            saving = segment % traj_every == 0
+            failure = guards.check(
+                step,
+                time_fs,
+                energy,
+                forces,
+                atoms.positions,
+                atoms.cell.array,
+                temperature,
+                atoms.get_volume(),
+                check_distance=saving or segment % distance_every == 0,
+            )
+            if failure is not None:
+                return self._guard_stop(failure, step)
+            if segment % thermo_every == 0:
+                self._thermo_row(step, time_fs, energy, kinetic, temperature)
+            if saving:
+                self._save_frame(step, time_fs, energy, forces, temperature)
+                self.last_good = self._snapshot(step, time_fs)
+                self.thermo.flush()
+                if segment % checkpoint_every == 0:
+                    self._flush()
+                    self._checkpoint(self.last_good)
+                if max_wall is not None and step < last:
+                    elapsed = time.perf_counter() - self.started
+                    per_block = (time.perf_counter() - loop_start) / segment * traj_every
+                    if elapsed + 1.5 * per_block > max_wall:
+                        stop_reason = 'walltime'
+                        break
+            if self.stop_signal is not None:
+                stop_reason = 'walltime'
+                break
+        loop_time = time.perf_counter() - loop_start
+        steps_done = step - first
+        if stop_reason == 'completed':
+            final = self._snapshot(step, self.first_time + steps_done * dt)
+        else:
+            final = self.last_good
+        self._flush()
+        self._checkpoint(final)
+        self._write_structure(self.outputs['final'], final, final.step, final.time_fs)
+        exit_status = EXIT_OK if stop_reason == 'completed' else EXIT_WALLTIME
+        reason = 'all steps done'
+        if stop_reason == 'walltime':
+            reason = (
+                f'stopped on signal {self.stop_signal}'
+                if self.stop_signal is not None
+                else f'stopped before the wall-time limit of {max_wall} s'
+            ) + f' at step {step}; checkpoint at step {final.step}'
+        self._write_status(
+            status=stop_reason,
+            exit_status=exit_status,
+            reason=reason,
+            last_step=step,
+            steps_done=steps_done,
+            checkpoint_step=final.step,
+            checkpoint_time_fs=final.time_fs,
+            n_frames=self.writer.n_frames,
+            n_thermo=self.thermo.rows,
+            loop_time_s=loop_time,
+            steps_per_second=steps_done / loop_time if loop_time > 0 else None,
+        )
+        print(f'ilmlff-runner md: {stop_reason} at step {step} ({reason})', flush=True)
+        return exit_status
+
+    def _guard_stop(self, failure: GuardFailure, step: int | None) -> int:
+        """Stop on a tripped guard: flush, write the failing state, checkpoint the last good frame."""
+        self._write_structure(self.outputs['failure'], None, failure.step, failure.time_fs)
+        snapshot = self.last_good
+        if snapshot is not None:
+            self._flush()
+            self._checkpoint(snapshot)
+            self._write_structure(self.outputs['final'], snapshot, snapshot.step, snapshot.time_fs)
+        message = f'guard `{failure.guard.name}` tripped: {failure.message}'
+        print(f'ilmlff-runner md: {message}', file=sys.stderr, flush=True)
+        self._write_status(
+            status='guard',
+            exit_status=failure.guard.runner_status,
+            reason=message,
+            guard=failure.to_dict(),
+            last_step=step if step is not None else self.first_step,
+            steps_done=0 if step is None else step - self.first_step - 1,
+            checkpoint_step=None if snapshot is None else snapshot.step,
+            checkpoint_time_fs=None if snapshot is None else snapshot.time_fs,
+            n_frames=self.writer.n_frames,
+            n_thermo=self.thermo.rows,
+        )
+        return failure.guard.runner_status
+
+
+def load_settings(path: pathlib.Path) -> dict:
+    """The settings JSON at ``path``.
+
+    :raises InputError: unreadable, not a JSON object, or missing ``structure``/``models``.
+    """
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f'cannot read the settings {path}: {exc}') from exc
+    if not isinstance(settings, dict):
+        raise InputError(f'{path}: the settings must be a JSON object')
+    missing = [key for key in ('structure', 'models', 'parameters') if key not in settings]
+    if missing:
+        raise InputError(f'{path}: missing settings {missing}')
+    return settings
+
+
+def run_md(
+    settings: dict,
+    workdir: str | pathlib.Path = '.',
+    handle_signals: bool = True,
+    calculators: t.Sequence | None = None,
+) -> int:
+    """Run the MD of ``settings`` (the ``md.json`` content) in ``workdir``; return the exit status.
+
+    Relative paths in ``settings`` are relative to ``workdir``, where the outputs (:data:`OUTPUTS`) are written.
+
+    :param calculators: ASE calculators already loaded in this process, one per entry of ``settings['models']``
+        (same order), used instead of loading the model files (benchmarks, tests, notebooks).
+    """
+    return MDRun(settings, pathlib.Path(workdir), calculators).run(handle_signals=handle_signals)
+
+
+def main(argv: t.Sequence[str] | None = None) -> int:
+    """``ilmlff-runner md SETTINGS.json``: run the MD in the folder of the settings file; return the exit status."""
+    parser = argparse.ArgumentParser(prog='ilmlff-runner md', description='MLFF molecular dynamics with ASE.')
+    parser.add_argument('settings', type=pathlib.Path, help='the settings JSON (see aiida_ilmlff.runner.md)')
+    args = parser.parse_args(argv)
+    workdir = args.settings.resolve().parent
+    try:
+        settings = load_settings(args.settings)
+    except InputError as exc:
+        print(f'ilmlff-runner md: {exc}', file=sys.stderr)
+        _write_json(workdir / OUTPUTS['status'], {'status': 'error', 'exit_status': EXIT_BAD_INPUT, 'reason': str(exc)})
+        return EXIT_BAD_INPUT
+    return run_md(settings, workdir)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
