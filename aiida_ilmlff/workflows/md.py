@@ -1,0 +1,232 @@
+"""``ilmlff.md.base``: run ``ilmlff.md`` until all steps are done, recovering from wall time and guard failures.
+
+Handlers (each action is written to the work chain's report):
+
+- wall time (``ERROR_OUT_OF_WALLTIME`` 400, or the scheduler's 120 when a checkpoint came back): continue
+  from the ``checkpoint`` output with the same parameters (``steps`` counts the whole simulation).
+- a guard (500-504): restart from the checkpoint, which holds the last good saved frame, with the time step
+  halved; ``steps`` grows so that the simulated time stays the same and the output strides double so that
+  frames stay evenly spaced in time. After ``max_guard_restarts`` such restarts the work chain fails with
+  the guard's exit code.
+
+When more than one calculation contributed frames, the outputs ``trajectory``, ``thermo`` and
+``deviation`` are the joined segments (:func:`~aiida_ilmlff.calculations.md_trajectory.merge_md_segments`,
+a calcfunction, so the provenance is kept); the other outputs are those of the last calculation.
+"""
+
+from __future__ import annotations
+
+import math
+import typing as t
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
+
+from aiida_ilmlff.calculations.md import MDCalculation
+from aiida_ilmlff.calculations.md_trajectory import merge_md_segments
+from aiida_ilmlff.runner.guards import GUARDS
+from aiida_ilmlff.runner.md import PARAMETERS
+from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
+
+__all__ = ('MDBaseWorkChain', 'models_namespace')
+
+_GUARD_EXIT_CODES = [MDCalculation.exit_codes(guard.exit_label) for guard in GUARDS.values()]
+_STRIDES = ('traj_every', 'thermo_every', 'checkpoint_every')
+
+
+def models_namespace(models: t.Any) -> dict[str, orm.Data]:
+    """``models`` as the ``models`` namespace: a mapping is kept, a node or a sequence becomes ``model_0, ...``."""
+    if isinstance(models, t.Mapping):
+        return dict(models)
+    if isinstance(models, orm.Data):
+        models = [models]
+    return {f'model_{i}': model for i, model in enumerate(models)}
+
+
+class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
+    """Run an :class:`~aiida_ilmlff.calculations.md.MDCalculation`, restarting it from checkpoints as needed."""
+
+    _process_class = MDCalculation
+    _protocol_file = 'md/base.yaml'
+
+    @classmethod
+    def define(cls, spec):
+        """Define inputs, outline, outputs and exit codes."""
+        super().define(spec)
+        spec.expose_inputs(MDCalculation, namespace='md')
+        spec.input(
+            'max_guard_restarts',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(3),
+            help='How many times a guard failure may be retried (each time from the last good frame with the time '
+            'step halved) before the work chain fails with the guard exit code.',
+        )
+        spec.outline(
+            cls.setup,
+            while_(cls.should_run_process)(
+                cls.run_process,
+                cls.inspect_process,
+            ),
+            cls.results,
+        )
+        spec.expose_outputs(MDCalculation)
+        spec.exit_code(
+            310, 'ERROR_NO_CHECKPOINT', message='The MD stopped early and left no checkpoint to continue from.'
+        )
+        for guard in GUARDS.values():
+            spec.exit_code(
+                guard.exit_status,
+                guard.exit_label,
+                message=f'{guard.message} It persisted after the allowed restarts with smaller time steps.',
+            )
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        structure: orm.StructureData | orm.Data,
+        models: t.Any,
+        protocol: str | None = None,
+        overrides: t.Mapping | None = None,
+        *,
+        ensemble: str | None = None,
+        temperature_K: float | None = None,
+        pressure_bar: float | None = None,
+        options: t.Mapping | None = None,
+    ):
+        """A builder filled from the YAML protocol ``protocol`` (``fast``, ``balanced`` or ``stringent``).
+
+        :param code: the ``ilmlff-runner`` code.
+        :param structure: the starting ``StructureData`` (or a ``FramesData``: its last frame).
+        :param models: an ``MLFFModelData``, a list of them (model 0 drives, the others form the committee) or a
+            ``{key: model}`` mapping.
+        :param overrides: nested mapping merged over the protocol (same layout as the inputs, e.g.
+            ``{'md': {'parameters': {'steps': 500}}}``); it wins over the keyword arguments below.
+        :param ensemble: ``nve``, ``nvt``, ``npt`` or ``npt_berendsen``.
+        :param temperature_K: target temperature in K; :param pressure_bar: target pressure in bar (npt).
+        :param options: ``metadata.options`` of the calculations (merged over the protocol's).
+        :raises ValueError: an unknown protocol (the message names it and the valid ones).
+        """
+        quick = {k: v for k, v in (('ensemble', ensemble), ('temperature_K', temperature_K)) if v is not None}
+        if pressure_bar is not None:
+            quick['pressure_bar'] = pressure_bar
+        base: dict[str, t.Any] = {'md': {'parameters': quick}} if quick else {}
+        if options:
+            base = recursive_merge(base, {'md': {'metadata': {'options': dict(options)}}})
+        inputs = cls.get_protocol_inputs(protocol, recursive_merge(base, overrides or {}))
+        md = inputs['md']
+        parameters = dict(md.get('parameters', {}))
+
+        builder = cls.get_builder()
+        builder.md.code = code
+        builder.md.structure = structure
+        builder.md.models = models_namespace(models)
+        builder.md.parameters = orm.Dict(parameters)
+        if md.get('settings'):
+            builder.md.settings = orm.Dict(md['settings'])
+        if md.get('engine'):
+            builder.md.engine = orm.Str(md['engine'])
+        builder.md.metadata = md.get('metadata', {})
+        builder.max_iterations = orm.Int(inputs['max_iterations'])
+        builder.max_guard_restarts = orm.Int(inputs['max_guard_restarts'])
+        builder.clean_workdir = orm.Bool(inputs.get('clean_workdir', False))
+        return builder
+
+    def setup(self):
+        """Take the ``md`` inputs as the first calculation's inputs."""
+        super().setup()
+        self.ctx.inputs = AttributeDict(self.exposed_inputs(MDCalculation, 'md'))
+        self.ctx.guard_restarts = 0
+
+    # ------------------------------------------------------------------------------------------ handlers
+
+    def _continue_from(self, node) -> orm.SinglefileData | None:
+        checkpoint = node.outputs.checkpoint if 'checkpoint' in node.outputs else None
+        if checkpoint is not None:
+            self.ctx.inputs.restart = checkpoint
+        return checkpoint
+
+    @process_handler(
+        priority=600,
+        exit_codes=[
+            MDCalculation.exit_codes.ERROR_OUT_OF_WALLTIME,
+            MDCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME,
+        ],
+    )
+    def handle_out_of_walltime(self, node):
+        """Continue from the checkpoint with the same parameters."""
+        checkpoint = self._continue_from(node)
+        if checkpoint is None:
+            self.report(f'{node.process_label}<{node.pk}> ran out of wall time and left no checkpoint: aborting')
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_NO_CHECKPOINT)
+        attributes = checkpoint.base.attributes
+        self.report(
+            f'{node.process_label}<{node.pk}> stopped for wall time; continuing from its checkpoint at step '
+            f'{attributes.get("step")} (t = {attributes.get("time_fs"):g} fs)'
+        )
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=500, exit_codes=_GUARD_EXIT_CODES)
+    def handle_guard(self, node):
+        """Restart from the last good frame with the time step halved, at most ``max_guard_restarts`` times."""
+        guard = next(g for g in GUARDS.values() if g.exit_status == node.exit_status)
+        exit_code = self.exit_codes(guard.exit_label)
+        limit = self.inputs.max_guard_restarts.value
+        message = node.exit_message or guard.message
+        if self.ctx.guard_restarts >= limit:
+            self.report(
+                f'{node.process_label}<{node.pk}> tripped the `{guard.name}` guard again after {limit} restart(s) '
+                f'with smaller time steps: giving up ({message})'
+            )
+            return ProcessHandlerReport(True, exit_code)
+        checkpoint = node.outputs.checkpoint if 'checkpoint' in node.outputs else None
+        if checkpoint is None:
+            self.report(
+                f'{node.process_label}<{node.pk}> tripped the `{guard.name}` guard on its starting state '
+                f'(no good frame to restart from): {message}'
+            )
+            return ProcessHandlerReport(True, exit_code)
+        parameters = self.ctx.inputs.parameters.get_dict()
+        old_dt = float(parameters.get('timestep_fs', PARAMETERS['timestep_fs'].default))
+        new_dt = old_dt / 2
+        step = int(checkpoint.base.attributes.get('step'))
+        parameters['timestep_fs'] = new_dt
+        parameters['steps'] = step + math.ceil((parameters['steps'] - step) * old_dt / new_dt)
+        for key in _STRIDES:
+            parameters[key] = 2 * int(parameters.get(key, PARAMETERS[key].default))
+        self.ctx.inputs.parameters = orm.Dict(parameters)
+        self.ctx.inputs.restart = checkpoint
+        self.ctx.guard_restarts += 1
+        self.report(
+            f'{node.process_label}<{node.pk}> tripped the `{guard.name}` guard ({message}); restart '
+            f'{self.ctx.guard_restarts}/{limit} from the last good frame at step {step} '
+            f'(t = {checkpoint.base.attributes.get("time_fs"):g} fs) with the time step halved: '
+            f'{old_dt:g} fs -> {new_dt:g} fs (steps {parameters["steps"]}, strides doubled)'
+        )
+        return ProcessHandlerReport(True)
+
+    # ------------------------------------------------------------------------------------------ outputs
+
+    def get_outputs(self, node) -> dict[str, orm.Node]:
+        """The last calculation's outputs, with the trajectory, thermo and deviation of all segments joined."""
+        outputs = dict(self.exposed_outputs(node, MDCalculation))
+        segments = [child for child in self.ctx.children if 'trajectory' in child.outputs and 'thermo' in child.outputs]
+        segments = [child for child in segments if child.outputs.trajectory.n_frames > 0 or child is node]
+        if len(segments) < 2:
+            return outputs
+        inputs: dict[str, orm.Data] = {}
+        for i, child in enumerate(segments):
+            trajectory = child.outputs.trajectory
+            start = trajectory.base.attributes.get('start_time_fs') or 0.0
+            inputs[f'trajectory_{i:02d}'] = trajectory
+            inputs[f'thermo_{i:02d}'] = child.outputs.thermo
+            inputs[f'start_{i:02d}'] = orm.Float(start)
+            if 'deviation' in child.outputs:
+                inputs[f'deviation_{i:02d}'] = child.outputs.deviation
+        merged = merge_md_segments(**inputs, metadata={'call_link_label': 'merge_segments'})
+        self.report(f'joined the trajectories of {len(segments)} segments: {merged["trajectory"].n_frames} frames')
+        outputs.update(merged)
+        if 'deviation' not in merged:
+            outputs.pop('deviation', None)
+        return outputs
