@@ -191,6 +191,7 @@ def main() -> None:
     ):
         env[key] = str(args.threads)
     env.update(TF_INTER_OP_PARALLELISM_THREADS='1', DP_INTER_OP_PARALLELISM_THREADS='1', TF_CPP_MIN_LOG_LEVEL='3')
+    load_before = os.getloadavg()[0]
     cases = [(1, 20), (1, 40), (2, 20)] if not args.quick else [(1, 20)]
     rows = []
     with tempfile.TemporaryDirectory(prefix='ilmlff-bench-') as tmp:
@@ -205,7 +206,7 @@ def main() -> None:
             mace_eval = bench_evaluate(tmp / f'eval_mace_{tag}', frames, mace_model, 'mace', env)
             dp_eval = bench_evaluate(tmp / f'eval_dp_{tag}', frames, dp_model, 'deepmd', env)
             rows.append((n_frames, n_atoms, mace_epoch, dp_epoch, mace_eval, dp_eval, time.perf_counter() - t0))
-    print(f'threads={args.threads}, load average before/after: {os.getloadavg()[0]:.1f}')
+    print(f'threads={args.threads}, 1-min load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f}')
     print(
         '| frames | atoms/frame | frames x atoms | MACE s/epoch | DeePMD s/epoch | MACE eval atom-frames/s '
         '| DeePMD eval atom-frames/s |'

@@ -175,6 +175,9 @@ def test_protocols_give_valid_builders(protocol, mace_train_code, dp_code, frame
     )
     assert committee.committee_size.value in (4, 5)
     assert committee.mace.mace.parameters['lr'] == 0.005
+    dp_committee = TrainWorkChain.get_builder_from_protocol(dp_code, frames['all'], protocol, architecture='deepmd')
+    assert TrainWorkChain.spec().inputs.validate(dict(dp_committee._inputs(prune=True))) is None
+    assert dp_committee.deepmd.deepmd.parameters['neuron'] == deepmd.parameters['neuron']
 
 
 def test_protocol_overrides_and_unknown_protocol(mace_train_code, frames):

@@ -127,7 +127,11 @@ def test_committee_of_two_mace_models_and_deviation(aiida_profile, frames):
     metrics = node.outputs.metrics.get_dict()
     assert metrics['committee']['valid']['force_rmse']['n'] == 2
 
-    evaluate = localhost_code('ilmlff-evaluate-test', str(BIN / 'ilmlff-evaluate'), 'ilmlff.evaluate')
+    # the project's runner code, as `aiida-ilmlff setup` registers it: `ilmlff-runner evaluate evaluate.json`
+    runner = BIN / 'ilmlff-runner'
+    if not runner.exists():
+        pytest.skip('ilmlff-runner not installed')
+    evaluate = localhost_code('ilmlff-runner-test', str(runner), 'ilmlff.evaluate')
     _, evaluation = run_get_node(
         EvaluateCalculation,
         code=evaluate,
