@@ -165,3 +165,19 @@ def test_runner_missing_model_exit_3(runner_workdir):
     }
     assert run_md(settings, runner_workdir, handle_signals=False) == 3
     assert 'not found' in json.loads((runner_workdir / 'status.json').read_text())['reason']
+
+
+def test_pair_list_matches_a_full_search_along_a_trajectory():
+    """The Verlet list gives the full search's answer every step while atoms move and the cell breathes."""
+    rng = np.random.default_rng(4)
+    cell = np.diag([12.0, 12.0, 12.0])
+    positions = rng.uniform(0, 12, (120, 3))
+    pair_list = guard_module.PairList(cutoff=1.2, skin=1.0)
+    for _ in range(60):
+        positions = positions + rng.normal(0, 0.08, positions.shape)
+        scale = 1 + rng.normal(0, 0.002)
+        positions, cell = positions * scale, cell * scale
+        expected = guard_module.min_pair_distance(positions, cell, 1.2)
+        found = pair_list.min_distance(positions, cell)
+        assert found[1] == expected[1] and found[0] == pytest.approx(expected[0], abs=1e-12)
+    assert 1 < pair_list.rebuilds < 60
