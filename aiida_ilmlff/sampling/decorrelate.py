@@ -12,7 +12,8 @@ Two steps, both recorded (:class:`Selection`):
    statistical inefficiency (``1 + 2 tau``, in frames) of the observable after the cut, so consecutive picks
    are about uncorrelated; ``n_max`` thins them further (evenly). ``method='fps'``: farthest-point sampling
    (greedy max-min, Euclidean) on the descriptors of those decorrelated frames, for the ``n_max`` most
-   diverse of them. ``method='stride'``: every ``stride``-th frame after the cut (no statistics).
+   diverse of them (``fps_pool='all'``: among all frames after the cut, for runs too short to hold
+   ``n_max`` decorrelated frames). ``method='stride'``: every ``stride``-th frame after the cut (no statistics).
 
 The descriptor is cheap and permutation invariant: for every element pair, the histogram of interatomic
 distances (minimum image, all periodic images up to ``r_max``) in ``n_bins`` bins, divided by the number of
@@ -31,6 +32,7 @@ from ase import Atoms
 from ase.neighborlist import neighbor_list
 
 __all__ = (
+    'FPS_POOLS',
     'METHODS',
     'OBSERVABLES',
     'Selection',
@@ -41,6 +43,7 @@ __all__ = (
 )
 
 METHODS = ('inefficiency', 'fps', 'stride')
+FPS_POOLS = ('decorrelated', 'all')
 OBSERVABLES = ('auto', 'energy', 'volume', 'descriptor')
 
 
@@ -175,6 +178,7 @@ def select_equilibrium_frames(
     equilibration: str | int | None = 'detect',
     observable: str = 'auto',
     stride: int = 1,
+    fps_pool: str = 'decorrelated',
 ) -> Selection:
     """Choose decorrelated equilibrium frames of a trajectory of ``n_frames`` frames (see the module docstring).
 
@@ -187,6 +191,9 @@ def select_equilibrium_frames(
     :param equilibration: ``'detect'``, a frame index, or ``None`` (no cut).
     :param observable: ``auto``, ``energy``, ``volume`` or ``descriptor`` (for the cut and ``g``).
     :param stride: frames between picks for ``method='stride'``.
+    :param fps_pool: ``fps`` picks among the frames spaced by ``ceil(g)`` (``'decorrelated'``) or among all
+        frames after the cut (``'all'``: for runs shorter than ``n_max * g``, where too few decorrelated
+        frames exist; the picks are then the most diverse, not guaranteed uncorrelated).
     :raises ValueError: for an unknown method/observable, fewer than 2 frames with ``'detect'``, an
         equilibration index outside the trajectory, ``fps`` without ``n_max`` or descriptors.
     """
@@ -224,7 +231,10 @@ def select_equilibrium_frames(
     if method == 'fps':
         if n_max is None:
             raise ValueError('farthest-point sampling needs n_max (the number of frames to pick)')
-        candidates = np.arange(start, n_frames, max(1, math.ceil(inefficiency - 1e-9)))
+        if fps_pool not in FPS_POOLS:
+            raise ValueError(f'fps_pool must be one of {FPS_POOLS}, got {fps_pool!r}')
+        step = max(1, math.ceil(inefficiency - 1e-9)) if fps_pool == 'decorrelated' else 1
+        candidates = np.arange(start, n_frames, step)
         matrix = get_descriptors()[candidates]
         picked = [int(candidates[k]) for k in farthest_point_sampling(matrix, n_max)]
         ordered = sorted(picked)

@@ -22,16 +22,20 @@ from aiida_ilmlff.systems.checks import BOND_SCALE
 BREAK_SCALE = 1.5
 #: A pair not bonded in the reference graph forms a bond below ``FORM_SCALE * (r_i + r_j)``.
 FORM_SCALE = 1.0
+#: A bond of the reference graph is squeezed (unphysically short) below ``SQUEEZE_SCALE * (r_i + r_j)``.
+SQUEEZE_SCALE = 0.75
 
 __all__ = (
     'BOND_SCALE',
     'BREAK_SCALE',
     'FORM_SCALE',
+    'SQUEEZE_SCALE',
     'bond_graph',
     'bond_graph_difference',
     'centers_of_mass',
     'closest_pair',
     'molecule_ids',
+    'squeezed_bonds',
     'unwrap_molecules',
 )
 
@@ -95,6 +99,29 @@ def bond_graph_difference(
     keep = i < j
     tight = set(zip(i[keep].tolist(), j[keep].tolist()))
     return sorted(reference - loose), sorted(tight - reference)
+
+
+def squeezed_bonds(
+    reference: frozenset[tuple[int, int]], atoms: Atoms, scale: float = SQUEEZE_SCALE
+) -> list[tuple[int, int, float]]:
+    """Bonds of ``reference`` shorter than ``scale * (r_i + r_j)`` in ``atoms``: ``(i, j, distance in Å)``.
+
+    The default 0.75 flags a C-H bond below 0.80 Å or a B-F bond below 1.06 Å, geometries whose forces
+    (tens of eV/Å) no DFT quality control keeps.
+    """
+    if not reference:
+        return []
+    from ase.geometry import find_mic
+
+    pairs = np.array(sorted(reference), dtype=np.int64)
+    vectors = atoms.positions[pairs[:, 1]] - atoms.positions[pairs[:, 0]]
+    if atoms.pbc.any():
+        _, distances = find_mic(vectors, atoms.cell, atoms.pbc)
+    else:
+        distances = np.linalg.norm(vectors, axis=1)
+    limit = scale * (covalent_radii[atoms.numbers[pairs[:, 0]]] + covalent_radii[atoms.numbers[pairs[:, 1]]])
+    short = np.flatnonzero(distances < limit)
+    return [(int(pairs[k, 0]), int(pairs[k, 1]), float(distances[k])) for k in short]
 
 
 def unwrap_molecules(atoms: Atoms, scale: float = BOND_SCALE) -> np.ndarray:

@@ -44,7 +44,15 @@ from ase import Atoms, units
 from ase.data import atomic_masses
 from ase.geometry import get_distances
 
-from .molecules import bond_graph, bond_graph_difference, centers_of_mass, closest_pair, molecule_ids, unwrap_molecules
+from .molecules import (
+    bond_graph,
+    bond_graph_difference,
+    centers_of_mass,
+    closest_pair,
+    molecule_ids,
+    squeezed_bonds,
+    unwrap_molecules,
+)
 
 __all__ = (
     'GENERATORS',
@@ -76,6 +84,7 @@ MAX_STRAIN = 0.5
 REJECTION_REASONS = {
     'too_close': 'two atoms are closer than `min_distance`',
     'bond_graph_changed': 'a bond of the source frame broke or a new one formed (see `bond_graph_difference`)',
+    'bond_squeezed': 'a bond of the source frame is shorter than 0.75 x the covalent-radius sum (`squeezed_bonds`)',
     'contact_below_floor': 'a close-contact move brought another pair of molecules below `floor`',
     'no_contact_found': 'no translation reached the target cation-anion distance',
 }
@@ -166,7 +175,8 @@ def screen_frame(
     :param min_distance: floor in Å for the distance between any two atoms (periodic images included).
     :param reference_bonds: the bond graph (:func:`~aiida_ilmlff.sampling.molecules.bond_graph`) of the source
         frame, which the frame must keep (:func:`~aiida_ilmlff.sampling.molecules.bond_graph_difference`: no
-        bond stretched beyond 1.5 x the covalent-radius sum, no new pair below 1.0 x); ``None`` to skip.
+        bond stretched beyond 1.5 x the covalent-radius sum, no new pair below 1.0 x; and no bond squeezed
+        below 0.75 x, :func:`~aiida_ilmlff.sampling.molecules.squeezed_bonds`); ``None`` to skip.
     """
     distance, i, j = closest_pair(atoms, cutoff=max(min_distance, 1e-3) + 0.5)
     if distance < min_distance:
@@ -179,6 +189,10 @@ def screen_frame(
         broken, formed = bond_graph_difference(reference_bonds, atoms)
         if broken or formed:
             return 'bond_graph_changed', f'bonds broken {broken[:5]}, formed {formed[:5]}'
+        squeezed = squeezed_bonds(reference_bonds, atoms)
+        if squeezed:
+            i, j, d = squeezed[0]
+            return 'bond_squeezed', f'{len(squeezed)} bond(s) squeezed, e.g. {i}-{j} at {d:.3f} A'
     return None
 
 
@@ -228,7 +242,7 @@ def _displace(
             frame = _clean_copy(atoms)
             frame.positions = atoms.positions + factor * noise
             reason = screen_frame(frame, min_distance, reference)
-            if reason is None or reason[0] != 'bond_graph_changed' or on_broken == 'reject':
+            if reason is None or reason[0] not in ('bond_graph_changed', 'bond_squeezed') or on_broken == 'reject':
                 break
             factor *= 0.5
         record = {**parameters, 'keep_molecules': keep_molecules, 'on_broken': on_broken, 'scale_factor': factor}

@@ -186,7 +186,7 @@ def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
             '`n_eq` > 0 needs an EQ source: `eq.trajectory` (a trajectory file), `eq.frames` (a FramesData '
             'trajectory, e.g. from MLFF MD) or the `aimd` namespace (CP2K AIMD; get_builder_from_protocol sets it)'
         )
-    sampling = _value(eq.get('sampling')) or {}
+    sampling = {'n_max': max(n_eq, 1), **(_value(eq.get('sampling')) or {})}  # n_max is set from n_eq
     errors.extend(f'`eq.sampling`: {message}' for message in validate_import_settings(sampling))
     if eq.get('trajectory') is not None:
         message = _check_trajectory(value, 'eq', 'trajectory', 'trajectory_format')
@@ -450,7 +450,7 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             composition = spec.to_dict()
             elements = sorted({s for ion in spec.ions.values() for s in ion.symbols})
         elif structure is not None:
-            elements = sorted(set(structure.get_kind_names()) | {k.symbol for k in structure.kinds})
+            elements = sorted({kind.symbol for kind in structure.kinds})
         else:
             raise ValueError("give `composition` (ion name -> count, e.g. {'PYR14': 2, 'BF4': 2}) or `structure`")
         elements = sorted({k for k in elements if k})

@@ -110,3 +110,14 @@ def test_unknown_protocol_and_codes(cp2k_code):
         DatasetWorkChain.get_builder_from_protocol({'labeller': cp2k_code}, PYR14BF4)
     with pytest.raises(ValueError, match='charge-neutral'):
         DatasetWorkChain.get_builder_from_protocol(cp2k_code, {'PYR14': 1})
+
+
+@pytest.mark.parametrize('protocol', ['fast', 'balanced', 'stringent'])
+def test_every_protocol_builds_with_matching_levels_of_theory(cp2k_code, protocol):
+    builder = DatasetWorkChain.get_builder_from_protocol(cp2k_code, {'PYR14': 10, 'BF4': 10}, protocol=protocol)
+    aimd = md_parameters(builder.aimd.cp2k.cp2k.parameters.get_dict(), builder.aimd.md.get_dict())
+    label = builder.label.cp2k.cp2k.parameters.get_dict()
+    assert cp2k_level_of_theory(aimd)['fingerprint'] == cp2k_level_of_theory(label)['fingerprint']
+    assert builder.n_eq.value + builder.n_neq.value > 0
+    description = DatasetWorkChain.get_available_protocols()[protocol]['description']
+    assert description and builder.metadata.description.startswith(f'ilmlff.dataset ({protocol})')

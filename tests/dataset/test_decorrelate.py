@@ -101,3 +101,17 @@ def test_fps_selection_among_decorrelated_frames():
     assert len(selection.indices) == 6 and len(set(selection.indices)) == 6
     assert set(selection.indices) <= set(base.indices)  # picked among the decorrelated frames
     assert selection.spacing >= base.spacing
+
+
+def test_fps_among_all_frames_for_short_runs():
+    energies = synthetic_energies(120, transient=10)
+    descriptors = np.random.default_rng(2).normal(size=(120, 3))
+    base = select_equilibrium_frames(120, energies=energies)
+    picked = select_equilibrium_frames(
+        120, energies=energies, descriptors=descriptors, method='fps', n_max=40, fps_pool='all'
+    )
+    assert len(picked.indices) == 40 > len(base.indices)
+    assert min(picked.indices) >= picked.equilibration_index == base.equilibration_index
+    assert picked.statistical_inefficiency == pytest.approx(base.statistical_inefficiency)
+    with pytest.raises(ValueError, match='fps_pool'):
+        select_equilibrium_frames(120, energies=energies, descriptors=descriptors, method='fps', n_max=4, fps_pool='x')

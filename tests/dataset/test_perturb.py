@@ -78,7 +78,7 @@ def test_rattle_rejects_or_scales_broken_frames(pyr14bf4_box):
     reference = bond_graph(box)
     rejected = rattle(box, 0.25, n=3, seed=0, keep_molecules=True, max_attempts=5)
     reasons = collections.Counter(entry['reason'] for entry in rejected.rejected)
-    assert set(reasons) <= {'too_close', 'bond_graph_changed'} and sum(reasons.values()) > 0
+    assert set(reasons) <= {'too_close', 'bond_graph_changed', 'bond_squeezed'} and sum(reasons.values()) > 0
     for frame in rejected.frames:
         assert bond_graph_difference(reference, frame) == ([], [])
     entry = rejected.rejected[0]
@@ -136,7 +136,7 @@ def test_affine_strain_and_keep_molecules(pyr14bf4_box):
     squeezed = strain(box, -0.3, mode='affine', keep_molecules=True)
     assert len(squeezed.frames) + len(squeezed.rejected) == 1
     if squeezed.rejected:
-        assert squeezed.rejected[0]['reason'] in ('too_close', 'bond_graph_changed')
+        assert squeezed.rejected[0]['reason'] in ('too_close', 'bond_graph_changed', 'bond_squeezed')
 
 
 @pytest.mark.parametrize('value', [0.5, -0.5, 0.7, [0.1, 0.5, 0.0]])
@@ -279,3 +279,21 @@ def test_validate_generators_messages():
     assert validate_generators({'rattle': {'weight': 0}}) == [
         'every generator has weight 0: give at least one a positive weight'
     ]
+
+
+def test_squeezed_bonds_are_rejected(pyr14bf4_box):
+    from aiida_ilmlff.sampling.molecules import squeezed_bonds
+
+    box = pyr14bf4_box()
+    reference = bond_graph(box)
+    assert squeezed_bonds(reference, box) == []
+    i, j = next((a, b) for a, b in sorted(reference) if {box.numbers[a], box.numbers[b]} == {1, 6})
+    squeezed = box.copy()
+    direction = squeezed.positions[j] - squeezed.positions[i]
+    squeezed.positions[j] = squeezed.positions[i] + direction / np.linalg.norm(direction) * 0.78  # C-H at 0.78 A
+    assert squeezed_bonds(reference, squeezed) == [(i, j, pytest.approx(0.78))]
+    reason, detail = screen_frame(squeezed, reference_bonds=reference)
+    assert reason == 'bond_squeezed' and '0.780 A' in detail
+    wrapped = box.copy()
+    wrapped.wrap()  # bonds across the faces are measured with the minimum image
+    assert squeezed_bonds(reference, wrapped) == []

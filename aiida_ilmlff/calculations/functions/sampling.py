@@ -37,7 +37,7 @@ from aiida_ilmlff.sampling import (
     select_equilibrium_frames,
     validate_generators,
 )
-from aiida_ilmlff.sampling.decorrelate import METHODS, OBSERVABLES
+from aiida_ilmlff.sampling.decorrelate import FPS_POOLS, METHODS, OBSERVABLES
 from aiida_ilmlff.sampling.stats import frame_observables
 
 __all__ = (
@@ -60,6 +60,7 @@ SAMPLING_SETTINGS: dict[str, t.Any] = {
     'equilibration': 'detect',  # 'detect', a frame index, or None
     'observable': 'auto',  # auto | energy | volume | descriptor
     'stride': 1,  # for method 'stride'
+    'fps_pool': 'decorrelated',  # fps among frames spaced by ceil(g), or 'all' frames after the cut
     'origin': 'EQ',  # EQ, or nEQ for a high-temperature trajectory (generator hot_md)
     'temperature': None,  # K recorded on the frames (default: the trajectory's, if known)
     'descriptor_r_max': 6.0,  # Å
@@ -98,6 +99,8 @@ def validate_sampling_settings(settings: t.Mapping[str, t.Any]) -> list[str]:
         errors.append(f"`equilibration` must be 'detect', None or a frame index >= 0, got {equilibration!r}")
     if s['origin'] not in ('EQ', 'nEQ'):
         errors.append(f"`origin` must be 'EQ' or 'nEQ' (a high-temperature trajectory), got {s['origin']!r}")
+    if s['fps_pool'] not in FPS_POOLS:
+        errors.append(f'`fps_pool` must be one of {FPS_POOLS}, got {s["fps_pool"]!r}')
     if not isinstance(s['stride'], int) or s['stride'] < 1:
         errors.append(f'`stride` must be a positive integer, got {s["stride"]!r}')
     return errors
@@ -148,6 +151,7 @@ def _sample(
         equilibration=s['equilibration'],
         observable=s['observable'],
         stride=int(s['stride']),
+        fps_pool=s['fps_pool'],
     )
     record = {k: v for k, v in selection.to_dict().items() if k != 'indices'}
     generator = 'md_sample' if s['origin'] == 'EQ' else 'hot_md'

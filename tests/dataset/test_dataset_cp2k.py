@@ -1,0 +1,208 @@
+"""``ilmlff.dataset`` and ``ilmlff.aimd`` with real CP2K GFN1-xTB (protocol ``fast``) on PYR14BF4."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_ilmlff.data import FramesData
+from aiida_ilmlff.workflows.dataset import DatasetWorkChain
+
+from .conftest import PYR14BF4
+
+
+def _report(node) -> str:
+    from aiida.cmdline.utils.common import get_workchain_report
+
+    return get_workchain_report(node, 'REPORT')
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_small_dataset_aimd_and_label_agree(cp2k_code):
+    """A tiny run (40 MD steps, 3 EQ + 3 nEQ): AIMD frames and single points share units and level of theory.
+
+    One EQ frame (labelled by the AIMD) is also relabelled by ilmlff.label as part of the data set check: its
+    energy and forces from the MD files (Hartree, Hartree/bohr) must equal the single point's (eV, eV/Å).
+    """
+    overrides = {
+        'n_eq': 3,
+        'n_neq': 3,
+        'aimd': {'md': {'steps': 40}},
+        'neq': {'generators': {'rattle': {'weight': 1.0}, 'close_contact': {'weight': 1.0}}},
+    }
+    builder = DatasetWorkChain.get_builder_from_protocol(cp2k_code, PYR14BF4, protocol='fast', overrides=overrides)
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, _report(node)
+    frames = results['frames']
+    assert frames.base.attributes.get('origin_counts') == {'EQ': 3, 'nEQ': 3}
+    assert frames.is_labelled and len(frames.base.attributes.get('level_of_theory')) == 1
+
+    # Relabel the EQ frames with single points: same energy and forces as the AIMD files.
+    from aiida_ilmlff.workflows.label import LabelWorkChain
+
+    eq = frames.select(np.flatnonzero(frames.origins == 'EQ'))
+    label_builder = LabelWorkChain.get_builder_from_protocol(
+        cp2k_code,
+        eq.store(),
+        protocol='fast',
+        overrides={'max_concurrent': 3},
+        options={'environment_variables': {'OMP_NUM_THREADS': '1'}},
+    )
+    relabelled, label_node = run_get_node(label_builder)
+    assert label_node.is_finished_ok
+    single = relabelled['labelled']
+    assert list(single.levels_of_theory) == list(eq.levels_of_theory)
+    energy_error = np.abs(single.energies - eq.energies).max()
+    force_error = np.abs(single.forces - eq.forces).max()
+    print(f'\nAIMD vs single point: max |dE| = {energy_error:.2e} eV, max |dF| = {force_error:.2e} eV/A')
+    assert energy_error < 2e-4 and force_error < 5e-3
+
+
+def _cp2k_seconds(node) -> tuple[int, float]:
+    """Number of CP2K runs under ``node`` and the sum of their wall times from CP2K's timing report [s]."""
+    import re
+
+    total, count = 0.0, 0
+    for calc in node.called_descendants:
+        if isinstance(calc, orm.CalcJobNode) and 'retrieved' in calc.outputs:
+            text = calc.outputs.retrieved.base.repository.get_object_content('aiida.out')
+            match = re.search(r'^ CP2K\s+1\s+1\.0\s+\S+\s+\S+\s+\S+\s+(\S+)', text, re.MULTILINE)
+            if match:
+                total += float(match.group(1))
+                count += 1
+    return count, total
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_fast_protocol_pyr14bf4(cp2k_code):
+    """``fast`` on PYR14BF4 (2 ion pairs, 70 atoms): >= 20 EQ and >= 20 nEQ labelled frames, found by origin.
+
+    The EQ frames come labelled from CP2K GFN1-xTB NVT AIMD at 450 K; the nEQ frames are labelled by
+    ilmlff.label. The nEQ frames must have a larger mean max-force than the EQ frames.
+    """
+    load_before = os.getloadavg()[0]
+    builder = DatasetWorkChain.get_builder_from_protocol(cp2k_code, PYR14BF4, protocol='fast')
+    start = time.monotonic()
+    results, node = run_get_node(builder)
+    elapsed = time.monotonic() - start
+    assert node.is_finished_ok, _report(node)
+    frames = results['frames']
+    summary = results['summary'].get_dict()
+    counts = frames.base.attributes.get('origin_counts')
+    runs, cp2k_seconds = _cp2k_seconds(node)
+    print(
+        f'\nfast PYR14BF4: {elapsed:.0f} s wall (load average {load_before:.1f} before, '
+        f'{os.getloadavg()[0]:.1f} after); {runs} CP2K runs, {cp2k_seconds:.0f} s of CP2K wall time'
+    )
+    print(f'origin counts {counts}; targets {summary["targets"]}')
+    for origin in ('EQ', 'nEQ'):
+        force, energy = summary['max_force'][origin], summary['energy_per_atom'][origin]
+        print(
+            f'{origin:>3}: max force mean {force["mean"]:.3f} std {force["std"]:.3f} min {force["min"]:.3f} '
+            f'p50 {force["p50"]:.3f} p95 {force["p95"]:.3f} max {force["max"]:.3f} eV/A; energy/atom mean '
+            f'{energy["mean"]:.5f} std {energy["std"]:.5f} eV'
+        )
+    print('generators', json.dumps(summary['generators']))
+    for name, record in results['eq_sampling'].items():
+        values = record.get_dict()
+        keys = ('n_frames', 'equilibration_index', 'statistical_inefficiency', 'n_uncorrelated', 'spacing', 'method')
+        print('EQ sampling', name, {key: values[key] for key in keys})
+    print('nEQ rejected', results['neq_rejected'].get_dict()['by_reason'])
+    print('label rejected', results['label_rejected'].get_dict())
+
+    assert counts['EQ'] >= 20 and counts['nEQ'] >= 20
+    assert frames.is_labelled and len(frames.base.attributes.get('level_of_theory')) == 1
+    assert summary['max_force']['nEQ']['mean'] > summary['max_force']['EQ']['mean']
+    found = (
+        orm.QueryBuilder()
+        .append(
+            FramesData, filters={'attributes.origin_counts.EQ': {'>=': 20}, 'attributes.origin_counts.nEQ': {'>=': 20}}
+        )
+        .all(flat=True)
+    )
+    assert frames.pk in [f.pk for f in found]
+    sampling = results['eq_sampling']['aimd_0'].get_dict()
+    assert sampling['method'] == 'fps' and sampling['n_selected'] == counts['EQ']
+    assert min(sampling['indices']) >= sampling['equilibration_index']
+    assert sampling['statistical_inefficiency'] >= 1
+    eq_record = json.loads(frames.perturbations[0])
+    assert eq_record['equilibration_index'] == sampling['equilibration_index']
+    assert eq_record['spacing'] == sampling['spacing']
+
+
+def _libf4_frames(n: int, seed: int = 0):
+    """``n`` frames of one Li+ BF4- pair in an 8 Å box (B-F 1.40 Å), rattled, with a decaying energy."""
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from .conftest import synthetic_energies
+
+    d = 1.40 / np.sqrt(3)
+    li = -3.4 / np.sqrt(3)
+    base = Atoms(
+        'LiBF4', positions=[[li, li, li], [0, 0, 0], [d, d, d], [-d, -d, d], [-d, d, -d], [d, -d, -d]], cell=[8.0] * 3
+    )
+    base.pbc = True
+    base.center()
+    rng = np.random.default_rng(seed)
+    energies = synthetic_energies(n, transient=6, seed=seed)
+    frames = []
+    for k in range(n):
+        atoms = base.copy()
+        atoms.positions += rng.normal(0.0, 0.03, atoms.positions.shape)
+        atoms.calc = SinglePointCalculator(atoms, energy=float(energies[k]))
+        frames.append(atoms)
+    return frames
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_trajectory_source_and_hot_frames(cp2k_code, tmp_path):
+    """EQ source (a): an extxyz trajectory (unlabelled -> relabelled) plus `hot_md` frames from a FramesData."""
+    from ase.io import write
+
+    path = tmp_path / 'libf4.extxyz'
+    write(path, _libf4_frames(30), format='extxyz')
+    hot = FramesData.from_ase(_libf4_frames(10, seed=5), temperature=900.0).store()
+    overrides = {
+        'n_eq': 3,
+        'n_neq': 4,
+        'neq': {
+            'generators': {
+                'rattle': {'weight': 1.0},
+                'strain': {'weight': 0},
+                'density': {'weight': 0},
+                'close_contact': {'weight': 1.0, 'floor': 1.8, 'upper': 2.2},
+                'thermal': {'weight': 0},
+                'hot_md': {'weight': 1.0},
+            }
+        },
+    }
+    builder = DatasetWorkChain.get_builder_from_protocol(
+        cp2k_code,
+        {'Li': 1, 'BF4': 1},
+        protocol='fast',
+        overrides=overrides,
+        trajectory=str(path),
+        trajectory_format='extxyz',
+    )
+    builder.neq.hot_frames = hot
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, _report(node)
+    frames = results['frames']
+    assert frames.is_labelled
+    assert frames.base.attributes.get('origin_counts') == {'EQ': 3, 'nEQ': 4}
+    generators = results['summary'].get_dict()['generators']
+    assert generators == {'EQ': {'md_sample': 3}, 'nEQ': {'rattle': 1, 'close_contact': 1, 'hot_md': 2}}
+    assert set(results['eq_sampling']) == {'trajectory', 'hot_md'}
+    record = json.loads(frames.perturbations[0])
+    assert record['source_format'] == 'extxyz' and 'equilibration_index' in record
+    assert not any(isinstance(n, orm.WorkflowNode) and n.process_label == 'AimdWorkChain' for n in node.called)
