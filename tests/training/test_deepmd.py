@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 
 import numpy as np
 import pytest
@@ -29,7 +31,9 @@ def deepmd_run(aiida_profile, frames):
         'parameters': orm.Dict(TINY_DEEPMD),
         'metadata': {'options': job_options()},
     }
+    start = time.perf_counter()
     _, node = run_get_node(DeepmdTrainCalculation, **inputs)
+    print(f'DeePMD training job: {time.perf_counter() - start:.1f} s wall, load average {os.getloadavg()[0]:.1f}')
     return node
 
 
