@@ -1,6 +1,6 @@
 """Fixtures of the MD tests: tiny real MACE and DeePMD models, a 2-pair PYR14BF4 box, the runner code.
 
-The models are trained on frames labelled by real CP2K GFN1-xTB single points (see ``models.py``); they are
+The models are trained on frames labelled by real CP2K GFN1-xTB single points (see ``md_models.py``); they are
 built once and cached under pytest's cache folder (``.pytest_cache/d/ilmlff-md-<recipe>``, or
 ``$ILMLFF_MD_CACHE``), so a cold session spends about 3-4 minutes on them and later sessions none.
 """
@@ -18,8 +18,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 BIN = pathlib.Path(sys.executable).parent
 sys.path.insert(0, str(HERE))
 
-import models as model_recipes  # noqa: E402
-from systems import pyr14bf4_box  # noqa: E402
+import md_models as model_recipes  # noqa: E402
+from md_boxes import pyr14bf4_box  # noqa: E402
 
 ELEMENTS = sorted(model_recipes.TYPE_MAP)
 #: The starting box of the MD tests: one of the packings the models were trained on.
@@ -40,7 +40,7 @@ def md_cache(pytestconfig) -> pathlib.Path:
 @pytest.fixture(scope='session')
 def labelled_frames_file(md_cache) -> pathlib.Path:
     """Extended XYZ of 12 rattled 2-pair PYR14BF4 boxes with GFN1-xTB ``REF_energy``/``REF_forces``."""
-    from cp2k_xtb import cp2k_executable
+    from md_xtb import cp2k_executable
 
     if not (md_cache / 'frames.xyz').exists() and cp2k_executable() is None:
         pytest.skip('cp2k.psmp is not installed: cannot label the training frames')

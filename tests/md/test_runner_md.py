@@ -28,7 +28,7 @@ ENSEMBLES = {
         'temperature_K': 400.0,
         'pressure_bar': 1.0,
         'tau_t_fs': 50.0,
-        'tau_p_fs': 100.0,
+        'tau_p_fs': 1000.0,
     },
 }
 
@@ -88,12 +88,20 @@ def test_restart_continues_the_uninterrupted_run(
         assert reader.metadata['start_time_fs'] == 20.0
 
 
-@pytest.mark.parametrize('ensemble', ['npt', 'npt_berendsen'])
-def test_npt_changes_the_volume(ensemble, mace_model_file, mace_calculator, runner_workdir):
-    """300 NPT steps (MACE): the volume column changes, density is filled and consistent, the cells are saved."""
+@pytest.mark.parametrize(('ensemble', 'architecture'), [('npt', 'mace'), ('npt_berendsen', 'deepmd')])
+def test_npt_changes_the_volume(ensemble, architecture, request, runner_workdir):
+    """300 NPT steps: the volume column changes, density is filled and consistent, the cells are saved.
+
+    MTK runs with MACE; Berendsen with the (cheap, almost ideal-gas) DeePMD model, whose atoms may overlap, so
+    its distance guard is off.
+    """
     parameters = {**ENSEMBLES[ensemble], 'steps': 300, 'traj_every': 20, 'thermo_every': 10, 'checkpoint_every': 100}
-    settings = _settings(mace_model_file, 'mace', parameters)
-    assert run_md(settings, runner_workdir, False, [mace_calculator]) == 0, _status(runner_workdir)['reason']
+    if architecture == 'deepmd':
+        parameters['guards'] = {'min_distance_A': None}
+    model = request.getfixturevalue(f'{architecture}_model_file')
+    calculator = request.getfixturevalue(f'{architecture}_calculator')
+    settings = _settings(model, architecture, parameters)
+    assert run_md(settings, runner_workdir, False, [calculator]) == 0, _status(runner_workdir)['reason']
     thermo = _thermo(runner_workdir)
     assert len(thermo) == 31
     volume = thermo['volume_A3']

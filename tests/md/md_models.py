@@ -24,8 +24,8 @@ import sys
 import numpy as np
 from ase import Atoms
 from ase.io import read, write
-from cp2k_xtb import xtb_md_frames, xtb_single_point
-from systems import pyr14bf4_box
+from md_boxes import pyr14bf4_box
+from md_xtb import xtb_md_frames, xtb_single_point
 
 #: Change when the recipe below changes (frames, hyperparameters): the cache is keyed by it.
 RECIPE_VERSION = 'md-tiny-v2'
