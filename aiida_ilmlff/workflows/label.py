@@ -50,8 +50,8 @@ ENGINES = {'cp2k': 'cp2k', 'qe': 'quantumespresso.pw'}
 #: Elements with GFN1-xTB parameters in CP2K (H to Rn).
 _XTB_MAX_Z = 86
 
-#: pw.x exit statuses that mean the SCF did not converge.
-_PW_SCF_FAILURES = {410, 411, 412, 710}
+#: PwCalculation exit statuses that mean the SCF did not converge (410, 510 in a relaxation, 710 warning).
+_PW_SCF_FAILURES = {410, 510, 710}
 
 
 # --------------------------------------------------------------------------------------------- helpers

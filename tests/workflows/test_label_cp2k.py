@@ -185,10 +185,28 @@ def test_caching_reuses_cp2k_calculations(cp2k_code, libf4_frames, serial_option
     frames = libf4_frames(2, seed0=30)
     with enable_caching(identifier='aiida.calculations:cp2k'):
         first, node1 = _label(cp2k_code, frames, serial_options)
-        second, node2 = _label(cp2k_code, frames, serial_options)
+        second, node2 = _label(cp2k_code, frames, serial_options, max_concurrent=orm.Int(1))
     assert node1.is_finished_ok and node2.is_finished_ok
+    report = get_workchain_report(node2, 'REPORT')
+    assert 'submitted frames 0..0 (1 work chains); 1 left' in report  # batches of max_concurrent = 1
+    assert 'submitted frames 1..1 (1 work chains); 0 left' in report
     calcs1, calcs2 = _calcjobs(node1), _calcjobs(node2)
     assert len(calcs2) == 2
     sources = {calc.base.caching.get_cache_source() for calc in calcs2}
     assert sources == {calc.uuid for calc in calcs1}
     assert np.allclose(first['labelled'].energies, second['labelled'].energies)
+
+
+@pytest.mark.slow
+def test_unknown_keyword_aborts_with_message(cp2k_code, libf4_frames, serial_options):
+    """A CP2K input error is not retried: exit 320 with CP2K's message, the frame rejected with that detail."""
+    frames = libf4_frames(1, seed0=40)
+    overrides = {'cp2k': {'cp2k': {'parameters': {'FORCE_EVAL': {'DFT': {'QS': {'XTB': {'NOT_A_KEYWORD': 1}}}}}}}}
+    results, node = _label(cp2k_code, frames, serial_options, overrides=overrides)
+    assert node.exit_status == LabelWorkChain.exit_codes.ERROR_NO_FRAME_LABELLED.status
+    single_point = next(n for n in node.called if n.process_label == 'IlmlffCp2kBaseWorkChain')
+    assert single_point.exit_status == 320
+    assert 'NOT_A_KEYWORD' in single_point.exit_message
+    assert len(_calcjobs(node)) == 1
+    rejected = results['rejected']['0']
+    assert rejected['reason'] == 'calculation_failed' and 'NOT_A_KEYWORD' in rejected['detail']

@@ -307,3 +307,15 @@ def test_walltime_is_95_percent():
     assert with_walltime({}, 1000)['GLOBAL']['WALLTIME'] == 950
     assert with_walltime({'GLOBAL': {'WALLTIME': 10}}, 1000)['GLOBAL']['WALLTIME'] == 10
     assert with_walltime({'A': 1}, None) == {'A': 1}
+
+
+def test_handlers_enabled_by_default():
+    from aiida_ilmlff.workflows.cp2k_base import IlmlffCp2kBaseWorkChain
+
+    handlers = {h.__name__: (h.priority, h.enabled) for h in IlmlffCp2kBaseWorkChain.get_process_handlers()}
+    assert handlers == {
+        'handle_xtb_atomic_charges': (600, True),
+        'handle_scf_not_converged': (500, True),
+        'restart_incomplete_calculation': (401, True),
+        'handle_cp2k_abort': (100, True),
+    }
