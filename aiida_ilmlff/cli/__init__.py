@@ -8,12 +8,14 @@ import click
 
 from aiida_ilmlff import __version__
 
+# AiiDA announces a new configuration folder on import; for this command that is expected, not news.
+warnings.filterwarnings('ignore', message='Creating AiiDA configuration folder')
+
 
 @click.group('aiida-ilmlff', context_settings={'help_option_names': ['-h', '--help']})
 @click.version_option(__version__, '-V', '--version', prog_name='aiida-ilmlff')
 def cli():
     """Machine-learning force fields for ionic liquids, with AiiDA provenance."""
-    warnings.filterwarnings('ignore', message='Creating AiiDA configuration folder')
 
 
 def _register_subcommands() -> None:
@@ -22,8 +24,11 @@ def _register_subcommands() -> None:
 
     cli.add_command(_setup.setup)
     cli.add_command(_setup.codes)
-    cli.add_command(__import__('aiida_ilmlff.cli.frames', fromlist=['frames']).frames)
-    __import__('aiida_ilmlff.cli.frames_plot', fromlist=['register']).register(cli.commands['frames'])
+    from aiida_ilmlff.cli import frames as _frames
+    from aiida_ilmlff.cli import frames_plot as _frames_plot
+
+    cli.add_command(_frames.frames)
+    _frames_plot.register(cli.commands['frames'])
 
 
 _register_subcommands()
