@@ -37,7 +37,14 @@ import typing as t
 from aiida import engine, orm
 from aiida_cp2k.workchains.base import Cp2kBaseWorkChain, Cp2kCalculation
 
-__all__ = ('SCF_LADDER', 'WALLTIME_FRACTION', 'IlmlffCp2kBaseWorkChain')
+__all__ = (
+    'SCF_LADDER',
+    'WALLTIME_FRACTION',
+    'IlmlffCp2kBaseWorkChain',
+    'apply_scf_rung',
+    'read_cp2k_stdout',
+    'with_walltime',
+)
 
 #: CP2K's ``GLOBAL/WALLTIME`` as a fraction of the scheduler's ``max_wallclock_seconds``.
 WALLTIME_FRACTION = 0.95
@@ -134,7 +141,7 @@ def with_walltime(parameters: dict, max_wallclock_seconds: int | None) -> dict:
     return params
 
 
-def _stdout(calc: orm.CalcJobNode) -> str:
+def read_cp2k_stdout(calc: orm.CalcJobNode) -> str:
     """The text of CP2K's main output in the retrieved folder ('' if it cannot be read)."""
     try:
         name = calc.base.attributes.get('output_filename', Cp2kCalculation._DEFAULT_OUTPUT_FILE)
@@ -185,7 +192,7 @@ class IlmlffCp2kBaseWorkChain(Cp2kBaseWorkChain):
     @engine.process_handler(priority=600, exit_codes=[Cp2kCalculation.exit_codes.ERROR_OUTPUT_CONTAINS_ABORT])
     def handle_xtb_atomic_charges(self, calc):
         """GFN-xTB aborted on its atomic-charge check: switch ``CHECK_ATOMIC_CHARGES`` off and restart."""
-        text = _stdout(calc)
+        text = read_cp2k_stdout(calc)
         if 'Switch-off CHECK_ATOMIC_CHARGES' not in text and 'Charge outside chemical range' not in text:
             return None
         params = self.ctx.inputs.parameters.get_dict()
@@ -209,7 +216,7 @@ class IlmlffCp2kBaseWorkChain(Cp2kBaseWorkChain):
         if calc.exit_status == Cp2kCalculation.exit_codes.ERROR_SCF_NOT_CONVERGED.status:
             pass
         elif calc.exit_status == 0:
-            text = _stdout(calc)
+            text = read_cp2k_stdout(calc)
             if 'SCF run NOT converged' not in text and 'outer SCF loop FAILED' not in text:
                 return None
         else:
@@ -246,6 +253,6 @@ class IlmlffCp2kBaseWorkChain(Cp2kBaseWorkChain):
         """Any other CP2K ``[ABORT]``: stop with exit code 320 and CP2K's message (bad input, missing data)."""
         from aiida_ilmlff.calculations.functions.labels import parse_cp2k_stdout
 
-        message = parse_cp2k_stdout(_stdout(calc)).abort_message or 'no message found in the output'
+        message = parse_cp2k_stdout(read_cp2k_stdout(calc)).abort_message or 'no message found in the output'
         self.report(f'{calc.process_label}<{calc.pk}> aborted: {message}')
         return engine.ProcessHandlerReport(True, self.exit_codes.ERROR_CP2K_ABORTED.format(message=message))

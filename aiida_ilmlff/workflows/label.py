@@ -37,7 +37,7 @@ from aiida_ilmlff.calculations.functions.labels import (
     quality_control,
 )
 from aiida_ilmlff.data import FramesData
-from aiida_ilmlff.workflows.cp2k_base import IlmlffCp2kBaseWorkChain, _stdout, with_walltime
+from aiida_ilmlff.workflows.cp2k_base import IlmlffCp2kBaseWorkChain, read_cp2k_stdout, with_walltime
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
 
 __all__ = ('ENGINES', 'LabelWorkChain')
@@ -624,7 +624,7 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
             if status == IlmlffCp2kBaseWorkChain.exit_codes.ERROR_SCF_NOT_CONVERGED.status:
                 reason = 'scf_not_converged'
             elif calc is not None and calc.exit_status in (0, 450):
-                text = _stdout(calc)
+                text = read_cp2k_stdout(calc)
                 if calc.exit_status == 450 or 'SCF run NOT converged' in text or 'outer SCF loop FAILED' in text:
                     reason = 'scf_not_converged'
         elif calc is not None and calc.exit_status in _PW_SCF_FAILURES:
