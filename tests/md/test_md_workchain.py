@@ -97,6 +97,7 @@ def test_guard_failure_halves_the_timestep(runner_code, md_structure, mace_model
     assert md_runs[1].inputs.parameters['timestep_fs'] == 2.5
     assert md_runs[1].inputs.restart.uuid == md_runs[0].outputs.checkpoint.uuid
     report = get_workchain_report(node, 'REPORT')
+    print(report)  # shown with `pytest -s`: which guard tripped, and whether 2.5 fs recovered
     assert 'with the time step halved: 5 fs -> 2.5 fs' in report
     if node.is_finished_ok:
         assert node.outputs.trajectory.base.attributes.get('time_end_fs') == pytest.approx(300.0)
