@@ -1,7 +1,7 @@
 """Fixtures of the training tests: codes on ``localhost`` and frames labelled by real CP2K GFN1-xTB.
 
 The frames (Li+ BF4- pairs rattled in an 8 Å box, 6 atoms) are labelled once per session by running
-``cp2k.psmp`` directly (about 1 s a frame; see ``cp2k_frames.py``) at the GFN1-xTB level of the labelling
+``cp2k.psmp`` directly (about 1 s a frame; see ``training_cp2k_frames.py``) at the GFN1-xTB level of the labelling
 ``fast`` protocol. Every real run is tiny and single-threaded: the machine has 2 cores shared by many.
 """
 
@@ -65,7 +65,7 @@ def cp2k_labelled_atoms(tmp_path_factory) -> list:
     """36 Li+ BF4- frames labelled by CP2K GFN1-xTB (energy eV, forces eV/Å), as ASE Atoms."""
     if shutil.which('cp2k.psmp') is None:
         pytest.skip('cp2k.psmp not installed')
-    from cp2k_frames import labelled_frames
+    from training_cp2k_frames import labelled_frames
 
     atoms = labelled_frames(36, tmp_path_factory.mktemp('cp2k'), seed=0)
     for frame in atoms:
