@@ -194,16 +194,21 @@ def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
             errors.append(message)
 
     neq = value.get('neq') or {}
-    floor = float(_value(neq.get('min_distance')) or MIN_DISTANCE)
+    floor_value = _value(neq.get('min_distance'))
+    floor = MIN_DISTANCE if floor_value is None else float(floor_value)
     if not floor > 0:
         errors.append(f'`neq.min_distance` must be > 0 A, got {floor}')
     generators = dict(_value(neq.get('generators')) or {})
     hot = generators.pop(HOT_GENERATOR, None)
     if n_neq > 0:
+        hot_weight = float((hot or {}).get('weight', 1.0)) if hot is not None else 0.0
         if generators:
-            errors.extend(f'`neq.generators`: {message}' for message in validate_generators(generators, floor))
+            messages = validate_generators(generators, floor)
+            if hot_weight > 0:  # the hot-trajectory frames alone are a valid mix
+                messages = [m for m in messages if not m.startswith('every generator has weight 0')]
+            errors.extend(f'`neq.generators`: {message}' for message in messages)
         has_hot_source = neq.get('hot_trajectory') is not None or neq.get('hot_frames') is not None
-        if hot is not None and float((hot or {}).get('weight', 1.0)) > 0 and not has_hot_source:
+        if hot_weight > 0 and not has_hot_source:
             errors.append(
                 f'`neq.generators.{HOT_GENERATOR}` needs a high-temperature trajectory: `neq.hot_trajectory` '
                 '(a file) or `neq.hot_frames` (a FramesData, e.g. from ilmlff.aimd at high temperature)'
@@ -411,6 +416,9 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         trajectory_format: str | None = None,
         topology: orm.SinglefileData | str | None = None,
         eq_frames: FramesData | None = None,
+        hot_trajectory: orm.SinglefileData | str | None = None,
+        hot_trajectory_format: str | None = None,
+        hot_frames: FramesData | None = None,
         options: dict | None = None,
         **_: t.Any,
     ):
@@ -426,6 +434,9 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         :param trajectory: EQ source (a), a trajectory file (path or ``SinglefileData``) with ``trajectory_format``
             (and ``topology`` for GROMACS); then no AIMD runs.
         :param eq_frames: EQ source (c), a ``FramesData`` trajectory; then no AIMD runs.
+        :param hot_trajectory: a high-temperature trajectory file (path or ``SinglefileData``, with
+            ``hot_trajectory_format``) for the ``hot_md`` nEQ frames.
+        :param hot_frames: a high-temperature ``FramesData`` (e.g. an ``ilmlff.aimd`` run at 800 K) instead.
         :param options: merged into ``metadata.options`` of every calculation.
         :raises ValueError: for invalid input (the messages of :func:`validate_inputs`), an unknown protocol, or
             codes that do not fit (see ``LabelWorkChain.get_builder_from_protocol``).
@@ -438,6 +449,8 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         inputs = cls.get_protocol_inputs(protocol, overrides)
         meta = inputs.pop('meta_parameters')
         label_code, aimd_code = cls._resolve_codes(codes)
+        if not float(inputs['temperature']) > 0:
+            raise ValueError(f'`temperature` must be > 0 K, got {inputs["temperature"]}')
 
         if isinstance(composition, orm.Dict):
             composition = composition.get_dict()
@@ -508,6 +521,15 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             builder.eq.frames = eq_frames
         elif inputs['n_eq'] > 0:
             builder.aimd = cls._aimd_inputs(label_builder, aimd_code, label_code, placeholder, inputs, meta, options)
+
+        if hot_trajectory is not None:
+            builder.neq.hot_trajectory = (
+                orm.SinglefileData(hot_trajectory) if isinstance(hot_trajectory, str) else hot_trajectory
+            )
+            if hot_trajectory_format is not None:
+                builder.neq.hot_trajectory_format = orm.Str(hot_trajectory_format)
+        if hot_frames is not None:
+            builder.neq.hot_frames = hot_frames
 
         message = validate_inputs(builder._inputs(prune=True))
         if message:

@@ -40,6 +40,9 @@ def test_fast_builder(cp2k_code):
         ({'neq': {'generators': {'wobble': {}}}}, 'unknown generator `wobble`'),
         ({'neq': {'generators': {'hot_md': {'weight': 1.0}}}}, 'needs a high-temperature trajectory'),
         ({'aimd': {'md': {'timestep_fs': 5.0}}}, 'too long for hydrogen'),
+        ({'neq': {'min_distance': 0.0}}, '`neq.min_distance` must be > 0 A'),
+        ({'temperature': -1.0}, '`temperature` must be > 0 K'),
+        ({'eq': {'sampling': {'method': 'best'}}}, '`eq.sampling`: `method` must be one of'),
     ],
 )
 def test_bad_protocol_input_raises_before_anything_is_stored(cp2k_code, overrides, expected):
@@ -121,3 +124,21 @@ def test_every_protocol_builds_with_matching_levels_of_theory(cp2k_code, protoco
     assert builder.n_eq.value + builder.n_neq.value > 0
     description = DatasetWorkChain.get_available_protocols()[protocol]['description']
     assert description and builder.metadata.description.startswith(f'ilmlff.dataset ({protocol})')
+
+
+def test_hot_trajectory_frames_alone_are_a_valid_mix(cp2k_code, pyr14bf4_box):
+    from aiida_ilmlff.data import FramesData
+    from aiida_ilmlff.workflows.dataset import validate_inputs
+
+    off = {name: {'weight': 0} for name in ('rattle', 'strain', 'density', 'close_contact', 'thermal')}
+    overrides = {'neq': {'generators': {**off, 'hot_md': {'weight': 1.0}}}}
+    with pytest.raises(ValueError, match='needs a high-temperature trajectory'):
+        DatasetWorkChain.get_builder_from_protocol(cp2k_code, PYR14BF4, overrides=overrides)
+    builder = DatasetWorkChain.get_builder_from_protocol(
+        cp2k_code, PYR14BF4, overrides={'neq': {'generators': {'rattle': {'weight': 1.0}}}}
+    )
+    builder.neq.generators = orm.Dict({**off, 'hot_md': {'weight': 1.0}})
+    message = validate_inputs(builder._inputs(prune=True))
+    assert 'needs a high-temperature trajectory' in message and 'every generator has weight 0' not in message
+    builder.neq.hot_frames = FramesData.from_ase([pyr14bf4_box()])
+    assert validate_inputs(builder._inputs(prune=True)) is None
