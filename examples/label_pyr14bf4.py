@@ -6,7 +6,7 @@ four times (0.05 Å), stores the frames as a ``FramesData`` and submits ``ilmlff
 uses the AiiDA profile found through ``AIIDA_PATH`` and the code ``cp2k@localhost`` registered by
 ``aiida-ilmlff setup``::
 
-    export AIIDA_PATH=$PWD/.aiida          # the profile made by `aiida-ilmlff setup`
+    export AIIDA_PATH=$PWD                # config in ./.aiida, made by `aiida-ilmlff setup`
     verdi daemon start
     .venv/bin/python examples/label_pyr14bf4.py
     verdi process list -a -p1              # watch it
