@@ -23,7 +23,6 @@ import pathlib
 import typing as t
 
 import numpy as np
-from aiida import orm
 from aiida.common import datastructures
 
 from aiida_ilmlff.calculations.training import SPLIT_FILE, BaseTrainCalculation, Option, ParameterSchema
@@ -307,46 +306,3 @@ class DeepmdTrainCalculation(ProtocolMixin, BaseTrainCalculation):
         ]
         calcinfo.retrieve_temporary_list = ['detail.e.out', 'detail.f.out']
         return calcinfo
-
-    @classmethod
-    def get_builder_from_protocol(
-        cls,
-        code: orm.AbstractCode,
-        train_frames,
-        protocol: str | None = None,
-        overrides: t.Mapping | None = None,
-        *,
-        valid=None,
-        test=None,
-        seed: int | None = None,
-        options: t.Mapping | None = None,
-    ):
-        """A builder for training a DeePMD model on ``train_frames`` with a protocol's hyperparameters.
-
-        :param code: the ``dp`` code (``dp`` from ``aiida-ilmlff setup``).
-        :param train_frames: labelled FramesData.
-        :param protocol: ``fast`` (tiny, minutes on 2 cores), ``balanced`` or ``stringent`` (train/deepmd.yaml).
-        :param overrides: nested mapping merged over the protocol inputs (``{'parameters': {...}}``).
-        :param valid: optional validation FramesData (else the protocol's ``valid_fraction``).
-        :param test: optional test FramesData. :param seed: training seed (overrides the protocol's).
-        :param options: ``metadata.options`` overrides.
-        :raises ValueError: for an unknown protocol.
-        """
-        inputs = cls.get_protocol_inputs(protocol, overrides)
-        builder = cls.get_builder()
-        builder.code = code
-        builder.train = train_frames
-        parameters = dict(inputs.get('parameters', {}))
-        if seed is not None:
-            parameters['seed'] = int(seed)
-        builder.parameters = orm.Dict(parameters)
-        if valid is not None:
-            builder.valid = valid
-        elif inputs.get('valid_fraction') is not None:
-            builder.valid_fraction = orm.Float(inputs['valid_fraction'])
-        if test is not None:
-            builder.test = test
-        metadata_options = dict(inputs.get('metadata', {}).get('options', {}))
-        metadata_options.update(options or {})
-        builder.metadata.options = metadata_options
-        return builder

@@ -311,23 +311,9 @@ class MaceTrainCalculation(ProtocolMixin, BaseTrainCalculation):
         :param seed: training seed (overrides the protocol's). :param options: ``metadata.options`` overrides.
         :raises ValueError: for an unknown protocol.
         """
-        inputs = cls.get_protocol_inputs(protocol, overrides)
-        builder = cls.get_builder()
-        builder.code = code
-        builder.train = train_frames
-        parameters = dict(inputs.get('parameters', {}))
-        if seed is not None:
-            parameters['seed'] = int(seed)
-        builder.parameters = orm.Dict(parameters)
-        if valid is not None:
-            builder.valid = valid
-        elif inputs.get('valid_fraction') is not None:
-            builder.valid_fraction = orm.Float(inputs['valid_fraction'])
-        if test is not None:
-            builder.test = test
+        builder = super().get_builder_from_protocol(
+            code, train_frames, protocol, overrides, valid=valid, test=test, seed=seed, options=options
+        )
         if foundation_model is not None:
             builder.foundation_model = foundation_model
-        metadata_options = dict(inputs.get('metadata', {}).get('options', {}))
-        metadata_options.update(options or {})
-        builder.metadata.options = metadata_options
         return builder

@@ -292,3 +292,47 @@ class BaseTrainCalculation(CalcJob):
     def split_json(record: dict) -> str:
         """The split record as JSON text."""
         return json.dumps(record, indent=1)
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        train_frames,
+        protocol: str | None = None,
+        overrides: t.Mapping | None = None,
+        *,
+        valid=None,
+        test=None,
+        seed: int | None = None,
+        options: t.Mapping | None = None,
+    ):
+        """A builder for training a model on ``train_frames`` with the hyperparameters of a protocol.
+
+        :param code: the training code (``mace-train`` or ``dp`` from ``aiida-ilmlff setup``).
+        :param train_frames: labelled FramesData.
+        :param protocol: ``fast`` (tiny, minutes on 2 cores), ``balanced`` or ``stringent`` (the subclass's YAML
+            file in ``workflows/protocols/train/``).
+        :param overrides: nested mapping merged over the protocol inputs (``{'parameters': {...}}``).
+        :param valid: optional validation FramesData (else the protocol's ``valid_fraction``).
+        :param test: optional test FramesData. :param seed: training seed (overrides the protocol's).
+        :param options: ``metadata.options`` overrides.
+        :raises ValueError: for an unknown protocol.
+        """
+        inputs = cls.get_protocol_inputs(protocol, overrides)  # from the subclass's ProtocolMixin
+        builder = cls.get_builder()
+        builder.code = code
+        builder.train = train_frames
+        parameters = dict(inputs.get('parameters', {}))
+        if seed is not None:
+            parameters['seed'] = int(seed)
+        builder.parameters = orm.Dict(parameters)
+        if valid is not None:
+            builder.valid = valid
+        elif inputs.get('valid_fraction') is not None:
+            builder.valid_fraction = orm.Float(inputs['valid_fraction'])
+        if test is not None:
+            builder.test = test
+        metadata_options = dict(inputs.get('metadata', {}).get('options', {}))
+        metadata_options.update(options or {})
+        builder.metadata.options = metadata_options
+        return builder
