@@ -190,18 +190,14 @@ def probe_code(code: orm.InstalledCode, timeout: int = 120, transport=None) -> C
             return probe_code(code, timeout, opened)
 
     if not transport.isfile(executable):
-        return CodeStatus(
-            spec.label, computer.label, executable, code.default_calc_job_plugin, False, 'missing'
-        )
+        return CodeStatus(spec.label, computer.label, executable, code.default_calc_job_plugin, False, 'missing')
     stdin = ' </dev/null' if spec.stdin_empty else ''
     command = f'timeout {int(timeout)} {shlex.quote(executable)} {spec.probe}{stdin} 2>&1'
     retval, stdout, stderr = transport.exec_command_wait(command)
     output = stdout + stderr
     if spec.expect.lower() in output.lower():
         line = next((ln.strip() for ln in output.splitlines() if spec.expect.lower() in ln.lower()), '')
-        return CodeStatus(
-            spec.label, computer.label, executable, code.default_calc_job_plugin, True, line[:80]
-        )
+        return CodeStatus(spec.label, computer.label, executable, code.default_calc_job_plugin, True, line[:80])
     tail = output.strip().splitlines()[-1:] or [f'exit status {retval}']
     return CodeStatus(
         spec.label,

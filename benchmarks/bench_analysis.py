@@ -102,9 +102,7 @@ def _interleaved_rdf(freud, as64, positions, box, r_max, n_bins, repeat, block=2
 
     cell = np.diag([box] * 3)
     fbox = freud.box.Box.cube(box) if freud is not None else None
-    contenders = ['ours'] + (
-        ['freud_1thread', f'freud_all{os.cpu_count()}threads'] if freud is not None else []
-    )
+    contenders = ['ours'] + (['freud_1thread', f'freud_all{os.cpu_count()}threads'] if freud is not None else [])
     best = dict.fromkeys(contenders, float('inf'))
     results = {}
     for _ in range(repeat):
@@ -135,9 +133,7 @@ def _time_interrdf(positions, box, r_max, n_bins):
     universe = memory_universe(positions, box)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        analysis = InterRDF(
-            universe.atoms, universe.atoms, nbins=n_bins, range=(0, r_max), exclusion_block=(1, 1)
-        )
+        analysis = InterRDF(universe.atoms, universe.atoms, nbins=n_bins, range=(0, r_max), exclusion_block=(1, 1))
         return best_of(analysis.run, 1)
 
 
@@ -246,10 +242,7 @@ def bench_memory(target_gb: float, keep: bool) -> None:
             molecules=n_molecules,
             write_s=round(write_time, 2),
             com_array_MiB=round(n_frames * n_molecules * 3 * 8 / 2**20, 1),
-            **{
-                key: (round(value, 2) if isinstance(value, float) else value)
-                for key, value in measured.items()
-            },
+            **{key: (round(value, 2) if isinstance(value, float) else value) for key, value in measured.items()},
             **machine(),
         )
     finally:

@@ -110,9 +110,7 @@ def _wrap_orthorhombic(positions: np.ndarray, lengths: np.ndarray) -> np.ndarray
     return np.where(wrapped >= lengths, 0.0, wrapped)
 
 
-def _distances_orthorhombic(
-    a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray, lengths
-) -> np.ndarray:
+def _distances_orthorhombic(a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray, lengths) -> np.ndarray:
     """Minimum-image distances of pairs (i, j) of coordinates in [0, L): min(|d|, L - |d|) per axis."""
     squared = None
     for k in range(3):
@@ -150,8 +148,7 @@ def pairs_within(positions_a, positions_b, cell, r_max: float, *, same: bool = F
     widths = perpendicular_widths(cell)
     if r_max > 0.5 * widths.min() * (1 + 1e-12):
         raise ValueError(
-            f'r_max = {r_max:g} Å exceeds half the smallest perpendicular cell width '
-            f'({0.5 * widths.min():g} Å)'
+            f'r_max = {r_max:g} Å exceeds half the smallest perpendicular cell width ({0.5 * widths.min():g} Å)'
         )
     empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
     if len(a) == 0 or len(b) == 0:

@@ -51,9 +51,7 @@ class LiContacts(AnalysisResult):
         return self.bound.sum(axis=1)
 
 
-def li_anion_contacts(
-    li_positions, ligand_positions, ligand_mol_id, cell, r_cut: float, anion_ids=None
-) -> LiContacts:
+def li_anion_contacts(li_positions, ligand_positions, ligand_mol_id, cell, r_cut: float, anion_ids=None) -> LiContacts:
     """Which anions each Li+ is bound to (any ligand atom within ``r_cut``, minimum image).
 
     :param li_positions: (n_li, 3) Li positions in Å.

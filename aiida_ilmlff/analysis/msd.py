@@ -289,9 +289,7 @@ def diffusion_coefficient(
     )
 
 
-def yeh_hummer_correction(
-    D_pbc: float, temperature_K: float, viscosity_Pa_s: float, box_length_A: float
-) -> float:
+def yeh_hummer_correction(D_pbc: float, temperature_K: float, viscosity_Pa_s: float, box_length_A: float) -> float:
     """Finite-size correction of a self-diffusion coefficient from a cubic periodic box.
 
     ``D_inf = D_PBC + xi k_B T / (6 pi eta L)`` with xi = 2.837297 (Yeh & Hummer, J. Phys. Chem. B
@@ -307,6 +305,4 @@ def yeh_hummer_correction(
     if temperature_K <= 0 or viscosity_Pa_s <= 0 or box_length_A <= 0:
         raise ValueError('temperature_K, viscosity_Pa_s and box_length_A must be positive')
     box_m = box_length_A * 1e-10
-    return float(
-        D_pbc + YEH_HUMMER_XI * BOLTZMANN_J_PER_K * temperature_K / (6 * math.pi * viscosity_Pa_s * box_m)
-    )
+    return float(D_pbc + YEH_HUMMER_XI * BOLTZMANN_J_PER_K * temperature_K / (6 * math.pi * viscosity_Pa_s * box_m))

@@ -72,9 +72,7 @@ class RDFAccumulator:
         (intramolecular pairs of an atom-atom RDF). With ``same`` only ``mol_id_a`` is used.
     """
 
-    def __init__(
-        self, r_max: float, n_bins: int, *, same: bool = False, mol_id_a=None, mol_id_b=None
-    ) -> None:
+    def __init__(self, r_max: float, n_bins: int, *, same: bool = False, mol_id_a=None, mol_id_b=None) -> None:
         if not r_max > 0:
             raise ValueError(f'r_max must be positive, got {r_max}')
         if int(n_bins) < 1:
@@ -208,9 +206,7 @@ def rdf(
         b = np.asarray(positions_b, dtype=float)
         b = b[None] if b.ndim == 2 else b
         if b.ndim != 3 or b.shape[2] != 3 or len(b) != len(a):
-            raise ValueError(
-                'positions_b must have shape (N_b, 3) or (T, N_b, 3) with the frames of positions_a'
-            )
+            raise ValueError('positions_b must have shape (N_b, 3) or (T, N_b, 3) with the frames of positions_a')
     accumulator = RDFAccumulator(r_max, n_bins, same=same, mol_id_a=mol_id_a, mol_id_b=mol_id_b)
     accumulator.add_frames(a, b, cell)
     result = accumulator.result()

@@ -67,9 +67,7 @@ def _normalise_groups(groups) -> dict[str, object]:
         return {str(name): selection for name, selection in groups.items()}
     if isinstance(groups, Sequence) and all(isinstance(name, str) for name in groups):
         return {name: name for name in groups}
-    raise ValueError(
-        'groups must be a species name, a list of species names, or {label: species or molecule ids}'
-    )
+    raise ValueError('groups must be a species name, a list of species names, or {label: species or molecule ids}')
 
 
 def msd_from_trajectory(
@@ -307,9 +305,7 @@ def li_environment_from_trajectory(
         t = 0
         for chunk in reader.iter_chunks(chunk_size, window.step, window.start, window.stop):
             for frame, cell in zip(chunk.positions, chunk.cell):
-                contacts = li_anion_contacts(
-                    frame[li_atoms], frame[ligand_atoms], ligand_mol, cell, r_cut, anion_ids
-                )
+                contacts = li_anion_contacts(frame[li_atoms], frame[ligand_atoms], ligand_mol, cell, r_cut, anion_ids)
                 bound[t] = contacts.bound
                 ligand_total += int(contacts.ligand_counts.sum())
                 t += 1

@@ -120,9 +120,7 @@ def _check_static(numbers, masses, mol_id, molecules):
     if molecules is not None:
         molecules = [str(name) for name in molecules]
         if len(molecules) != n_molecules:
-            raise ValueError(
-                f'molecules must name each of the {n_molecules} molecules, got {len(molecules)} names'
-            )
+            raise ValueError(f'molecules must name each of the {n_molecules} molecules, got {len(molecules)} names')
     return numbers, masses, mol_id.astype(np.int64), molecules
 
 
@@ -227,9 +225,7 @@ class TrajectoryWriter:
             per_frame('image', (n_atoms, 3), np.int32, frames_per_chunk)
         group = f.create_group('observables')
         for name, units in (observables or {}).items():
-            dataset = group.create_dataset(
-                name, shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(big,)
-            )
+            dataset = group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(big,))
             dataset.attrs['units'] = str(units)
         self._setup(flush_every)
 
@@ -245,9 +241,7 @@ class TrajectoryWriter:
         self._last_time = float(f['time'][self._n_frames - 1]) if self._n_frames else -np.inf
 
     @classmethod
-    def resume(
-        cls, path, *, truncate_after_fs: float | None = None, flush_every: int = 100
-    ) -> TrajectoryWriter:
+    def resume(cls, path, *, truncate_after_fs: float | None = None, flush_every: int = 100) -> TrajectoryWriter:
         """Open an existing trajectory to append frames (e.g. after an MD restart).
 
         Frames beyond the committed ``n_frames`` (a crash mid-write) are dropped, and with
@@ -290,9 +284,7 @@ class TrajectoryWriter:
         """Frames committed so far."""
         return self._n_frames
 
-    def append(
-        self, time_fs, positions, cell, *, velocities=None, energy=None, image=None, observables=None
-    ) -> None:
+    def append(self, time_fs, positions, cell, *, velocities=None, energy=None, image=None, observables=None) -> None:
         """Append one frame or a block of frames.
 
         :param time_fs: scalar or (T,) times in fs, strictly increasing and after the last frame.
@@ -319,8 +311,7 @@ class TrajectoryWriter:
             raise ValueError('positions contain non-finite values')
         if times.ndim != 1 or np.any(np.diff(times) <= 0) or times[0] <= self._last_time:
             raise ValueError(
-                f'time must increase strictly (last written {self._last_time} fs, '
-                f'got {times.tolist()[:3]}...)'
+                f'time must increase strictly (last written {self._last_time} fs, got {times.tolist()[:3]}...)'
             )
         cell = validate_cell(cell, n_frames=n_new)
         if cell.ndim == 2:
@@ -335,26 +326,20 @@ class TrajectoryWriter:
             raise ValueError('this trajectory was created without velocities (velocities=True)')
         if 'energy' in f:
             data['energy'] = (
-                np.full(n_new, np.nan)
-                if energy is None
-                else np.broadcast_to(np.asarray(energy, dtype=float), (n_new,))
+                np.full(n_new, np.nan) if energy is None else np.broadcast_to(np.asarray(energy, dtype=float), (n_new,))
             )
         elif energy is not None:
             raise ValueError('this trajectory was created without energy (energy=True)')
         if 'image' in f:
             if image is None:
-                raise ValueError(
-                    'this trajectory stores wrapped positions: pass image= flags with each frame'
-                )
+                raise ValueError('this trajectory stores wrapped positions: pass image= flags with each frame')
             data['image'] = np.asarray(image).reshape(n_new, self.n_atoms, 3).astype(np.int32)
         elif image is not None:
             raise ValueError('this trajectory stores unwrapped positions: image flags are not expected')
         extra = dict(observables or {})
         unknown = set(extra) - set(f['observables'])
         if unknown:
-            raise ValueError(
-                f'undeclared observables {sorted(unknown)}: declare them in observables= at creation'
-            )
+            raise ValueError(f'undeclared observables {sorted(unknown)}: declare them in observables= at creation')
 
         start = self._n_frames
         for name, values in data.items():
@@ -408,14 +393,10 @@ class TrajectoryWriter:
 
 def _check_format(f: h5py.File, path) -> None:
     if f.attrs.get('format') != FORMAT:
-        raise ValueError(
-            f'{path} is not an {FORMAT} file (root attribute format = {f.attrs.get("format")!r})'
-        )
+        raise ValueError(f'{path} is not an {FORMAT} file (root attribute format = {f.attrs.get("format")!r})')
     version = int(f.attrs.get('format_version', 0))
     if version > FORMAT_VERSION:
-        raise ValueError(
-            f'{path} has format version {version}; this aiida-ilmlff reads up to {FORMAT_VERSION}'
-        )
+        raise ValueError(f'{path} has format version {version}; this aiida-ilmlff reads up to {FORMAT_VERSION}')
 
 
 def _committed_frames(f: h5py.File) -> int:
@@ -644,8 +625,7 @@ class TrajectoryReader:
             groups = self.species_groups()
             if selection not in groups:
                 raise ValueError(
-                    f'species {selection!r} is not in the trajectory {self.path.name} '
-                    f'(species: {sorted(groups)})'
+                    f'species {selection!r} is not in the trajectory {self.path.name} (species: {sorted(groups)})'
                 )
             return groups[selection]
         ids = np.asarray(selection, dtype=np.int64).ravel()
@@ -679,8 +659,7 @@ class TrajectoryReader:
         else:
             known = sorted(set(self.molecules or ()))
             raise ValueError(
-                f'selection {selection!r} names no species (trajectory species: {known}) '
-                'and no element symbol'
+                f'selection {selection!r} names no species (trajectory species: {known}) and no element symbol'
             )
         atoms = np.nonzero(mask)[0]
         if len(atoms) == 0:

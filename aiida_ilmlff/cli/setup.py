@@ -182,9 +182,7 @@ def _fresh_profile_names() -> list[str]:
     show_default=True,
     help='PostgreSQL superuser that creates the database.',
 )
-def setup(
-    profile_name, computer_label, executables, db_backend, broker, postgres_host, postgres_port, postgres_user
-):
+def setup(profile_name, computer_label, executables, db_backend, broker, postgres_host, postgres_port, postgres_user):
     """Create (or reuse) a profile, a computer and the codes aiida-ilmlff runs. Idempotent.
 
     Every input is checked before anything is created: a second run changes nothing. The AiiDA
@@ -291,9 +289,7 @@ def setup(
                 continue
             executable = overrides.get(spec.label) or find_executable(spec, computer, transport)
             if executable is None:
-                click.echo(
-                    f'code       {spec.label}@{label}: not found ({" / ".join(spec.candidates)}), skipped'
-                )
+                click.echo(f'code       {spec.label}@{label}: not found ({" / ".join(spec.candidates)}), skipped')
                 continue
             register_code(spec, computer, executable)
             click.echo(f'code       {spec.label}@{label}: created ({executable})')

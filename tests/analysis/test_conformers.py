@@ -30,11 +30,7 @@ def tfsi(phi_deg: float, origin) -> tuple[np.ndarray, np.ndarray]:
     s1, s2 = np.array([-1.3, 0.5, 0.0]), np.array([1.3, 0.5, 0.0])
     c1 = s1 + np.array([-0.5, 1.7, 0.0])
     c2 = s2 + np.array([0.5, 1.7 * np.cos(phi), 1.7 * np.sin(phi)])
-    rest = (
-        [np.zeros(3)]
-        + [s1 + d for d in ([0, -1, 1], [0, -1, -1])]
-        + [s2 + d for d in ([0, -1, 1], [0, -1, -1])]
-    )
+    rest = [np.zeros(3)] + [s1 + d for d in ([0, -1, 1], [0, -1, -1])] + [s2 + d for d in ([0, -1, 1], [0, -1, -1])]
     fluorines = [c + d for c in (c1, c2) for d in ([1, 0, 0], [0, 0, 1], [0, 0, -1])]
     positions = np.array([rest[0], s1, s2, c1, c2, *rest[1:], *fluorines]) + origin
     numbers = np.array([7, 16, 16, 6, 6, 8, 8, 8, 8] + [9] * 6)

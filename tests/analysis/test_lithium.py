@@ -38,9 +38,7 @@ def test_contacts_and_coordination():
 def test_clusters_are_connected_components():
     bound = li_anion_contacts(LI, LIGAND, LIGAND_MOL, CELL, r_cut=2.5).bound
     clusters = li_clusters(bound)
-    assert (
-        clusters.li_labels[0] == clusters.li_labels[1] == clusters.anion_labels[0] == clusters.anion_labels[1]
-    )
+    assert clusters.li_labels[0] == clusters.li_labels[1] == clusters.anion_labels[0] == clusters.anion_labels[1]
     assert clusters.li_labels[2] == clusters.anion_labels[2] != clusters.li_labels[0]
     composition = sorted(zip(clusters.n_li.tolist(), clusters.n_anion.tolist()))
     assert composition == [(0, 1), (1, 0), (1, 1), (2, 2)]

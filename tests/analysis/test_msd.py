@@ -44,9 +44,7 @@ def test_msd_matches_mdanalysis_einstein_fft(rng, mda_universe):
         reference = EinsteinMSD(universe, select='all', msd_type='xyz', fft=True).run()
     ours = msd(positions)
     np.testing.assert_allclose(ours[1:], reference.results.timeseries[1:], rtol=1e-6)
-    np.testing.assert_allclose(
-        msd(positions, per_particle=True)[1:], reference.results.msds_by_particle[1:], rtol=1e-6
-    )
+    np.testing.assert_allclose(msd(positions, per_particle=True)[1:], reference.results.msds_by_particle[1:], rtol=1e-6)
 
 
 def test_msd_accepts_float32_and_one_frame(rng):

@@ -25,9 +25,7 @@ def interrdf(universe, a, b, r_max, n_bins, **kwargs):
 
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        result = InterRDF(
-            universe.atoms[a], universe.atoms[b], nbins=n_bins, range=(0.0, r_max), **kwargs
-        ).run()
+        result = InterRDF(universe.atoms[a], universe.atoms[b], nbins=n_bins, range=(0.0, r_max), **kwargs).run()
     return result.results.bins, result.results.rdf
 
 

@@ -56,9 +56,7 @@ def test_known_lifetime_of_a_two_state_process(rng):
     # intermittent: C_I(t) = pi + (1 - pi) (1 - p - q)^t with pi the bound fraction
     bound = p_form / (p_break + p_form)
     intermittent = residence_correlation(h, 'intermittent')
-    np.testing.assert_allclose(
-        intermittent[lags], bound + (1 - bound) * (1 - p_break - p_form) ** lags, atol=0.01
-    )
+    np.testing.assert_allclose(intermittent[lags], bound + (1 - bound) * (1 - p_break - p_form) ** lags, atol=0.01)
 
 
 def test_tolerance_ignores_short_breaks():

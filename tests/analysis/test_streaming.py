@@ -24,9 +24,7 @@ from .test_conformers import tfsi
 
 L = 16.0
 CELL = np.diag([L, L, L])
-BF4 = np.array(
-    [[0.0, 0, 0], [0.81, 0.81, 0.81], [-0.81, -0.81, 0.81], [-0.81, 0.81, -0.81], [0.81, -0.81, -0.81]]
-)
+BF4 = np.array([[0.0, 0, 0], [0.81, 0.81, 0.81], [-0.81, -0.81, 0.81], [-0.81, 0.81, -0.81], [0.81, -0.81, -0.81]])
 
 
 def li_bf4_system(rng, n_frames=60, n_pairs=6, n_free=4):
@@ -89,9 +87,7 @@ def test_msd_from_trajectory_matches_in_memory(li_bf4):
     np.testing.assert_allclose(again.msd['anions'], expected, rtol=1e-12)
     strided = msd_from_trajectory(path, 'BF4', stride=2)
     assert strided.timestep_fs == 20.0
-    np.testing.assert_allclose(
-        strided.msd['BF4'], msd(molecular_centers_of_mass(positions[::2], mol_id, masses, bf4))
-    )
+    np.testing.assert_allclose(strided.msd['BF4'], msd(molecular_centers_of_mass(positions[::2], mol_id, masses, bf4)))
     result.diffusion('BF4', window=(50.0, 140.0))
     drift_free = msd_from_trajectory(path, 'BF4', remove_drift=True)
     assert drift_free.drift_removed
