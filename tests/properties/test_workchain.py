@@ -1,0 +1,69 @@
+"""A real ``ilmlff.properties`` run with the ``fast`` protocol: 2-pair PYR14BF4 box, tiny MACE model, 450 K."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+from aiida.cmdline.utils.common import get_workchain_report
+from aiida.engine import run_get_node
+
+from aiida_ilmlff.workflows.properties import PropertiesWorkChain
+
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+
+
+@pytest.mark.slow
+def test_fast_protocol_produces_every_output(runner_code, box_structure, mace_model, job_options):
+    """NPT stages -> NVT -> analysis; every output exists and is sane. Wall time printed (``pytest -s``)."""
+    builder = PropertiesWorkChain.get_builder_from_protocol(
+        runner_code, box_structure, [mace_model], 'fast', options=job_options
+    )
+    start = time.perf_counter()
+    _, node = run_get_node(builder)
+    wall = time.perf_counter() - start
+    report = get_workchain_report(node, 'REPORT')
+    print(report)
+    print(f'ilmlff.properties fast: {wall:.1f} s wall')
+    for calculation in sorted(node.called_descendants, key=lambda n: n.ctime):
+        if calculation.process_label == 'MDCalculation' and 'output_parameters' in calculation.outputs:
+            summary = calculation.outputs.output_parameters.get_dict()
+            print(
+                f'MDCalculation<{calculation.pk}> ({calculation.inputs.parameters["ensemble"]}): '
+                f'{summary.get("steps_done")} steps, MD loop {summary.get("loop_time_s") or 0:.1f} s'
+            )
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+
+    properties = node.outputs.properties.get_dict()
+    density = properties['density_g_cm3']
+    assert math.isfinite(density['mean']) and density['mean'] > 0 and density['error'] >= 0
+    assert 2 <= density['n_stages'] <= 3 and isinstance(density['converged'], bool)
+    assert properties['temperature_K'] == 450.0
+    for species in ('PYR14', 'BF4'):
+        entry = properties['diffusion'][species]
+        assert entry['D_m2_s'] > 0, entry
+        start_ps, end_ps = entry['fit_window_ps']
+        assert 0 <= start_ps < end_ps <= 1.0  # 1.2 ps NVT, the first 0.2 ps discarded
+    assert set(properties['coordination']) == {'PYR14-PYR14', 'PYR14-BF4', 'BF4-BF4'}
+    for entry in properties['coordination'].values():
+        assert entry['r_cut_A'] > 0 and entry['cn'] >= 0
+    assert 'li_clusters' not in properties and 'tfsi_conformers' not in properties
+    assert 'NPT stage 1: density' in report and 'NPT stage 2: density' in report
+
+    curves = node.outputs.curves
+    assert set(curves) == {'msd', 'rdf', 'cn'}
+    assert curves.msd.get_array('lag_ps').shape == curves.msd.get_array('msd_PYR14').shape
+    assert curves.rdf.get_array('g_0').shape == curves.cn.get_array('cn_0').shape == curves.rdf.get_array('r_A').shape
+    assert set(node.outputs.figures) == {'density', 'msd', 'rdf'}
+    for figure in node.outputs.figures.values():
+        assert figure.get_content('rb')[:8] == PNG_MAGIC
+
+    npt, nvt = node.outputs.npt_trajectory, node.outputs.nvt_trajectory
+    assert npt.n_frames > 100 and nvt.n_frames == 121 and nvt.base.attributes.get('ensemble') == 'nvt'
+    assert nvt.base.attributes.get('species') == {'BF4': 2, 'PYR14': 2}
+    # NVT runs at the mean density of the last NPT stage
+    with nvt.open_reader() as reader:
+        from aiida_ilmlff.analysis import density as density_of
+
+        assert density_of(reader.masses, reader.volumes(0, 1)[0]) == pytest.approx(density['mean'], rel=1e-6)
