@@ -1,0 +1,513 @@
+"""Calcfunctions of ``ilmlff.active_learning``: classify explored frames, select candidates, calibrate, summarise.
+
+The semantics are those of DP-GEN / dpgen2. For every frame saved by the exploration MD, the committee
+deviation ``max_devi_f`` [eV/Å] (the largest, over atoms, of the root mean square deviation of the
+committee forces from their mean) puts the frame in one of three classes:
+
+- *accurate*: ``max_devi_f < f_lo``: the committee agrees, nothing to learn;
+- *candidate*: ``f_lo <= max_devi_f < f_hi``: worth labelling;
+- *failed*: ``max_devi_f >= f_hi``: so far off that the configuration is probably unphysical.
+
+At most ``task_max`` candidates are kept per iteration, picked at random (seeded) after two filters: a
+minimum interatomic distance (squeezed frames that DFT would reject) and near-duplicates (an RMSD below
+``duplicate_rmsd`` from an already picked frame of the same atoms). With ``adaptive_lo_rate`` the lower
+level used for the *selection* drops to the deviation quantile that makes that fraction of the non-failed
+frames candidates (never above ``f_lo``); accuracy and convergence always use ``f_lo``.
+
+Pure numpy helpers (:func:`classify`, :func:`select_indices`, :func:`min_distances`,
+:func:`correlation`) are separate from the calcfunctions so they can be unit tested without AiiDA nodes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import typing as t
+
+import numpy as np
+from aiida import orm
+from aiida.engine import calcfunction
+
+from aiida_ilmlff.calculations.md_trajectory import MDTrajectoryData
+from aiida_ilmlff.data import FramesData
+
+__all__ = (
+    'SELECTION_DEFAULTS',
+    'calibrate_committee',
+    'classify',
+    'collect_iterations',
+    'correlation',
+    'min_distances',
+    'select_candidates',
+    'select_indices',
+)
+
+#: Defaults of the ``settings`` Dict of :func:`select_candidates` (units: eV/Å, Å).
+SELECTION_DEFAULTS: dict[str, t.Any] = {
+    'f_lo': 0.05,
+    'f_hi': 0.15,
+    'adaptive_lo_rate': None,
+    'task_max': 10,
+    'min_distance': 0.7,
+    'duplicate_rmsd': 0.02,
+    'seed': 0,
+    'iteration': 0,
+    'conv_accuracy': 0.9,
+}
+
+ACCURATE, CANDIDATE, FAILED = 0, 1, 2
+
+
+# --------------------------------------------------------------------------------------------- numpy helpers
+
+
+def classify(deviation: np.ndarray, f_lo: float, f_hi: float) -> np.ndarray:
+    """Class per frame: 0 accurate (``d < f_lo``), 1 candidate (``f_lo <= d < f_hi``), 2 failed (``d >= f_hi``).
+
+    Non-finite deviations count as failed. :param deviation: ``(N,)`` max force deviation [eV/Å].
+    """
+    deviation = np.asarray(deviation, dtype=float)
+    classes = np.full(deviation.shape, FAILED, dtype=np.int64)
+    finite = np.isfinite(deviation)
+    classes[finite & (deviation < f_hi)] = CANDIDATE
+    classes[finite & (deviation < f_lo)] = ACCURATE
+    return classes
+
+
+def adaptive_lower_level(deviation: np.ndarray, f_lo: float, f_hi: float, rate: float) -> float:
+    """The lower trust level that makes a fraction ``rate`` of the non-failed frames candidates, at most ``f_lo``.
+
+    :returns: ``f_lo`` when no frame is below ``f_hi``.
+    """
+    deviation = np.asarray(deviation, dtype=float)
+    below = deviation[np.isfinite(deviation) & (deviation < f_hi)]
+    if below.size == 0:
+        return float(f_lo)
+    return float(min(f_lo, np.quantile(below, 1.0 - rate)))
+
+
+def min_distances(positions: np.ndarray, cell: np.ndarray, pbc: t.Sequence[bool] = (True, True, True)) -> float:
+    """The shortest interatomic distance [Å] of one frame, with the minimum-image convention.
+
+    :param positions: ``(n, 3)`` Å. :param cell: ``(3, 3)`` Å, row vectors. Exact for cells whose minimum
+        image is the nearest one (every cell of an MD box of ionic liquid in practice).
+    """
+    positions = np.asarray(positions, dtype=float)
+    if len(positions) < 2:
+        return float('inf')
+    delta = positions[:, None, :] - positions[None, :, :]
+    cell = np.asarray(cell, dtype=float)
+    if np.any(pbc) and abs(np.linalg.det(cell)) > 1e-9:
+        fractional = delta @ np.linalg.inv(cell)
+        fractional -= np.round(fractional) * np.asarray(pbc, dtype=float)
+        delta = fractional @ cell
+    distances = np.sqrt((delta**2).sum(-1))
+    distances[np.diag_indices(len(positions))] = np.inf
+    return float(distances.min())
+
+
+def _rmsd(a: np.ndarray, b: np.ndarray, cell: np.ndarray) -> float:
+    delta = np.asarray(a) - np.asarray(b)
+    if abs(np.linalg.det(cell)) > 1e-9:
+        fractional = delta @ np.linalg.inv(cell)
+        delta = (fractional - np.round(fractional)) @ cell
+    return float(np.sqrt((delta**2).sum(-1).mean()))
+
+
+def select_indices(
+    candidates: t.Sequence[int],
+    task_max: int,
+    seed: int,
+    positions: t.Callable[[int], np.ndarray],
+    cell: t.Callable[[int], np.ndarray],
+    group: t.Callable[[int], t.Hashable],
+    duplicate_rmsd: float,
+) -> tuple[list[int], list[int]]:
+    """Pick at most ``task_max`` of ``candidates`` in a seeded random order, skipping near-duplicates.
+
+    A candidate is a near-duplicate when its RMSD (minimum image, same atom order) from an already picked
+    frame of the same ``group`` (same trajectory atoms) is below ``duplicate_rmsd`` [Å].
+
+    :returns: ``(picked, duplicates)`` lists of candidate values; ``picked`` in the order picked.
+    """
+    rng = np.random.default_rng(int(seed))
+    order = [candidates[i] for i in rng.permutation(len(candidates))]
+    picked: list[int] = []
+    duplicates: list[int] = []
+    for index in order:
+        if len(picked) >= task_max:
+            break
+        if duplicate_rmsd > 0:
+            same = [p for p in picked if group(p) == group(index)]
+            if any(_rmsd(positions(index), positions(p), cell(index)) < duplicate_rmsd for p in same):
+                duplicates.append(index)
+                continue
+        picked.append(index)
+    return picked, duplicates
+
+
+def correlation(x: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
+    """Pearson and Spearman correlation of ``x`` and ``y`` (``None`` with fewer than 3 points or no spread)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if x.size < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return {'pearson': None, 'spearman': None}
+
+    def ranks(values):
+        order = np.argsort(values, kind='stable')
+        result = np.empty(len(values))
+        result[order] = np.arange(len(values))
+        return result
+
+    return {
+        'pearson': float(np.corrcoef(x, y)[0, 1]),
+        'spearman': float(np.corrcoef(ranks(x), ranks(y))[0, 1]),
+    }
+
+
+# --------------------------------------------------------------------------------------------- calcfunctions
+
+
+def _aligned_deviation(trajectory_time: np.ndarray, deviation: orm.ArrayData) -> np.ndarray:
+    """``max_devi_f`` for every trajectory frame, matched on time [fs] (nan where the MD wrote no row)."""
+    time = deviation.get_array('time_fs')
+    values = deviation.get_array('max_devi_f')
+    result = np.full(len(trajectory_time), np.nan)
+    if len(time) == 0:
+        return result
+    position = np.clip(np.searchsorted(time, trajectory_time), 0, len(time) - 1)
+    for k, (p, target) in enumerate(zip(position, trajectory_time)):
+        for q in (p - 1, p):
+            if 0 <= q < len(time) and abs(time[q] - target) < 1e-6:
+                result[k] = values[q]
+    return result
+
+
+@calcfunction
+def select_candidates(settings: orm.Dict, **explorations: orm.Data) -> dict[str, orm.Data]:
+    """Classify the explored frames by committee deviation and pick the frames to label (DP-GEN semantics).
+
+    :param settings: ``Dict`` with the keys of :data:`SELECTION_DEFAULTS`: ``f_lo``, ``f_hi`` [eV/Å],
+        ``adaptive_lo_rate`` (fraction in (0, 1) or ``None``), ``task_max``, ``min_distance`` [Å],
+        ``duplicate_rmsd`` [Å], ``seed``, ``iteration`` (stored on the selected frames), ``conv_accuracy``.
+    :param explorations: ``trajectory_<key>`` (``MDTrajectoryData``) and ``deviation_<key>`` (``ArrayData``
+        with ``time_fs`` and ``max_devi_f``, the ``deviation`` output of ``ilmlff.md``), one pair per MD run.
+    :returns: ``statistics`` (Dict: counts and ratios of accurate / candidate / failed frames, per run too,
+        the trust levels used, the selection filters' counts, ``converged`` = accurate ratio >=
+        ``conv_accuracy``), ``deviations`` (ArrayData: ``max_devi_f`` (N,) eV/Å, ``run`` (N,) run index in
+        sorted key order, ``frame`` (N,), ``class`` (N,) 0/1/2, ``selected`` (N,) bool) and, when a frame was
+        picked, ``selected`` (FramesData, origin ``AL``, ``iteration`` set, ``perturbation`` JSON with the
+        deviation, run key and frame, ``source`` = trajectory uuid, ``temperature`` = the run's target).
+    :raises ValueError: for a trajectory without its deviation (or the reverse) or no run at all.
+    """
+    options = {**SELECTION_DEFAULTS, **settings.get_dict()}
+    keys = sorted(name[len('trajectory_') :] for name in explorations if name.startswith('trajectory_'))
+    deviation_keys = sorted(name[len('deviation_') :] for name in explorations if name.startswith('deviation_'))
+    if keys != deviation_keys:
+        raise ValueError(f'every trajectory needs its deviation: trajectories {keys}, deviations {deviation_keys}')
+    if not keys:
+        raise ValueError('no exploration run to select from')
+    f_lo, f_hi = float(options['f_lo']), float(options['f_hi'])
+
+    runs = []
+    for run, key in enumerate(keys):
+        trajectory = explorations[f'trajectory_{key}']
+        if not isinstance(trajectory, MDTrajectoryData):
+            raise ValueError(f'`trajectory_{key}` is a {type(trajectory).__name__}, not an MDTrajectoryData')
+        with trajectory.open_reader() as reader:
+            time = np.asarray(reader.time, dtype=float)
+        deviation = _aligned_deviation(time, explorations[f'deviation_{key}'])
+        runs.append({'key': key, 'node': trajectory, 'deviation': deviation, 'run': run})
+
+    deviation_all = np.concatenate([r['deviation'] for r in runs])
+    run_all = np.concatenate([np.full(len(r['deviation']), r['run']) for r in runs]).astype(np.int64)
+    frame_all = np.concatenate([np.arange(len(r['deviation'])) for r in runs]).astype(np.int64)
+    classes = classify(deviation_all, f_lo, f_hi)
+    rate = options.get('adaptive_lo_rate')
+    f_lo_used = adaptive_lower_level(deviation_all, f_lo, f_hi, float(rate)) if rate else f_lo
+    selectable = np.flatnonzero(np.isfinite(deviation_all) & (deviation_all >= f_lo_used) & (deviation_all < f_hi))
+
+    # Positions of the selectable frames, read once per run (only those frames).
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    static: dict[int, dict] = {}
+    for r in runs:
+        wanted = frame_all[selectable][run_all[selectable] == r['run']]
+        if wanted.size == 0:
+            continue
+        with r['node'].open_reader() as reader:
+            static[r['run']] = {
+                'numbers': np.asarray(reader.numbers),
+                'mol_id': np.asarray(reader.mol_id),
+                'molecules': list(reader.molecules) if reader.molecules else None,
+            }
+            for frame in wanted:
+                block = reader[int(frame)]
+                cache[int(np.flatnonzero((run_all == r['run']) & (frame_all == frame))[0])] = (
+                    np.asarray(block.positions, dtype=float),
+                    np.asarray(block.cell, dtype=float),
+                )
+
+    min_distance = float(options.get('min_distance') or 0.0)
+    squeezed = [int(i) for i in selectable if min_distances(*cache[int(i)]) < min_distance]
+    passing = [int(i) for i in selectable if int(i) not in set(squeezed)]
+    picked, duplicates = select_indices(
+        passing,
+        int(options['task_max']),
+        int(options['seed']),
+        positions=lambda i: cache[i][0],
+        cell=lambda i: cache[i][1],
+        group=lambda i: int(run_all[i]),
+        duplicate_rmsd=float(options.get('duplicate_rmsd') or 0.0),
+    )
+    picked = sorted(picked)
+
+    n = len(deviation_all)
+    counts = {name: int(np.sum(classes == value)) for name, value in (('accurate', 0), ('candidate', 1), ('failed', 2))}
+    per_run = {}
+    for r in runs:
+        mask = run_all == r['run']
+        node = r['node']
+        per_run[r['key']] = {
+            'n_frames': int(mask.sum()),
+            **{f'n_{name}': int(np.sum(classes[mask] == value)) for name, value in (('accurate', 0), ('candidate', 1))},
+            'n_failed': int(np.sum(classes[mask] == FAILED)),
+            'n_selected': int(np.sum(np.isin(np.flatnonzero(mask), picked))),
+            'temperature_K': node.base.attributes.get('temperature_K', None),
+            'pressure_bar': node.base.attributes.get('pressure_bar', None),
+            'ensemble': node.base.attributes.get('ensemble', None),
+            'max_devi_f_max': float(np.nanmax(r['deviation'])) if np.isfinite(r['deviation']).any() else None,
+        }
+    finite = deviation_all[np.isfinite(deviation_all)]
+    ratio = {name: (count / n if n else 0.0) for name, count in counts.items()}
+    statistics = {
+        'iteration': int(options['iteration']),
+        'n_frames': n,
+        'n_runs': len(runs),
+        **{f'n_{name}': count for name, count in counts.items()},
+        **{f'ratio_{name}': value for name, value in ratio.items()},
+        'f_lo': f_lo,
+        'f_hi': f_hi,
+        'f_lo_used': f_lo_used,
+        'adaptive_lo_rate': rate,
+        'n_selectable': int(selectable.size),
+        'n_rejected_min_distance': len(squeezed),
+        'n_rejected_duplicate': len(duplicates),
+        'n_selected': len(picked),
+        'task_max': int(options['task_max']),
+        'conv_accuracy': float(options['conv_accuracy']),
+        'converged': bool(n > 0 and ratio['accurate'] >= float(options['conv_accuracy'])),
+        'max_devi_f_quantiles': {
+            q: (float(np.quantile(finite, float(q))) if finite.size else None) for q in ('0.5', '0.9', '0.99')
+        },
+        'runs': per_run,
+        'units': {'f_lo': 'eV/Å', 'f_hi': 'eV/Å', 'max_devi_f': 'eV/Å', 'min_distance': 'Å'},
+    }
+    selected_mask = np.zeros(n, dtype=bool)
+    selected_mask[picked] = True
+    deviations = orm.ArrayData()
+    for name, value in (
+        ('max_devi_f', deviation_all),
+        ('run', run_all),
+        ('frame', frame_all),
+        ('class', classes),
+        ('selected', selected_mask),
+    ):
+        deviations.set_array(name, value)
+    deviations.base.attributes.set('runs', keys)
+    outputs: dict[str, orm.Data] = {'statistics': orm.Dict(statistics), 'deviations': deviations}
+    if picked:
+        outputs['selected'] = _selected_frames(picked, runs, run_all, frame_all, deviation_all, cache, static, options)
+    return outputs
+
+
+def _selected_frames(picked, runs, run_all, frame_all, deviation_all, cache, static, options) -> FramesData:
+    """The picked frames as a FramesData (positions wrapped into the cell), origin ``AL``."""
+    numbers, positions, cells, mol_ids, molecules, perturbation, source, temperature = [], [], [], [], [], [], [], []
+    for index in picked:
+        run = int(run_all[index])
+        r = runs[run]
+        pos, cell = cache[index]
+        fractional = pos @ np.linalg.inv(cell)
+        positions.append((fractional - np.floor(fractional)) @ cell)
+        cells.append(cell)
+        numbers.append(static[run]['numbers'])
+        mol_ids.append(static[run]['mol_id'])
+        molecules.append(json.dumps(static[run]['molecules']) if static[run]['molecules'] else '')
+        perturbation.append(
+            json.dumps(
+                {
+                    'generator': 'active_learning',
+                    'iteration': int(options['iteration']),
+                    'run': r['key'],
+                    'frame': int(frame_all[index]),
+                    'max_devi_f': float(deviation_all[index]),
+                }
+            )
+        )
+        source.append(r['node'].uuid)
+        value = r['node'].base.attributes.get('temperature_K', None)
+        temperature.append(float('nan') if value is None else float(value))
+    return FramesData.from_arrays(
+        numbers,
+        positions,
+        np.asarray(cells),
+        True,
+        mol_id=mol_ids,
+        origin='AL',
+        iteration=int(options['iteration']),
+        temperature=temperature,
+        perturbation=perturbation,
+        source=source,
+        molecules=[json.loads(m) if m else '' for m in molecules],
+    )
+
+
+def _calibration_png(deviation: np.ndarray, error: np.ndarray, f_lo: float, f_hi: float, title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.5, 4), dpi=100)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.scatter(deviation, error, s=12, alpha=0.8)
+    high = float(max(np.nanmax(deviation, initial=f_hi), np.nanmax(error, initial=f_hi))) * 1.05
+    axes.plot([0, high], [0, high], color='k', lw=0.8, label='error = deviation')
+    for level, style in ((f_lo, ':'), (f_hi, '--')):
+        axes.axvline(level, color='grey', ls=style, lw=0.8)
+    axes.set_xlabel('committee max force deviation [eV/Å]')
+    axes.set_ylabel('max force error vs reference [eV/Å]')
+    axes.set_title(title, fontsize=9)
+    axes.legend(fontsize=8, loc='upper left')
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format='png')
+    return buffer.getvalue()
+
+
+@calcfunction
+def calibrate_committee(frames: FramesData, predictions: orm.ArrayData, settings: orm.Dict) -> dict[str, orm.Data]:
+    """How well the committee deviation predicts the true force error, on freshly labelled frames.
+
+    :param frames: the labelled candidates (reference forces [eV/Å]; ``perturbation`` JSON with the MD
+        ``max_devi_f`` when they come from :func:`select_candidates`).
+    :param predictions: the ``predictions`` output of ``ilmlff.evaluate`` for the committee on ``frames``
+        (``forces`` (M, T, 3) eV/Å, ``n_atoms`` (N,)).
+    :param settings: ``Dict`` with ``iteration``, ``f_lo`` and ``f_hi`` [eV/Å] (for the plot).
+    :returns: ``calibration`` (Dict: ``n_frames``, Pearson and Spearman correlation of the committee
+        deviation with the max force error (and with the RMS force error), mean ratio error/deviation),
+        ``calibration_data`` (ArrayData, all (N,) eV/Å: ``deviation`` recomputed on the labelled frames,
+        ``deviation_md`` from the exploration (nan if unknown), ``force_error_max`` = max over atoms of
+        ``|<F_committee> - F_ref|``, ``force_error_rms``) and ``calibration_plot`` (PNG SinglefileData).
+    :raises ValueError: if the predictions do not match the frames.
+    """
+    options = settings.get_dict()
+    forces = np.asarray(predictions.get_array('forces'), dtype=float)
+    n_atoms = np.asarray(predictions.get_array('n_atoms'), dtype=int)
+    reference = np.asarray(frames.forces, dtype=float)
+    if forces.shape[1:] != reference.shape or not np.array_equal(n_atoms, frames.n_atoms_per_frame):
+        raise ValueError(f'predictions {forces.shape} do not match the {frames.n_frames} frames {reference.shape}')
+    offsets = np.concatenate([[0], np.cumsum(n_atoms)])
+    mean = forces.mean(axis=0)
+    per_atom_devi = np.sqrt(np.mean(np.sum((forces - mean) ** 2, axis=-1), axis=0))
+    per_atom_error = np.linalg.norm(mean - reference, axis=-1)
+    deviation, error_max, error_rms, deviation_md = [], [], [], []
+    for i in range(len(n_atoms)):
+        window = slice(offsets[i], offsets[i + 1])
+        deviation.append(per_atom_devi[window].max())
+        error_max.append(per_atom_error[window].max())
+        error_rms.append(np.sqrt(np.mean((mean[window] - reference[window]) ** 2)))
+        try:
+            deviation_md.append(float(json.loads(frames.perturbations[i] or '{}').get('max_devi_f', np.nan)))
+        except (ValueError, AttributeError):
+            deviation_md.append(np.nan)
+    deviation, error_max = np.asarray(deviation), np.asarray(error_max)
+    error_rms, deviation_md = np.asarray(error_rms), np.asarray(deviation_md)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        ratio = error_max / deviation
+    result = {
+        'iteration': options.get('iteration'),
+        'n_frames': len(n_atoms),
+        'n_models': int(forces.shape[0]),
+        'deviation_vs_max_error': correlation(deviation, error_max),
+        'deviation_vs_rms_error': correlation(deviation, error_rms),
+        'md_deviation_vs_max_error': correlation(deviation_md, error_max),
+        'mean_error_over_deviation': float(np.nanmean(ratio[np.isfinite(ratio)])) if np.isfinite(ratio).any() else None,
+        'mean_deviation': float(deviation.mean()) if deviation.size else None,
+        'mean_force_error_max': float(error_max.mean()) if error_max.size else None,
+        'units': 'eV/Å',
+    }
+    data = orm.ArrayData()
+    for name, value in (
+        ('deviation', deviation),
+        ('deviation_md', deviation_md),
+        ('force_error_max', error_max),
+        ('force_error_rms', error_rms),
+    ):
+        data.set_array(name, value)
+    pearson = result['deviation_vs_max_error']['pearson']
+    title = f'iteration {options.get("iteration")}: {len(n_atoms)} frames, Pearson r = ' + (
+        f'{pearson:.2f}' if pearson is not None else 'n/a'
+    )
+    png = _calibration_png(
+        deviation, error_max, float(options.get('f_lo', 0.05)), float(options.get('f_hi', 0.15)), title
+    )
+    plot = orm.SinglefileData(io.BytesIO(png), filename=f'calibration_iter_{int(options.get("iteration", 0)):03d}.png')
+    return {'calibration': orm.Dict(_finite(result)), 'calibration_data': data, 'calibration_plot': plot}
+
+
+def _finite(value: t.Any) -> t.Any:
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+@calcfunction
+def collect_iterations(state: orm.Dict, previous: orm.Dict | None = None, **statistics: orm.Dict) -> orm.Dict:
+    """The ``iterations`` output of ``ilmlff.active_learning``: one record per iteration, and the loop state.
+
+    :param state: ``Dict`` set by the work chain: ``records`` (iteration (str) -> labelling, training-set and
+        calibration numbers of that iteration), ``converged``, ``status``, ``stage``, ``n_stages``,
+        ``stage_iterations``, ``frames_uuid`` (final training set), ``models_training_set`` (uuid of the frames the
+        final models were trained on), ``n_frames_final``.
+    :param previous: the ``iterations`` output of a previous run that this one continues (its records first).
+    :param statistics: ``iter_<NNN>`` -> the ``statistics`` Dict of :func:`select_candidates` of that iteration.
+    :returns: ``Dict`` with ``n_iterations``, ``converged``, ``status``, ``iterations`` (list of records sorted
+        by iteration: counts and ratios of accurate / candidate / failed frames, selected, labelled,
+        label failures, training-set sizes, calibration correlation) and the state keys.
+    """
+    values = state.get_dict()
+    records = {int(r['iteration']): r for r in (previous.get_dict().get('iterations', []) if previous else [])}
+    extra = values.pop('records', {})
+    keys = (
+        'n_frames',
+        'n_runs',
+        'n_accurate',
+        'n_candidate',
+        'n_failed',
+        'ratio_accurate',
+        'ratio_candidate',
+        'ratio_failed',
+        'f_lo',
+        'f_hi',
+        'f_lo_used',
+        'n_selected',
+        'n_rejected_min_distance',
+        'n_rejected_duplicate',
+        'converged',
+    )
+    for node in statistics.values():
+        stats = node.get_dict()
+        iteration = int(stats['iteration'])
+        record = {'iteration': iteration, **{key: stats.get(key) for key in keys}}
+        record.update(extra.get(str(iteration), {}))
+        records[iteration] = record
+    ordered = [records[k] for k in sorted(records)]
+    return orm.Dict({**values, 'n_iterations': max(records) if records else 0, 'iterations': ordered})

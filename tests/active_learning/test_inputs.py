@@ -1,0 +1,117 @@
+"""Inputs of ilmlff.active_learning: protocols, and bad input refused before submission (nothing stored)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aiida.engine import run_get_node
+
+from aiida_ilmlff.calculations.functions.active_learning import (
+    adaptive_lower_level,
+    classify,
+    correlation,
+    min_distances,
+    select_indices,
+)
+from aiida_ilmlff.workflows.active_learning import ActiveLearningWorkChain, normalise_stage
+
+from .conftest import count_nodes
+
+
+def test_classification_follows_dpgen():
+    """accurate < f_lo <= candidate < f_hi <= failed; nan is failed; the adaptive level never exceeds f_lo."""
+    deviation = np.array([0.01, 0.05, 0.1, 0.15, 0.3, np.nan])
+    np.testing.assert_array_equal(classify(deviation, 0.05, 0.15), [0, 1, 1, 2, 2, 2])
+    low = np.linspace(0.0, 0.04, 101)
+    assert adaptive_lower_level(low, 0.05, 0.15, 0.1) == pytest.approx(0.036)
+    assert adaptive_lower_level(np.array([0.1, 0.12]), 0.05, 0.15, 0.5) == 0.05
+
+
+def test_filters_and_correlation():
+    """Minimum image distances; near-duplicates of the same run are skipped; Pearson/Spearman."""
+    cell = np.eye(3) * 5.0
+    assert min_distances(np.array([[0.1, 0, 0], [4.9, 0, 0]]), cell) == pytest.approx(0.2)
+    positions = {0: np.zeros((2, 3)), 1: np.full((2, 3), 0.001), 2: np.ones((2, 3))}
+    picked, duplicates = select_indices(
+        [0, 1, 2], 5, 0, positions.__getitem__, lambda i: cell, lambda i: 0, duplicate_rmsd=0.01
+    )
+    assert sorted(picked) in ([0, 2], [1, 2]) and len(duplicates) == 1
+    picked, _ = select_indices([0, 1, 2], 2, 0, positions.__getitem__, lambda i: cell, lambda i: i, 0.01)
+    assert len(picked) == 2
+    result = correlation([1, 2, 3, 4], [2, 4, 6, 9])
+    assert result['spearman'] == pytest.approx(1.0) and result['pearson'] > 0.98
+    assert correlation([1, 2], [1, 2]) == {'pearson': None, 'spearman': None}
+
+
+def test_stage_normalisation():
+    stage = normalise_stage({'temperature_K': 450.0, 'steps': 10})
+    assert stage['temperatures_K'] == [450.0] and stage['ensemble'] == 'nvt' and stage['pressures_bar'] == [None]
+    with pytest.raises(ValueError, match='needs `pressures_bar`'):
+        normalise_stage({'ensemble': 'npt', 'temperatures_K': [450.0], 'steps': 10})
+
+
+@pytest.mark.parametrize('protocol', ['fast', 'balanced', 'stringent'])
+def test_protocols_build_valid_builders(standin_codes, copper_frames, copper_structure, protocol):
+    """Every protocol gives a builder whose inputs validate (labelling kept at `fast`: Cu has no DFT kinds)."""
+    builder = ActiveLearningWorkChain.get_builder_from_protocol(
+        standin_codes,
+        copper_frames(4),
+        copper_structure,
+        protocol,
+        {'label': {'protocol': 'fast'}, 'train': {'valid_fraction': 0.5}},
+    )
+    assert ActiveLearningWorkChain.spec().inputs.validate(builder._inputs(prune=True)) is None
+    assert builder.selection.f_lo.value < builder.selection.f_hi.value
+    assert builder.train.committee_size.value >= 2
+    assert list(builder.exploration.structures) == ['structure_0']
+    assert builder.exploration.code.uuid == standin_codes['runner'].uuid
+    with pytest.raises(ValueError, match='missing'):
+        ActiveLearningWorkChain.get_builder_from_protocol({'train': standin_codes['train']}, None, None)
+
+
+@pytest.mark.parametrize(
+    ('overrides', 'expected'),
+    [
+        ({'selection': {'f_lo': 0.2, 'f_hi': 0.15}}, 'must be >= 0 and below `selection.f_hi`'),
+        ({'selection': {'f_lo': 0.15, 'f_hi': 0.15}}, 'lower f_lo or raise f_hi'),
+        (
+            {'train': {'committee_size': 1}},
+            '`train.committee_size` is 1: active learning needs a committee of at least 2',
+        ),
+        (
+            {'exploration': {'stages': [{'ensemble': 'nvt', 'temperatures_K': [300.0]}]}},
+            '`exploration.stages[0]`: `steps` is None: every stage needs a positive integer number of MD steps',
+        ),
+        (
+            {'exploration': {'stages': [{'temperatures_K': [300.0], 'steps': 10, 'structures': ['nope']}]}},
+            "['nope'] not in `exploration.structures`",
+        ),
+        ({'conv_accuracy': 1.5}, '`conv_accuracy` must be in (0, 1]'),
+        ({'train': {'valid_fraction': 0.1}}, '`frames` cannot be split for training'),
+    ],
+)
+def test_bad_input_fails_before_submission_storing_nothing(standin_builder, overrides, expected):
+    """f_lo >= f_hi, a committee of 1, a stage without steps...: refused by the validator, no node stored."""
+    builder = standin_builder(overrides)
+    before = count_nodes()
+    with pytest.raises(ValueError) as info:
+        run_get_node(builder)
+    assert expected in str(info.value), str(info.value)
+    assert count_nodes() == before
+
+
+def test_continuation_models_need_iterations(standin_builder, tmp_path):
+    """A continuation committee without the previous run's `iterations` is refused (nothing stored)."""
+    from aiida_ilmlff.data import MLFFModelData
+
+    path = tmp_path / 'standin.model'
+    path.write_text('{}')
+    models = {
+        f'model_{k}': MLFFModelData.from_file(path, 'mace', elements=['Cu'], r_cut=4.0, inspect=False) for k in range(2)
+    }
+    builder = standin_builder()
+    builder.continuation.models = models
+    before = count_nodes()
+    with pytest.raises(ValueError, match=r'needs `continuation\.iterations`'):
+        run_get_node(builder)
+    assert count_nodes() == before
