@@ -10,6 +10,7 @@ export AIIDA_PATH := $(CURDIR)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 STAMP := $(VENV)/.ilmlff-installed
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: install setup test test-fast demo lint docs clean-aiida
 
@@ -29,7 +30,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -ra -m "not slow and not services and not daemon" $(PYTEST_ARGS)
 
 demo: setup
-	$(BIN)/python examples/demo.py
+	$(BIN)/python examples/pyr14bf4.py $(DEMO_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ EXTRAS=${EXTRAS:-mace,deepmd,tests,docs,dev}
 need_apt=()
 command -v cp2k.psmp >/dev/null 2>&1 || command -v cp2k >/dev/null 2>&1 || need_apt+=(cp2k)
 command -v pw.x >/dev/null 2>&1 || need_apt+=(quantum-espresso)
+command -v dot >/dev/null 2>&1 || need_apt+=(graphviz)  # `verdi node graph generate` renders with dot
 if [ ${#need_apt[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     echo "bootstrap: installing system packages: ${need_apt[*]}"

@@ -29,6 +29,9 @@ def _register_subcommands() -> None:
 
     cli.add_command(_frames.frames)
     _frames_plot.register(cli.commands['frames'])
+    from aiida_ilmlff.cli import report as _report
+
+    cli.add_command(_report.report)
 
 
 _register_subcommands()

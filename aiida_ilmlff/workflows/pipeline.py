@@ -1,0 +1,827 @@
+"""``ilmlff.pipeline``: an ionic liquid from composition to a MACE vs DeePMD comparison, in one provenance graph.
+
+The workflow of Park, Ryu & Lee (arXiv:2503.18249), end to end::
+
+    composition + protocol
+      -> ilmlff.dataset            EQ + nEQ frames labelled by DFT (or a ready labelled `frames` input)
+      -> split_frames              one held-out test set shared by every model (stratified by origin)
+      -> ilmlff.active_learning    optional: grow the training set by committee deviation
+      -> ilmlff.train (MACE), ilmlff.train (DeePMD)     committees on the same final training set
+         + optional foundation models, fine-tuned (ilmlff.mace.train.base) and run as they are
+      -> ilmlff.evaluate           every model on the shared test set
+      -> ilmlff.properties         NPT until the density converges, NVT, density/D/RDF/CN per model
+      -> compare_models            the comparison table (Dict) and figures
+
+Every stage is a sub-process whose inputs are set here: the stage namespaces (``dataset``,
+``active_learning``, ``mace``, ``deepmd``, ``finetune``, ``evaluate``, ``properties``) take the same inputs as
+the work chains they run, minus what the pipeline passes from one stage to the next (frames, models,
+structures, temperature). ``get_builder_from_protocol`` fills all of them from ``pipeline.yaml``.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import WorkChain, if_
+
+from aiida_ilmlff.calculations.evaluate import EvaluateCalculation
+from aiida_ilmlff.calculations.functions.comparison import compare_models, plot_property_curves
+from aiida_ilmlff.calculations.functions.frames import split_frames
+from aiida_ilmlff.data import FramesData, MLFFModelData
+from aiida_ilmlff.workflows.active_learning import ActiveLearningWorkChain
+from aiida_ilmlff.workflows.dataset import DatasetWorkChain
+from aiida_ilmlff.workflows.properties import PropertiesWorkChain
+from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
+from aiida_ilmlff.workflows.train import MaceTrainBaseWorkChain, TrainWorkChain
+
+__all__ = ('ARCHITECTURE_LABELS', 'PipelineWorkChain', 'validate_inputs')
+
+#: Row name and table label of each trained architecture.
+ARCHITECTURE_LABELS = {'mace': 'MACE', 'deepmd': 'DeePMD'}
+#: Codes of ``get_builder_from_protocol``: key -> what it runs.
+CODE_KEYS = {
+    'label': 'DFT single points (CP2K `cp2k` or pw.x `quantumespresso.pw`)',
+    'aimd': 'CP2K AIMD for the EQ frames (default: `label` when it is CP2K)',
+    'mace': '`mace_run_train` (plugin ilmlff.mace.train)',
+    'deepmd': '`dp` (plugin ilmlff.deepmd.train)',
+    'runner': '`ilmlff-runner` (MD, evaluation)',
+}
+
+
+def _value(node: t.Any) -> t.Any:
+    return node.value if isinstance(node, orm.BaseType) else node
+
+
+def _composition_elements(composition: t.Mapping) -> tuple[dict[str, int], list[str]]:
+    """``(ion name -> charge, sorted elements)`` of a composition; raises ``ValueError`` with the reason."""
+    from aiida_ilmlff.systems import CompositionError, validate_composition
+
+    try:
+        spec = validate_composition(composition)
+    except CompositionError as exception:
+        raise ValueError(f'`composition`: {exception}') from exception
+    ions = {name: ion.charge for name, ion in spec.ions.items()}
+    elements = sorted({symbol for ion in spec.ions.values() for symbol in ion.symbols if symbol})
+    return ions, elements
+
+
+def _stage_messages(value: t.Mapping, elements: list[str]) -> list[str]:
+    """Run each stage's own validator on its namespace, with what the pipeline sets at run time filled in.
+
+    The stage namespaces are exposed without the ports the pipeline fills (frames, models, structures,
+    composition, temperature), so their validators are called here, not on the namespace itself.
+    """
+    from aiida_ilmlff.workflows import active_learning, dataset, properties, train
+
+    top = {key: value[key] for key in ('temperature', 'density', 'composition') if key in value}
+    messages = []
+    if value.get('dataset'):
+        messages.append(('dataset', dataset.validate_inputs({**value['dataset'], **top})))
+    if value.get('active_learning'):
+        namespace = dict(value['active_learning'])
+        exploration = dict(namespace.get('exploration') or {})
+        exploration['structures'] = {'box_0': _placeholder_structure(elements)}
+        namespace['exploration'] = exploration
+        messages.append(('active_learning', active_learning.validate_inputs(namespace, None)))
+    for name in ARCHITECTURE_LABELS:
+        if value.get(name):
+            namespace = dict(value[name])
+            if 'frames' in value:
+                namespace['train'] = value['frames']
+            messages.append((name, train.validate_inputs(namespace, None)))
+    if value.get('properties'):
+        namespace = {**value['properties'], 'models': {'model_0': _placeholder_model(elements)}}
+        if 'temperature' in value:
+            namespace['temperature'] = value['temperature']
+        messages.append(('properties', properties.validate_inputs(namespace, None)))
+    return [f'`{name}`: {message}' for name, message in messages if message]
+
+
+def _placeholder_structure(elements: t.Sequence[str]) -> orm.StructureData:
+    """An unstored structure with one atom of each element (stands for the box in builders and validators)."""
+    from ase import Atoms
+
+    positions = [[2.0 * k, 0, 0] for k in range(len(elements))]
+    return orm.StructureData(ase=Atoms(list(elements), positions=positions, cell=[20.0] * 3, pbc=True))
+
+
+def _placeholder_model(elements: t.Sequence[str]) -> MLFFModelData:
+    """An unstored stand-in model covering ``elements``: the properties builder needs one to fill in its inputs."""
+    import pathlib
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = pathlib.Path(folder) / 'placeholder.model'
+        path.write_bytes(b'placeholder: replaced by the trained model at run time')
+        return MLFFModelData.from_file(path, 'mace', elements=list(elements), r_cut=5.0, dtype='float64', inspect=False)
+
+
+def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
+    """Top-level validator: the composition, the stages asked for and the foundation models' elements."""
+    composition = value.get('composition')
+    if composition is None:
+        return '`composition` is required (ion name -> count, e.g. {"PYR14": 2, "BF4": 2})'
+    try:
+        _, elements = _composition_elements(composition.get_dict())
+    except ValueError as exception:
+        return str(exception)
+    if 'frames' not in value and not value.get('dataset'):
+        return 'give either `frames` (a labelled data set) or the `dataset` inputs (ilmlff.dataset) to make one'
+    if 'frames' in value:
+        frames = value['frames']
+        if not frames.base.attributes.get('labelled'):
+            return f'`frames` FramesData<{frames.pk}> is not labelled: label it first (ilmlff.label)'
+        missing = sorted(set(elements) - set(frames.elements))
+        if missing:
+            return f'`frames` has no {missing} atoms, but the composition has them'
+    architectures = [name for name in ARCHITECTURE_LABELS if value.get(name)]
+    foundations = value.get('foundation_models') or {}
+    if not architectures and not foundations:
+        return 'nothing to compare: give `mace` and/or `deepmd` training inputs, or `foundation_models`'
+    fraction = _value(value.get('test_fraction', 0.2))
+    if not 0.0 < float(fraction) < 0.9:
+        return f'`test_fraction` must be in (0, 0.9), got {fraction}'
+    temperature = _value(value.get('temperature', 450.0))
+    if not float(temperature) > 0:
+        return f'`temperature` must be > 0 K, got {temperature}'
+    for key, model in foundations.items():
+        if model.architecture != 'mace':
+            return f'`foundation_models.{key}`: only MACE foundation models are supported, got `{model.architecture}`'
+        missing = sorted(set(elements) - set(model.elements))
+        if missing:
+            return (
+                f'`foundation_models.{key}` (elements {model.elements}) lacks {missing} of the composition: '
+                'it cannot describe this ionic liquid; give a model that covers every element'
+            )
+    if foundations and not value.get('finetune'):
+        return '`foundation_models` need the `finetune` inputs (ilmlff.mace.train.base: code, parameters)'
+    if not value.get('properties'):
+        return '`properties` inputs (ilmlff.properties: runner code and MD settings) are required'
+    if not value.get('evaluate'):
+        return '`evaluate` inputs (ilmlff.evaluate: the runner code) are required'
+    messages = _stage_messages(value, elements)
+    return '\n'.join(messages) if messages else None
+
+
+#: Stage namespaces whose own validator is called by :func:`validate_inputs` with the pipeline's values filled in.
+_STAGE_NAMESPACES = ('dataset', 'active_learning', 'mace', 'deepmd', 'properties')
+
+
+class PipelineWorkChain(ProtocolMixin, WorkChain):
+    """Data set -> (active learning) -> MACE and DeePMD committees -> test-set errors, MD properties -> comparison."""
+
+    _protocol_file = 'pipeline.yaml'
+
+    @classmethod
+    def define(cls, spec):
+        """Define the ports, the outline and the exit codes."""
+        super().define(spec)
+        spec.input(
+            'composition',
+            valid_type=orm.Dict,
+            help='Ion name -> number of molecules of one box, e.g. {"PYR14": 2, "BF4": 2} (must be neutral); used '
+            'for the data-set boxes, the properties box and the per-ion columns of the comparison.',
+        )
+        spec.input(
+            'temperature',
+            valid_type=orm.Float,
+            default=lambda: orm.Float(450.0),
+            help='Temperature [K] of the EQ AIMD and of the property MD (PYR14BF4 melts at ~424 K; PYR14TFSI and '
+            'its LiTFSI mixtures are liquid at 298 K).',
+        )
+        spec.input(
+            'density',
+            valid_type=orm.Float,
+            default=lambda: orm.Float(1.2),
+            help="Density [g/cm^3] of the boxes built from `composition` (the NPT stage then finds the model's own).",
+        )
+        spec.input(
+            'frames',
+            valid_type=FramesData,
+            required=False,
+            help='A labelled data set to start from instead of running ilmlff.dataset.',
+        )
+        spec.expose_inputs(
+            DatasetWorkChain,
+            namespace='dataset',
+            exclude=('composition', 'structure', 'temperature', 'density'),
+            namespace_options={
+                'required': False,
+                'populate_defaults': False,
+                'help': 'Inputs of ilmlff.dataset (EQ + nEQ frames labelled by DFT); composition, temperature '
+                "and density are the pipeline's.",
+            },
+        )
+        spec.input(
+            'test_fraction',
+            valid_type=orm.Float,
+            default=lambda: orm.Float(0.2),
+            help='Fraction of the data set held out as the test set shared by every model (stratified by origin).',
+        )
+        spec.input('split_seed', valid_type=orm.Int, default=lambda: orm.Int(0), help='Seed of the test split.')
+        spec.expose_inputs(
+            ActiveLearningWorkChain,
+            namespace='active_learning',
+            exclude=('frames', 'exploration.structures'),
+            namespace_options={
+                'required': False,
+                'populate_defaults': False,
+                'help': 'Optional ilmlff.active_learning on the training part of the data set; its final training '
+                'set is what the MACE and DeePMD committees are trained on.',
+            },
+        )
+        for name, label in ARCHITECTURE_LABELS.items():
+            spec.expose_inputs(
+                TrainWorkChain,
+                namespace=name,
+                exclude=('train', 'valid', 'test'),
+                namespace_options={
+                    'required': False,
+                    'populate_defaults': False,
+                    'help': f'Inputs of ilmlff.train for the {label} committee (frames are set by the pipeline).',
+                },
+            )
+        spec.input_namespace(
+            'foundation_models',
+            valid_type=MLFFModelData,
+            dynamic=True,
+            required=False,
+            help='User-supplied MACE foundation models (e.g. MACE-MPA-0 or OMAT-0 files as MLFFModelData) by key: '
+            'each joins the comparison as it is and fine-tuned on the final training set.',
+        )
+        spec.expose_inputs(
+            MaceTrainBaseWorkChain,
+            namespace='finetune',
+            exclude=('mace.train', 'mace.valid', 'mace.test', 'mace.foundation_model'),
+            namespace_options={
+                'required': False,
+                'populate_defaults': False,
+                'help': 'Inputs of ilmlff.mace.train.base for fine-tuning each foundation model.',
+            },
+        )
+        spec.expose_inputs(
+            EvaluateCalculation,
+            namespace='evaluate',
+            exclude=('frames', 'models'),
+            namespace_options={'help': 'Inputs of ilmlff.evaluate (the runner code) for the test-set errors.'},
+        )
+        spec.expose_inputs(
+            PropertiesWorkChain,
+            namespace='properties',
+            exclude=('structure', 'models', 'temperature'),
+            namespace_options={'help': 'Inputs of ilmlff.properties, run once per model.'},
+        )
+        spec.input(
+            'md_structure',
+            valid_type=orm.StructureData,
+            required=False,
+            help="Box for the property MD (with `mol_id`/`molecules`); default: the data set's first box, or a "
+            'box built from `composition` at `density`.',
+        )
+        for namespace in _STAGE_NAMESPACES:
+            spec.inputs[namespace].validator = None  # called by validate_inputs, with the pipeline's values
+        spec.inputs.validator = validate_inputs
+
+        spec.outline(
+            cls.setup,
+            if_(cls.should_run_dataset)(cls.run_dataset, cls.inspect_dataset),
+            cls.split_test_set,
+            if_(cls.should_run_active_learning)(cls.run_active_learning, cls.inspect_active_learning),
+            cls.run_training,
+            cls.inspect_training,
+            cls.run_evaluation,
+            cls.inspect_evaluation,
+            cls.run_properties,
+            cls.inspect_properties,
+            cls.compare,
+        )
+
+        spec.output('dataset', valid_type=FramesData, help='The labelled data set (EQ + nEQ).')
+        spec.output('training_set', valid_type=FramesData, help='The final training set every model was trained on.')
+        spec.output('test_set', valid_type=FramesData, help='The held-out test set shared by every model.')
+        spec.output_namespace(
+            'models', valid_type=MLFFModelData, dynamic=True, help='Models by comparison row (`mace`, `deepmd`, ...).'
+        )
+        spec.output_namespace(
+            'evaluation', valid_type=orm.Dict, dynamic=True, help='ilmlff.evaluate metrics on the test set, by row.'
+        )
+        spec.output_namespace(
+            'properties', valid_type=orm.Dict, dynamic=True, help='ilmlff.properties `properties`, by row.'
+        )
+        spec.output(
+            'comparison',
+            valid_type=orm.Dict,
+            help='The comparison table: per row force/energy RMSE, density, D per ion, coordination numbers.',
+        )
+        spec.output_namespace(
+            'figures',
+            valid_type=orm.SinglefileData,
+            dynamic=True,
+            help='PNG figures: `comparison` (bars) and `curves` (MSD and RDF of every model).',
+        )
+        spec.exit_code(310, 'ERROR_DATASET_FAILED', message='ilmlff.dataset failed: {message}')
+        spec.exit_code(320, 'ERROR_SPLIT_FAILED', message='The test split failed: {message}')
+        spec.exit_code(330, 'ERROR_ACTIVE_LEARNING_FAILED', message='ilmlff.active_learning failed: {message}')
+        spec.exit_code(340, 'ERROR_TRAINING_FAILED', message='Training failed for {rows}: no model to compare.')
+        spec.exit_code(350, 'ERROR_EVALUATION_FAILED', message='ilmlff.evaluate failed for {rows}.')
+        spec.exit_code(360, 'ERROR_PROPERTIES_FAILED', message='ilmlff.properties failed for every model: {rows}.')
+        spec.exit_code(
+            401, 'ERROR_SOME_ROWS_FAILED', message='The comparison is incomplete: {rows} failed (see the report).'
+        )
+
+    # ----------------------------------------------------------------------------------------- protocol
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        codes: t.Mapping[str, t.Any],
+        composition: t.Mapping | orm.Dict,
+        protocol: str | None = None,
+        overrides: t.Mapping | None = None,
+        *,
+        temperature_K: float | None = None,
+        frames: FramesData | None = None,
+        foundation_models: t.Mapping[str, MLFFModelData] | None = None,
+        active_learning: bool | None = None,
+        options: t.Mapping | None = None,
+    ):
+        """A builder for the whole pipeline of ``composition`` at the level of ``protocol``.
+
+        :param codes: mapping with ``label`` (CP2K or pw.x), ``mace`` (mace-train), ``deepmd`` (dp) and ``runner``
+            (ilmlff-runner) codes or code labels; ``aimd`` optionally (default: ``label`` when it is CP2K).
+            ``mace``/``deepmd`` may be left out to train only the other.
+        :param composition: ion name -> count of one box, e.g. ``{'PYR14': 2, 'BF4': 2}``.
+        :param protocol: ``fast``, ``balanced`` or ``stringent`` (``pipeline.yaml``): sets the protocols of every
+            stage.
+        :param overrides: nested mapping merged over the protocol: top-level ports (``test_fraction``, ...) and
+            ``meta_parameters`` (``<stage>_protocol`` / ``<stage>_overrides`` for dataset, active_learning, mace,
+            deepmd, finetune, properties; ``committee_size``).
+        :param temperature_K: temperature of the AIMD and of the property MD [K] (protocol default 450 K).
+        :param frames: a labelled data set to use instead of running ilmlff.dataset.
+        :param foundation_models: key -> MACE MLFFModelData, compared as they are and fine-tuned.
+        :param active_learning: run ilmlff.active_learning (default: the protocol's ``active_learning``).
+        :param options: ``metadata.options`` merged into every calculation.
+        :raises ValueError: an unknown protocol, a missing or unknown code key, a non-neutral or unknown
+            composition, a foundation model missing an element of the composition.
+        """
+        protocol = cls.check_protocol(protocol)
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        meta = inputs.pop('meta_parameters')
+        if isinstance(composition, orm.Dict):
+            composition = composition.get_dict()
+        _composition_elements(composition)  # raises ValueError with the reason
+        codes = cls._resolve_codes(codes)
+        temperature = float(temperature_K if temperature_K is not None else inputs['temperature'])
+        options = dict(options or {})
+
+        builder = cls.get_builder()
+        builder.composition = orm.Dict(dict(composition))
+        builder.temperature = orm.Float(temperature)
+        builder.density = orm.Float(float(inputs['density']))
+        builder.test_fraction = orm.Float(float(inputs['test_fraction']))
+        builder.split_seed = orm.Int(int(inputs['split_seed']))
+
+        if frames is not None:
+            builder.frames = frames
+        else:
+            if 'label' not in codes:
+                raise ValueError('`codes`: the data set needs a `label` code (CP2K or pw.x), or give `frames`')
+            dataset_overrides = recursive_merge(
+                meta.get('dataset_overrides') or {},
+                {'temperature': temperature, 'density': float(inputs['density'])},
+            )
+            dataset_codes = {key: codes[key] for key in ('label', 'aimd') if key in codes}
+            dataset = DatasetWorkChain.get_builder_from_protocol(
+                dataset_codes,
+                composition,
+                protocol=meta['dataset_protocol'],
+                overrides=dataset_overrides,
+                options=options or None,
+            )
+            builder.dataset = cls._stage_inputs(dataset, drop=('composition', 'structure', 'temperature', 'density'))
+
+        placeholder = cls._placeholder_frames(composition)
+        architectures = [name for name in ARCHITECTURE_LABELS if name in codes]
+        for name in meta.get('architectures') or list(ARCHITECTURE_LABELS):
+            if name not in ARCHITECTURE_LABELS:
+                raise ValueError(f'`architectures`: unknown {name!r}; use {list(ARCHITECTURE_LABELS)}')
+        architectures = [name for name in (meta.get('architectures') or architectures) if name in codes]
+        if not architectures and not foundation_models:
+            raise ValueError('`codes`: give a `mace` and/or `deepmd` training code (or `foundation_models`)')
+        for name in architectures:
+            train = TrainWorkChain.get_builder_from_protocol(
+                codes[name],
+                placeholder,
+                protocol=meta.get(f'{name}_protocol') or meta['train_protocol'],
+                overrides=meta.get(f'{name}_overrides') or None,
+                architecture=name,
+                committee_size=int(meta['committee_size']),
+                options=options or None,
+            )
+            builder[name] = cls._stage_inputs(train, drop=('train', 'valid', 'test'))
+
+        if foundation_models:
+            if 'mace' not in codes:
+                raise ValueError('`codes`: fine-tuning foundation models needs the `mace` training code')
+            builder.foundation_models = dict(foundation_models)
+            from aiida_ilmlff.calculations.mace import MaceTrainCalculation
+
+            some_model = next(iter(foundation_models.values()))
+            calc = MaceTrainCalculation.get_builder_from_protocol(
+                codes['mace'],
+                placeholder,
+                meta.get('finetune_protocol') or meta['train_protocol'],
+                meta.get('finetune_overrides') or None,
+                foundation_model=some_model,
+                options=options or None,
+            )
+            calc_inputs = cls._stage_inputs(calc, drop=('train', 'valid', 'test', 'foundation_model'))
+            builder.finetune = {'mace': calc_inputs, 'max_iterations': orm.Int(int(meta.get('finetune_restarts', 3)))}
+
+        if 'runner' not in codes:
+            raise ValueError('`codes`: give the `runner` code (ilmlff-runner) for evaluation and MD')
+        builder.evaluate.code = codes['runner']
+        evaluate_options = recursive_merge(
+            {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'withmpi': False}, options
+        )
+        builder.evaluate.metadata = {'options': evaluate_options}
+
+        structure_placeholder = _placeholder_structure(_composition_elements(composition)[1])
+        properties = PropertiesWorkChain.get_builder_from_protocol(
+            codes['runner'],
+            structure_placeholder,
+            {'model_0': _placeholder_model(_composition_elements(composition)[1])},
+            protocol=meta['properties_protocol'],
+            overrides=meta.get('properties_overrides') or None,
+            temperature_K=temperature,
+            options=options or None,
+        )
+        builder.properties = cls._stage_inputs(properties, drop=('structure', 'models', 'temperature'))
+
+        use_active_learning = inputs.get('active_learning', False) if active_learning is None else active_learning
+        if use_active_learning:
+            builder.active_learning = cls._active_learning_inputs(codes, placeholder, structure_placeholder, meta)
+
+        if foundation_models:
+            builder_inputs = builder._inputs(prune=True)
+            message = validate_inputs({**builder_inputs, 'frames': frames} if frames is not None else builder_inputs)
+            if message:
+                raise ValueError(message)
+        rows = ', '.join(architectures + [f'{key} (as is, fine-tuned)' for key in foundation_models or {}])
+        builder.metadata.description = (
+            f'ilmlff.pipeline ({protocol}): {" + ".join(f"{k} {v}" for k, v in composition.items())} at '
+            f'{temperature:g} K; {rows}'
+        )
+        return builder
+
+    @staticmethod
+    def _resolve_codes(codes: t.Mapping[str, t.Any]) -> dict[str, orm.AbstractCode]:
+        if not isinstance(codes, t.Mapping):
+            raise ValueError(f'`codes` must be a mapping with keys among {sorted(CODE_KEYS)}')
+        unknown = sorted(set(codes) - set(CODE_KEYS))
+        if unknown:
+            raise ValueError(
+                f'`codes`: unknown key(s) {unknown}; use ' + '; '.join(f'`{k}`: {v}' for k, v in CODE_KEYS.items())
+            )
+        return {
+            key: orm.load_code(code) if isinstance(code, (str, int)) else code for key, code in codes.items() if code
+        }
+
+    @staticmethod
+    def _stage_inputs(builder, drop: t.Iterable[str]) -> dict:
+        inputs = builder._inputs(prune=True)
+        for key in (*drop, 'metadata'):
+            inputs.pop(key, None)
+        return inputs
+
+    @staticmethod
+    def _placeholder_frames(composition: t.Mapping) -> FramesData:
+        """Unstored labelled frames with the composition's elements: the stage builders need frames to fill in."""
+        import numpy as np
+        from ase import Atoms
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        _, elements = _composition_elements(composition)
+        frames = []
+        for k in range(10):
+            atoms = Atoms(elements, positions=[[2.0 * i, k * 0.01, 0] for i in range(len(elements))], cell=[20.0] * 3)
+            atoms.pbc = True
+            atoms.calc = SinglePointCalculator(atoms, energy=0.0, forces=np.zeros((len(elements), 3)))
+            frames.append(atoms)
+        return FramesData.from_ase(frames)
+
+    @classmethod
+    def _active_learning_inputs(cls, codes, placeholder, structure, meta) -> dict:
+        architecture = meta.get('active_learning_architecture', 'mace')
+        missing = sorted({'label', 'runner', architecture} - set(codes))
+        if missing:
+            raise ValueError(f'`codes`: active learning needs {missing}')
+        builder = ActiveLearningWorkChain.get_builder_from_protocol(
+            {'train': codes[architecture], 'runner': codes['runner'], 'label': codes['label']},
+            placeholder,
+            [structure],
+            protocol=meta['active_learning_protocol'],
+            overrides=meta.get('active_learning_overrides') or None,
+            architecture=architecture,
+        )
+        inputs = cls._stage_inputs(builder, drop=('frames',))
+        inputs['exploration'].pop('structures', None)
+        return inputs
+
+    # ----------------------------------------------------------------------------------------- outline
+
+    def setup(self):
+        """Decide the rows of the comparison."""
+        self.ctx.ions, self.ctx.elements = _composition_elements(self.inputs.composition.get_dict())
+        self.ctx.rows = {}
+        self.ctx.failed = []
+        for name, label in ARCHITECTURE_LABELS.items():
+            if self.inputs.get(name):
+                self.ctx.rows[name] = {'label': label, 'kind': 'trained', 'architecture': name}
+        for key in self.inputs.get('foundation_models', {}):
+            self.ctx.rows[f'foundation_{key}'] = {
+                'label': f'{key} (as is)',
+                'kind': 'foundation',
+                'architecture': 'mace',
+            }
+            self.ctx.rows[f'finetuned_{key}'] = {
+                'label': f'{key} (fine-tuned)',
+                'kind': 'finetuned',
+                'architecture': 'mace',
+            }
+        self.ctx.models = {}
+        self.report(f'comparison rows: {", ".join(self.ctx.rows)}')
+
+    def should_run_dataset(self) -> bool:
+        """Whether the data set must be made (no `frames` given)."""
+        return 'frames' not in self.inputs
+
+    def run_dataset(self):
+        """Run ilmlff.dataset for the composition."""
+        inputs = AttributeDict(self.exposed_inputs(DatasetWorkChain, namespace='dataset'))
+        inputs.composition = self.inputs.composition
+        inputs.temperature = self.inputs.temperature
+        inputs.density = self.inputs.density
+        inputs.metadata = {'call_link_label': 'dataset'}
+        node = self._launch(DatasetWorkChain, inputs, 'dataset')
+        if node is None:
+            return self.exit_codes.ERROR_DATASET_FAILED.format(message='its inputs were refused (see the report)')
+        self.report(f'stage 1/5 data set: launched DatasetWorkChain<{node.pk}>')
+        return None
+
+    def inspect_dataset(self):
+        """Take the labelled frames of the data set."""
+        node = self.ctx.dataset
+        if not node.is_finished_ok or 'frames' not in node.outputs:
+            return self.exit_codes.ERROR_DATASET_FAILED.format(
+                message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
+            )
+        if 'boxes' in node.outputs and 'box_0' in node.outputs.boxes:
+            self.ctx.box = node.outputs.boxes.box_0
+        return None
+
+    def split_test_set(self):
+        """Hold out one test set shared by every model (stratified by origin)."""
+        frames = self.inputs.frames if 'frames' in self.inputs else self.ctx.dataset.outputs.frames
+        self.out('dataset', frames)
+        fraction = self.inputs.test_fraction.value
+        try:
+            result = split_frames(
+                frames,
+                orm.List([1.0 - fraction, fraction]),
+                self.inputs.split_seed,
+                orm.Bool(True),
+                metadata={'call_link_label': 'split_test_set'},
+            )
+        except Exception as exception:
+            return self.exit_codes.ERROR_SPLIT_FAILED.format(message=str(exception))
+        self.ctx.training_set, self.ctx.test_set = result['train'], result['valid']
+        self.out('test_set', self.ctx.test_set)
+        self.report(
+            f'stage 2/5 split: {self.ctx.training_set.n_frames} frames for training, '
+            f'{self.ctx.test_set.n_frames} held out as the shared test set FramesData<{self.ctx.test_set.pk}>'
+        )
+        return None
+
+    def should_run_active_learning(self) -> bool:
+        """Whether active learning was asked for."""
+        return bool(self.inputs.get('active_learning'))
+
+    def run_active_learning(self):
+        """Grow the training set by active learning, starting from the training part of the data set."""
+        inputs = AttributeDict(self.exposed_inputs(ActiveLearningWorkChain, namespace='active_learning'))
+        inputs.frames = self.ctx.training_set
+        exploration = AttributeDict(inputs.exploration)
+        exploration.structures = {'box_0': self._md_structure()}
+        inputs.exploration = exploration
+        inputs.metadata = {'call_link_label': 'active_learning'}
+        node = self._launch(ActiveLearningWorkChain, inputs, 'active_learning')
+        if node is None:
+            return self.exit_codes.ERROR_ACTIVE_LEARNING_FAILED.format(message='inputs refused (see the report)')
+        self.report(f'stage 2b active learning: launched ActiveLearningWorkChain<{node.pk}>')
+        return None
+
+    def inspect_active_learning(self):
+        """Take the final training set of active learning."""
+        node = self.ctx.active_learning
+        if 'frames' not in node.outputs:
+            return self.exit_codes.ERROR_ACTIVE_LEARNING_FAILED.format(
+                message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
+            )
+        if not node.is_finished_ok:
+            self.report(f'active learning ended [{node.exit_status}] {node.exit_message}: using its last training set')
+        self.ctx.training_set = node.outputs.frames
+        return None
+
+    def run_training(self):
+        """Train the MACE and DeePMD committees and fine-tune the foundation models on the same training set."""
+        self.out('training_set', self.ctx.training_set)
+        launched = []
+        for name in ARCHITECTURE_LABELS:
+            if name not in self.ctx.rows:
+                continue
+            inputs = AttributeDict(self.exposed_inputs(TrainWorkChain, namespace=name))
+            inputs.train = self.ctx.training_set
+            inputs.metadata = {'call_link_label': f'train_{name}'}
+            node = self._launch(TrainWorkChain, inputs, f'train_{name}')
+            if node is not None:
+                launched.append(f'{ARCHITECTURE_LABELS[name]} TrainWorkChain<{node.pk}>')
+        for key, model in self.inputs.get('foundation_models', {}).items():
+            inputs = AttributeDict(self.exposed_inputs(MaceTrainBaseWorkChain, namespace='finetune'))
+            calc = AttributeDict(inputs.mace)
+            calc.train = self.ctx.training_set
+            calc.foundation_model = model
+            inputs.mace = calc
+            inputs.metadata = {'call_link_label': f'finetune_{key}'}
+            node = self._launch(MaceTrainBaseWorkChain, inputs, f'train_finetuned_{key}')
+            if node is not None:
+                launched.append(f'fine-tune {key} MaceTrainBaseWorkChain<{node.pk}>')
+        self.report(
+            f'stage 3/5 training on FramesData<{self.ctx.training_set.pk}> ({self.ctx.training_set.n_frames} frames): '
+            + (', '.join(launched) or 'nothing could be launched')
+        )
+
+    def inspect_training(self):
+        """Collect the models of every row; a row whose training failed leaves the comparison."""
+        for row in list(self.ctx.rows):
+            info = self.ctx.rows[row]
+            if info['kind'] == 'foundation':
+                key = row[len('foundation_') :]
+                self.ctx.models[row] = {'model_0': self.inputs.foundation_models[key]}
+                continue
+            node = self.ctx.get(f'train_{row}')
+            if node is None:
+                self._drop(row)
+                continue
+            if info['kind'] == 'finetuned':
+                models = {'model_0': node.outputs.model} if 'model' in node.outputs else {}
+            else:
+                models = dict(node.outputs.models) if 'models' in node.outputs else {}
+            if not models:
+                self.report(f'{row}: training {node.process_label}<{node.pk}> failed [{node.exit_status}]: dropped')
+                self._drop(row)
+                continue
+            if not node.is_finished_ok:
+                self.report(f'{row}: {node.process_label}<{node.pk}> ended [{node.exit_status}]; using its models')
+            self.ctx.models[row] = models
+        if not self.ctx.rows:
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(rows=', '.join(self.ctx.failed))
+        self.out('models', {row: dict(models) for row, models in self.ctx.models.items()})
+        return None
+
+    def _launch(self, process, inputs: t.Mapping, key: str) -> orm.ProcessNode | None:
+        """Submit ``process`` into the context as ``key``; a refusal by its input validation is reported, not raised.
+
+        Inputs that only exist at run time (e.g. a training set too small for the validation split) can still be
+        invalid; the process is then not created (validation runs before anything is stored) and the row that
+        needed it leaves the comparison.
+        """
+        try:
+            node = self.submit(process, **inputs)
+        except ValueError as exception:
+            self.report(f'{key}: {process.__name__} refused its inputs: {exception}')
+            return None
+        self.to_context(**{key: node})
+        return node
+
+    def _drop(self, row: str) -> None:
+        self.ctx.rows.pop(row, None)
+        self.ctx.models.pop(row, None)
+        self.ctx.failed.append(row)
+
+    def run_evaluation(self):
+        """Evaluate every row's models (the whole committee) on the shared test set."""
+        for row, models in self.ctx.models.items():
+            inputs = AttributeDict(self.exposed_inputs(EvaluateCalculation, namespace='evaluate'))
+            inputs.frames = self.ctx.test_set
+            inputs.models = models
+            inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': f'evaluate_{row}'}
+            self._launch(EvaluateCalculation, inputs, f'evaluate_{row}')
+        self.report(f'stage 4/5 evaluation of {len(self.ctx.models)} model set(s) on the test set')
+
+    def inspect_evaluation(self):
+        """Keep the metrics; a row whose evaluation failed leaves the comparison."""
+        metrics = {}
+        for row in list(self.ctx.rows):
+            node = self.ctx.get(f'evaluate_{row}')
+            if node is None:
+                self._drop(row)
+                continue
+            if not node.is_finished_ok:
+                self.report(f'{row}: evaluation {node.process_label}<{node.pk}> failed [{node.exit_status}]: dropped')
+                self._drop(row)
+                continue
+            metrics[row] = node.outputs.metrics
+        if not metrics:
+            return self.exit_codes.ERROR_EVALUATION_FAILED.format(rows=', '.join(self.ctx.failed))
+        self.out('evaluation', metrics)
+        self.ctx.metrics = metrics
+        return None
+
+    def _md_structure(self) -> orm.StructureData:
+        if 'md_structure' in self.inputs:
+            return self.inputs.md_structure
+        if 'box' not in self.ctx:
+            from aiida_ilmlff.calculations.functions.box import build_ionic_liquid_box
+
+            self.ctx.box = build_ionic_liquid_box(
+                self.inputs.composition,
+                self.inputs.density,
+                self.inputs.split_seed,
+                metadata={'call_link_label': 'build_md_box'},
+            )
+        return self.ctx.box
+
+    def run_properties(self):
+        """Run ilmlff.properties with the driving model (model_0) of every row."""
+        structure = self._md_structure()
+        for row, models in self.ctx.models.items():
+            inputs = AttributeDict(self.exposed_inputs(PropertiesWorkChain, namespace='properties'))
+            inputs.structure = structure
+            inputs.models = {'model_0': models[sorted(models)[0]]}
+            inputs.temperature = self.inputs.temperature
+            inputs.metadata = {'call_link_label': f'properties_{row}'}
+            self._launch(PropertiesWorkChain, inputs, f'properties_{row}')
+        self.report(
+            f'stage 5/5 properties: MD of StructureData<{structure.pk}> ({len(structure.sites)} atoms) at '
+            f'{self.inputs.temperature.value:g} K with {len(self.ctx.models)} model(s)'
+        )
+
+    def inspect_properties(self):
+        """Keep the properties; rows without them stay in the table with accuracy only."""
+        properties = {}
+        for row in self.ctx.rows:
+            node = self.ctx.get(f'properties_{row}')
+            if node is None:
+                self.ctx.failed.append(f'{row} (properties)')
+            elif 'properties' in node.outputs:
+                properties[row] = node.outputs.properties
+                if not node.is_finished_ok:
+                    self.report(f'{row}: properties ended [{node.exit_status}] {node.exit_message}; kept')
+            else:
+                self.report(f'{row}: properties {node.process_label}<{node.pk}> failed [{node.exit_status}]')
+                self.ctx.failed.append(f'{row} (properties)')
+        if not properties:
+            return self.exit_codes.ERROR_PROPERTIES_FAILED.format(rows=', '.join(self.ctx.rows))
+        self.out('properties', properties)
+        self.ctx.properties = properties
+        return None
+
+    def compare(self):
+        """Store the comparison table and its figures."""
+        inputs: dict[str, orm.Data] = {}
+        for row, info in self.ctx.rows.items():
+            models = self.ctx.models[row]
+            driver = sorted(models)[0]
+            inputs[f'{row}_info'] = orm.Dict(
+                {
+                    **info,
+                    'driver': driver,
+                    'committee_size': len(models),
+                    'model_uuid': models[driver].uuid,
+                }
+            )
+            inputs[f'{row}_evaluation'] = self.ctx.metrics[row]
+            if row in self.ctx.properties:
+                inputs[f'{row}_properties'] = self.ctx.properties[row]
+        result = compare_models(orm.Dict(self.ctx.ions), **inputs, metadata={'call_link_label': 'compare_models'})
+        self.out('comparison', result['comparison'])
+        figures = {'comparison': result['figure']}
+        arrays = {}
+        for row in self.ctx.properties:
+            node = self.ctx[f'properties_{row}']
+            for part in ('msd', 'rdf'):
+                if 'curves' in node.outputs and part in node.outputs.curves:
+                    arrays[f'{row}_{part}'] = node.outputs.curves[part]
+        if arrays:
+            figures['curves'] = plot_property_curves(**arrays, metadata={'call_link_label': 'plot_curves'})
+        self.out('figures', figures)
+        from aiida_ilmlff.calculations.functions.comparison import format_comparison_table
+
+        for line in format_comparison_table(result['comparison'].get_dict()).splitlines():
+            self.report(line)
+        if self.ctx.failed:
+            return self.exit_codes.ERROR_SOME_ROWS_FAILED.format(rows=', '.join(self.ctx.failed))
+        return None

@@ -1,0 +1,110 @@
+"""Shared by the example scripts: submit ``ilmlff.pipeline`` to the daemon, print progress, report the result.
+
+Uses the profile found through ``AIIDA_PATH`` (``make demo`` sets it to the checkout) and the codes that
+``aiida-ilmlff setup`` registers (``cp2k``, ``mace-train``, ``dp``, ``ilmlff-runner`` on ``localhost``).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+import typing as t
+
+CODES = {
+    'label': 'cp2k@localhost',
+    'mace': 'mace-train@localhost',
+    'deepmd': 'dp@localhost',
+    'runner': 'ilmlff-runner@localhost',
+}
+
+
+def start_daemon() -> bool:
+    """Start the profile's daemon if it is not running; return whether this call started it."""
+    from aiida.engine.daemon.client import get_daemon_client
+
+    client = get_daemon_client()
+    if client.is_daemon_running:
+        return False
+    print(f'starting the daemon of profile {client.profile.name}', flush=True)
+    client.start_daemon()
+    return True
+
+
+def stop_daemon() -> None:
+    """Stop the profile's daemon."""
+    from aiida.engine.daemon.client import get_daemon_client
+
+    get_daemon_client().stop_daemon(wait=True)
+
+
+def _last_report(node) -> str | None:
+    from aiida import orm
+
+    logs = orm.Log.collection.get_logs_for(node)
+    return logs[-1].message if logs else None
+
+
+def wait(node, poll: float = 10.0) -> None:
+    """Block until ``node`` terminates, printing its latest report line and how many sub-processes run."""
+    last = None
+    start = time.monotonic()
+    while not node.is_terminated:
+        descendants = node.called_descendants
+        running = sum(1 for child in descendants if not child.is_terminated)
+        message = _last_report(node) or node.process_state.value
+        line = (
+            f'[{(time.monotonic() - start) / 60:5.1f} min] {message} ({len(descendants)} processes, {running} running)'
+        )
+        if line.split('] ', 1)[1] != (last or '').split('] ', 1)[-1]:
+            print(line, flush=True)
+            last = line
+        time.sleep(poll)
+    print(
+        f'[{(time.monotonic() - start) / 60:5.1f} min] {node.process_label}<{node.pk}> {node.process_state.value} '
+        f'[{node.exit_status}] {node.exit_message or ""}',
+        flush=True,
+    )
+
+
+def run(
+    composition: dict,
+    temperature_K: float,
+    output: str,
+    overrides: dict | None = None,
+    keep_daemon: bool = False,
+    codes: t.Mapping | None = None,
+) -> int:
+    """Submit the pipeline for ``composition``, wait, print the comparison and write ``output``/ files."""
+    from aiida import load_profile
+
+    load_profile()
+    from aiida.engine import submit
+
+    from aiida_ilmlff.calculations.functions.comparison import format_comparison_table
+    from aiida_ilmlff.cli.report import write_figures
+    from aiida_ilmlff.workflows.pipeline import PipelineWorkChain
+
+    builder = PipelineWorkChain.get_builder_from_protocol(
+        dict(codes or CODES), composition, protocol='fast', overrides=overrides, temperature_K=temperature_K
+    )
+    started = start_daemon()
+    try:
+        node = submit(builder)
+        print(f'submitted ilmlff.pipeline<{node.pk}>: {builder.metadata.description}', flush=True)
+        print(f'watch it with `verdi process list` / `verdi process report {node.pk}`', flush=True)
+        wait(node)
+    finally:
+        if started and not keep_daemon:
+            stop_daemon()
+    if 'comparison' not in node.outputs:
+        print(f'no comparison: see `verdi process report {node.pk}`', flush=True)
+        return 1
+    comparison = node.outputs.comparison.get_dict()
+    print(format_comparison_table(comparison), flush=True)
+    folder = pathlib.Path(output)
+    for path in write_figures(node, folder):
+        print(f'wrote {path}')
+    (folder / 'comparison.json').write_text(json.dumps({'pipeline': node.pk, **comparison}, indent=2))
+    print(f'wrote {folder / "comparison.json"}; the same table from the graph: aiida-ilmlff report {node.pk}')
+    return 0 if node.is_finished_ok else 1

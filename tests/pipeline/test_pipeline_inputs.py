@@ -1,0 +1,110 @@
+"""Bad input to ``ilmlff.pipeline`` fails before anything is submitted or stored, with a clear message."""
+
+from __future__ import annotations
+
+import pytest
+from aiida import orm
+
+from aiida_ilmlff.workflows.pipeline import PipelineWorkChain, validate_inputs
+
+from .conftest import PYR14BF4, count_nodes
+
+
+@pytest.fixture
+def codes(aiida_code_installed, aiida_localhost):
+    """Stand-in codes (``/bin/true``): only the builder and the validators run here."""
+    plugins = {'label': 'cp2k', 'mace': 'ilmlff.mace.train', 'deepmd': 'ilmlff.deepmd.train', 'runner': 'ilmlff.md'}
+    return {
+        key: aiida_code_installed(
+            label=f'{key}-inputs',
+            default_calc_job_plugin=plugin,
+            computer=aiida_localhost,
+            filepath_executable='/bin/true',
+        )
+        for key, plugin in plugins.items()
+    }
+
+
+def _model(tmp_path, elements, architecture='mace'):
+    from aiida_ilmlff.data import MLFFModelData
+
+    suffix = '.model' if architecture == 'mace' else '.pb'
+    path = tmp_path / f'model-{"".join(elements)}{suffix}'
+    path.write_bytes(b'not a real model: only its attributes are read here ' + ''.join(elements).encode())
+    return MLFFModelData.from_file(path, architecture, elements=elements, r_cut=5.0, inspect=False).store()
+
+
+def test_protocol_builder_is_valid(codes):
+    """The fast builder passes the pipeline validator (each stage's own validator included) and stores nothing."""
+    before = count_nodes()
+    builder = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, protocol='fast')
+    assert validate_inputs(builder._inputs(prune=True)) is None
+    assert builder.mace.committee_size.value == 2 and builder.deepmd.committee_size.value == 2
+    assert builder.temperature.value == 450.0
+    assert builder.properties.nvt.md.parameters['temperature_K'] == 450.0
+    assert 'composition' not in builder.dataset
+    with_al = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, active_learning=True, temperature_K=470.0)
+    assert validate_inputs(with_al._inputs(prune=True)) is None
+    assert with_al.temperature.value == 470.0
+    assert count_nodes() == before
+
+
+@pytest.mark.parametrize(
+    ('kwargs', 'message'),
+    [
+        ({'composition': {'PYR14': 2, 'BF4': 1}}, 'not charge-neutral'),
+        ({'composition': {'PYR14': 2, 'XYZ9': 2}}, 'XYZ9'),
+        ({'composition': PYR14BF4, 'protocol': 'quick'}, 'unknown protocol `quick`'),
+        ({'composition': PYR14BF4, 'overrides': {'test_fraction': 0.95}}, 'test_fraction'),
+    ],
+)
+def test_bad_input_fails_before_submission(codes, kwargs, message):
+    """A non-neutral composition, an unknown ion or protocol, a bad test fraction: ValueError, nothing stored."""
+    before = count_nodes()
+    with pytest.raises(ValueError, match=message):
+        builder = PipelineWorkChain.get_builder_from_protocol(codes, **kwargs)
+        problem = validate_inputs(builder._inputs(prune=True))
+        if problem:
+            raise ValueError(problem)
+    assert count_nodes() == before
+
+
+def test_foundation_model_missing_an_element(codes, tmp_path):
+    """A foundation model without boron cannot describe PYR14BF4: refused by name, before submission."""
+    model = _model(tmp_path, ['C', 'F', 'H', 'N'])
+    before = count_nodes()
+    with pytest.raises(ValueError, match=r"foundation_models.mp0.*lacks \['B'\]"):
+        PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, foundation_models={'mp0': model})
+    assert count_nodes() == before
+    deepmd = _model(tmp_path, ['B', 'C', 'F', 'H', 'N'], architecture='deepmd')
+    with pytest.raises(ValueError, match='only MACE foundation models'):
+        PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, foundation_models={'dp': deepmd})
+
+
+def test_codes_and_stages(codes):
+    """Unknown code keys, no training code and no runner are named; the validator names a missing data source."""
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['cp2k'\]"):
+        PipelineWorkChain.get_builder_from_protocol({**codes, 'cp2k': codes['label']}, PYR14BF4)
+    with pytest.raises(ValueError, match='training code'):
+        PipelineWorkChain.get_builder_from_protocol({'label': codes['label'], 'runner': codes['runner']}, PYR14BF4)
+    with pytest.raises(ValueError, match='runner'):
+        PipelineWorkChain.get_builder_from_protocol({k: v for k, v in codes.items() if k != 'runner'}, PYR14BF4)
+    builder = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4)
+    inputs = builder._inputs(prune=True)
+    inputs.pop('dataset')
+    assert 'either `frames`' in validate_inputs(inputs)
+    inputs = builder._inputs(prune=True)
+    inputs['temperature'] = orm.Float(-5.0)
+    assert 'temperature' in validate_inputs(inputs)
+
+
+def test_submit_refuses_invalid_builder(codes):
+    """The port validator runs on submission too: a negative temperature is refused and no process is stored."""
+    from aiida.engine import run
+
+    builder = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4)
+    builder.temperature = orm.Float(-1.0)
+    before = orm.QueryBuilder().append(orm.ProcessNode).count()
+    with pytest.raises(ValueError, match='temperature'):
+        run(builder)
+    assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
