@@ -1,0 +1,133 @@
+"""``ilmlff.pipeline`` at the smallest size with the real codes: CP2K GFN1-xTB, mace_run_train, dp, the runner.
+
+Composition PYR14BF4 x2 (70 atoms): a 40-step AIMD gives 4 EQ frames, 4 rattled nEQ frames are labelled by
+single points; 2 frames are held out; committees of 2 tiny MACE and 2 tiny DeePMD models; ilmlff.evaluate on
+the held-out frames; ilmlff.properties with short NPT and NVT runs; the comparison. Then ``aiida-ilmlff
+report`` prints the same table from the graph, and the provenance query finds the CP2K calculations behind
+the MACE density.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+from aiida.cmdline.utils.common import get_workchain_report
+from aiida.engine import run_get_node
+
+from aiida_ilmlff.workflows.pipeline import PipelineWorkChain
+
+from .conftest import ONE_THREAD, PYR14BF4
+
+BIN = pathlib.Path(sys.executable).parent
+PNG = b'\x89PNG\r\n\x1a\n'
+
+RELAXED_GUARDS = {'min_distance_A': None, 'max_force_eV_A': None}
+#: The smallest pipeline: every stage runs, each as briefly as it can and still mean something.
+SMALLEST = {
+    'test_fraction': 0.25,
+    'meta_parameters': {
+        'committee_size': 2,
+        'mace_overrides': {'valid_fraction': 0.34},
+        'deepmd_overrides': {'valid_fraction': 0.34},
+        'dataset_overrides': {
+            'n_eq': 4,
+            'n_neq': 4,
+            'aimd': {'md': {'steps': 40}},
+            'neq': {'generators': {'rattle': {'weight': 1.0, 'sigma_min': 0.02, 'sigma_max': 0.05}}},
+        },
+        'properties_overrides': {
+            'max_npt_stages': 2,
+            'analysis': {'discard_ps': 0.05},
+            # Models trained on 6 frames have holes: atoms meet and forces spike. The guards would stop the MD
+            # (as they should in production); here the plumbing is under test, so only the non-finite,
+            # temperature and volume guards stay on.
+            'npt': {'md': {'parameters': {'steps': 200, 'checkpoint_every': 100, 'guards': RELAXED_GUARDS}}},
+            'nvt': {'md': {'parameters': {'steps': 400, 'checkpoint_every': 200, 'guards': RELAXED_GUARDS}}},
+        },
+    },
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_smallest_pipeline(pipeline_codes, aiida_profile, tmp_path):
+    """Dataset -> split -> MACE + DeePMD committees -> evaluation -> properties -> comparison; report; provenance."""
+    builder = PipelineWorkChain.get_builder_from_protocol(
+        pipeline_codes, PYR14BF4, protocol='fast', overrides=SMALLEST, options={'environment_variables': ONE_THREAD}
+    )
+    start = time.perf_counter()
+    _, node = run_get_node(builder)
+    wall = time.perf_counter() - start
+    report = get_workchain_report(node, 'REPORT')
+    print(report)
+    print(f'ilmlff.pipeline smallest: {wall:.0f} s wall')
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+
+    # The shared test set and the training set partition the data set.
+    dataset, training, test = node.outputs.dataset, node.outputs.training_set, node.outputs.test_set
+    assert dataset.base.attributes.get('origin_counts') == {'EQ': 4, 'nEQ': 4}
+    assert training.n_frames + test.n_frames == dataset.n_frames and test.n_frames == 2
+
+    # The comparison: a MACE and a DeePMD row with errors on the same test set, density and D per ion.
+    comparison = node.outputs.comparison.get_dict()
+    assert set(comparison['rows']) == {'mace', 'deepmd'}
+    for row in comparison['rows'].values():
+        assert row['n_test_frames'] == 2 and row['committee_size'] == 2
+        assert row['force_rmse'] > 0 and row['energy_rmse'] >= 0
+        assert 0.3 < row['density'] < 3.0, row
+        for ion in ('PYR14', 'BF4'):
+            assert row['D'][ion]['value'] is not None and row['D'][ion]['value'] > 0, row
+    for name in ('comparison', 'curves'):
+        assert node.outputs.figures[name].get_content('rb')[:8] == PNG
+    assert set(node.outputs.models) == {'mace', 'deepmd'}
+    assert 'stage 5/5 properties' in report
+
+    # Both committees were trained on the very same training set.
+    for name in ('mace', 'deepmd'):
+        train = node.base.links.get_outgoing(link_label_filter=f'train_{name}').one().node
+        assert train.inputs.train.uuid == training.uuid
+
+    # aiida-ilmlff report: the same table from the graph, figures redrawn from stored nodes.
+    from click.testing import CliRunner
+
+    from aiida_ilmlff.calculations.functions.comparison import format_comparison_table
+    from aiida_ilmlff.cli import cli
+
+    result = CliRunner().invoke(cli, ['report', str(node.pk), '-o', str(tmp_path / 'figures')])
+    assert result.exit_code == 0, result.output
+    assert format_comparison_table(comparison) in result.output
+    assert (tmp_path / 'figures' / 'comparison.png').read_bytes()[:8] == PNG
+    assert (tmp_path / 'figures' / 'mace_density.png').exists()
+
+    # Provenance: the MACE density goes back to CP2K calculations (the single points and the AIMD).
+    from aiida_ilmlff.provenance import dft_calculations_behind, models_trained_on, trajectories_of
+
+    behind = dft_calculations_behind(node.outputs.properties.mace)
+    assert behind and all(calc.process_type == 'aiida.calculations:cp2k' for calc in behind)
+    aimd = [calc for calc in behind if calc.inputs.parameters.get_dict()['GLOBAL']['RUN_TYPE'] == 'MD']
+    assert len(aimd) >= 1 and len(behind) > len(aimd)
+    mace_model = node.outputs.models.mace.model_0
+    assert mace_model.pk in {model.pk for model in models_trained_on(min_neq=1, architecture='mace')}
+    assert len(trajectories_of(mace_model)) >= 2  # NPT stage(s) and NVT production
+
+    # verdi: the pipeline's tree in `verdi process status`, its graph by `verdi node graph generate`. Run as the
+    # user runs them, in a subprocess: verdi's --verbosity callback points AiiDA's log handler at the current
+    # sys.stderr, which inside click's CliRunner is a buffer closed when the command returns.
+    def verdi(*args):
+        command = [str(BIN / 'verdi'), '-p', aiida_profile.name, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+    status = verdi('process', 'status', str(node.pk))
+    assert status.returncode == 0, status.stderr
+    assert 'TrainWorkChain' in status.stdout and 'PropertiesWorkChain' in status.stdout, status.stdout
+    graph = tmp_path / 'pipeline.pdf'
+    result = verdi('node', 'graph', 'generate', '-O', str(graph), str(node.pk))
+    assert result.returncode == 0, result.stderr
+    assert graph.read_bytes()[:4] == b'%PDF'
+
+    cp2k_called = [child for child in node.called_descendants if child.process_type == 'aiida.calculations:cp2k']
+    assert {calc.pk for calc in behind} <= {calc.pk for calc in cp2k_called}
