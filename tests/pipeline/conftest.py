@@ -8,19 +8,12 @@ import sys
 
 import pytest
 
+from tests.md.conftest import model_recipes
+
 BIN = pathlib.Path(sys.executable).parent
-MD_TESTS = pathlib.Path(__file__).resolve().parents[1] / 'md'
 PYR14BF4 = {'PYR14': 2, 'BF4': 2}
 #: One thread per job: the tests run several jobs at once on 2 cores.
-ONE_THREAD = {
-    'OMP_NUM_THREADS': '1',
-    'MKL_NUM_THREADS': '1',
-    'TF_INTRA_OP_PARALLELISM_THREADS': '1',
-    'TF_INTER_OP_PARALLELISM_THREADS': '1',
-    'DP_INTRA_OP_PARALLELISM_THREADS': '1',
-    'DP_INTER_OP_PARALLELISM_THREADS': '1',
-    'TF_CPP_MIN_LOG_LEVEL': '3',
-}
+ONE_THREAD = dict(model_recipes.THREADS_ENV)
 
 
 def _executable(name: str) -> str:
@@ -49,20 +42,6 @@ def pipeline_codes(aiida_code_installed, aiida_localhost):
         )
         for key, (executable, plugin) in specs.items()
     }
-
-
-@pytest.fixture(scope='session')
-def tiny_mace_file(pytestconfig) -> pathlib.Path:
-    """The tiny MACE model of the MD tests (GFN1-xTB PYR14BF4 frames; cached with them), as a foundation model."""
-    if str(MD_TESTS) not in sys.path:
-        sys.path.insert(0, str(MD_TESTS))
-    import md_models
-    from md_xtb import cp2k_executable
-
-    cache = pathlib.Path(pytestconfig.cache.mkdir(f'ilmlff-{md_models.RECIPE_VERSION}'))
-    if not (cache / 'frames.xyz').exists() and cp2k_executable() is None:
-        pytest.skip('cp2k.psmp is not installed')
-    return md_models.train_mace(md_models.labelled_frames(cache), cache)
 
 
 def count_nodes() -> int:

@@ -18,23 +18,23 @@ def _error(builder) -> str | None:
 
 
 @pytest.fixture
-def builder(runner_code, box_structure, model_stub, job_options):
+def builder(runner_code, md_structure, model_stub, job_options):
     return PropertiesWorkChain.get_builder_from_protocol(
-        runner_code, box_structure, [model_stub], 'fast', options=job_options
+        runner_code, md_structure, [model_stub], 'fast', options=job_options
     )
 
 
-def test_protocols_give_valid_builders(runner_code, box_structure, model_stub):
+def test_protocols_give_valid_builders(runner_code, md_structure, model_stub):
     """Every protocol validates; temperature and pressure land in both stages; overrides win."""
     for protocol in PropertiesWorkChain.get_available_protocols():
-        builder = PropertiesWorkChain.get_builder_from_protocol(runner_code, box_structure, model_stub, protocol)
+        builder = PropertiesWorkChain.get_builder_from_protocol(runner_code, md_structure, model_stub, protocol)
         assert _error(builder) is None, protocol
         assert builder.npt.md.parameters['ensemble'] in ('npt', 'npt_berendsen')
         assert builder.nvt.md.parameters['ensemble'] == 'nvt'
         assert 'code' not in builder.npt.md and 'structure' not in builder.nvt.md
     builder = PropertiesWorkChain.get_builder_from_protocol(
         runner_code,
-        box_structure,
+        md_structure,
         {'model_0': model_stub},
         'fast',
         overrides={'nvt': {'md': {'parameters': {'steps': 3000}}}, 'analysis': {'viscosity_Pa_s': 0.05}},
@@ -51,7 +51,7 @@ def test_protocols_give_valid_builders(runner_code, box_structure, model_stub):
     fast = PropertiesWorkChain.get_protocol_inputs('fast')
     assert fast['density_convergence']['tolerance_g_cm3'] == 0.02
     with pytest.raises(ValueError, match='`protocol`: unknown protocol `quick`'):
-        PropertiesWorkChain.get_builder_from_protocol(runner_code, box_structure, model_stub, 'quick')
+        PropertiesWorkChain.get_builder_from_protocol(runner_code, md_structure, model_stub, 'quick')
 
 
 @pytest.mark.parametrize(
