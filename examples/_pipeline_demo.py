@@ -67,6 +67,19 @@ def wait(node, poll: float = 10.0) -> None:
     )
 
 
+#: The daemon runs several small jobs at once (4 trainings, 2 MD runs): one thread each keeps 2 cores busy without
+#: oversubscribing them (torch and TensorFlow would otherwise each start a pool as large as the machine).
+ONE_THREAD = {
+    'OMP_NUM_THREADS': '1',
+    'MKL_NUM_THREADS': '1',
+    'TF_INTRA_OP_PARALLELISM_THREADS': '1',
+    'TF_INTER_OP_PARALLELISM_THREADS': '1',
+    'DP_INTRA_OP_PARALLELISM_THREADS': '1',
+    'DP_INTER_OP_PARALLELISM_THREADS': '1',
+    'TF_CPP_MIN_LOG_LEVEL': '3',
+}
+
+
 def run(
     composition: dict,
     temperature_K: float,
@@ -86,7 +99,12 @@ def run(
     from aiida_ilmlff.workflows.pipeline import PipelineWorkChain
 
     builder = PipelineWorkChain.get_builder_from_protocol(
-        dict(codes or CODES), composition, protocol='fast', overrides=overrides, temperature_K=temperature_K
+        dict(codes or CODES),
+        composition,
+        protocol='fast',
+        overrides=overrides,
+        temperature_K=temperature_K,
+        options={'environment_variables': ONE_THREAD},
     )
     started = start_daemon()
     try:
