@@ -93,9 +93,13 @@ def test_npt_changes_the_volume(ensemble, architecture, request, runner_workdir)
     """300 NPT steps: the volume column changes, density is filled and consistent, the cells are saved.
 
     MTK runs with MACE; Berendsen with the (cheap, almost ideal-gas) DeePMD model, whose atoms may overlap, so
-    its distance guard is off.
+    its distance guard is off. The tiny MACE model's pressure swings by +-20 kbar in a 70-atom box, so at 1 bar the
+    MTK volume wanders by -1 to +3 % in 300 fs depending on the seed (too close to any threshold: it failed a CI
+    run); at 5 kbar the box is compressed by 8-11 % (seeds 0-2), which the test asserts.
     """
     parameters = {**ENSEMBLES[ensemble], 'steps': 300, 'traj_every': 20, 'thermo_every': 10, 'checkpoint_every': 100}
+    if ensemble == 'npt':
+        parameters['pressure_bar'] = 5000.0
     if architecture == 'deepmd':
         parameters['guards'] = {'min_distance_A': None}
     model = request.getfixturevalue(f'{architecture}_model_file')
@@ -105,7 +109,10 @@ def test_npt_changes_the_volume(ensemble, architecture, request, runner_workdir)
     thermo = _thermo(runner_workdir)
     assert len(thermo) == 31
     volume = thermo['volume_A3']
-    assert abs(volume[-1] / volume[0] - 1) > 0.005, volume
+    if ensemble == 'npt':
+        assert volume[-1] < 0.98 * volume[0], volume
+    else:
+        assert abs(volume[-1] / volume[0] - 1) > 0.005, volume
     assert np.all(np.isfinite(thermo['density_g_cm3'])) and np.all(thermo['density_g_cm3'] > 0)
     mass = read(runner_workdir / 'structure.extxyz').get_masses().sum()
     np.testing.assert_allclose(thermo['density_g_cm3'], mass / volume * 1.66053906660, rtol=1e-8)
