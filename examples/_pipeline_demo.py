@@ -11,6 +11,8 @@ import pathlib
 import time
 import typing as t
 
+from aiida_ilmlff.runner.calculators import thread_environment
+
 CODES = {
     'label': 'cp2k@localhost',
     'mace': 'mace-train@localhost',
@@ -69,15 +71,7 @@ def wait(node, poll: float = 10.0) -> None:
 
 #: The daemon runs several small jobs at once (4 trainings, 2 MD runs): one thread each keeps 2 cores busy without
 #: oversubscribing them (torch and TensorFlow would otherwise each start a pool as large as the machine).
-ONE_THREAD = {
-    'OMP_NUM_THREADS': '1',
-    'MKL_NUM_THREADS': '1',
-    'TF_INTRA_OP_PARALLELISM_THREADS': '1',
-    'TF_INTER_OP_PARALLELISM_THREADS': '1',
-    'DP_INTRA_OP_PARALLELISM_THREADS': '1',
-    'DP_INTER_OP_PARALLELISM_THREADS': '1',
-    'TF_CPP_MIN_LOG_LEVEL': '3',
-}
+ONE_THREAD = {**thread_environment(1), 'TF_CPP_MIN_LOG_LEVEL': '3'}
 
 
 def run(

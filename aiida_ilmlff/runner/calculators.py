@@ -12,7 +12,7 @@ import os
 import pathlib
 import typing as t
 
-__all__ = ('ARCHITECTURES', 'configure_threads', 'load_calculator', 'package_versions')
+__all__ = ('ARCHITECTURES', 'configure_threads', 'load_calculator', 'package_versions', 'thread_environment')
 
 ARCHITECTURES = ('mace', 'deepmd')
 
@@ -26,16 +26,27 @@ _THREAD_VARIABLES = (
 _INTER_OP_VARIABLES = ('TF_INTER_OP_PARALLELISM_THREADS', 'DP_INTER_OP_PARALLELISM_THREADS')
 
 
+def thread_environment(threads: int = 1) -> dict[str, str]:
+    """The environment variables that size the thread pools of OpenMP, BLAS, TensorFlow and DeePMD.
+
+    Intra-op pools get ``threads`` (at least 1), inter-op pools 1. Pass it as ``metadata.options.
+    environment_variables`` of jobs that share a node (e.g. ``make demo``: 4 trainings on 2 cores), where each
+    package would otherwise start a pool as large as the machine. Needs no torch/TensorFlow (daemon-safe).
+
+    :returns: variable name -> value, e.g. ``{'OMP_NUM_THREADS': '1', ...}``.
+    """
+    threads = max(1, int(threads))
+    environment = {name: str(threads) for name in _THREAD_VARIABLES}
+    environment.update({name: '1' for name in _INTER_OP_VARIABLES})
+    return environment
+
+
 def configure_threads(threads: int) -> None:
-    """Set the thread-count environment of OpenMP, BLAS, TensorFlow and DeePMD to ``threads`` (inter-op: 1).
+    """Set the thread-count environment (:func:`thread_environment`) of this process to ``threads``.
 
     Call before torch, tensorflow or deepmd are imported; torch's own pool is set in :func:`load_calculator`.
     """
-    threads = max(1, int(threads))
-    for name in _THREAD_VARIABLES:
-        os.environ[name] = str(threads)
-    for name in _INTER_OP_VARIABLES:
-        os.environ[name] = '1'
+    os.environ.update(thread_environment(threads))
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 

@@ -27,20 +27,14 @@ from ase.io import read, write
 from md_boxes import pyr14bf4_box
 from md_xtb import xtb_md_frames, xtb_single_point
 
+from aiida_ilmlff.runner.calculators import thread_environment
+
 #: Change when the recipe below changes (frames, hyperparameters): the cache is keyed by it.
 RECIPE_VERSION = 'md-tiny-v2'
 BIN = pathlib.Path(sys.executable).parent
 TYPE_MAP = ['H', 'B', 'C', 'N', 'F']
 R_CUT = 4.0
-THREADS_ENV = {
-    'OMP_NUM_THREADS': '1',
-    'MKL_NUM_THREADS': '1',
-    'TF_INTRA_OP_PARALLELISM_THREADS': '1',
-    'TF_INTER_OP_PARALLELISM_THREADS': '1',
-    'DP_INTRA_OP_PARALLELISM_THREADS': '1',
-    'DP_INTER_OP_PARALLELISM_THREADS': '1',
-    'TF_CPP_MIN_LOG_LEVEL': '3',
-}
+THREADS_ENV = {**thread_environment(1), 'TF_CPP_MIN_LOG_LEVEL': '3'}
 
 
 def training_frames(n_boxes: int = 3, n_rattles: int = 4, seed: int = 0) -> list[Atoms]:

@@ -181,3 +181,18 @@ def test_pair_list_matches_a_full_search_along_a_trajectory():
         found = pair_list.min_distance(positions, cell)
         assert found[1] == expected[1] and found[0] == pytest.approx(expected[0], abs=1e-12)
     assert 1 < pair_list.rebuilds < 60
+
+
+def test_thread_environment_sizes_every_pool():
+    """Intra-op pools get the thread count (at least 1), inter-op pools 1; configure_threads applies the same."""
+    from aiida_ilmlff.runner.calculators import thread_environment
+
+    env = thread_environment(2)
+    assert (
+        env['OMP_NUM_THREADS']
+        == env['TF_INTRA_OP_PARALLELISM_THREADS']
+        == env['DP_INTRA_OP_PARALLELISM_THREADS']
+        == '2'
+    )
+    assert env['TF_INTER_OP_PARALLELISM_THREADS'] == env['DP_INTER_OP_PARALLELISM_THREADS'] == '1'
+    assert set(thread_environment(0).values()) == {'1'}

@@ -5,19 +5,12 @@ from __future__ import annotations
 import pathlib
 import sys
 
+from aiida_ilmlff.runner.calculators import thread_environment
+
 BIN = pathlib.Path(sys.executable).parent
 
 #: One thread everywhere (torch, TensorFlow, DeePMD, BLAS), passed to every job.
-THREADS_ENV = {
-    'OMP_NUM_THREADS': '1',
-    'MKL_NUM_THREADS': '1',
-    'OPENBLAS_NUM_THREADS': '1',
-    'TF_INTRA_OP_PARALLELISM_THREADS': '1',
-    'TF_INTER_OP_PARALLELISM_THREADS': '1',
-    'DP_INTRA_OP_PARALLELISM_THREADS': '1',
-    'DP_INTER_OP_PARALLELISM_THREADS': '1',
-    'TF_CPP_MIN_LOG_LEVEL': '2',
-}
+THREADS_ENV = {**thread_environment(1), 'TF_CPP_MIN_LOG_LEVEL': '2'}
 LEVEL_OF_THEORY = 'cp2k/gfn1-xtb (fast)'
 
 
