@@ -1,4 +1,7 @@
-"""Shared pieces of the analysis library: physical constants, errors and the result base class."""
+"""Shared pieces of the analysis library: physical constants, errors and the result base class.
+
+The amu/Å^3 -> g/cm^3 constant lives in :mod:`aiida_ilmlff.common.units`.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +11,12 @@ from typing import Any
 import numpy as np
 
 __all__ = (
-    'AMU_G',
     'ANGSTROM2_PER_FS_TO_M2_PER_S',
     'BOLTZMANN_J_PER_K',
     'AnalysisResult',
     'WrappedCoordinatesError',
 )
 
-#: Atomic mass unit in grams (CODATA 2018).
-AMU_G = 1.66053906660e-24
 #: Boltzmann constant in J/K (exact, SI 2019).
 BOLTZMANN_J_PER_K = 1.380649e-23
 #: 1 Å^2/fs = 1e-20 m^2 / 1e-15 s = 1e-5 m^2/s.

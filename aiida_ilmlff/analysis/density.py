@@ -9,7 +9,9 @@ import math
 
 import numpy as np
 
-from ._common import AMU_G, AnalysisResult
+from aiida_ilmlff.common.units import AMU_A3_TO_G_CM3
+
+from ._common import AnalysisResult
 
 __all__ = (
     'TimeSeriesStatistics',
@@ -21,7 +23,7 @@ __all__ = (
 
 
 def density(masses_amu, volumes_A3):
-    """Mass density in g/cm^3: ``rho = M * 1.66053906660e-24 g / (V * 1e-24 cm^3)``.
+    """Mass density in g/cm^3: ``rho = M / V * AMU_A3_TO_G_CM3`` (:mod:`aiida_ilmlff.common.units`).
 
     :param masses_amu: total mass in amu (scalar) or per-atom masses (N,) in amu (summed).
     :param volumes_A3: cell volume in Å^3, scalar or a (T,) time series.
@@ -35,7 +37,7 @@ def density(masses_amu, volumes_A3):
     volumes = np.asarray(volumes_A3, dtype=float)
     if np.any(volumes <= 0):
         raise ValueError('volumes must be positive')
-    rho = total * (AMU_G / 1e-24) / volumes
+    rho = total * AMU_A3_TO_G_CM3 / volumes
     return float(rho) if rho.ndim == 0 else rho
 
 

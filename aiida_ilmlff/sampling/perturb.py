@@ -44,6 +44,8 @@ from ase import Atoms, units
 from ase.data import atomic_masses
 from ase.geometry import get_distances
 
+from aiida_ilmlff.common.units import AMU_A3_TO_G_CM3
+
 from .molecules import (
     bond_graph,
     bond_graph_difference,
@@ -53,6 +55,7 @@ from .molecules import (
     squeezed_bonds,
     unwrap_molecules,
 )
+from .split import largest_remainder
 
 __all__ = (
     'GENERATORS',
@@ -63,11 +66,11 @@ __all__ = (
     'close_contact',
     'density_series',
     'generate_neq',
+    'generator_counts',
     'hot_snapshots',
     'molecule_charges',
     'rattle',
     'screen_frame',
-    'split_counts',
     'strain',
     'strain_tensor',
     'thermal',
@@ -101,7 +104,6 @@ GENERATORS: dict[str, dict[str, t.Any]] = {
 _STRAIN_KINDS = ('isotropic', 'anisotropic', 'shear')
 _MODES = ('rigid', 'affine')
 _ON_BROKEN = ('reject', 'scale')
-_AMU_A3_TO_G_CM3 = units._amu * 1e3 / 1e-24
 
 
 @dataclasses.dataclass
@@ -196,16 +198,17 @@ def screen_frame(
     return None
 
 
-def split_counts(total: int, weights: t.Mapping[str, float]) -> dict[str, int]:
-    """Split ``total`` frames over the generators in proportion to ``weights`` (largest remainder, stable)."""
+def generator_counts(total: int, weights: t.Mapping[str, float]) -> dict[str, int]:
+    """Split ``total`` frames over the generators in proportion to ``weights`` (largest remainder, stable).
+
+    :returns: generator name -> count (0 for a non-positive weight); the counts sum to ``total`` (0 if
+        ``total <= 0`` or no weight is positive).
+    """
     names = [name for name, weight in weights.items() if weight > 0]
     if total <= 0 or not names:
         return {name: 0 for name in weights}
     values = np.array([float(weights[name]) for name in names])
-    raw = values / values.sum() * total
-    counts = np.floor(raw).astype(int)
-    for k in sorted(range(len(names)), key=lambda k: (-(raw[k] - counts[k]), k))[: total - int(counts.sum())]:
-        counts[k] += 1
+    counts = largest_remainder(values / values.sum() * total, total)
     result = {name: 0 for name in weights}
     result.update({name: int(count) for name, count in zip(names, counts)})
     return result
@@ -442,7 +445,7 @@ def random_strain(kind: str, max_strain: float, rng: np.random.Generator) -> np.
 
 
 def _density(atoms: Atoms) -> float:
-    return float(atomic_masses[atoms.numbers].sum() / abs(atoms.cell.volume) * _AMU_A3_TO_G_CM3)
+    return float(atomic_masses[atoms.numbers].sum() / abs(atoms.cell.volume) * AMU_A3_TO_G_CM3)
 
 
 def density_series(
@@ -796,7 +799,7 @@ def generate_neq(
     if n_frames < 0:
         raise ValueError(f'n_frames must be >= 0, got {n_frames}')
     parameters = {name: {**GENERATORS[name], **(mix[name] or {})} for name in mix}
-    counts = split_counts(n_frames, {name: float(p['weight']) for name, p in parameters.items()})
+    counts = generator_counts(n_frames, {name: float(p['weight']) for name, p in parameters.items()})
     rng = np.random.default_rng(seed)
     result = Perturbed()
     for offset, (name, count) in enumerate(counts.items()):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 from rdkit import __version__ as rdkit_version
+
+from aiida_ilmlff.common.units import AMU_A3_TO_G_CM3
 
 from .checks import min_intermolecular_distance
 from .composition import validate_composition, validate_density, validate_seed
@@ -20,10 +22,8 @@ from .conformers import ion_conformer
 from .errors import CompositionError, PackmolError
 from .packmol import packmol_version, run_packmol
 
-__all__ = ('AMU_A3_TO_G_CM3', 'box_length', 'build_ionic_liquid')
+__all__ = ('box_length', 'build_ionic_liquid')
 
-#: 1 amu / Å^3 in g/cm^3 (ASE's CODATA amu): density [g/cm^3] = mass [amu] / volume [Å^3] * this.
-AMU_A3_TO_G_CM3 = units._amu * 1e3 / 1e-24
 #: Accepted Packmol tolerances in Å.
 TOLERANCE_RANGE = (0.5, 4.0)
 #: A packed box is rejected if its minimum intermolecular distance is below this fraction of the tolerance.

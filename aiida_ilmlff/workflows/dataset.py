@@ -47,7 +47,7 @@ from aiida_ilmlff.calculations.functions.sampling import (
 )
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.sampling import MIN_DISTANCE, TRAJECTORY_FORMATS, validate_generators
-from aiida_ilmlff.sampling.perturb import split_counts
+from aiida_ilmlff.sampling.perturb import generator_counts
 from aiida_ilmlff.workflows.aimd import MD_DEFAULTS, AimdWorkChain, validate_md
 from aiida_ilmlff.workflows.label import LabelWorkChain
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
@@ -756,7 +756,7 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         weights = {name: float((p or {}).get('weight', 1.0)) for name, p in generators.items()}
         if hot is not None:
             weights[HOT_GENERATOR] = float((hot or {}).get('weight', 1.0))
-        counts = split_counts(self.ctx.n_neq, weights)
+        counts = generator_counts(self.ctx.n_neq, weights)
         n_hot = counts.pop(HOT_GENERATOR, 0)
         n_perturbed = sum(counts.values())
         try:

@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 from aiida.engine import run_get_node
 
-from aiida_ilmlff.calculations.functions.active_learning import (
-    adaptive_lower_level,
-    classify,
-    correlation,
-    min_distances,
-    select_indices,
-)
+from aiida_ilmlff.common.geometry import min_pair_distance
+from aiida_ilmlff.sampling.selection import adaptive_lower_level, classify, correlation, select_indices
 from aiida_ilmlff.workflows.active_learning import ActiveLearningWorkChain, normalise_stage
 
 from .conftest import count_nodes
@@ -30,7 +25,7 @@ def test_classification_follows_dpgen():
 def test_filters_and_correlation():
     """Minimum image distances; near-duplicates of the same run are skipped; Pearson/Spearman."""
     cell = np.eye(3) * 5.0
-    assert min_distances(np.array([[0.1, 0, 0], [4.9, 0, 0]]), cell) == pytest.approx(0.2)
+    assert min_pair_distance(np.array([[0.1, 0, 0], [4.9, 0, 0]]), cell)[0] == pytest.approx(0.2)
     positions = {0: np.zeros((2, 3)), 1: np.full((2, 3), 0.001), 2: np.ones((2, 3))}
     picked, duplicates = select_indices(
         [0, 1, 2], 5, 0, positions.__getitem__, lambda i: cell, lambda i: 0, duplicate_rmsd=0.01

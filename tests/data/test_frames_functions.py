@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 from aiida import orm
 
-from aiida_ilmlff.calculations.functions.frames import (
-    merge_frames,
-    select_frames,
-    split_counts,
-    split_frames,
-    split_indices,
-)
+from aiida_ilmlff.calculations.functions.frames import merge_frames, select_frames, split_frames
 from aiida_ilmlff.data import FramesData
+from aiida_ilmlff.sampling.split import split_counts, split_indices
 
 
 def _set(n, origin, level_of_theory='cp2k:gfn1-xtb:abc', seed=0):

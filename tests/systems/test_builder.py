@@ -14,7 +14,7 @@ from aiida_ilmlff.systems import (
     molecule_graph_mismatches,
     molecule_graphs_match,
 )
-from aiida_ilmlff.systems.builder import AMU_A3_TO_G_CM3
+from aiida_ilmlff.common.units import AMU_A3_TO_G_CM3
 from aiida_ilmlff.systems.conformers import _conformer
 
 

@@ -1,21 +1,8 @@
 """Calcfunctions of ``ilmlff.active_learning``: classify explored frames, select candidates, calibrate, summarise.
 
-The semantics are those of DP-GEN / dpgen2. For every frame saved by the exploration MD, the committee
-deviation ``max_devi_f`` [eV/Å] (the largest, over atoms, of the root mean square deviation of the
-committee forces from their mean) puts the frame in one of three classes:
-
-- *accurate*: ``max_devi_f < f_lo``: the committee agrees, nothing to learn;
-- *candidate*: ``f_lo <= max_devi_f < f_hi``: worth labelling;
-- *failed*: ``max_devi_f >= f_hi``: so far off that the configuration is probably unphysical.
-
-At most ``task_max`` candidates are kept per iteration, picked at random (seeded) after two filters: a
-minimum interatomic distance (squeezed frames that DFT would reject) and near-duplicates (an RMSD below
-``duplicate_rmsd`` from an already picked frame of the same atoms). With ``adaptive_lo_rate`` the lower
-level used for the *selection* drops to the deviation quantile that makes that fraction of the non-failed
-frames candidates (never above ``f_lo``); accuracy and convergence always use ``f_lo``.
-
-Pure numpy helpers (:func:`classify`, :func:`select_indices`, :func:`min_distances`,
-:func:`correlation`) are separate from the calcfunctions so they can be unit tested without AiiDA nodes.
+Node <-> plain-data wrappers only: the DP-GEN classification, the trust levels and selection defaults, the
+picking filters and the calibration maths live in :mod:`aiida_ilmlff.sampling.selection` (pure numpy), the
+calibration plot in :mod:`aiida_ilmlff.analysis.figures`.
 """
 
 from __future__ import annotations
@@ -29,141 +16,25 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from aiida_ilmlff.calculations.md_trajectory import MDTrajectoryData
+from aiida_ilmlff.common.geometry import min_pair_distance
 from aiida_ilmlff.data import FramesData
-
-__all__ = (
-    'SELECTION_DEFAULTS',
-    'calibrate_committee',
-    'classify',
-    'collect_iterations',
-    'correlation',
-    'min_distances',
-    'select_candidates',
-    'select_indices',
+from aiida_ilmlff.sampling.selection import (
+    F_HI,
+    F_LO,
+    FAILED,
+    SELECTION_DEFAULTS,
+    adaptive_lower_level,
+    classify,
+    committee_force_errors,
+    correlation,
+    select_indices,
 )
 
-#: Defaults of the ``settings`` Dict of :func:`select_candidates` (units: eV/Å, Å).
-SELECTION_DEFAULTS: dict[str, t.Any] = {
-    'f_lo': 0.05,
-    'f_hi': 0.15,
-    'adaptive_lo_rate': None,
-    'task_max': 10,
-    'min_distance': 0.7,
-    'duplicate_rmsd': 0.02,
-    'seed': 0,
-    'iteration': 0,
-    'conv_accuracy': 0.9,
-}
-
-ACCURATE, CANDIDATE, FAILED = 0, 1, 2
-
-
-# --------------------------------------------------------------------------------------------- numpy helpers
-
-
-def classify(deviation: np.ndarray, f_lo: float, f_hi: float) -> np.ndarray:
-    """Class per frame: 0 accurate (``d < f_lo``), 1 candidate (``f_lo <= d < f_hi``), 2 failed (``d >= f_hi``).
-
-    Non-finite deviations count as failed. :param deviation: ``(N,)`` max force deviation [eV/Å].
-    """
-    deviation = np.asarray(deviation, dtype=float)
-    classes = np.full(deviation.shape, FAILED, dtype=np.int64)
-    finite = np.isfinite(deviation)
-    classes[finite & (deviation < f_hi)] = CANDIDATE
-    classes[finite & (deviation < f_lo)] = ACCURATE
-    return classes
-
-
-def adaptive_lower_level(deviation: np.ndarray, f_lo: float, f_hi: float, rate: float) -> float:
-    """The lower trust level that makes a fraction ``rate`` of the non-failed frames candidates, at most ``f_lo``.
-
-    :returns: ``f_lo`` when no frame is below ``f_hi``.
-    """
-    deviation = np.asarray(deviation, dtype=float)
-    below = deviation[np.isfinite(deviation) & (deviation < f_hi)]
-    if below.size == 0:
-        return float(f_lo)
-    return float(min(f_lo, np.quantile(below, 1.0 - rate)))
-
-
-def min_distances(positions: np.ndarray, cell: np.ndarray, pbc: t.Sequence[bool] = (True, True, True)) -> float:
-    """The shortest interatomic distance [Å] of one frame, with the minimum-image convention.
-
-    :param positions: ``(n, 3)`` Å. :param cell: ``(3, 3)`` Å, row vectors. Exact for cells whose minimum
-        image is the nearest one (every cell of an MD box of ionic liquid in practice).
-    """
-    positions = np.asarray(positions, dtype=float)
-    if len(positions) < 2:
-        return float('inf')
-    delta = positions[:, None, :] - positions[None, :, :]
-    cell = np.asarray(cell, dtype=float)
-    if np.any(pbc) and abs(np.linalg.det(cell)) > 1e-9:
-        fractional = delta @ np.linalg.inv(cell)
-        fractional -= np.round(fractional) * np.asarray(pbc, dtype=float)
-        delta = fractional @ cell
-    distances = np.sqrt((delta**2).sum(-1))
-    distances[np.diag_indices(len(positions))] = np.inf
-    return float(distances.min())
-
-
-def _rmsd(a: np.ndarray, b: np.ndarray, cell: np.ndarray) -> float:
-    delta = np.asarray(a) - np.asarray(b)
-    if abs(np.linalg.det(cell)) > 1e-9:
-        fractional = delta @ np.linalg.inv(cell)
-        delta = (fractional - np.round(fractional)) @ cell
-    return float(np.sqrt((delta**2).sum(-1).mean()))
-
-
-def select_indices(
-    candidates: t.Sequence[int],
-    task_max: int,
-    seed: int,
-    positions: t.Callable[[int], np.ndarray],
-    cell: t.Callable[[int], np.ndarray],
-    group: t.Callable[[int], t.Hashable],
-    duplicate_rmsd: float,
-) -> tuple[list[int], list[int]]:
-    """Pick at most ``task_max`` of ``candidates`` in a seeded random order, skipping near-duplicates.
-
-    A candidate is a near-duplicate when its RMSD (minimum image, same atom order) from an already picked
-    frame of the same ``group`` (same trajectory atoms) is below ``duplicate_rmsd`` [Å].
-
-    :returns: ``(picked, duplicates)`` lists of candidate values; ``picked`` in the order picked.
-    """
-    rng = np.random.default_rng(int(seed))
-    order = [candidates[i] for i in rng.permutation(len(candidates))]
-    picked: list[int] = []
-    duplicates: list[int] = []
-    for index in order:
-        if len(picked) >= task_max:
-            break
-        if duplicate_rmsd > 0:
-            same = [p for p in picked if group(p) == group(index)]
-            if any(_rmsd(positions(index), positions(p), cell(index)) < duplicate_rmsd for p in same):
-                duplicates.append(index)
-                continue
-        picked.append(index)
-    return picked, duplicates
-
-
-def correlation(x: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
-    """Pearson and Spearman correlation of ``x`` and ``y`` (``None`` with fewer than 3 points or no spread)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if x.size < 3 or np.std(x) == 0 or np.std(y) == 0:
-        return {'pearson': None, 'spearman': None}
-
-    def ranks(values):
-        order = np.argsort(values, kind='stable')
-        result = np.empty(len(values))
-        result[order] = np.arange(len(values))
-        return result
-
-    return {
-        'pearson': float(np.corrcoef(x, y)[0, 1]),
-        'spearman': float(np.corrcoef(ranks(x), ranks(y))[0, 1]),
-    }
+__all__ = (
+    'calibrate_committee',
+    'collect_iterations',
+    'select_candidates',
+)
 
 
 # --------------------------------------------------------------------------------------------- calcfunctions
@@ -249,7 +120,7 @@ def select_candidates(settings: orm.Dict, **explorations: orm.Data) -> dict[str,
                 )
 
     min_distance = float(options.get('min_distance') or 0.0)
-    squeezed = [int(i) for i in selectable if min_distances(*cache[int(i)]) < min_distance]
+    squeezed = [int(i) for i in selectable if min_pair_distance(*cache[int(i)])[0] < min_distance]
     passing = [int(i) for i in selectable if int(i) not in set(squeezed)]
     picked, duplicates = select_indices(
         passing,
@@ -408,22 +279,14 @@ def calibrate_committee(frames: FramesData, predictions: orm.ArrayData, settings
     reference = np.asarray(frames.forces, dtype=float)
     if forces.shape[1:] != reference.shape or not np.array_equal(n_atoms, frames.n_atoms_per_frame):
         raise ValueError(f'predictions {forces.shape} do not match the {frames.n_frames} frames {reference.shape}')
-    offsets = np.concatenate([[0], np.cumsum(n_atoms)])
-    mean = forces.mean(axis=0)
-    per_atom_devi = np.sqrt(np.mean(np.sum((forces - mean) ** 2, axis=-1), axis=0))
-    per_atom_error = np.linalg.norm(mean - reference, axis=-1)
-    deviation, error_max, error_rms, deviation_md = [], [], [], []
+    deviation, error_max, error_rms = committee_force_errors(forces, reference, n_atoms)
+    deviation_md = []
     for i in range(len(n_atoms)):
-        window = slice(offsets[i], offsets[i + 1])
-        deviation.append(per_atom_devi[window].max())
-        error_max.append(per_atom_error[window].max())
-        error_rms.append(np.sqrt(np.mean((mean[window] - reference[window]) ** 2)))
         try:
             deviation_md.append(float(json.loads(frames.perturbations[i] or '{}').get('max_devi_f', np.nan)))
         except (ValueError, AttributeError):
             deviation_md.append(np.nan)
-    deviation, error_max = np.asarray(deviation), np.asarray(error_max)
-    error_rms, deviation_md = np.asarray(error_rms), np.asarray(deviation_md)
+    deviation_md = np.asarray(deviation_md)
     with np.errstate(divide='ignore', invalid='ignore'):
         ratio = error_max / deviation
     result = {
@@ -451,7 +314,7 @@ def calibrate_committee(frames: FramesData, predictions: orm.ArrayData, settings
         f'{pearson:.2f}' if pearson is not None else 'n/a'
     )
     png = _calibration_png(
-        deviation, error_max, float(options.get('f_lo', 0.05)), float(options.get('f_hi', 0.15)), title
+        deviation, error_max, float(options.get('f_lo', F_LO)), float(options.get('f_hi', F_HI)), title
     )
     plot = orm.SinglefileData(io.BytesIO(png), filename=f'calibration_iter_{int(options.get("iteration", 0)):03d}.png')
     return {'calibration': orm.Dict(_finite(result)), 'calibration_data': data, 'calibration_plot': plot}

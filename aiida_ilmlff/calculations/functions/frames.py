@@ -6,74 +6,15 @@ reason and the fix; the calcfunction node is then marked excepted and nothing is
 
 from __future__ import annotations
 
-import typing as t
-
 import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
 from aiida_ilmlff.data.frame_arrays import FrameArrays
 from aiida_ilmlff.data.frames import FramesData
+from aiida_ilmlff.sampling.split import SPLIT_NAMES, split_indices
 
-__all__ = ('SPLIT_NAMES', 'merge_frames', 'select_frames', 'split_counts', 'split_frames', 'split_indices')
-
-#: Output names of :func:`split_frames`, in order.
-SPLIT_NAMES = ('train', 'valid', 'test')
-
-
-def split_counts(n_frames: int, fractions: t.Sequence[float]) -> list[int]:
-    """Frames per split for ``n_frames`` (largest-remainder rounding, ties to the earlier split).
-
-    :raises ValueError: if ``fractions`` are not 2 or 3 positive numbers summing to 1, or a split would be
-        empty.
-    """
-    fractions = [float(f) for f in fractions]
-    if len(fractions) not in (2, 3):
-        raise ValueError(f'fractions must be 2 (train, valid) or 3 (train, valid, test) numbers, got {fractions}')
-    if any(not np.isfinite(f) or f <= 0 for f in fractions):
-        raise ValueError(f'fractions must be positive, got {fractions}')
-    if abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f'fractions must sum to 1, got {fractions} (sum {sum(fractions)})')
-    raw = np.asarray(fractions) * n_frames
-    counts = np.floor(raw).astype(int)
-    remainder = raw - counts
-    for index in sorted(range(len(fractions)), key=lambda k: (-remainder[k], k))[: n_frames - int(counts.sum())]:
-        counts[index] += 1
-    empty = [SPLIT_NAMES[k] for k, count in enumerate(counts) if count == 0]
-    if empty:
-        raise ValueError(
-            f'split {empty} would be empty: {n_frames} frames with fractions {fractions}; '
-            'add frames, raise those fractions or use two splits'
-        )
-    return counts.tolist()
-
-
-def split_indices(
-    origins: t.Sequence[str], fractions: t.Sequence[float], seed: int, stratify: bool = False
-) -> list[np.ndarray]:
-    """Split frame indices ``0..N-1`` into ``len(fractions)`` sorted index arrays, deterministically by ``seed``.
-
-    Without ``stratify`` the frames are shuffled and cut. With ``stratify`` each origin group is shuffled and
-    its frames spread evenly over ``(0, 1)``; cutting the frames ordered by that position gives every split
-    about the same origin mix as the whole set, while the split sizes stay exactly those of
-    :func:`split_counts`.
-
-    :raises ValueError: as :func:`split_counts`, or for a negative seed.
-    """
-    if int(seed) < 0:
-        raise ValueError(f'seed must be >= 0, got {seed}')
-    origins = np.asarray(origins, dtype=str)
-    counts = split_counts(len(origins), fractions)
-    rng = np.random.default_rng(int(seed))
-    if stratify:
-        position = np.empty(len(origins))
-        for origin in sorted(set(origins.tolist())):
-            members = np.flatnonzero(origins == origin)
-            position[members[rng.permutation(len(members))]] = (np.arange(len(members)) + 0.5) / len(members)
-        order = np.lexsort((rng.random(len(origins)), position))
-    else:
-        order = rng.permutation(len(origins))
-    return [np.sort(part) for part in np.split(order, np.cumsum(counts)[:-1])]
+__all__ = ('merge_frames', 'select_frames', 'split_frames')
 
 
 @calcfunction

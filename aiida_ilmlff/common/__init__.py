@@ -1,0 +1,31 @@
+"""Primitives shared by every layer of aiida-ilmlff: units, periodic geometry, hashes. Pure numpy/scipy (no AiiDA).
+
+Each primitive has exactly one home here; the science packages (:mod:`aiida_ilmlff.systems`,
+:mod:`aiida_ilmlff.sampling`, :mod:`aiida_ilmlff.analysis`), the runner and the AiiDA plugins import it from
+here instead of writing their own copy.
+"""
+
+from .geometry import (
+    cell_volume,
+    is_orthorhombic,
+    min_pair_distance,
+    minimum_image,
+    pairs_within,
+    perpendicular_widths,
+    validate_cell,
+)
+from .hashing import sha256_bytes, sha256_file
+from .units import AMU_A3_TO_G_CM3
+
+__all__ = (
+    'AMU_A3_TO_G_CM3',
+    'cell_volume',
+    'is_orthorhombic',
+    'min_pair_distance',
+    'minimum_image',
+    'pairs_within',
+    'perpendicular_widths',
+    'sha256_bytes',
+    'sha256_file',
+    'validate_cell',
+)

@@ -1,0 +1,185 @@
+"""DP-GEN-style selection of explored frames by committee deviation: trust levels, classes, picking, calibration.
+
+Pure numpy (no AiiDA): the ``ilmlff.active_learning`` work chain and its calcfunctions
+(:mod:`aiida_ilmlff.calculations.functions.active_learning`) call these. The semantics are those of DP-GEN /
+dpgen2. For every frame saved by the exploration MD, the committee deviation ``max_devi_f`` [eV/Å] (the
+largest, over atoms, of the root mean square deviation of the committee forces from their mean) puts the
+frame in one of three classes:
+
+- *accurate*: ``max_devi_f < f_lo``: the committee agrees, nothing to learn;
+- *candidate*: ``f_lo <= max_devi_f < f_hi``: worth labelling;
+- *failed*: ``max_devi_f >= f_hi``: so far off that the configuration is probably unphysical.
+
+At most ``task_max`` candidates are kept per iteration, picked at random (seeded) after two filters: a
+minimum interatomic distance (squeezed frames that DFT would reject) and near-duplicates (an RMSD below
+``duplicate_rmsd`` from an already picked frame of the same atoms). With ``adaptive_lo_rate`` the lower
+level used for the *selection* drops to the deviation quantile that makes that fraction of the non-failed
+frames candidates (never above ``f_lo``); accuracy and convergence always use ``f_lo``.
+
+:data:`SELECTION_DEFAULTS` is the one place of the selection defaults (trust levels ``F_LO`` = 0.05 and
+``F_HI`` = 0.15 eV/Å, DP-GEN's examples).
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import numpy as np
+
+from aiida_ilmlff.common.geometry import minimum_image
+
+__all__ = (
+    'ACCURATE',
+    'CANDIDATE',
+    'CLASS_NAMES',
+    'FAILED',
+    'F_HI',
+    'F_LO',
+    'SELECTION_DEFAULTS',
+    'adaptive_lower_level',
+    'classify',
+    'committee_force_errors',
+    'correlation',
+    'minimum_image_rmsd',
+    'select_indices',
+)
+
+#: Lower trust level [eV/Å]: below it the committee agrees (DP-GEN's example value).
+F_LO = 0.05
+#: Upper trust level [eV/Å]: at or above it a frame is failed (DP-GEN's example value).
+F_HI = 0.15
+
+#: Defaults of the selection settings (units: eV/Å, Å): the ``selection`` inputs of ``ilmlff.active_learning``
+#: and the ``settings`` Dict of its ``select_candidates`` calcfunction.
+SELECTION_DEFAULTS: dict[str, t.Any] = {
+    'f_lo': F_LO,
+    'f_hi': F_HI,
+    'adaptive_lo_rate': None,
+    'task_max': 10,
+    'min_distance': 0.7,
+    'duplicate_rmsd': 0.02,
+    'seed': 0,
+    'iteration': 0,
+    'conv_accuracy': 0.9,
+}
+
+#: Frame classes returned by :func:`classify`.
+ACCURATE, CANDIDATE, FAILED = 0, 1, 2
+#: Name of each class, in class order.
+CLASS_NAMES = ('accurate', 'candidate', 'failed')
+
+
+def classify(deviation: np.ndarray, f_lo: float, f_hi: float) -> np.ndarray:
+    """Class per frame: 0 accurate (``d < f_lo``), 1 candidate (``f_lo <= d < f_hi``), 2 failed (``d >= f_hi``).
+
+    Non-finite deviations count as failed. :param deviation: ``(N,)`` max force deviation [eV/Å].
+    :returns: ``(N,)`` int64 classes.
+    """
+    deviation = np.asarray(deviation, dtype=float)
+    classes = np.full(deviation.shape, FAILED, dtype=np.int64)
+    finite = np.isfinite(deviation)
+    classes[finite & (deviation < f_hi)] = CANDIDATE
+    classes[finite & (deviation < f_lo)] = ACCURATE
+    return classes
+
+
+def adaptive_lower_level(deviation: np.ndarray, f_lo: float, f_hi: float, rate: float) -> float:
+    """The lower trust level [eV/Å] that makes a fraction ``rate`` of the non-failed frames candidates, at most
+    ``f_lo`` (dpgen2's adaptive lower trust level).
+
+    :param deviation: ``(N,)`` max force deviation [eV/Å]. :param rate: fraction in (0, 1).
+    :returns: ``f_lo`` when no frame is below ``f_hi``.
+    """
+    deviation = np.asarray(deviation, dtype=float)
+    below = deviation[np.isfinite(deviation) & (deviation < f_hi)]
+    if below.size == 0:
+        return float(f_lo)
+    return float(min(f_lo, np.quantile(below, 1.0 - rate)))
+
+
+def minimum_image_rmsd(a: np.ndarray, b: np.ndarray, cell: np.ndarray) -> float:
+    """RMSD [Å] between two ``(n, 3)`` frames of the same atoms (same order), each displacement taken under the
+    minimum image of the ``(3, 3)`` cell [Å] (no image for a singular cell)."""
+    delta = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    cell = np.asarray(cell, dtype=float)
+    if abs(np.linalg.det(cell)) > 1e-9:
+        delta = minimum_image(delta, cell)
+    return float(np.sqrt((delta**2).sum(-1).mean()))
+
+
+def select_indices(
+    candidates: t.Sequence[int],
+    task_max: int,
+    seed: int,
+    positions: t.Callable[[int], np.ndarray],
+    cell: t.Callable[[int], np.ndarray],
+    group: t.Callable[[int], t.Hashable],
+    duplicate_rmsd: float,
+) -> tuple[list[int], list[int]]:
+    """Pick at most ``task_max`` of ``candidates`` in a seeded random order, skipping near-duplicates.
+
+    A candidate is a near-duplicate when its RMSD (:func:`minimum_image_rmsd`) from an already picked frame of
+    the same ``group`` (same trajectory atoms) is below ``duplicate_rmsd`` [Å].
+
+    :returns: ``(picked, duplicates)`` lists of candidate values; ``picked`` in the order picked.
+    """
+    rng = np.random.default_rng(int(seed))
+    order = [candidates[i] for i in rng.permutation(len(candidates))]
+    picked: list[int] = []
+    duplicates: list[int] = []
+    for index in order:
+        if len(picked) >= task_max:
+            break
+        if duplicate_rmsd > 0:
+            same = [p for p in picked if group(p) == group(index)]
+            if any(minimum_image_rmsd(positions(index), positions(p), cell(index)) < duplicate_rmsd for p in same):
+                duplicates.append(index)
+                continue
+        picked.append(index)
+    return picked, duplicates
+
+
+def correlation(x: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
+    """Pearson and Spearman correlation of ``x`` and ``y`` (``None`` with fewer than 3 points or no spread)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if x.size < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return {'pearson': None, 'spearman': None}
+
+    def ranks(values):
+        order = np.argsort(values, kind='stable')
+        result = np.empty(len(values))
+        result[order] = np.arange(len(values))
+        return result
+
+    return {
+        'pearson': float(np.corrcoef(x, y)[0, 1]),
+        'spearman': float(np.corrcoef(ranks(x), ranks(y))[0, 1]),
+    }
+
+
+def committee_force_errors(
+    forces: np.ndarray, reference: np.ndarray, n_atoms: t.Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame committee deviation and force errors of the committee mean against reference forces.
+
+    :param forces: ``(M, T, 3)`` forces [eV/Å] of the M committee members on the T atoms of all frames.
+    :param reference: ``(T, 3)`` reference forces [eV/Å]. :param n_atoms: atoms per frame (sums to T).
+    :returns: ``(deviation, error_max, error_rms)``, each ``(N,)`` eV/Å: the max over atoms of the RMS deviation
+        of the members from their mean (``max_devi_f``), the max over atoms of ``|<F> - F_ref|`` and the RMS
+        over the frame's force components of ``<F> - F_ref``.
+    """
+    forces = np.asarray(forces, dtype=float)
+    reference = np.asarray(reference, dtype=float)
+    offsets = np.concatenate([[0], np.cumsum(n_atoms)])
+    mean = forces.mean(axis=0)
+    per_atom_devi = np.sqrt(np.mean(np.sum((forces - mean) ** 2, axis=-1), axis=0))
+    per_atom_error = np.linalg.norm(mean - reference, axis=-1)
+    deviation, error_max, error_rms = [], [], []
+    for i in range(len(n_atoms)):
+        window = slice(offsets[i], offsets[i + 1])
+        deviation.append(per_atom_devi[window].max())
+        error_max.append(per_atom_error[window].max())
+        error_rms.append(np.sqrt(np.mean((mean[window] - reference[window]) ** 2)))
+    return np.asarray(deviation), np.asarray(error_max), np.asarray(error_rms)
