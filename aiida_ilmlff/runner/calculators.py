@@ -1,4 +1,4 @@
-"""ASE calculators for MLFF model files, for the MD runner (runs on the compute node only).
+"""ASE calculators for MLFF model files: the one loader of ``ilmlff-runner md`` and ``evaluate`` (compute node).
 
 MACE models go through ``mace.calculators.MACECalculator`` (torch); DeePMD frozen ``.pb`` models through
 ``deepmd.calculator.DP`` (TensorFlow backend). Each package is imported only when a model of its
@@ -12,9 +12,9 @@ import os
 import pathlib
 import typing as t
 
-__all__ = ('ARCHITECTURES', 'configure_threads', 'load_calculator', 'package_versions', 'thread_environment')
+from .contract import ARCHITECTURES
 
-ARCHITECTURES = ('mace', 'deepmd')
+__all__ = ('ARCHITECTURES', 'configure_threads', 'load_calculator', 'package_versions', 'thread_environment')
 
 _THREAD_VARIABLES = (
     'OMP_NUM_THREADS',
@@ -50,14 +50,15 @@ def configure_threads(threads: int) -> None:
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
-def _load_mace(path: pathlib.Path, dtype: str, device: str, threads: int):
+def _load_mace(path: pathlib.Path, dtype: str, device: str, threads: int | None):
     import torch
 
-    torch.set_num_threads(max(1, int(threads)))
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set once in this process
-        pass
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # already set once in this process
+            pass
     from mace.calculators import MACECalculator
 
     return MACECalculator(model_paths=str(path), device=device, default_dtype=dtype)
@@ -74,12 +75,12 @@ def _load_deepmd(path: pathlib.Path):
     return DP(model=str(path))
 
 
-def load_calculator(model: dict[str, t.Any], device: str = 'cpu', threads: int = 1, dtype: str | None = None):
+def load_calculator(model: dict[str, t.Any], device: str = 'cpu', threads: int | None = 1, dtype: str | None = None):
     """An ASE calculator for one model entry of the runner settings.
 
     :param model: ``{'path': file, 'architecture': 'mace' | 'deepmd', 'dtype': 'float32' | 'float64' | None}``.
     :param device: ``cpu`` or ``cuda`` (MACE; DeePMD uses the device its TensorFlow build finds).
-    :param threads: torch intra-op threads (MACE).
+    :param threads: torch intra-op threads (MACE); ``None`` leaves torch's thread pools as they are.
     :param dtype: MACE ``default_dtype``; ``None`` takes the model entry's, else ``float64``.
     :raises ValueError: unknown architecture or a DeePMD file that is not a frozen ``.pb``.
     :raises FileNotFoundError: the model file is missing.

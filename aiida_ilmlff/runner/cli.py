@@ -4,10 +4,11 @@ Sub-commands (each the ``main(argv)`` of a module of :mod:`aiida_ilmlff.runner`,
 ``--version`` stays fast):
 
 - ``ilmlff-runner md SETTINGS.json``: MLFF molecular dynamics (:mod:`aiida_ilmlff.runner.md`).
-- ``ilmlff-runner evaluate ...``: evaluate models on frames (:mod:`aiida_ilmlff.runner.evaluate`).
+- ``ilmlff-runner evaluate SETTINGS.json``: evaluate models on frames (:mod:`aiida_ilmlff.runner.evaluate`).
 - ``ilmlff-runner --version``: prints ``ilmlff-runner <version>`` (the probe of ``aiida-ilmlff setup``).
 
-The process exit status is the sub-command's.
+The process exit status is the sub-command's (:mod:`aiida_ilmlff.runner.contract`). This is the project's only
+console script on the compute node.
 """
 
 from __future__ import annotations

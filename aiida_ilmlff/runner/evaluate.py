@@ -1,30 +1,12 @@
-"""Evaluate one or more MLFF models on a set of frames (runs on the compute node).
+"""Evaluate one or more MLFF models on a set of frames: ``ilmlff-runner evaluate evaluate.json`` (compute node).
 
-This is the command behind the ``ilmlff.evaluate`` CalcJob: console script ``ilmlff-evaluate`` (or
-``python -m aiida_ilmlff.runner.evaluate``). It is the only place of the evaluation path that imports
-torch / mace (MACE models) and deepmd / tensorflow (DeePMD frozen ``.pb`` models), and it imports each
-only when a model of that architecture is evaluated.
-
-Input: a JSON file (``evaluate.json``)::
-
-    {
-      "frames": "frames.xyz",                       # extended XYZ, read with ase.io.read(':')
-      "models": [{"key": "model_0", "path": "models/model_0.model", "architecture": "mace",
-                  "dtype": "float64"}, ...],          # architecture: mace | deepmd
-      "device": "cpu",                              # cpu | cuda (MACE only; DeePMD uses its build)
-      "output": "predictions.npz",
-      "summary": "evaluate_summary.json"
-    }
-
-Output: ``predictions.npz`` (plain numeric/string arrays, no pickle) with
-
-- ``energy``: (n_models, n_frames) predicted total energies [eV]
-- ``forces``: (n_models, n_atoms_total, 3) predicted forces [eV/Å], frames concatenated in order
-- ``n_atoms``: (n_frames,) atoms per frame; ``numbers``: (n_atoms_total,) atomic numbers
-- ``model_keys``: (n_models,) the model keys in the order of the first axis
-
-and ``evaluate_summary.json`` with the wall time [s] of each model (loading excluded) and the package
-versions used. Exit status 0 on success, 2 on a bad input file, 3 when a model cannot be evaluated.
+The command behind the ``ilmlff.evaluate`` CalcJob. Settings, output files and exit statuses are the contract
+in :mod:`aiida_ilmlff.runner.contract` (``evaluate.json`` -> ``predictions.npz`` and
+``evaluate_summary.json``). Models are loaded by the runner's one loader,
+:func:`aiida_ilmlff.runner.calculators.load_calculator`, as for the MD; MACE models are then evaluated frame
+by frame through their ASE calculator, DeePMD models through the calculator's ``DeepPot`` with the frames
+batched by atom ordering. torch / mace and deepmd / tensorflow are imported only when a model of their
+architecture is loaded.
 """
 
 from __future__ import annotations
@@ -34,10 +16,13 @@ import json
 import pathlib
 import sys
 import time
+import typing as t
 
 import numpy as np
 
-__all__ = ('evaluate_models', 'main')
+from .contract import EVALUATE_OUTPUTS, EXIT_BAD_INPUT, EXIT_MODEL_LOAD, EXIT_OK
+
+__all__ = ('evaluate_models', 'main', 'predict')
 
 
 def _read_frames(path: pathlib.Path):
@@ -46,11 +31,8 @@ def _read_frames(path: pathlib.Path):
     return read(str(path), index=':')
 
 
-def _evaluate_mace(model: dict, frames, device: str) -> tuple[np.ndarray, list[np.ndarray], float]:
-    """Energies (eV) and forces (eV/Å) of ``frames`` with a MACE model file, through MACECalculator."""
-    from mace.calculators import MACECalculator
-
-    calculator = MACECalculator(model_paths=model['path'], device=device, default_dtype=model.get('dtype') or 'float64')
+def _predict_each(calculator, frames) -> tuple[np.ndarray, list[np.ndarray], float]:
+    """Energies (eV) and forces (eV/Å) of ``frames``, one ASE calculation per frame."""
     energies = np.empty(len(frames))
     forces = []
     start = time.perf_counter()
@@ -62,11 +44,8 @@ def _evaluate_mace(model: dict, frames, device: str) -> tuple[np.ndarray, list[n
     return energies, forces, time.perf_counter() - start
 
 
-def _evaluate_deepmd(model: dict, frames) -> tuple[np.ndarray, list[np.ndarray], float]:
-    """Energies (eV) and forces (eV/Å) with a frozen DeePMD model, frames batched by atom ordering."""
-    from deepmd.infer import DeepPot
-
-    potential = DeepPot(model['path'])
+def _predict_deepmd(potential, frames, key: str) -> tuple[np.ndarray, list[np.ndarray], float]:
+    """Energies (eV) and forces (eV/Å) with a DeePMD ``DeepPot``, frames batched by atom ordering."""
     type_map = list(potential.get_type_map())
     energies = np.empty(len(frames))
     forces: list[np.ndarray | None] = [None] * len(frames)
@@ -75,7 +54,7 @@ def _evaluate_deepmd(model: dict, frames) -> tuple[np.ndarray, list[np.ndarray],
         symbols = tuple(atoms.get_chemical_symbols())
         missing = sorted(set(symbols) - set(type_map))
         if missing:
-            raise ValueError(f'model {model["key"]}: elements {missing} are not in its type_map {type_map}')
+            raise ValueError(f'model {key}: elements {missing} are not in its type_map {type_map}')
         groups.setdefault(symbols, []).append(i)
     start = time.perf_counter()
     for symbols, indices in groups.items():
@@ -94,6 +73,21 @@ def _evaluate_deepmd(model: dict, frames) -> tuple[np.ndarray, list[np.ndarray],
     return energies, forces, time.perf_counter() - start
 
 
+def predict(model: dict[str, t.Any], calculator, frames) -> tuple[np.ndarray, list[np.ndarray], float]:
+    """Predictions of one loaded model on ``frames`` (a list of ASE ``Atoms``).
+
+    :param model: the model entry of the settings (``key``, ``architecture``).
+    :param calculator: its calculator from :func:`~aiida_ilmlff.runner.calculators.load_calculator`; a DeePMD
+        calculator (``deepmd.calculator.DP``) is evaluated in batches through its ``DeepPot`` (``.dp``).
+    :returns: energies (n_frames,) eV, forces [(n_atoms_i, 3) eV/Å per frame], wall time [s].
+    :raises ValueError: a frame has an element the DeePMD model's type map lacks.
+    """
+    potential = getattr(calculator, 'dp', None) if model.get('architecture') == 'deepmd' else None
+    if potential is not None:
+        return _predict_deepmd(potential, frames, model['key'])
+    return _predict_each(calculator, frames)
+
+
 def evaluate_models(config: dict, workdir: pathlib.Path) -> dict:
     """Evaluate every model of ``config`` (see the module docstring) on its frames; write the outputs.
 
@@ -101,7 +95,10 @@ def evaluate_models(config: dict, workdir: pathlib.Path) -> dict:
     :param workdir: folder that relative paths in ``config`` refer to.
     :returns: the summary written to ``config['summary']``.
     :raises ValueError: on an unknown architecture or an element missing from a model.
+    :raises FileNotFoundError: a model file is missing.
     """
+    from . import calculators
+
     frames = _read_frames(workdir / config['frames'])
     device = config.get('device', 'cpu')
     n_atoms = np.array([len(atoms) for atoms in frames], dtype=int)
@@ -109,12 +106,8 @@ def evaluate_models(config: dict, workdir: pathlib.Path) -> dict:
     energies, forces, summary = [], [], {'models': {}, 'n_frames': len(frames), 'n_atoms': int(n_atoms.sum())}
     for model in config['models']:
         model = dict(model, path=str(workdir / model['path']))
-        if model['architecture'] == 'mace':
-            energy, force, seconds = _evaluate_mace(model, frames, device)
-        elif model['architecture'] == 'deepmd':
-            energy, force, seconds = _evaluate_deepmd(model, frames)
-        else:
-            raise ValueError(f'unknown architecture {model["architecture"]!r} (mace, deepmd)')
+        calculator = calculators.load_calculator(model, device=device, threads=config.get('threads'))
+        energy, force, seconds = predict(model, calculator, frames)
         energies.append(energy)
         forces.append(np.concatenate(force) if force else np.zeros((0, 3)))
         summary['models'][model['key']] = {
@@ -123,51 +116,36 @@ def evaluate_models(config: dict, workdir: pathlib.Path) -> dict:
             'atom_frames_per_second': float(n_atoms.sum() / seconds) if seconds > 0 else None,
         }
     np.savez(
-        workdir / config.get('output', 'predictions.npz'),
+        workdir / config.get('output', EVALUATE_OUTPUTS['predictions']),
         energy=np.array(energies, dtype=float).reshape(len(config['models']), len(frames)),
         forces=np.array(forces, dtype=float).reshape(len(config['models']), int(n_atoms.sum()), 3),
         n_atoms=n_atoms,
         numbers=numbers,
         model_keys=np.array([m['key'] for m in config['models']], dtype=str),
     )
-    summary['versions'] = _versions()
-    (workdir / config.get('summary', 'evaluate_summary.json')).write_text(json.dumps(summary, indent=2))
+    summary['versions'] = calculators.package_versions([m['architecture'] for m in config['models']])
+    (workdir / config.get('summary', EVALUATE_OUTPUTS['summary'])).write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def _versions() -> dict:
-    from importlib import metadata
-
-    versions = {}
-    for name in ('mace-torch', 'torch', 'deepmd-kit', 'tensorflow-cpu', 'ase'):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``ilmlff-evaluate [evaluate] evaluate.json``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == 'evaluate':
-        argv = argv[1:]
-    parser = argparse.ArgumentParser(prog='ilmlff-evaluate', description=__doc__.splitlines()[0])
+def main(argv: t.Sequence[str] | None = None) -> int:
+    """``ilmlff-runner evaluate EVALUATE.json``: evaluate in the settings' folder; return the exit status."""
+    parser = argparse.ArgumentParser(prog='ilmlff-runner evaluate', description='Evaluate MLFF models on frames.')
     parser.add_argument('input', help='the evaluate.json file written by the ilmlff.evaluate CalcJob')
-    args = parser.parse_args(argv)
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     path = pathlib.Path(args.input)
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exception:
-        print(f'ilmlff-evaluate: cannot read {path}: {exception}', file=sys.stderr)
-        return 2
+        print(f'ilmlff-runner evaluate: cannot read {path}: {exception}', file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         summary = evaluate_models(config, path.resolve().parent)
     except (ValueError, RuntimeError, OSError) as exception:
-        print(f'ilmlff-evaluate: {type(exception).__name__}: {exception}', file=sys.stderr)
-        return 3
-    print(json.dumps({'ilmlff-evaluate': 'done', **{k: summary[k] for k in ('n_frames', 'n_atoms')}}))
-    return 0
+        print(f'ilmlff-runner evaluate: {type(exception).__name__}: {exception}', file=sys.stderr)
+        return EXIT_MODEL_LOAD
+    print(json.dumps({'ilmlff-runner evaluate': 'done', **{k: summary[k] for k in ('n_frames', 'n_atoms')}}))
+    return EXIT_OK
 
 
 if __name__ == '__main__':

@@ -1,24 +1,10 @@
-"""Physics guards of the MD runner: checks that stop a run that has gone wrong, one exit status per guard.
+"""Physics guards of the MD runner: the checks that stop a run that has gone wrong (runs on the compute node).
 
-Pure numpy (scipy for the neighbour search, imported when first needed): the daemon imports this module to
-map the runner's exit statuses to the ``ilmlff.md`` exit codes, the runner to check every MD step.
-
-=================  =====================================  ==============  ========  ===============================
-guard              trips when                             default         runner    CalcJob exit code
-=================  =====================================  ==============  ========  ===============================
-``non_finite``     energy, a force or a position is        always on       11        500 ``ERROR_NON_FINITE``
-                   NaN or infinite
-``max_force``      any \\|F_i\\| > threshold                20 eV/Å         12        501 ``ERROR_FORCE_TOO_LARGE``
-``temperature``    T > factor x target temperature         5               13        502 ``ERROR_TEMPERATURE_TOO_HIGH``
-``min_distance``   two atoms closer than threshold         0.5 Å           14        503 ``ERROR_ATOMS_TOO_CLOSE``
-                   (minimum image)
-``volume``         \\|V / V0 - 1\\| > threshold (V0: the    0.5 (50 %)      15        504 ``ERROR_VOLUME_CHANGE``
-                   volume at step 0 of the simulation)
-=================  =====================================  ==============  ========  ===============================
-
-Thresholds are set in the ``guards`` block of the MD parameters (``max_force_eV_A``,
-``max_temperature_factor``, ``min_distance_A``, ``max_volume_change``; ``null`` disables that guard) and
-``distance_every`` (steps between two checks of the minimum distance, default 1: every step).
+The guards, their thresholds, runner exit statuses and ``ilmlff.md`` exit codes are part of the contract
+(:data:`aiida_ilmlff.runner.contract.GUARDS`, :data:`~aiida_ilmlff.runner.contract.GUARD_DEFAULTS`): the
+daemon reads them there. This module checks every MD step against them: :class:`GuardChecker`, with a Verlet
+list (:class:`PairList`) for the minimum distance. Pure numpy; the pair search is
+:func:`aiida_ilmlff.common.geometry.pairs_within` (scipy k-d tree).
 """
 
 from __future__ import annotations
@@ -28,93 +14,11 @@ import typing as t
 
 import numpy as np
 
-__all__ = (
-    'GUARDS',
-    'GUARD_DEFAULTS',
-    'Guard',
-    'GuardChecker',
-    'GuardFailure',
-    'PairList',
-    'guard_for_exit_status',
-    'min_pair_distance',
-    'pairs_within',
-    'validate_guards',
-)
+from aiida_ilmlff.common.geometry import min_pair_distance, pairs_within, perpendicular_widths
 
+from .contract import GUARD_DEFAULTS, GUARDS, Guard
 
-@dataclasses.dataclass(frozen=True)
-class Guard:
-    """One guard: its name, the runner's exit status and the ``ilmlff.md`` exit code it maps to."""
-
-    name: str
-    runner_status: int
-    exit_status: int
-    exit_label: str
-    message: str
-
-
-GUARDS: dict[str, Guard] = {
-    guard.name: guard
-    for guard in (
-        Guard('non_finite', 11, 500, 'ERROR_NON_FINITE', 'The energy, a force or a position became NaN or infinite.'),
-        Guard('max_force', 12, 501, 'ERROR_FORCE_TOO_LARGE', 'An atomic force exceeded the `max_force_eV_A` guard.'),
-        Guard(
-            'temperature',
-            13,
-            502,
-            'ERROR_TEMPERATURE_TOO_HIGH',
-            'The temperature exceeded `max_temperature_factor` times the target temperature.',
-        ),
-        Guard(
-            'min_distance', 14, 503, 'ERROR_ATOMS_TOO_CLOSE', 'Two atoms came closer than the `min_distance_A` guard.'
-        ),
-        Guard(
-            'volume',
-            15,
-            504,
-            'ERROR_VOLUME_CHANGE',
-            'The cell volume changed by more than `max_volume_change` from its initial value.',
-        ),
-    )
-}
-
-#: Default thresholds (keys of the ``guards`` block of the MD parameters).
-GUARD_DEFAULTS: dict[str, float | int | None] = {
-    'max_force_eV_A': 20.0,
-    'max_temperature_factor': 5.0,
-    'min_distance_A': 0.5,
-    'max_volume_change': 0.5,
-    'distance_every': 1,
-}
-
-
-def guard_for_exit_status(status: int) -> Guard | None:
-    """The guard whose runner exit status is ``status``, or ``None``."""
-    for guard in GUARDS.values():
-        if guard.runner_status == status:
-            return guard
-    return None
-
-
-def validate_guards(value: t.Any) -> list[str]:
-    """Error messages for a ``guards`` block (empty when it is valid); messages name ``parameters.guards.<key>``."""
-    if not isinstance(value, dict):
-        return [f'`parameters.guards` must be a dict, got {type(value).__name__}']
-    errors = []
-    unknown = sorted(set(value) - set(GUARD_DEFAULTS))
-    if unknown:
-        errors.append(f'`parameters.guards`: unknown keys {unknown}; known: {sorted(GUARD_DEFAULTS)}')
-    for key in ('max_force_eV_A', 'max_temperature_factor', 'min_distance_A', 'max_volume_change'):
-        if key not in value or value[key] is None:
-            continue
-        number = value[key]
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not number > 0:
-            errors.append(f'`parameters.guards.{key}` must be a positive number or null (off), got {number!r}')
-    if 'distance_every' in value:
-        every = value['distance_every']
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            errors.append(f'`parameters.guards.distance_every` must be an integer >= 1, got {every!r}')
-    return errors
+__all__ = ('GuardChecker', 'GuardFailure', 'PairList')
 
 
 @dataclasses.dataclass
@@ -143,70 +47,6 @@ class GuardFailure:
         }
 
 
-def _is_orthorhombic(cell: np.ndarray) -> bool:
-    return bool(np.all(np.abs(cell - np.diag(np.diag(cell))) < 1e-10) and np.all(np.diag(cell) > 0))
-
-
-def pairs_within(positions: np.ndarray, cell: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
-    """All atom pairs closer than ``cutoff`` [Å] under periodic boundary conditions, and their distances.
-
-    :param positions: (N, 3) Cartesian positions [Å], wrapped or not.
-    :param cell: (3, 3) periodic cell [Å], rows are lattice vectors (3D periodic).
-    :param cutoff: search radius [Å]; smaller than half the shortest plane spacing for a unique minimum image.
-    :returns: ``pairs`` (K, 2) with ``i < j`` and ``distances`` (K,) [Å] (minimum image).
-
-    A k-d tree (``scipy.spatial.cKDTree``): an orthorhombic cell uses its periodic ``boxsize``; any other
-    cell is handled by adding the periodic images of atoms within ``cutoff`` of a face.
-    """
-    from scipy.spatial import cKDTree
-
-    positions = np.asarray(positions, dtype=float)
-    cell = np.asarray(cell, dtype=float)
-    n_atoms = len(positions)
-    if _is_orthorhombic(cell):
-        lengths = np.diag(cell).copy()
-        wrapped = np.mod(positions, lengths)
-        wrapped[wrapped >= lengths] = 0.0
-        pairs = cKDTree(wrapped, boxsize=lengths).query_pairs(cutoff, output_type='ndarray')
-        delta = wrapped[pairs[:, 0]] - wrapped[pairs[:, 1]]
-        delta -= lengths * np.round(delta / lengths)
-    else:
-        inverse = np.linalg.inv(cell)
-        fractional = np.mod(positions @ inverse, 1.0)
-        spacing = 1.0 / np.linalg.norm(inverse, axis=0)  # distances between lattice planes
-        margin = cutoff / spacing
-        shifts = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=float)
-        points, owners = [fractional], [np.arange(n_atoms)]
-        for shift in shifts[np.any(shifts != 0, axis=1)]:
-            moved = fractional + shift
-            inside = np.all((moved > -margin) & (moved < 1 + margin), axis=1)
-            points.append(moved[inside])
-            owners.append(np.nonzero(inside)[0])
-        cartesian = np.vstack(points) @ cell
-        owner = np.concatenate(owners)
-        pairs = cKDTree(cartesian).query_pairs(cutoff, output_type='ndarray')
-        pairs = pairs[owner[pairs[:, 0]] != owner[pairs[:, 1]]]
-        delta = cartesian[pairs[:, 0]] - cartesian[pairs[:, 1]]
-        pairs = np.sort(owner[pairs], axis=1)
-        if len(pairs):
-            pairs, unique = np.unique(pairs, axis=0, return_index=True)
-            delta = delta[unique]
-    pairs = np.sort(pairs.reshape(-1, 2), axis=1)
-    return pairs.astype(np.int64), np.linalg.norm(delta.reshape(-1, 3), axis=1)
-
-
-def min_pair_distance(positions: np.ndarray, cell: np.ndarray, cutoff: float) -> tuple[float, tuple[int, int] | None]:
-    """The shortest minimum-image distance below ``cutoff`` [Å] and its atom pair ``(i, j)``, or ``(inf, None)``.
-
-    Arguments as :func:`pairs_within`.
-    """
-    pairs, distances = pairs_within(positions, cell, cutoff)
-    if len(pairs) == 0:
-        return float('inf'), None
-    best = int(np.argmin(distances))
-    return float(distances[best]), (int(pairs[best, 0]), int(pairs[best, 1]))
-
-
 class PairList:
     """Verlet list for the ``min_distance`` guard: pairs within ``cutoff + skin`` found with a k-d tree, then only
     their distances are computed each step, until an atom has moved by more than ``skin / 2`` or the cell has
@@ -227,10 +67,10 @@ class PairList:
 
     def _build(self, positions: np.ndarray, cell: np.ndarray) -> None:
         self.inverse = np.linalg.inv(cell)
-        spacing = 1.0 / np.linalg.norm(self.inverse, axis=0)
-        self.usable = bool(2 * (self.cutoff + self.skin) < spacing.min())
+        self.usable = bool(2 * (self.cutoff + self.skin) < perpendicular_widths(cell).min())
         if self.usable:
-            self.pairs, _ = pairs_within(positions, cell, self.cutoff + self.skin)
+            i, j, _ = pairs_within(positions, None, cell, self.cutoff + self.skin, same=True)
+            self.pairs = np.stack([i, j], axis=1)
         self.reference = positions.copy()
         self.reference_cell = cell.copy()
         self.rebuilds += 1
@@ -244,7 +84,7 @@ class PairList:
         return bool(np.einsum('ij,ij->i', moved, moved).max() > self.skin**2 / 4)
 
     def min_distance(self, positions: np.ndarray, cell: np.ndarray) -> tuple[float, tuple[int, int] | None]:
-        """As :func:`min_pair_distance` with the guard ``cutoff``."""
+        """As :func:`~aiida_ilmlff.common.geometry.min_pair_distance` with the guard ``cutoff``."""
         positions = np.asarray(positions, dtype=float)
         cell = np.asarray(cell, dtype=float)
         if self._stale(positions, cell):

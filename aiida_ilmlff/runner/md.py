@@ -1,54 +1,17 @@
 """Molecular dynamics with MLFF models through ASE: ``ilmlff-runner md md.json`` (runs on the compute node).
 
-The command behind the ``ilmlff.md`` CalcJob. It reads a structure (extended XYZ, with ``mol_id`` per atom
-and ``molecules`` in the comment line when known), one or more models (MACE ``.model`` or DeePMD frozen
-``.pb``) and the settings JSON below; model 0 drives the dynamics, the others (a committee) are evaluated
-on every saved frame for the force deviation used by active learning.
+The run loop behind the ``ilmlff.md`` CalcJob. Settings, parameters, output files and exit statuses are
+the contract in :mod:`aiida_ilmlff.runner.contract`; the integrators are in
+:mod:`~aiida_ilmlff.runner.integrators`, the guards in :mod:`~aiida_ilmlff.runner.guards`, the model loading
+in :mod:`~aiida_ilmlff.runner.calculators`.
 
-Settings (``md.json``)::
+Initial velocities: Maxwell-Boltzmann at ``initial_temperature_K`` (default ``temperature_K``) from ``seed``,
+zero centre-of-mass momentum, rescaled to that temperature exactly. ``steps`` counts the whole simulation;
+a run restarted from a checkpoint at step k runs steps k+1 .. ``steps`` (strides count from the restart). On
+any early stop the checkpoint holds the last good *saved frame*, so a restart resumes on the trajectory's
+time grid. Outputs are written as the run goes (trajectory frames in blocks of :data:`FRAME_BLOCK`).
 
-    {
-      "structure": "structure.extxyz",
-      "models": [{"key": "model_0", "path": "models/model_0.model", "architecture": "mace",
-                  "dtype": "float64"}, ...],
-      "parameters": {...},          # the MD parameters: see PARAMETERS (validate_parameters checks them)
-      "restart": null,              # or a checkpoint JSON written by an earlier run
-      "threads": 1, "device": "cpu",
-      "max_wall_s": null            # stop cleanly (exit 10) before this many seconds of wall time
-    }
-
-Ensembles: ``nve`` (velocity Verlet), ``nvt`` (``thermostat``: ``langevin``, friction ``friction_per_fs``;
-or ``bussi``, ``tau_t_fs``), ``npt`` (isotropic MTK, Nose-Hoover chains: ``tau_t_fs``, ``tau_p_fs``,
-``pressure_bar``) and ``npt_berendsen`` (quick density equilibration: ``tau_t_fs``, ``tau_p_fs``,
-``compressibility_per_bar``). Initial velocities: Maxwell-Boltzmann at ``initial_temperature_K`` (default
-``temperature_K``) from ``seed``, zero centre-of-mass momentum, rescaled to that temperature exactly.
-
-Outputs (streaming, in the working directory):
-
-- ``trajectory.h5``: every ``traj_every`` steps, the shared HDF5 format of
-  :mod:`aiida_ilmlff.analysis.trajectory` (time fs, unwrapped positions Å, cell, potential energy eV,
-  velocities Å/fs with ``save_velocities``; observables ``temperature`` K and, for a committee,
-  ``max_force_deviation`` eV/Å).
-- ``thermo.csv``: every ``thermo_every`` steps: step, time_fs, temperature_K, potential_energy_eV,
-  kinetic_energy_eV, total_energy_eV, pressure_bar (virial + ideal gas), volume_A3, density_g_cm3.
-- ``deviation.csv`` (committee only), one row per saved frame: step, time_fs, max_devi_f, min_devi_f,
-  avg_devi_f (eV/Å; per atom the deviation is sqrt(mean_k |F_k - <F>|^2), the DP-GEN definition) and
-  devi_e (standard deviation of the model energies divided by the number of atoms, eV/atom).
-- ``checkpoint.json``: every ``checkpoint_every`` steps and at the end: positions, velocities (Å/fs), cell,
-  step, time, the integrator state (random-number generator, Nose-Hoover chain and barostat variables) and
-  V0. On any early stop it holds the last good *saved frame*, so a restart resumes on the trajectory's
-  time grid.
-- ``final.extxyz``: the final structure (the checkpoint's state), with ``mol_id`` and momenta.
-- ``status.json``: ``status`` (``running``, ``completed``, ``walltime``, ``guard``, ``error``), the exit
-  status, steps done, the guard that tripped (see :mod:`aiida_ilmlff.runner.guards`), timings.
-
-Steps: ``steps`` counts the whole simulation; a run restarted from a checkpoint at step k runs steps
-k+1 .. ``steps`` (strides count from the restart). Exit status: 0 completed, 2 bad input, 3 a model cannot
-be loaded, 4 a calculator error, 10 stopped for wall time (``max_wall_s`` or SIGTERM/SIGUSR1/SIGINT),
-11-15 a guard (:data:`aiida_ilmlff.runner.guards.GUARDS`).
-
-This module imports numpy only at import time, so the daemon can use :func:`validate_parameters`;
-ASE, torch, mace, deepmd and tensorflow load when a run starts.
+This module imports numpy only at import time; ASE, torch, mace, deepmd and tensorflow load when a run starts.
 """
 
 from __future__ import annotations
@@ -67,218 +30,27 @@ import typing as t
 
 import numpy as np
 
-from .guards import GUARD_DEFAULTS, GuardChecker, GuardFailure, validate_guards
+from aiida_ilmlff.common.units import AMU_A3_TO_G_CM3
 
-__all__ = (
-    'CHECKPOINT_FORMAT',
-    'ENSEMBLES',
-    'EXIT_BAD_INPUT',
-    'EXIT_CALCULATOR_ERROR',
-    'EXIT_MODEL_LOAD',
-    'EXIT_WALLTIME',
-    'MAX_TIMESTEP_FS',
-    'OUTPUTS',
-    'PARAMETERS',
-    'THERMOSTATS',
-    'main',
-    'resolve_parameters',
-    'run_md',
-    'validate_parameters',
+from .contract import (
+    CHECKPOINT_FORMAT,
+    DEVIATION_COLUMNS,
+    EXIT_BAD_INPUT,
+    EXIT_CALCULATOR_ERROR,
+    EXIT_MODEL_LOAD,
+    EXIT_OK,
+    EXIT_WALLTIME,
+    MD_OUTPUTS,
+    THERMO_COLUMNS,
+    resolve_parameters,
 )
+from .guards import GuardChecker, GuardFailure
+from .integrators import PASS_FORCES, integrator_state, make_integrator, restore_integrator_state, uses_fixcom
 
-ENSEMBLES = ('nve', 'nvt', 'npt', 'npt_berendsen')
-THERMOSTATS = ('langevin', 'bussi')
-INITIAL_VELOCITIES = ('maxwell_boltzmann', 'from_structure', 'zero')
-MAX_TIMESTEP_FS = 5.0
-CHECKPOINT_FORMAT = 'ilmlff-md-checkpoint'
-SETTINGS_FORMAT = 'ilmlff-md-settings'
-
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
-EXIT_MODEL_LOAD = 3
-EXIT_CALCULATOR_ERROR = 4
-EXIT_WALLTIME = 10
-
-#: Output file names, relative to the working directory.
-OUTPUTS = {
-    'trajectory': 'trajectory.h5',
-    'thermo': 'thermo.csv',
-    'deviation': 'deviation.csv',
-    'checkpoint': 'checkpoint.json',
-    'final': 'final.extxyz',
-    'status': 'status.json',
-    'failure': 'failure.extxyz',
-}
-
-THERMO_COLUMNS = (
-    'step',
-    'time_fs',
-    'temperature_K',
-    'potential_energy_eV',
-    'kinetic_energy_eV',
-    'total_energy_eV',
-    'pressure_bar',
-    'volume_A3',
-    'density_g_cm3',
-)
-DEVIATION_COLUMNS = ('step', 'time_fs', 'max_devi_f', 'min_devi_f', 'avg_devi_f', 'devi_e')
-
-#: Integrators whose ``step(forces)`` may be given the forces returned by their previous step.
-PASS_FORCES = ('VelocityVerlet', 'Langevin', 'Bussi')
+__all__ = ('FRAME_BLOCK', 'InputError', 'MDRun', 'load_settings', 'main', 'run_md')
 
 #: Saved frames queued in memory before one block write to the HDF5 file (also written at every checkpoint).
 FRAME_BLOCK = 20
-
-#: g/cm^3 of one amu per Å^3.
-AMU_PER_A3_IN_G_CM3 = 1.66053906660
-
-
-# ---------------------------------------------------------------------------------------------- parameters
-
-
-@dataclasses.dataclass(frozen=True)
-class Parameter:
-    """One key of the MD parameters: accepted types, default, bounds, choices and a line of help."""
-
-    types: tuple[type, ...]
-    default: t.Any
-    help: str
-    choices: tuple | None = None
-    minimum: float | None = None
-    exclusive_minimum: bool = False
-    maximum: float | None = None
-
-    def check(self, name: str, value: t.Any) -> str | None:
-        """The error message for ``value`` of key ``name``, or ``None``."""
-        label = f'`parameters.{name}`'
-        if isinstance(value, bool) and bool not in self.types:
-            return f'{label} must be {self._types()}, got a bool'
-        if not isinstance(value, self.types) and not (float in self.types and isinstance(value, int)):
-            return f'{label} must be {self._types()}, got {type(value).__name__} {value!r}'
-        if self.choices is not None and value not in self.choices:
-            return f'{label} must be one of {list(self.choices)}, got {value!r}'
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                return f'{label} must be finite, got {value!r}'
-            if self.minimum is not None:
-                if self.exclusive_minimum and value <= self.minimum:
-                    return f'{label} must be > {self.minimum}, got {value!r}'
-                if value < self.minimum:
-                    return f'{label} must be >= {self.minimum}, got {value!r}'
-            if self.maximum is not None and value > self.maximum:
-                return f'{label} must be <= {self.maximum}, got {value!r}'
-        return None
-
-    def _types(self) -> str:
-        names = {int: 'an integer', float: 'a number', str: 'a string', bool: 'a bool', dict: 'a dict'}
-        return ' or '.join(names.get(kind, kind.__name__) for kind in self.types)
-
-
-PARAMETERS: dict[str, Parameter] = {
-    'ensemble': Parameter((str,), None, 'nve, nvt, npt (isotropic MTK) or npt_berendsen (required)', ENSEMBLES),
-    'steps': Parameter((int,), None, 'total MD steps of the simulation, counted from step 0 (required)', None, 1),
-    'timestep_fs': Parameter((float,), 1.0, 'time step in fs, at most 5', None, 0.0, True, MAX_TIMESTEP_FS),
-    'temperature_K': Parameter((float,), None, 'target temperature in K (required except for nve)', None, 0.0, True),
-    'initial_temperature_K': Parameter(
-        (float,), None, 'temperature of the Maxwell-Boltzmann velocities in K (default: temperature_K)', None, 0.0
-    ),
-    'pressure_bar': Parameter((float,), None, 'target pressure in bar (required for npt and npt_berendsen)'),
-    'thermostat': Parameter((str,), 'langevin', 'nvt thermostat: langevin or bussi', THERMOSTATS),
-    'friction_per_fs': Parameter((float,), 0.01, 'Langevin friction in 1/fs', None, 0.0, True),
-    'tau_t_fs': Parameter(
-        (float,), 100.0, 'thermostat time constant in fs (bussi, npt, npt_berendsen)', None, 0.0, True
-    ),
-    'tau_p_fs': Parameter((float,), 1000.0, 'barostat time constant in fs (npt, npt_berendsen)', None, 0.0, True),
-    'compressibility_per_bar': Parameter(
-        (float,), 4.57e-5, 'isothermal compressibility in 1/bar (npt_berendsen)', None, 0.0, True
-    ),
-    'tchain': Parameter((int,), 3, 'Nose-Hoover thermostat chain length (npt)', None, 1),
-    'pchain': Parameter((int,), 3, 'barostat chain length (npt)', None, 1),
-    'initial_velocities': Parameter(
-        (str,), 'maxwell_boltzmann', 'maxwell_boltzmann, from_structure (its momenta) or zero', INITIAL_VELOCITIES
-    ),
-    'seed': Parameter((int,), 0, 'seed of the initial velocities and of the stochastic thermostats', None, 0),
-    'traj_every': Parameter((int,), 10, 'steps between saved trajectory frames', None, 1),
-    'thermo_every': Parameter((int,), 10, 'steps between thermo rows', None, 1),
-    'checkpoint_every': Parameter((int,), 1000, 'steps between checkpoints (a multiple of traj_every)', None, 1),
-    'save_velocities': Parameter((bool,), False, 'store velocities in the trajectory'),
-    'traj_dtype': Parameter((str,), 'float32', 'storage type of trajectory positions', ('float32', 'float64')),
-    'dtype': Parameter(
-        (str,),
-        None,
-        'MACE default_dtype (default: the model file dtype, else float64)',
-        (
-            'float32',
-            'float64',
-        ),
-    ),
-    'guards': Parameter((dict,), None, 'guard thresholds, see aiida_ilmlff.runner.guards'),
-}
-_REQUIRED = ('ensemble', 'steps')
-
-
-def validate_parameters(parameters: t.Any) -> list[str]:
-    """All problems of an MD ``parameters`` mapping, as messages naming ``parameters.<key>`` (empty if valid)."""
-    if not isinstance(parameters, dict):
-        return [f'`parameters` must be a dict, got {type(parameters).__name__}']
-    errors = []
-    unknown = sorted(set(parameters) - set(PARAMETERS))
-    if unknown:
-        errors.append(f'`parameters`: unknown keys {unknown}; known: {sorted(PARAMETERS)}')
-    for key in _REQUIRED:
-        if parameters.get(key) is None:
-            errors.append(f'`parameters.{key}` is required ({PARAMETERS[key].help})')
-    for key, value in parameters.items():
-        if key in PARAMETERS and value is not None:
-            message = PARAMETERS[key].check(key, value)
-            if message:
-                errors.append(message)
-    if 'guards' in parameters and parameters['guards'] is not None:
-        errors += validate_guards(parameters['guards'])
-    if errors:
-        return errors
-    ensemble = parameters['ensemble']
-    temperature = parameters.get('temperature_K')
-    if ensemble != 'nve' and temperature is None:
-        errors.append(f'`parameters.temperature_K` is required for ensemble `{ensemble}`: set the target in K')
-    if ensemble in ('npt', 'npt_berendsen') and parameters.get('pressure_bar') is None:
-        errors.append(
-            f'`parameters.pressure_bar` is required for ensemble `{ensemble}`: set the target pressure in bar '
-            '(1.01325 bar = 1 atm)'
-        )
-    if ensemble in ('nve', 'nvt') and parameters.get('pressure_bar') is not None:
-        errors.append(f'`parameters.pressure_bar` is only used by the npt ensembles, not by `{ensemble}`: remove it')
-    if ensemble == 'nve' and temperature is None and parameters.get('initial_velocities') == 'maxwell_boltzmann':
-        if parameters.get('initial_temperature_K') is None:
-            errors.append('`parameters`: nve with Maxwell-Boltzmann velocities needs `initial_temperature_K`')
-    traj_every = parameters.get('traj_every', PARAMETERS['traj_every'].default)
-    checkpoint_every = parameters.get('checkpoint_every', PARAMETERS['checkpoint_every'].default)
-    if checkpoint_every % traj_every:
-        errors.append(
-            f'`parameters.checkpoint_every` ({checkpoint_every}) must be a multiple of `traj_every` ({traj_every}): '
-            'checkpoints are taken on saved frames'
-        )
-    return errors
-
-
-def resolve_parameters(parameters: dict) -> dict:
-    """``parameters`` with every default filled in (``guards`` too).
-
-    :raises ValueError: listing every problem found by :func:`validate_parameters`.
-    """
-    errors = validate_parameters(parameters)
-    if errors:
-        raise ValueError('invalid MD parameters:\n- ' + '\n- '.join(errors))
-    resolved = {key: spec.default for key, spec in PARAMETERS.items()}
-    resolved.update({key: value for key, value in parameters.items() if value is not None})
-    resolved['guards'] = {**GUARD_DEFAULTS, **(parameters.get('guards') or {})}
-    if resolved['initial_temperature_K'] is None:
-        resolved['initial_temperature_K'] = resolved['temperature_K'] or 0.0
-    for key in ('timestep_fs', 'temperature_K', 'initial_temperature_K', 'pressure_bar'):
-        if resolved[key] is not None:
-            resolved[key] = float(resolved[key])
-    return resolved
-
 
 # ---------------------------------------------------------------------------------------------- small files
 
@@ -308,107 +80,6 @@ class _CsvLog:
     def close(self) -> None:
         if not self.handle.closed:
             self.handle.close()
-
-
-# ---------------------------------------------------------------------------------------------- integrators
-
-
-def _uses_fixcom(parameters: dict) -> bool:
-    """Whether the run keeps the centre of mass fixed with ASE's ``FixCom`` (Langevin: its noise would move it)."""
-    return parameters['ensemble'] == 'nvt' and parameters['thermostat'] == 'langevin'
-
-
-def _make_integrator(atoms, parameters: dict, rng: np.random.Generator):
-    """The ASE integrator for ``parameters['ensemble']`` (Langevin expects the ``FixCom`` constraint set)."""
-    from ase import units
-
-    dt = parameters['timestep_fs'] * units.fs
-    ensemble = parameters['ensemble']
-    temperature = parameters['temperature_K']
-    if ensemble == 'nve':
-        from ase.md.verlet import VelocityVerlet
-
-        return VelocityVerlet(atoms, timestep=dt)
-    if ensemble == 'nvt' and parameters['thermostat'] == 'langevin':
-        from ase.md.langevin import Langevin
-
-        return Langevin(
-            atoms,
-            timestep=dt,
-            temperature_K=temperature,
-            friction=parameters['friction_per_fs'] / units.fs,
-            fixcm=False,
-            rng=rng,
-        )
-    if ensemble == 'nvt':
-        from ase.md.bussi import Bussi
-
-        return Bussi(atoms, timestep=dt, temperature_K=temperature, taut=parameters['tau_t_fs'] * units.fs, rng=rng)
-    if ensemble == 'npt':
-        from ase.md.nose_hoover_chain import IsotropicMTKNPT
-
-        return IsotropicMTKNPT(
-            atoms,
-            timestep=dt,
-            temperature_K=temperature,
-            pressure_au=parameters['pressure_bar'] * units.bar,
-            tdamp=parameters['tau_t_fs'] * units.fs,
-            pdamp=parameters['tau_p_fs'] * units.fs,
-            tchain=parameters['tchain'],
-            pchain=parameters['pchain'],
-        )
-    from ase.md.nptberendsen import NPTBerendsen
-
-    return NPTBerendsen(
-        atoms,
-        timestep=dt,
-        temperature_K=temperature,
-        taut=parameters['tau_t_fs'] * units.fs,
-        pressure_au=parameters['pressure_bar'] * units.bar,
-        taup=parameters['tau_p_fs'] * units.fs,
-        compressibility_au=parameters['compressibility_per_bar'] / units.bar,
-    )
-
-
-def integrator_state(dyn) -> dict[str, t.Any]:
-    """The integrator's internal state as plain JSON data (class name, RNG state, chain variables)."""
-    state: dict[str, t.Any] = {'class': type(dyn).__name__}
-    rng = getattr(dyn, 'rng', None)
-    if isinstance(rng, np.random.Generator):
-        state['rng'] = rng.bit_generator.state
-    if hasattr(dyn, 'transferred_energy'):
-        state['transferred_energy'] = float(dyn.transferred_energy)
-    thermostat = getattr(dyn, '_thermostat', None)
-    if thermostat is not None:
-        state['eta'] = thermostat._eta.tolist()
-        state['p_eta'] = thermostat._p_eta.tolist()
-    barostat = getattr(dyn, '_barostat', None)
-    if barostat is not None:
-        state['xi'] = barostat._xi.tolist()
-        state['p_xi'] = barostat._p_xi.tolist()
-        state['p_eps'] = float(dyn._p_eps)
-    return state
-
-
-def restore_integrator_state(dyn, state: dict[str, t.Any]) -> bool:
-    """Put a saved :func:`integrator_state` back into ``dyn`` if it is of the same class; return whether it was."""
-    if not state or state.get('class') != type(dyn).__name__:
-        return False
-    rng = getattr(dyn, 'rng', None)
-    if 'rng' in state and isinstance(rng, np.random.Generator):
-        rng.bit_generator.state = state['rng']
-    if 'transferred_energy' in state:
-        dyn.transferred_energy = state['transferred_energy']
-    thermostat = getattr(dyn, '_thermostat', None)
-    if thermostat is not None and 'eta' in state and len(state['eta']) == len(thermostat._eta):
-        thermostat._eta = np.array(state['eta'], dtype=float)
-        thermostat._p_eta = np.array(state['p_eta'], dtype=float)
-    barostat = getattr(dyn, '_barostat', None)
-    if barostat is not None and 'xi' in state and len(state['xi']) == len(barostat._xi):
-        barostat._xi = np.array(state['xi'], dtype=float)
-        barostat._p_xi = np.array(state['p_xi'], dtype=float)
-        dyn._p_eps = float(state['p_eps'])
-    return True
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -458,13 +129,13 @@ def _molecule_arrays(atoms) -> tuple[np.ndarray | None, list[str] | None]:
 
 
 class MDRun:
-    """One MD run as described by the settings JSON (see the module docstring); :meth:`run` returns the exit status."""
+    """One MD run as described by the settings JSON (see the contract); :meth:`run` returns the exit status."""
 
     def __init__(self, settings: dict, workdir: pathlib.Path, calculators: t.Sequence | None = None) -> None:
         self.settings = settings
         self._given_calculators = list(calculators) if calculators is not None else None
         self.workdir = workdir
-        self.outputs = {key: workdir / name for key, name in OUTPUTS.items()}
+        self.outputs = {key: workdir / name for key, name in MD_OUTPUTS.items()}
         self.started = time.perf_counter()
         self.stop_signal: int | None = None
         self.status: dict[str, t.Any] = {'status': 'running', 'exit_status': None}
@@ -554,7 +225,7 @@ class MDRun:
         self.atoms = atoms = _read_structure(self.workdir / settings['structure'])
         self.mol_id, self.molecules = _molecule_arrays(atoms)
         atoms.set_constraint()
-        if _uses_fixcom(parameters):
+        if uses_fixcom(parameters):
             from ase.constraints import FixCom
 
             atoms.set_constraint(FixCom())
@@ -652,7 +323,7 @@ class MDRun:
         stress = np.asarray(stress).ravel()
         trace = stress[0] + stress[1] + stress[2] if stress.size == 6 else np.trace(stress.reshape(3, 3))
         pressure = (-float(trace) / 3.0 + 2.0 * kinetic / (3.0 * volume)) / units.bar
-        density = self.total_mass / volume * AMU_PER_A3_IN_G_CM3
+        density = self.total_mass / volume * AMU_A3_TO_G_CM3
         self.thermo.write(step, time_fs, temperature, energy, kinetic, energy + kinetic, pressure, volume, density)
 
     def _deviation(self, energy: float, forces: np.ndarray) -> tuple[float, float, float, float]:
@@ -715,7 +386,7 @@ class MDRun:
     # -- main loop
 
     def run(self, handle_signals: bool = True) -> int:
-        """Run the MD; return the exit status (0 completed, 2, 3, 4, 10, 11-15; see the module docstring).
+        """Run the MD; return the exit status (0 completed, 2, 3, 4, 10, 11-15; see the contract).
 
         :param handle_signals: stop cleanly on SIGTERM, SIGUSR1 and SIGINT (as for the wall time); the previous
             handlers are put back at the end.
@@ -770,7 +441,7 @@ class MDRun:
         atoms = self.atoms
         rng = np.random.default_rng([parameters['seed'], 1])
         atoms.calc = self.calculators[0]
-        self.dyn = dyn = _make_integrator(atoms, parameters, rng)
+        self.dyn = dyn = make_integrator(atoms, parameters, rng)
         self.degrees_of_freedom = atoms.get_number_of_degrees_of_freedom()
         self.kB = units.kB
         self.constant_cell = parameters['ensemble'] in ('nve', 'nvt')
@@ -969,7 +640,8 @@ def run_md(
 ) -> int:
     """Run the MD of ``settings`` (the ``md.json`` content) in ``workdir``; return the exit status.
 
-    Relative paths in ``settings`` are relative to ``workdir``, where the outputs (:data:`OUTPUTS`) are written.
+    Relative paths in ``settings`` are relative to ``workdir``, where the outputs
+    (:data:`~aiida_ilmlff.runner.contract.MD_OUTPUTS`) are written.
 
     :param calculators: ASE calculators already loaded in this process, one per entry of ``settings['models']``
         (same order), used instead of loading the model files (benchmarks, tests, notebooks).
@@ -980,14 +652,15 @@ def run_md(
 def main(argv: t.Sequence[str] | None = None) -> int:
     """``ilmlff-runner md SETTINGS.json``: run the MD in the folder of the settings file; return the exit status."""
     parser = argparse.ArgumentParser(prog='ilmlff-runner md', description='MLFF molecular dynamics with ASE.')
-    parser.add_argument('settings', type=pathlib.Path, help='the settings JSON (see aiida_ilmlff.runner.md)')
+    parser.add_argument('settings', type=pathlib.Path, help='the settings JSON (see aiida_ilmlff.runner.contract)')
     args = parser.parse_args(argv)
     workdir = args.settings.resolve().parent
     try:
         settings = load_settings(args.settings)
     except InputError as exc:
         print(f'ilmlff-runner md: {exc}', file=sys.stderr)
-        _write_json(workdir / OUTPUTS['status'], {'status': 'error', 'exit_status': EXIT_BAD_INPUT, 'reason': str(exc)})
+        status = {'status': 'error', 'exit_status': EXIT_BAD_INPUT, 'reason': str(exc)}
+        _write_json(workdir / MD_OUTPUTS['status'], status)
         return EXIT_BAD_INPUT
     return run_md(settings, workdir)
 

@@ -1,8 +1,9 @@
 """Stand-in for the ``ilmlff-runner`` code in the fast active-learning tests.
 
-It is the real runner (:mod:`aiida_ilmlff.runner.md` and :mod:`aiida_ilmlff.runner.evaluate`, so the real
-``ilmlff.md`` / ``ilmlff.evaluate`` CalcJobs and parsers are exercised), with the model files replaced by a
-JSON "model": EMT plus a smooth, model-specific perturbation of amplitude ``amplitude`` [eV]:
+It is the real runner (``ilmlff-runner md`` and ``evaluate``, so the real ``ilmlff.md`` / ``ilmlff.evaluate``
+CalcJobs and parsers are exercised) with one change: the runner's one model loader
+(:func:`aiida_ilmlff.runner.calculators.load_calculator`, used by MD and evaluation alike) reads a JSON
+"model": EMT plus a smooth, model-specific perturbation of amplitude ``amplitude`` [eV]:
 ``U_k = amplitude * sum_i sin(q_k . r_i)``, ``|q_k| = 1/Å``. Two models differ by their ``q``, so the committee
 force deviation is of the order of ``amplitude`` eV/Å; the reference (the stand-in labeller) is plain EMT.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
-import time
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
@@ -49,22 +49,8 @@ def load(path: str) -> StandInModel:
 def main() -> int:
     """``al_standin_runner {md,evaluate} FILE.json``."""
     from aiida_ilmlff.runner import calculators, cli
-    from aiida_ilmlff.runner import evaluate as evaluate_module
 
     calculators.load_calculator = lambda model, **_: load(model['path'])
-
-    def evaluate(model, frames, device):
-        calculator = load(model['path'])
-        energies, forces = np.empty(len(frames)), []
-        start = time.perf_counter()
-        for i, atoms in enumerate(frames):
-            work = atoms.copy()
-            work.calc = calculator
-            energies[i] = work.get_potential_energy()
-            forces.append(np.asarray(work.get_forces(), dtype=float))
-        return energies, forces, time.perf_counter() - start
-
-    evaluate_module._evaluate_mace = evaluate
     return cli.main()
 
 

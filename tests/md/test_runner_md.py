@@ -14,7 +14,9 @@ import pytest
 from ase.io import read
 
 from aiida_ilmlff.analysis.trajectory import TrajectoryReader
-from aiida_ilmlff.runner.md import OUTPUTS, run_md
+from aiida_ilmlff.common.units import AMU_A3_TO_G_CM3
+from aiida_ilmlff.runner.contract import MD_OUTPUTS
+from aiida_ilmlff.runner.md import run_md
 
 BIN = __import__('pathlib').Path(sys.executable).parent
 
@@ -45,11 +47,11 @@ def _settings(model_path, architecture, parameters, restart=None, **extra):
 
 
 def _status(folder):
-    return json.loads((folder / OUTPUTS['status']).read_text())
+    return json.loads((folder / MD_OUTPUTS['status']).read_text())
 
 
 def _thermo(folder):
-    data = np.genfromtxt(folder / OUTPUTS['thermo'], delimiter=',', names=True)
+    data = np.genfromtxt(folder / MD_OUTPUTS['thermo'], delimiter=',', names=True)
     return np.atleast_1d(data)
 
 
@@ -72,18 +74,18 @@ def test_restart_continues_the_uninterrupted_run(
     second = tmp_path / 'second'
     second.mkdir()
     (second / 'structure.extxyz').write_bytes((runner_workdir / 'structure.extxyz').read_bytes())
-    (second / 'restart.json').write_bytes((first / OUTPUTS['checkpoint']).read_bytes())
+    (second / 'restart.json').write_bytes((first / MD_OUTPUTS['checkpoint']).read_bytes())
     settings = _settings(deepmd_model_file, 'deepmd', parameters, restart='restart.json')
     assert run_md(settings, second, False, [deepmd_calculator]) == 0
     assert _status(second)['integrator_state_restored'] is True
 
-    expected = json.loads((straight / OUTPUTS['checkpoint']).read_text())
-    resumed = json.loads((second / OUTPUTS['checkpoint']).read_text())
+    expected = json.loads((straight / MD_OUTPUTS['checkpoint']).read_text())
+    resumed = json.loads((second / MD_OUTPUTS['checkpoint']).read_text())
     assert resumed['step'] == expected['step'] == 40 and resumed['time_fs'] == pytest.approx(40.0)
     np.testing.assert_allclose(resumed['positions'], expected['positions'], atol=1e-7)
     np.testing.assert_allclose(resumed['velocities'], expected['velocities'], atol=1e-8)
     np.testing.assert_allclose(resumed['cell'], expected['cell'], atol=1e-8)
-    with TrajectoryReader(second / OUTPUTS['trajectory']) as reader:
+    with TrajectoryReader(second / MD_OUTPUTS['trajectory']) as reader:
         np.testing.assert_allclose(reader.time, [30.0, 40.0])  # the restart frame (20 fs) is not written again
         assert reader.metadata['start_time_fs'] == 20.0
 
@@ -115,9 +117,9 @@ def test_npt_changes_the_volume(ensemble, architecture, request, runner_workdir)
         assert abs(volume[-1] / volume[0] - 1) > 0.005, volume
     assert np.all(np.isfinite(thermo['density_g_cm3'])) and np.all(thermo['density_g_cm3'] > 0)
     mass = read(runner_workdir / 'structure.extxyz').get_masses().sum()
-    np.testing.assert_allclose(thermo['density_g_cm3'], mass / volume * 1.66053906660, rtol=1e-8)
+    np.testing.assert_allclose(thermo['density_g_cm3'], mass / volume * AMU_A3_TO_G_CM3, rtol=1e-9)  # 10 digits
     assert np.all(np.isfinite(thermo['pressure_bar']))
-    with TrajectoryReader(runner_workdir / OUTPUTS['trajectory']) as reader:
+    with TrajectoryReader(runner_workdir / MD_OUTPUTS['trajectory']) as reader:
         assert len(reader) == 16
         np.testing.assert_allclose(reader.volumes()[-1], volume[-1], rtol=1e-8)
 
@@ -130,15 +132,15 @@ def test_guard_stops_and_keeps_the_good_frames(mace_model_file, mace_calculator,
     assert 11 <= status_code <= 15, status
     assert status['status'] == 'guard' and status['exit_status'] == status_code
     guard = status['guard']
-    with TrajectoryReader(runner_workdir / OUTPUTS['trajectory']) as reader:
+    with TrajectoryReader(runner_workdir / MD_OUTPUTS['trajectory']) as reader:
         assert len(reader) >= 1 and reader.time[-1] < guard['time_fs']
         last_frame_time = float(reader.time[-1])
-    checkpoint = json.loads((runner_workdir / OUTPUTS['checkpoint']).read_text())
+    checkpoint = json.loads((runner_workdir / MD_OUTPUTS['checkpoint']).read_text())
     assert checkpoint['time_fs'] == pytest.approx(last_frame_time) == status['checkpoint_time_fs']
-    assert (runner_workdir / OUTPUTS['failure']).exists()
+    assert (runner_workdir / MD_OUTPUTS['failure']).exists()
     thermo = _thermo(runner_workdir)
     assert thermo['step'][-1] == guard['step'] - 1  # every step before the failure is logged
-    final = read(runner_workdir / OUTPUTS['final'])
+    final = read(runner_workdir / MD_OUTPUTS['final'])
     assert final.info['step'] == checkpoint['step']
     np.testing.assert_array_equal(final.arrays['mol_id'], read(runner_workdir / 'structure.extxyz').arrays['mol_id'])
 
@@ -153,7 +155,7 @@ def test_walltime_stop_then_continue(deepmd_model_file, deepmd_calculator, runne
     continued = tmp_path / 'continued'
     continued.mkdir()
     (continued / 'structure.extxyz').write_bytes((runner_workdir / 'structure.extxyz').read_bytes())
-    (continued / 'restart.json').write_bytes((runner_workdir / OUTPUTS['checkpoint']).read_bytes())
+    (continued / 'restart.json').write_bytes((runner_workdir / MD_OUTPUTS['checkpoint']).read_bytes())
     settings = _settings(deepmd_model_file, 'deepmd', parameters, restart='restart.json')
     assert run_md(settings, continued, False, [deepmd_calculator]) == 0
     assert _status(continued)['steps_done'] == 20
@@ -173,7 +175,7 @@ def test_sigterm_stops_cleanly(deepmd_model_file, runner_workdir):
     )
     try:
         deadline = time.monotonic() + 240
-        thermo = runner_workdir / OUTPUTS['thermo']
+        thermo = runner_workdir / MD_OUTPUTS['thermo']
         while time.monotonic() < deadline:
             if thermo.exists() and len(thermo.read_text().splitlines()) > 3:
                 break
@@ -185,5 +187,5 @@ def test_sigterm_stops_cleanly(deepmd_model_file, runner_workdir):
             process.kill()
     status = _status(runner_workdir)
     assert status['status'] == 'walltime' and 'signal' in status['reason']
-    checkpoint = json.loads((runner_workdir / OUTPUTS['checkpoint']).read_text())
+    checkpoint = json.loads((runner_workdir / MD_OUTPUTS['checkpoint']).read_text())
     assert checkpoint['step'] == status['checkpoint_step'] and checkpoint['step'] % 5 == 0

@@ -9,9 +9,12 @@ import sys
 import numpy as np
 import pytest
 
+from aiida_ilmlff.common import geometry
+from aiida_ilmlff.runner import contract
 from aiida_ilmlff.runner import guards as guard_module
 from aiida_ilmlff.runner.cli import main as cli_main
-from aiida_ilmlff.runner.md import resolve_parameters, run_md, validate_parameters
+from aiida_ilmlff.runner.contract import resolve_parameters, validate_parameters
+from aiida_ilmlff.runner.md import run_md
 
 BIN = __import__('pathlib').Path(sys.executable).parent
 
@@ -62,7 +65,7 @@ def test_resolve_parameters_defaults():
     """Defaults fill in; the initial temperature defaults to the target; guards get their defaults."""
     resolved = resolve_parameters({'ensemble': 'nvt', 'steps': 10, 'temperature_K': 400})
     assert resolved['timestep_fs'] == 1.0 and resolved['initial_temperature_K'] == 400.0
-    assert resolved['guards'] == guard_module.GUARD_DEFAULTS
+    assert resolved['guards'] == contract.GUARD_DEFAULTS
     assert validate_parameters({'ensemble': 'npt', 'steps': 5, 'temperature_K': 300, 'pressure_bar': 1}) == []
     with pytest.raises(ValueError, match='temperature_K'):
         resolve_parameters({'ensemble': 'nvt', 'steps': 10, 'temperature_K': -1})
@@ -94,10 +97,10 @@ def test_min_pair_distance_matches_brute_force(cell):
     positions = rng.uniform(-0.5, 1.5, (60, 3)) @ cell  # some atoms outside the cell
     positions[7] = positions[3] + cell[0] + np.array([0.2, 0.1, -0.1])  # a close pair across the boundary
     expected = _brute_force_min(positions, cell)
-    distance, pair = guard_module.min_pair_distance(positions, cell, cutoff=1.0)
+    distance, pair = geometry.min_pair_distance(positions, cell, cutoff=1.0)
     assert distance == pytest.approx(expected, abs=1e-9)
     assert pair == (3, 7)
-    assert guard_module.min_pair_distance(positions, cell, cutoff=0.1) == (float('inf'), None)
+    assert geometry.min_pair_distance(positions, cell, cutoff=0.1) == (float('inf'), None)
 
 
 def _state(n=4):
@@ -131,7 +134,7 @@ def test_each_guard_trips_with_its_status(change, name, runner_status, exit_stat
     failure = checker.check(**{**_state(), **change})
     assert failure is not None and failure.guard.name == name
     assert failure.guard.runner_status == runner_status and failure.guard.exit_status == exit_status
-    assert guard_module.guard_for_exit_status(runner_status).name == name
+    assert contract.guard_for_exit_status(runner_status).name == name
     json.dumps(failure.to_dict())
 
 
@@ -177,7 +180,7 @@ def test_pair_list_matches_a_full_search_along_a_trajectory():
         positions = positions + rng.normal(0, 0.08, positions.shape)
         scale = 1 + rng.normal(0, 0.002)
         positions, cell = positions * scale, cell * scale
-        expected = guard_module.min_pair_distance(positions, cell, 1.2)
+        expected = geometry.min_pair_distance(positions, cell, 1.2)
         found = pair_list.min_distance(positions, cell)
         assert found[1] == expected[1] and found[0] == pytest.approx(expected[0], abs=1e-12)
     assert 1 < pair_list.rebuilds < 60
