@@ -82,7 +82,7 @@ def trajectories_of(model: orm.Node | int | str, driving_only: bool = True) -> l
         runs where it was a committee member evaluated on the saved frames.
     :returns: ``MDTrajectoryData`` nodes, sorted by pk (segments as the calculations wrote them).
     """
-    from aiida_ilmlff.calculations.md_trajectory import MDTrajectoryData
+    from aiida_ilmlff.data.trajectory import MDTrajectoryData
 
     model = model if isinstance(model, orm.Node) else orm.load_node(model)
     edge = {'label': 'models__model_0'} if driving_only else {'label': {'like': 'models__%'}}

@@ -18,10 +18,9 @@ from aiida.common import datastructures
 from aiida.engine import CalcJob
 
 from aiida_ilmlff.data import FramesData, MLFFModelData
+from aiida_ilmlff.data.trajectory import MDTrajectoryData
 from aiida_ilmlff.runner.guards import GUARDS
 from aiida_ilmlff.runner.md import OUTPUTS, validate_parameters
-
-from .md_trajectory import MDTrajectoryData
 
 __all__ = ('ENGINES', 'SETTINGS', 'MDCalculation', 'ordered_models', 'structure_elements')
 

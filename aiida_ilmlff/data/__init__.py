@@ -1,6 +1,8 @@
-"""Data plugins: ``FramesData`` (``ilmlff.frames``) and ``MLFFModelData`` (``ilmlff.model``)."""
+"""Data plugins: ``FramesData`` (``ilmlff.frames``), ``MLFFModelData`` (``ilmlff.model``) and ``MDTrajectoryData``
+(``ilmlff.trajectory``)."""
 
 from .frames import FramesData
 from .model import MLFFModelData
+from .trajectory import MDTrajectoryData
 
-__all__ = ('FramesData', 'MLFFModelData')
+__all__ = ('FramesData', 'MDTrajectoryData', 'MLFFModelData')

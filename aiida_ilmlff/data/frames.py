@@ -9,7 +9,6 @@ eV/Å^3 (ASE sign), velocities in Å/fs, temperature in K; ``nan`` marks a missi
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pathlib
 import shutil
@@ -19,6 +18,8 @@ import typing as t
 import numpy as np
 from aiida import orm
 from aiida.common.exceptions import ValidationError
+
+from aiida_ilmlff.common.hashing import sha256_file
 
 from . import frames_formats, frames_h5
 from .frame_arrays import ORIGINS, FrameArrays
@@ -43,14 +44,6 @@ _SUMMARY_KEYS = (
     'n_stress',
     'level_of_theory',
 )
-
-
-def _sha256(path: pathlib.Path, chunk: int = 1 << 24) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class FramesData(orm.Data):
@@ -83,7 +76,7 @@ class FramesData(orm.Data):
         with tempfile.TemporaryDirectory(prefix='ilmlff-frames-') as tmpdir:
             path = pathlib.Path(tmpdir) / cls.FILENAME
             frames_h5.write_arrays(path, arrays)
-            sha256 = _sha256(path)
+            sha256 = sha256_file(path)
             node.base.repository.put_object_from_file(str(path), cls.FILENAME)
         node.base.attributes.set_many(
             {**arrays.summary(), 'sha256': sha256, 'filename': cls.FILENAME, 'format_version': frames_h5.VERSION}

@@ -8,7 +8,6 @@ or deepmd-kit are imported: the calling process (the daemon, a notebook) stays f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pathlib
@@ -19,6 +18,8 @@ import typing as t
 from aiida import orm
 from aiida.common.exceptions import ValidationError
 
+from aiida_ilmlff.common.hashing import sha256_file
+
 __all__ = ('ARCHITECTURES', 'BACKENDS', 'MLFFModelData', 'inspect_model_file')
 
 #: Supported architectures and the backends their files may use.
@@ -26,14 +27,6 @@ ARCHITECTURES = ('mace', 'deepmd')
 BACKENDS = ('torch', 'tensorflow')
 INSPECT_MARKER = 'ILMLFF_INSPECT_JSON '
 _DEEPMD_SUFFIX_BACKEND = {'.pb': 'tensorflow', '.pth': 'torch'}
-
-
-def _sha256(path: pathlib.Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def backend_for(path: str | os.PathLike, architecture: str) -> str:
@@ -133,7 +126,7 @@ class MLFFModelData(orm.SinglefileData):
         if not path.is_file():
             raise FileNotFoundError(f'model file {path} not found')
         backend = backend_for(path, architecture)
-        sha256 = _sha256(path)
+        sha256 = sha256_file(path)
         if reuse:
             existing = cls.find(sha256, architecture)
             if existing is not None:

@@ -19,7 +19,7 @@ from aiida import orm
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
-from aiida_ilmlff.calculations.md_trajectory import MDTrajectoryData
+from aiida_ilmlff.data.trajectory import MDTrajectoryData
 from aiida_ilmlff.runner.guards import GUARDS
 from aiida_ilmlff.runner.md import CHECKPOINT_FORMAT, EXIT_BAD_INPUT, EXIT_MODEL_LOAD, OUTPUTS
 

@@ -26,9 +26,9 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain
 
+from aiida_ilmlff.calculations.functions.labels import cp2k_level_of_theory
 from aiida_ilmlff.calculations.functions.sampling import parse_cp2k_md
 from aiida_ilmlff.data import FramesData
-from aiida_ilmlff.data.level_of_theory import cp2k_level_of_theory
 from aiida_ilmlff.sampling.cp2k_md import CP2K_ENER_FILE
 from aiida_ilmlff.workflows.cp2k_base import IlmlffCp2kBaseWorkChain
 

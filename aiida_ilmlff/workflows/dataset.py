@@ -35,6 +35,7 @@ from aiida.engine import ToContext, WorkChain, if_
 
 from aiida_ilmlff.calculations.functions.box import build_ionic_liquid_box
 from aiida_ilmlff.calculations.functions.frames import merge_frames
+from aiida_ilmlff.calculations.functions.labels import cp2k_level_of_theory
 from aiida_ilmlff.calculations.functions.sampling import (
     SAMPLING_SETTINGS,
     dataset_summary,
@@ -45,7 +46,6 @@ from aiida_ilmlff.calculations.functions.sampling import (
     validate_import_settings,
 )
 from aiida_ilmlff.data import FramesData
-from aiida_ilmlff.data.level_of_theory import cp2k_level_of_theory
 from aiida_ilmlff.sampling import MIN_DISTANCE, TRAJECTORY_FORMATS, validate_generators
 from aiida_ilmlff.sampling.perturb import generator_counts
 from aiida_ilmlff.workflows.aimd import MD_DEFAULTS, AimdWorkChain, validate_md

@@ -10,7 +10,7 @@ Handlers (each action is written to the work chain's report):
   the guard's exit code.
 
 When more than one calculation contributed frames, the outputs ``trajectory``, ``thermo`` and
-``deviation`` are the joined segments (:func:`~aiida_ilmlff.calculations.md_trajectory.merge_md_segments`,
+``deviation`` are the joined segments (:func:`~aiida_ilmlff.calculations.functions.trajectory.merge_md_segments`,
 a calcfunction, so the provenance is kept); the other outputs are those of the last calculation.
 """
 
@@ -23,8 +23,8 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
 
+from aiida_ilmlff.calculations.functions.trajectory import md_segment_inputs, merge_md_segments
 from aiida_ilmlff.calculations.md import MDCalculation
-from aiida_ilmlff.calculations.md_trajectory import merge_md_segments
 from aiida_ilmlff.runner.guards import GUARDS
 from aiida_ilmlff.runner.md import PARAMETERS
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
@@ -215,16 +215,7 @@ class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         segments = [child for child in segments if child.outputs.trajectory.n_frames > 0 or child is node]
         if len(segments) < 2:
             return outputs
-        inputs: dict[str, orm.Data] = {}
-        for i, child in enumerate(segments):
-            trajectory = child.outputs.trajectory
-            start = trajectory.base.attributes.get('start_time_fs') or 0.0
-            inputs[f'trajectory_{i:02d}'] = trajectory
-            inputs[f'thermo_{i:02d}'] = child.outputs.thermo
-            inputs[f'start_{i:02d}'] = orm.Float(start)
-            if 'deviation' in child.outputs:
-                inputs[f'deviation_{i:02d}'] = child.outputs.deviation
-        merged = merge_md_segments(**inputs, metadata={'call_link_label': 'merge_segments'})
+        merged = merge_md_segments(**md_segment_inputs(segments), metadata={'call_link_label': 'merge_segments'})
         self.report(f'joined the trajectories of {len(segments)} segments: {merged["trajectory"].n_frames} frames')
         outputs.update(merged)
         if 'deviation' not in merged:

@@ -46,9 +46,10 @@ from aiida_ilmlff.calculations.functions.properties import (
     validate_analysis_settings,
     validate_density_convergence,
 )
+from aiida_ilmlff.calculations.functions.trajectory import md_segment_inputs, merge_md_segments
 from aiida_ilmlff.calculations.md import structure_elements, validate_models
-from aiida_ilmlff.calculations.md_trajectory import MDTrajectoryData, merge_md_segments
 from aiida_ilmlff.data import FramesData, MLFFModelData
+from aiida_ilmlff.data.trajectory import MDTrajectoryData
 from aiida_ilmlff.runner.md import PARAMETERS
 from aiida_ilmlff.workflows.md import MDBaseWorkChain, models_namespace
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
@@ -411,13 +412,7 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
         """Join the NPT stages, summarise the density and scale the last structure to the mean density."""
         nodes = self.ctx.npt
         if len(nodes) > 1:
-            segments = {}
-            for i, node in enumerate(nodes):
-                trajectory = node.outputs.trajectory
-                start = trajectory.base.attributes.get('start_time_fs') or 0.0
-                segments[f'trajectory_{i:02d}'] = trajectory
-                segments[f'thermo_{i:02d}'] = node.outputs.thermo
-                segments[f'start_{i:02d}'] = orm.Float(start)
+            segments = md_segment_inputs(nodes, deviation=False)
             merged = merge_md_segments(**segments, metadata={'call_link_label': 'merge_npt_stages'})
             self.ctx.npt_trajectory, thermo = merged['trajectory'], merged['thermo']
         else:

@@ -8,7 +8,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_ilmlff.calculations.md import MDCalculation
-from aiida_ilmlff.calculations.md_trajectory import MDTrajectoryData
+from aiida_ilmlff.data.trajectory import MDTrajectoryData
 
 TARGET_K = 400.0
 

@@ -23,7 +23,7 @@ from aiida_ilmlff.calculations.functions.properties import (
     scale_to_density,
     summarise_density,
 )
-from aiida_ilmlff.calculations.md_trajectory import MDTrajectoryData
+from aiida_ilmlff.data.trajectory import MDTrajectoryData
 
 L = 24.0
 STEP_A = 0.05

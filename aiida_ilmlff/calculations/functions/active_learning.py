@@ -15,9 +15,9 @@ import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
-from aiida_ilmlff.calculations.md_trajectory import MDTrajectoryData
 from aiida_ilmlff.common.geometry import min_pair_distance
 from aiida_ilmlff.data import FramesData
+from aiida_ilmlff.data.trajectory import MDTrajectoryData
 from aiida_ilmlff.sampling.selection import (
     F_HI,
     F_LO,

@@ -2,7 +2,7 @@
 density, and the analyses of the NVT production run (self-diffusion, RDF / coordination numbers, Li+
 clusters, TFSI conformers) with their curves and figures.
 
-Every analysis streams the trajectory file of an :class:`~aiida_ilmlff.calculations.md_trajectory.MDTrajectoryData`
+Every analysis streams the trajectory file of an :class:`~aiida_ilmlff.data.trajectory.MDTrajectoryData`
 through :mod:`aiida_ilmlff.analysis` (memory bounded by one chunk plus per-molecule centres of mass), so the
 graph links each number and figure to the trajectory and the settings it came from. Figures are drawn with
 matplotlib's Agg canvas (no pyplot state). The pure helpers (:func:`density_stop_rule`,
