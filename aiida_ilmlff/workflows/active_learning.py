@@ -21,7 +21,7 @@ committee is then trained once more on the final set, so that ``models`` were tr
 
 Failures: a labelling work chain that labels some frames but fails (too many rejected) is reported and the
 iteration goes on with what was labelled; when no selected frame could be labelled the work chain stops
-with 403 (outputs attached). No candidate left while not converged stops with 501: the trust levels need
+with 403 (outputs attached). No candidate left while not converged stops with 320: the trust levels need
 changing.
 
 Continuation: give a previous run's ``frames`` as ``frames``, its ``models`` as ``continuation.models`` and
@@ -46,12 +46,13 @@ from aiida_ilmlff.calculations.functions.active_learning import (
     select_candidates,
 )
 from aiida_ilmlff.calculations.functions.frames import merge_frames
-from aiida_ilmlff.calculations.training import split_indices
 from aiida_ilmlff.data import FramesData, MLFFModelData
-from aiida_ilmlff.runner.md import validate_parameters
+from aiida_ilmlff.runner.contract import validate_parameters
+from aiida_ilmlff.sampling.split import train_valid_indices
 from aiida_ilmlff.workflows.label import LabelWorkChain
 from aiida_ilmlff.workflows.md import MDBaseWorkChain
-from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
+from aiida_ilmlff.workflows.protocols import ProtocolMixin, UnknownOverrideError, recursive_merge
+from aiida_ilmlff.workflows.protocols.checks import check_code_plugin
 from aiida_ilmlff.workflows.train import TrainWorkChain
 
 __all__ = ('ActiveLearningWorkChain', 'normalise_stage')
@@ -148,7 +149,7 @@ def validate_inputs(inputs: t.Mapping, _: t.Any) -> str | None:
     if frames is not None:
         fraction = train['valid_fraction'].value if 'valid_fraction' in train else 0.1
         try:
-            split_indices(frames.n_frames, fraction, 0)
+            train_valid_indices(frames.origins, fraction, 0, min_frames=2)
         except ValueError as exception:
             return f'`frames` cannot be split for training: {exception}'
     exploration = inputs.get('exploration', {})
@@ -380,25 +381,27 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         )
 
         spec.exit_code(
-            401, 'ERROR_TRAINING_FAILED', message='Training of iteration {iteration} gave no usable committee: {detail}'
+            401,
+            'ERROR_SUB_PROCESS_FAILED_TRAINING',
+            message='Training of iteration {iteration} gave no usable committee: {detail}',
         )
         spec.exit_code(
             402,
-            'ERROR_EXPLORATION_FAILED',
+            'ERROR_SUB_PROCESS_FAILED_EXPLORATION',
             message='No exploration MD of iteration {iteration} gave a trajectory with committee deviations: {detail}',
         )
         spec.exit_code(
             403,
-            'ERROR_LABELLING_FAILED',
+            'ERROR_SUB_PROCESS_FAILED_LABEL',
             message='No selected frame of iteration {iteration} could be labelled ({detail}); outputs are those '
             'before the iteration.',
         )
-        spec.exit_code(404, 'ERROR_SELECTION_FAILED', message='The selection of iteration {iteration} failed: {detail}')
+        spec.exit_code(310, 'ERROR_SELECTION_FAILED', message='The selection of iteration {iteration} failed: {detail}')
         spec.exit_code(
-            405, 'ERROR_MERGE_FAILED', message='The new frames of iteration {iteration} could not be merged: {detail}'
+            360, 'ERROR_MERGE_FAILED', message='The new frames of iteration {iteration} could not be merged: {detail}'
         )
         spec.exit_code(
-            501,
+            320,
             'ERROR_NO_CANDIDATES',
             message='Iteration {iteration}: no candidate frame ({detail}) but the accurate ratio is below '
             "`conv_accuracy`: the trust levels need changing (raise `selection.f_hi` above the failed frames' "
@@ -412,12 +415,12 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         cls,
         codes: t.Mapping[str, orm.AbstractCode],
         frames: FramesData,
+        *,
         structures: t.Any,
         protocol: str | None = None,
         overrides: t.Mapping | None = None,
-        *,
-        architecture: str = 'mace',
         options: t.Mapping | None = None,
+        architecture: str = 'mace',
     ):
         """A builder from the protocols of ``active_learning.yaml`` (``fast``, ``balanced``, ``stringent``).
 
@@ -430,11 +433,13 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             unless ``overrides`` set ``train.protocol`` / ``label.protocol``.
         :param overrides: nested mapping merged over the protocol: ``selection``, ``exploration``
             (``stages``, ``parameters``, ...), ``conv_accuracy``, ``max_iterations``, ``train`` (``protocol``,
-            ``committee_size`` and the overrides of ``TrainWorkChain.get_builder_from_protocol``), ``label``
+            ``committee_size`` and the overrides of ``TrainWorkChain.get_builder_from_protocol``, e.g.
+            ``{'member': {'mace': {'parameters': {...}}}}``), ``label``
             (``protocol`` and the overrides of ``LabelWorkChain.get_builder_from_protocol``).
         :param architecture: ``mace`` or ``deepmd``.
         :param options: ``metadata.options`` merged into every job (training, MD, evaluation, labelling).
-        :raises ValueError: for an unknown protocol or architecture, a missing code, or invalid sub-builders.
+        :raises ValueError: for an unknown protocol, architecture or override key, a missing code or one of
+            another plugin than its stage needs (the message names the key), or invalid sub-builders.
         """
         missing = sorted({'train', 'runner', 'label'} - set(codes or {}))
         if missing:
@@ -448,17 +453,29 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         label_protocol = label_overrides.pop('protocol', None) or protocol
         committee_size = train_overrides.pop('committee_size', None)
 
-        train_builder = TrainWorkChain.get_builder_from_protocol(
-            codes['train'],
-            frames,
-            train_protocol,
-            train_overrides or None,
-            architecture=architecture,
-            committee_size=committee_size,
-            options=options,
-        )
+        message = check_code_plugin(codes['runner'], 'ilmlff.md', 'codes.runner')
+        if message:
+            raise ValueError(message)
+        try:
+            train_builder = TrainWorkChain.get_builder_from_protocol(
+                codes['train'],
+                frames,
+                protocol=train_protocol,
+                overrides=train_overrides or None,
+                architecture=architecture,
+                committee_size=committee_size,
+                options=options,
+            )
+        except UnknownOverrideError as exception:
+            raise exception.prefixed('train') from None
+        except ValueError as exception:
+            raise ValueError(f'`codes.train` / `train` (ilmlff.train): {exception}') from None
         label_builder = LabelWorkChain.get_builder_from_protocol(
-            codes['label'], frames, label_protocol, label_overrides or None, options=dict(options) if options else None
+            codes['label'],
+            frames,
+            protocol=label_protocol,
+            overrides=label_overrides or None,
+            options=dict(options) if options else None,
         )
         builder = cls.get_builder()
         builder.frames = frames
@@ -613,7 +630,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if len(models) < 2:
             detail = f'{node.process_label}<{node.pk}> gave {len(models)} model(s), exit {node.exit_status}'
             self._attach_results('training_failed')
-            return self.exit_codes.ERROR_TRAINING_FAILED.format(iteration=self.ctx.iteration, detail=detail)
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_TRAINING.format(iteration=self.ctx.iteration, detail=detail)
         self.ctx.models = models
         self.ctx.models_training_set = self.ctx.frames.uuid
         if self.ctx.status == 'running':
@@ -678,7 +695,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 failed.append(f'{node.process_label}<{node.pk}> exit {node.exit_status}')
         if not explorations:
             self._attach_results('exploration_failed')
-            return self.exit_codes.ERROR_EXPLORATION_FAILED.format(
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_EXPLORATION.format(
                 iteration=self.ctx.iteration, detail='; '.join(failed)
             )
         selection = self.inputs.selection
@@ -758,7 +775,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             self._report_iteration()
             self._attach_results('labelling_failed')
             detail = f'{node.process_label}<{node.pk}> exit {node.exit_status}: {node.exit_message}'
-            return self.exit_codes.ERROR_LABELLING_FAILED.format(iteration=self.ctx.iteration, detail=detail)
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_LABEL.format(iteration=self.ctx.iteration, detail=detail)
         if not node.is_finished_ok:
             self.report(
                 f'{node.process_label}<{node.pk}> exit {node.exit_status} ({node.exit_message}): continuing with the '

@@ -25,9 +25,9 @@ from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_han
 
 from aiida_ilmlff.calculations.functions.trajectory import md_segment_inputs, merge_md_segments
 from aiida_ilmlff.calculations.md import MDCalculation
-from aiida_ilmlff.runner.guards import GUARDS
-from aiida_ilmlff.runner.md import PARAMETERS
+from aiida_ilmlff.runner.contract import GUARDS, PARAMETERS
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
+from aiida_ilmlff.workflows.protocols.checks import check_code_plugin, check_liquid_temperature
 
 __all__ = ('MDBaseWorkChain', 'models_namespace')
 
@@ -82,31 +82,23 @@ class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
             )
 
     @classmethod
-    def get_builder_from_protocol(
+    def get_plain_protocol_inputs(
         cls,
-        code: orm.AbstractCode,
-        structure: orm.StructureData | orm.Data,
-        models: t.Any,
         protocol: str | None = None,
         overrides: t.Mapping | None = None,
         *,
+        options: t.Mapping | None = None,
         ensemble: str | None = None,
         temperature_K: float | None = None,
         pressure_bar: float | None = None,
-        options: t.Mapping | None = None,
-    ):
-        """A builder filled from the YAML protocol ``protocol`` (``fast``, ``balanced`` or ``stringent``).
+    ) -> dict:
+        """The protocol inputs as plain values (no nodes): ``md`` (``parameters``, ``settings``, ``engine``,
+        ``metadata``), ``max_iterations``, ``max_guard_restarts``, ``clean_workdir``.
 
-        :param code: the ``ilmlff-runner`` code.
-        :param structure: the starting ``StructureData`` (or a ``FramesData``: its last frame).
-        :param models: an ``MLFFModelData``, a list of them (model 0 drives, the others form the committee) or a
-            ``{key: model}`` mapping.
-        :param overrides: nested mapping merged over the protocol (same layout as the inputs, e.g.
-            ``{'md': {'parameters': {'steps': 500}}}``); it wins over the keyword arguments below.
-        :param ensemble: ``nve``, ``nvt``, ``npt`` or ``npt_berendsen``.
-        :param temperature_K: target temperature in K; :param pressure_bar: target pressure in bar (npt).
-        :param options: ``metadata.options`` of the calculations (merged over the protocol's).
-        :raises ValueError: an unknown protocol (the message names it and the valid ones).
+        The keyword arguments are merged under ``overrides`` (``overrides`` wins); see
+        :meth:`get_builder_from_protocol`.
+
+        :raises ValueError: an unknown protocol or override key, a temperature outside any liquid.
         """
         quick = {k: v for k, v in (('ensemble', ensemble), ('temperature_K', temperature_K)) if v is not None}
         if pressure_bar is not None:
@@ -114,23 +106,88 @@ class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         base: dict[str, t.Any] = {'md': {'parameters': quick}} if quick else {}
         if options:
             base = recursive_merge(base, {'md': {'metadata': {'options': dict(options)}}})
+        cls.check_protocol(protocol)
+        if overrides:
+            cls._validate_override_keys(overrides)
         inputs = cls.get_protocol_inputs(protocol, recursive_merge(base, overrides or {}))
-        md = inputs['md']
-        parameters = dict(md.get('parameters', {}))
+        temperature = inputs['md'].get('parameters', {}).get('temperature_K')
+        if temperature is not None:
+            message = check_liquid_temperature(temperature, 'md.parameters.temperature_K')
+            if message:
+                raise ValueError(message)
+        return inputs
 
+    @staticmethod
+    def plain_inputs_to_nodes(code: orm.AbstractCode | None, inputs: t.Mapping) -> dict:
+        """The inputs of :meth:`get_plain_protocol_inputs` as nodes (``md.structure``/``md.models`` not set).
+
+        :raises ValueError: when ``code`` is not an ``ilmlff.md`` code (the message names `md.code`).
+        """
+        message = check_code_plugin(code, 'ilmlff.md', 'md.code')
+        if message:
+            raise ValueError(message)
+        md = inputs['md']
+        namespace: dict[str, t.Any] = {'parameters': orm.Dict(dict(md.get('parameters', {})))}
+        if code is not None:
+            namespace['code'] = code
+        if md.get('settings'):
+            namespace['settings'] = orm.Dict(md['settings'])
+        if md.get('engine'):
+            namespace['engine'] = orm.Str(md['engine'])
+        namespace['metadata'] = md.get('metadata', {})
+        return {
+            'md': namespace,
+            'max_iterations': orm.Int(inputs['max_iterations']),
+            'max_guard_restarts': orm.Int(inputs['max_guard_restarts']),
+            'clean_workdir': orm.Bool(inputs.get('clean_workdir', False)),
+        }
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        structure: orm.StructureData | orm.Data,
+        *,
+        models: t.Any,
+        protocol: str | None = None,
+        overrides: t.Mapping | None = None,
+        options: t.Mapping | None = None,
+        ensemble: str | None = None,
+        temperature_K: float | None = None,
+        pressure_bar: float | None = None,
+    ):
+        """A builder filled from the YAML protocol ``protocol`` (``fast``, ``balanced`` or ``stringent``).
+
+        :param code: the ``ilmlff-runner`` code (plugin ``ilmlff.md``).
+        :param structure: the starting ``StructureData`` (or a ``FramesData``: its last frame).
+        :param models: an ``MLFFModelData``, a list of them (model 0 drives, the others form the committee) or a
+            ``{key: model}`` mapping.
+        :param overrides: nested mapping merged over the protocol (same layout as the inputs, e.g.
+            ``{'md': {'parameters': {'steps': 500}}}``); it wins over the keyword arguments below.
+        :param options: ``metadata.options`` of the calculations (merged over the protocol's).
+        :param ensemble: ``nve``, ``nvt``, ``npt`` or ``npt_berendsen``.
+        :param temperature_K: target temperature in K; :param pressure_bar: target pressure in bar (npt).
+        :raises ValueError: an unknown protocol or override key, a code of another plugin, a temperature
+            outside any liquid (the message names the input and the valid values).
+        """
+        inputs = cls.get_plain_protocol_inputs(
+            protocol,
+            overrides,
+            options=options,
+            ensemble=ensemble,
+            temperature_K=temperature_K,
+            pressure_bar=pressure_bar,
+        )
+        nodes = cls.plain_inputs_to_nodes(code, inputs)
         builder = cls.get_builder()
         builder.md.code = code
         builder.md.structure = structure
         builder.md.models = models_namespace(models)
-        builder.md.parameters = orm.Dict(parameters)
-        if md.get('settings'):
-            builder.md.settings = orm.Dict(md['settings'])
-        if md.get('engine'):
-            builder.md.engine = orm.Str(md['engine'])
-        builder.md.metadata = md.get('metadata', {})
-        builder.max_iterations = orm.Int(inputs['max_iterations'])
-        builder.max_guard_restarts = orm.Int(inputs['max_guard_restarts'])
-        builder.clean_workdir = orm.Bool(inputs.get('clean_workdir', False))
+        for key, value in nodes['md'].items():
+            if key != 'code':
+                builder.md[key] = value
+        for key in ('max_iterations', 'max_guard_restarts', 'clean_workdir'):
+            builder[key] = nodes[key]
         return builder
 
     def setup(self):

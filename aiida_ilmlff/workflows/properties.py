@@ -50,9 +50,11 @@ from aiida_ilmlff.calculations.functions.trajectory import md_segment_inputs, me
 from aiida_ilmlff.calculations.md import structure_elements, validate_models
 from aiida_ilmlff.data import FramesData, MLFFModelData
 from aiida_ilmlff.data.trajectory import MDTrajectoryData
-from aiida_ilmlff.runner.md import PARAMETERS
+from aiida_ilmlff.runner.contract import PARAMETERS
 from aiida_ilmlff.workflows.md import MDBaseWorkChain, models_namespace
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
+from aiida_ilmlff.workflows.protocols.checks import LIQUID_TEMPERATURE_K, check_code_plugin, check_liquid_temperature
+from aiida_ilmlff.workflows.protocols.plain import is_set_by_parent, to_plain
 
 __all__ = ('PropertiesWorkChain', 'structure_molecules', 'validate_inputs')
 
@@ -96,41 +98,56 @@ def structure_molecules(structure: orm.Data) -> tuple[list[str] | None, list[str
 
 def _stage_parameters(inputs: t.Mapping, namespace: str) -> dict | None:
     try:
-        return inputs[namespace]['md']['parameters'].get_dict()
-    except (KeyError, AttributeError, TypeError):
+        return to_plain(inputs[namespace]['md']['parameters'])
+    except (KeyError, TypeError):
         return None
 
 
-def validate_inputs(inputs: t.Mapping, _: t.Any = None) -> str | None:
-    """Cross-checks of the whole input before anything is submitted; the message names the input and the fix.
+def check_inputs(values: t.Mapping, context: t.Mapping | None = None) -> str | None:
+    """Cross-checks of the whole input as plain values; the message names the input and the fix.
 
-    Temperature > 0 and pressure finite; models cover the structure's elements; ``npt`` runs an NPT ensemble
-    and ``nvt`` the ``nvt`` one at the top-level temperature (and pressure); ``density_convergence`` and
-    ``analysis`` keys known and sane for this structure (species present, molecule ids when per-species
+    Temperature in the liquid range and pressure finite; models cover the structure's elements; ``npt`` runs an
+    NPT ensemble and ``nvt`` the ``nvt`` one at the top-level temperature (and pressure); ``density_convergence``
+    and ``analysis`` keys known and sane for this structure (species present, molecule ids when per-species
     diffusion or centre-of-mass RDFs are asked, the MSD window within the NVT run).
+
+    :param values: the inputs (nodes are turned into plain values with :func:`to_plain`; ``structure`` and
+        ``models`` may stay nodes).
+    :param context: what a parent work chain sets at run time: ``temperature``, ``models`` (or
+        :data:`SET_BY_PARENT`), and, instead of ``structure``, ``species`` (ion name of every molecule) and
+        ``elements``.
     """
+    values = {**to_plain(values), **(context or {})}
     errors = []
-    temperature = _value(inputs.get('temperature'))
-    if temperature is not None and not temperature > 0:
-        errors.append(f'`temperature` must be positive (K), got {temperature}')
-    pressure = _value(inputs.get('pressure'))
+    temperature = values.get('temperature')
+    if is_set_by_parent(temperature):
+        temperature = None
+    if temperature is not None:
+        problem = check_liquid_temperature(temperature)
+        if problem:
+            errors.append(problem)
+    pressure = values.get('pressure')
     if pressure is not None and not abs(pressure) < float('inf'):
         errors.append(f'`pressure` must be a finite number (bar), got {pressure}')
-    structure = inputs.get('structure')
-    models = inputs.get('models') or {}
-    problem = validate_models(models, None)
-    if problem:
-        errors.append(problem)
-    species, elements = (None, [])
-    if structure is not None:
+    structure = values.get('structure')
+    models = values.get('models')
+    if not is_set_by_parent(models):
+        models = models or {}
+        problem = validate_models(models, None)
+        if problem:
+            errors.append(problem)
+    else:
+        models = {}
+    species, elements = values.get('species'), values.get('elements') or []
+    if structure is not None and not is_set_by_parent(structure):
         species, elements = structure_molecules(structure)
-        for key, node in models.items():
-            covered = set(node.base.attributes.get('elements', None) or [])
-            missing = sorted(set(elements) - covered)
-            if missing:
-                errors.append(f'`models.{key}` does not cover the elements {missing} of `structure`')
+    for key, node in models.items():
+        covered = set(node.base.attributes.get('elements', None) or [])
+        missing = sorted(set(elements) - covered)
+        if missing:
+            errors.append(f'`models.{key}` does not cover the elements {missing} of `structure`')
     for namespace, allowed in (('npt', _NPT_ENSEMBLES), ('nvt', ('nvt',))):
-        parameters = _stage_parameters(inputs, namespace)
+        parameters = _stage_parameters(values, namespace)
         if parameters is None:
             continue
         ensemble = parameters.get('ensemble')
@@ -148,28 +165,31 @@ def validate_inputs(inputs: t.Mapping, _: t.Any = None) -> str | None:
                 f'`npt.md.parameters.pressure_bar` ({stage_pressure}) differs from `pressure` ({pressure}): the '
                 'top-level `pressure` sets the NPT stages'
             )
-    max_stages = _value(inputs.get('max_npt_stages'))
+    max_stages = values.get('max_npt_stages')
     if max_stages is not None and max_stages < 1:
         errors.append(f'`max_npt_stages` must be >= 1, got {max_stages}')
-    convergence = inputs.get('density_convergence')
+    convergence = values.get('density_convergence')
     if convergence is not None:
-        errors += validate_density_convergence(convergence.get_dict())
-    analysis = inputs.get('analysis')
-    if analysis is not None and structure is not None:
+        errors += validate_density_convergence(convergence)
+    analysis = values.get('analysis')
+    if analysis is not None and elements:
         production_ps = None
-        nvt = _stage_parameters(inputs, 'nvt')
+        nvt = _stage_parameters(values, 'nvt')
         if nvt is not None and isinstance(nvt.get('steps'), int):
             production_ps = nvt['steps'] * nvt.get('timestep_fs', PARAMETERS['timestep_fs'].default) / 1000.0
-        errors += validate_analysis_settings(analysis.get_dict(), species, elements, production_ps)
+        errors += validate_analysis_settings(analysis, species, elements, production_ps)
     if errors:
         return 'invalid input of ilmlff.properties:\n- ' + '\n- '.join(errors)
     return None
 
 
+def validate_inputs(inputs: t.Mapping, _: t.Any = None) -> str | None:
+    """Port validator of the whole namespace: :func:`check_inputs` on the plain values."""
+    return check_inputs(inputs)
+
+
 def _validate_temperature(value: orm.Float | None, _) -> str | None:
-    if value is not None and not value.value > 0:
-        return f'`temperature` must be positive (K), got {value.value}'
-    return None
+    return None if value is None else check_liquid_temperature(value.value)
 
 
 class PropertiesWorkChain(ProtocolMixin, WorkChain):
@@ -198,7 +218,9 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
             'temperature',
             valid_type=orm.Float,
             validator=_validate_temperature,
-            help='Temperature in K of every stage (NPT and NVT); it overrides `temperature_K` of the stage parameters.',
+            help='Temperature in K of every stage (NPT and NVT); it overrides `temperature_K` of the stage '
+            f'parameters. Must lie in {LIQUID_TEMPERATURE_K[0]:g}-{LIQUID_TEMPERATURE_K[1]:g} K: below, every ionic '
+            'liquid is a glass or a crystal; above, it has decomposed.',
         )
         spec.input(
             'pressure',
@@ -272,10 +294,14 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
         spec.exit_code(350, 'ERROR_ANALYSIS_FAILED', message='The analysis `{name}` failed: {message}')
         spec.exit_code(
             401,
-            'ERROR_NPT_FAILED',
+            'ERROR_SUB_PROCESS_FAILED_NPT',
             message='NPT stage {stage} (MDBaseWorkChain<{pk}>) failed with exit status {status}.',
         )
-        spec.exit_code(402, 'ERROR_NVT_FAILED', message='The NVT production (MDBaseWorkChain<{pk}>) failed: {status}.')
+        spec.exit_code(
+            402,
+            'ERROR_SUB_PROCESS_FAILED_NVT',
+            message='The NVT production (MDBaseWorkChain<{pk}>) failed: {status}.',
+        )
         spec.exit_code(
             510,
             'ERROR_DENSITY_NOT_CONVERGED',
@@ -286,62 +312,101 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
     # ------------------------------------------------------------------------------------------ protocols
 
     @classmethod
-    def get_builder_from_protocol(
+    def get_plain_protocol_inputs(
         cls,
-        code: orm.AbstractCode,
-        structure: orm.StructureData | FramesData,
-        models: t.Any,
         protocol: str | None = None,
         overrides: t.Mapping | None = None,
         *,
+        options: t.Mapping | None = None,
         temperature_K: float | None = None,
         pressure_bar: float | None = None,
-        options: t.Mapping | None = None,
-    ):
-        """A builder filled from the YAML protocol ``protocol`` (``fast``, ``balanced`` or ``stringent``).
+    ) -> dict:
+        """The protocol inputs as plain values (no nodes; ``structure``, ``models`` and ``code`` not included).
 
-        The ``npt`` and ``nvt`` sections are built by :meth:`MDBaseWorkChain.get_builder_from_protocol` with the
-        ``ilmlff.md.base`` protocol of the same name, the section of this protocol merged over it.
+        ``npt`` and ``nvt`` are the plain inputs of :meth:`MDBaseWorkChain.get_plain_protocol_inputs` with the
+        ``ilmlff.md.base`` protocol of the same name, this protocol's section merged over it, and the top-level
+        ``temperature`` (and ``pressure`` for NPT) forced into their parameters.
 
-        :param code: the ``ilmlff-runner`` code.
-        :param structure: the starting box (StructureData with molecule ids, or FramesData).
-        :param models: an ``MLFFModelData``, a list (model 0 drives) or a ``{key: model}`` mapping.
-        :param overrides: nested mapping merged over the protocol, same layout as the inputs (e.g.
-            ``{'nvt': {'md': {'parameters': {'steps': 5000}}}, 'analysis': {'viscosity_Pa_s': 0.05}}``).
-        :param temperature_K: temperature in K (default the protocol's, 450 K: liquid PYR14BF4).
-        :param pressure_bar: NPT pressure in bar (default 1).
-        :param options: ``metadata.options`` of every MD calculation (merged over the protocol's).
-        :raises ValueError: an unknown protocol.
+        :raises ValueError: an unknown protocol or override key; a temperature outside any liquid.
         """
         quick: dict[str, t.Any] = {}
         if temperature_K is not None:
             quick['temperature'] = float(temperature_K)
         if pressure_bar is not None:
             quick['pressure'] = float(pressure_bar)
+        if overrides:
+            cls._validate_override_keys(overrides)
         protocol = cls.check_protocol(protocol)
         inputs = cls.get_protocol_inputs(protocol, recursive_merge(quick, overrides or {}))
         temperature, pressure = float(inputs['temperature']), float(inputs['pressure'])
-
-        builder = cls.get_builder()
-        builder.code = code
-        builder.structure = structure
-        builder.models = models_namespace(models)
-        builder.temperature = orm.Float(temperature)
-        builder.pressure = orm.Float(pressure)
+        message = check_liquid_temperature(temperature)
+        if message:
+            raise ValueError(message)
+        inputs['temperature'], inputs['pressure'] = temperature, pressure
         for stage in ('npt', 'nvt'):
             forced = {'temperature_K': temperature}
             if stage == 'npt':
                 forced['pressure_bar'] = pressure
             stage_overrides = recursive_merge(inputs.get(stage) or {}, {'md': {'parameters': forced}})
-            sub = MDBaseWorkChain.get_builder_from_protocol(
-                code, structure, models, protocol, overrides=stage_overrides, options=options
-            )
-            for key in ('code', 'structure', 'models'):
-                sub.md.pop(key, None)
-            builder[stage] = sub
-        builder.max_npt_stages = orm.Int(inputs['max_npt_stages'])
-        builder.density_convergence = orm.Dict(inputs.get('density_convergence') or {})
-        builder.analysis = orm.Dict(inputs.get('analysis') or {})
+            inputs[stage] = MDBaseWorkChain.get_plain_protocol_inputs(protocol, stage_overrides, options=options)
+        inputs['density_convergence'] = inputs.get('density_convergence') or {}
+        inputs['analysis'] = inputs.get('analysis') or {}
+        return inputs
+
+    @staticmethod
+    def plain_inputs_to_nodes(code: orm.AbstractCode | None, inputs: t.Mapping) -> dict:
+        """The inputs of :meth:`get_plain_protocol_inputs` as nodes (``structure`` and ``models`` not set).
+
+        :raises ValueError: when ``code`` is not an ``ilmlff.md`` code.
+        """
+        message = check_code_plugin(code, 'ilmlff.md', 'code')
+        if message:
+            raise ValueError(message)
+        nodes: dict[str, t.Any] = {} if code is None else {'code': code}
+        nodes['temperature'] = orm.Float(inputs['temperature'])
+        nodes['pressure'] = orm.Float(inputs['pressure'])
+        for stage in ('npt', 'nvt'):
+            nodes[stage] = MDBaseWorkChain.plain_inputs_to_nodes(None, inputs[stage])
+        nodes['max_npt_stages'] = orm.Int(inputs['max_npt_stages'])
+        nodes['density_convergence'] = orm.Dict(inputs['density_convergence'])
+        nodes['analysis'] = orm.Dict(inputs['analysis'])
+        return nodes
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        structure: orm.StructureData | FramesData,
+        *,
+        models: t.Any,
+        protocol: str | None = None,
+        overrides: t.Mapping | None = None,
+        options: t.Mapping | None = None,
+        temperature_K: float | None = None,
+        pressure_bar: float | None = None,
+    ):
+        """A builder filled from the YAML protocol ``protocol`` (``fast``, ``balanced`` or ``stringent``).
+
+        :param code: the ``ilmlff-runner`` code (plugin ``ilmlff.md``).
+        :param structure: the starting box (StructureData with molecule ids, or FramesData).
+        :param models: an ``MLFFModelData``, a list (model 0 drives) or a ``{key: model}`` mapping.
+        :param overrides: nested mapping merged over the protocol, same layout as the inputs (e.g.
+            ``{'nvt': {'md': {'parameters': {'steps': 5000}}}, 'analysis': {'viscosity_Pa_s': 0.05}}``).
+        :param options: ``metadata.options`` of every MD calculation (merged over the protocol's).
+        :param temperature_K: temperature in K (default the protocol's, 450 K: liquid PYR14BF4); within
+            :data:`~aiida_ilmlff.workflows.protocols.checks.LIQUID_TEMPERATURE_K`.
+        :param pressure_bar: NPT pressure in bar (default 1).
+        :raises ValueError: an unknown protocol or override key, a code of another plugin, a temperature outside
+            any liquid.
+        """
+        inputs = cls.get_plain_protocol_inputs(
+            protocol, overrides, options=options, temperature_K=temperature_K, pressure_bar=pressure_bar
+        )
+        builder = cls.get_builder()
+        for key, value in cls.plain_inputs_to_nodes(code, inputs).items():
+            builder[key] = value
+        builder.structure = structure
+        builder.models = models_namespace(models)
         return builder
 
     # ------------------------------------------------------------------------------------------ NPT
@@ -393,7 +458,7 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
         stage = len(self.ctx.stages) + 1
         node = self.ctx.npt[-1]
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_NPT_FAILED.format(stage=stage, pk=node.pk, status=node.exit_status)
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_NPT.format(stage=stage, pk=node.pk, status=node.exit_status)
         stats = npt_stage_density(node.outputs.thermo, metadata={'call_link_label': f'density_stage_{stage}'})
         self.ctx.stages.append(stats)
         self.ctx.structure = node.outputs.final_structure
@@ -453,7 +518,7 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
         """The NVT run must have finished."""
         node = self.ctx.nvt
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_NVT_FAILED.format(pk=node.pk, status=node.exit_status)
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_NVT.format(pk=node.pk, status=node.exit_status)
         return None
 
     # ------------------------------------------------------------------------------------------ analysis

@@ -9,24 +9,11 @@ import sys
 
 import pytest
 
+from tests.fixtures.codes import options
+
 HERE = pathlib.Path(__file__).resolve().parent
-BIN = pathlib.Path(sys.executable).parent
-
-#: One thread everywhere: the test machine's two cores are shared.
-THREADS_ENV = {'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1'}
-JOB_OPTIONS = {
-    'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
-    'withmpi': False,
-    'max_wallclock_seconds': 900,
-    'environment_variables': THREADS_ENV,
-}
-
-
-def count_nodes() -> int:
-    """Number of nodes in the profile."""
-    from aiida import orm
-
-    return orm.QueryBuilder().append(orm.Node).count()
+#: ``metadata.options`` of every job: one core, one thread everywhere.
+JOB_OPTIONS = options()
 
 
 @pytest.fixture
@@ -41,10 +28,8 @@ def standin_codes(aiida_localhost, tmp_path_factory):
     aiida_localhost.set_minimum_job_poll_interval(0.0)
     folder = tmp_path_factory.mktemp('standin')
     script = folder / 'ilmlff-runner-standin'
-    script.write_text(
-        f'#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(HERE)!r})\n'
-        'from al_standin_runner import main\nsys.exit(main())\n'
-    )
+    runner = HERE / 'al_standin_runner.py'
+    script.write_text(f'#!{sys.executable}\nimport runpy, sys\nsys.exit(runpy.run_path({str(runner)!r})["main"]())\n')
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
     def code(label, executable, plugin):
@@ -105,9 +90,9 @@ def standin_builder(standin_codes, copper_frames, copper_structure):
         return StandInActiveLearning.get_builder_from_protocol(
             standin_codes,
             frames if frames is not None else copper_frames(4),
-            {'cu': copper_structure},
-            'fast',
-            recursive_merge(STANDIN_OVERRIDES, overrides or {}),
+            structures={'cu': copper_structure},
+            protocol='fast',
+            overrides=recursive_merge(STANDIN_OVERRIDES, overrides or {}),
             options=JOB_OPTIONS,
         )
 

@@ -9,8 +9,7 @@ from aiida.engine import run_get_node
 from aiida_ilmlff.common.geometry import min_pair_distance
 from aiida_ilmlff.sampling.selection import adaptive_lower_level, classify, correlation, select_indices
 from aiida_ilmlff.workflows.active_learning import ActiveLearningWorkChain, normalise_stage
-
-from .conftest import count_nodes
+from tests.fixtures import count_nodes
 
 
 def test_classification_follows_dpgen():
@@ -51,9 +50,9 @@ def test_protocols_build_valid_builders(standin_codes, copper_frames, copper_str
     builder = ActiveLearningWorkChain.get_builder_from_protocol(
         standin_codes,
         copper_frames(4),
-        copper_structure,
-        protocol,
-        {'label': {'protocol': 'fast'}, 'train': {'valid_fraction': 0.5}},
+        structures=copper_structure,
+        protocol=protocol,
+        overrides={'label': {'protocol': 'fast'}, 'train': {'valid_fraction': 0.5}},
     )
     assert ActiveLearningWorkChain.spec().inputs.validate(builder._inputs(prune=True)) is None
     assert builder.selection.f_lo.value < builder.selection.f_hi.value
@@ -61,7 +60,7 @@ def test_protocols_build_valid_builders(standin_codes, copper_frames, copper_str
     assert list(builder.exploration.structures) == ['structure_0']
     assert builder.exploration.code.uuid == standin_codes['runner'].uuid
     with pytest.raises(ValueError, match='missing'):
-        ActiveLearningWorkChain.get_builder_from_protocol({'train': standin_codes['train']}, None, None)
+        ActiveLearningWorkChain.get_builder_from_protocol({'train': standin_codes['train']}, None, structures=None)
 
 
 @pytest.mark.parametrize(
@@ -69,10 +68,7 @@ def test_protocols_build_valid_builders(standin_codes, copper_frames, copper_str
     [
         ({'selection': {'f_lo': 0.2, 'f_hi': 0.15}}, 'must be >= 0 and below `selection.f_hi`'),
         ({'selection': {'f_lo': 0.15, 'f_hi': 0.15}}, 'lower f_lo or raise f_hi'),
-        (
-            {'train': {'committee_size': 1}},
-            '`train.committee_size` is 1: active learning needs a committee of at least 2',
-        ),
+        ({'train': {'committee_size': 1}}, '`committee_size` is 1: a committee needs at least 2 models'),
         (
             {'exploration': {'stages': [{'ensemble': 'nvt', 'temperatures_K': [300.0]}]}},
             '`exploration.stages[0]`: `steps` is None: every stage needs a positive integer number of MD steps',
@@ -87,12 +83,37 @@ def test_protocols_build_valid_builders(standin_codes, copper_frames, copper_str
 )
 def test_bad_input_fails_before_submission_storing_nothing(standin_builder, overrides, expected):
     """f_lo >= f_hi, a committee of 1, a stage without steps...: refused by the validator, no node stored."""
-    builder = standin_builder(overrides)
-    before = count_nodes()
+    before = None
     with pytest.raises(ValueError) as info:
+        builder = standin_builder(overrides)  # a committee of 1 is refused by the builder already
+        before = count_nodes()
         run_get_node(builder)
     assert expected in str(info.value), str(info.value)
-    assert count_nodes() == before
+    assert before is None or count_nodes() == before
+
+
+@pytest.mark.parametrize(
+    ('change', 'expected'),
+    [
+        ({'runner': 'label'}, '`codes.runner`: code `al-standin-cp2k'),
+        ({'train': 'runner'}, '`member.mace.code`: code `al-standin-runner'),
+    ],
+)
+def test_codes_of_the_wrong_plugin(standin_codes, copper_frames, copper_structure, change, expected):
+    """A CP2K code as the runner, the runner as the MACE training code: refused by the builder, naming the key."""
+    codes = dict(standin_codes)
+    for key, other in change.items():
+        codes[key] = standin_codes[other]
+    with pytest.raises(ValueError, match=expected):
+        ActiveLearningWorkChain.get_builder_from_protocol(codes, copper_frames(4), structures=copper_structure)
+
+
+def test_unknown_override_key_names_its_path(standin_builder):
+    """A misspelt key at any depth is an error naming the full path, never a warning."""
+    with pytest.raises(ValueError, match=r'unknown key `selection.f_low`'):
+        standin_builder({'selection': {'f_low': 0.1}})
+    with pytest.raises(ValueError, match=r'unknown key `train.member.mace.paramters`'):
+        standin_builder({'train': {'member': {'mace': {'paramters': {}}}}})
 
 
 def test_continuation_models_need_iterations(standin_builder, tmp_path):

@@ -11,10 +11,7 @@ time is printed, not asserted.
 from __future__ import annotations
 
 import itertools
-import shutil
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,11 +22,10 @@ from aiida.engine import run_get_node
 from aiida_ilmlff.data import FramesData, MLFFModelData
 from aiida_ilmlff.workflows.active_learning import ActiveLearningWorkChain
 from aiida_ilmlff.workflows.label import LabelWorkChain
+from tests.fixtures.boxes import MD_BOX, inserted_pyr14bf4_box
 
 from .conftest import JOB_OPTIONS
 
-BIN = Path(sys.executable).parent
-CP2K = '/usr/bin/cp2k.psmp'
 TINY_MACE = {
     'r_max': 4.0,
     'num_channels': 8,
@@ -43,33 +39,10 @@ TINY_MACE = {
 }
 
 
-def _code(computer, label, executable, plugin):
-    existing = orm.QueryBuilder().append(orm.InstalledCode, filters={'label': label}).first(flat=True)
-    if existing is not None and existing.computer.pk == computer.pk:
-        return existing
-    return orm.InstalledCode(
-        label=label, computer=computer, filepath_executable=str(executable), default_calc_job_plugin=plugin
-    ).store()
-
-
 @pytest.fixture
-def real_codes(aiida_localhost):
+def real_codes(cp2k_code, mace_train_code, runner_code):
     """CP2K, mace_run_train and ilmlff-runner on localhost (skips when one is missing)."""
-    for path in (CP2K, BIN / 'mace_run_train', BIN / 'ilmlff-runner'):
-        if shutil.which(str(path)) is None:
-            pytest.skip(f'{path} is not installed')
-    aiida_localhost.set_minimum_job_poll_interval(0.0)
-    return {
-        'label': _code(aiida_localhost, 'cp2k-al-test', CP2K, 'cp2k'),
-        'train': _code(aiida_localhost, 'mace-train-al-test', BIN / 'mace_run_train', 'ilmlff.mace.train'),
-        'runner': _code(aiida_localhost, 'ilmlff-runner-al-test', BIN / 'ilmlff-runner', 'ilmlff.md'),
-    }
-
-
-def _box():
-    from tests.md.md_boxes import pyr14bf4_box
-
-    return pyr14bf4_box(2, seed=0, volume_per_pair=400.0, min_gap=1.8)
+    return {'label': cp2k_code, 'train': mace_train_code, 'runner': runner_code}
 
 
 def _rattled(box, n: int, seed: int = 0):
@@ -86,14 +59,14 @@ def _rattled(box, n: int, seed: int = 0):
 @pytest.mark.slow
 def test_two_iterations_with_cp2k_mace_and_the_runner(real_codes):
     start = time.perf_counter()
-    box = _box()
+    box = inserted_pyr14bf4_box(**MD_BOX)
     structure = orm.StructureData(ase=box)
     structure.base.attributes.set('mol_id', box.arrays['mol_id'].tolist())
     structure.base.attributes.set('molecules', list(box.info['molecules']))
 
     # 1. initial labels by real CP2K GFN1-xTB through ilmlff.label
     label_builder = LabelWorkChain.get_builder_from_protocol(
-        real_codes['label'], FramesData.from_ase(_rattled(box, 4)).store(), 'fast', options=JOB_OPTIONS
+        real_codes['label'], FramesData.from_ase(_rattled(box, 4)).store(), protocol='fast', options=JOB_OPTIONS
     )
     label_builder.max_concurrent = orm.Int(2)
     _, label_node = run_get_node(label_builder)
@@ -107,7 +80,7 @@ def test_two_iterations_with_cp2k_mace_and_the_runner(real_codes):
         'max_iterations': 2,
         'final_training': False,
         'selection': {'f_lo': 0.05, 'f_hi': 50.0, 'task_max': 2},
-        'train': {'committee_size': 2, 'valid_fraction': 0.5, 'parameters': TINY_MACE},
+        'train': {'committee_size': 2, 'valid_fraction': 0.5, 'member': {'mace': {'parameters': TINY_MACE}}},
         'label': {'max_concurrent': 2},
         'exploration': {
             'parameters': {'timestep_fs': 0.5, 'traj_every': 4, 'thermo_every': 4, 'checkpoint_every': 40},
@@ -116,7 +89,7 @@ def test_two_iterations_with_cp2k_mace_and_the_runner(real_codes):
         },
     }
     builder = ActiveLearningWorkChain.get_builder_from_protocol(
-        real_codes, initial, {'box': structure}, 'fast', overrides, options=JOB_OPTIONS
+        real_codes, initial, structures={'box': structure}, protocol='fast', overrides=overrides, options=JOB_OPTIONS
     )
     _, node = run_get_node(builder)
     elapsed = time.perf_counter() - start

@@ -73,7 +73,7 @@ def test_converges_with_every_iteration_on_record(standin_builder, monkeypatch):
 
 
 def test_no_candidates_exits_with_advice(standin_builder, monkeypatch):
-    """Every frame above f_hi: no candidate, not converged -> 501 with the trust levels named; outputs kept."""
+    """Every frame above f_hi: no candidate, not converged -> 320 with the trust levels named; outputs kept."""
     monkeypatch.setitem(CONFIG, 'a0', 0.5)
     _, node = run_get_node(standin_builder())
     assert node.exit_status == ActiveLearningWorkChain.exit_codes.ERROR_NO_CANDIDATES.status
@@ -104,7 +104,7 @@ def test_labelling_failure_of_every_frame_stops(standin_builder, monkeypatch):
     monkeypatch.setitem(CONFIG, 'a0', 0.12)
     monkeypatch.setitem(CONFIG, 'fail', 'all')
     _, node = run_get_node(standin_builder())
-    assert node.exit_status == ActiveLearningWorkChain.exit_codes.ERROR_LABELLING_FAILED.status
+    assert node.exit_status == ActiveLearningWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_LABEL.status
     assert node.outputs.frames.uuid == node.inputs.frames.uuid
     summary = node.outputs.iterations.get_dict()
     assert summary['status'] == 'labelling_failed'

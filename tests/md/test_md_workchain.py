@@ -8,20 +8,22 @@ from aiida import orm
 from aiida.cmdline.utils.common import get_workchain_report
 from aiida.engine import run_get_node
 
-from aiida_ilmlff.runner.guards import GUARDS
+from aiida_ilmlff.runner.contract import GUARDS
 from aiida_ilmlff.workflows.md import MDBaseWorkChain
 
 
 def test_protocols_give_valid_builders(runner_code, md_structure, mace_model_stub):
     """Every protocol gives a builder whose inputs validate; keywords and overrides land where they should."""
     for protocol in MDBaseWorkChain.get_available_protocols():
-        builder = MDBaseWorkChain.get_builder_from_protocol(runner_code, md_structure, [mace_model_stub], protocol)
+        builder = MDBaseWorkChain.get_builder_from_protocol(
+            runner_code, md_structure, models=[mace_model_stub], protocol=protocol
+        )
         assert builder.md.parameters['ensemble'] == 'nvt'
         assert MDBaseWorkChain.spec().inputs.validate(builder._inputs(prune=True)) is None
     builder = MDBaseWorkChain.get_builder_from_protocol(
         runner_code,
         md_structure,
-        {'a': mace_model_stub},
+        models={'a': mace_model_stub},
         ensemble='npt',
         temperature_K=298.0,
         pressure_bar=1.0,
@@ -33,7 +35,9 @@ def test_protocols_give_valid_builders(runner_code, md_structure, mace_model_stu
     assert builder.max_guard_restarts.value == 1 and list(builder.md.models) == ['a']
     assert MDBaseWorkChain.get_protocol_inputs('fast')['md']['parameters']['steps'] == 2000
     with pytest.raises(ValueError, match='`protocol`: unknown protocol `quick`'):
-        MDBaseWorkChain.get_builder_from_protocol(runner_code, md_structure, mace_model_stub, 'quick')
+        MDBaseWorkChain.get_builder_from_protocol(
+            runner_code, md_structure, models=mace_model_stub, protocol='quick'
+        )
 
 
 @pytest.fixture
@@ -52,8 +56,8 @@ def _builder(code, structure, model, options, **parameters):
     builder = MDBaseWorkChain.get_builder_from_protocol(
         code,
         structure,
-        [model],
-        'fast',
+        models=[model],
+        protocol='fast',
         overrides={'md': {'parameters': parameters, 'metadata': {'options': options}}},
     )
     return builder

@@ -20,14 +20,16 @@ def _error(builder) -> str | None:
 @pytest.fixture
 def builder(runner_code, md_structure, model_stub, job_options):
     return PropertiesWorkChain.get_builder_from_protocol(
-        runner_code, md_structure, [model_stub], 'fast', options=job_options
+        runner_code, md_structure, models=[model_stub], protocol='fast', options=job_options
     )
 
 
 def test_protocols_give_valid_builders(runner_code, md_structure, model_stub):
     """Every protocol validates; temperature and pressure land in both stages; overrides win."""
     for protocol in PropertiesWorkChain.get_available_protocols():
-        builder = PropertiesWorkChain.get_builder_from_protocol(runner_code, md_structure, model_stub, protocol)
+        builder = PropertiesWorkChain.get_builder_from_protocol(
+            runner_code, md_structure, models=model_stub, protocol=protocol
+        )
         assert _error(builder) is None, protocol
         assert builder.npt.md.parameters['ensemble'] in ('npt', 'npt_berendsen')
         assert builder.nvt.md.parameters['ensemble'] == 'nvt'
@@ -35,8 +37,8 @@ def test_protocols_give_valid_builders(runner_code, md_structure, model_stub):
     builder = PropertiesWorkChain.get_builder_from_protocol(
         runner_code,
         md_structure,
-        {'model_0': model_stub},
-        'fast',
+        models={'model_0': model_stub},
+        protocol='fast',
         overrides={'nvt': {'md': {'parameters': {'steps': 3000}}}, 'analysis': {'viscosity_Pa_s': 0.05}},
         temperature_K=400.0,
         pressure_bar=2.0,
@@ -51,7 +53,9 @@ def test_protocols_give_valid_builders(runner_code, md_structure, model_stub):
     fast = PropertiesWorkChain.get_protocol_inputs('fast')
     assert fast['density_convergence']['tolerance_g_cm3'] == 0.02
     with pytest.raises(ValueError, match='`protocol`: unknown protocol `quick`'):
-        PropertiesWorkChain.get_builder_from_protocol(runner_code, md_structure, model_stub, 'quick')
+        PropertiesWorkChain.get_builder_from_protocol(
+            runner_code, md_structure, models=model_stub, protocol='quick'
+        )
 
 
 @pytest.mark.parametrize(
@@ -62,6 +66,8 @@ def test_protocols_give_valid_builders(runner_code, md_structure, model_stub):
         ({'density_convergence': {'min_stages': 1}}, '`density_convergence.min_stages` must be an integer >= 2'),
         ({'temperature': -5.0}, '`temperature` must be positive'),
         ({'temperature': 0.0}, '`temperature` must be positive'),
+        ({'temperature': 25.0}, '`temperature` = 25 K is outside any ionic liquid (200-1000 K'),
+        ({'temperature': 1500.0}, '`temperature` = 1500 K is outside any ionic liquid'),
         ({'analysis': {'diffusion_species': ['TFSI']}}, "`analysis.diffusion_species`: ['TFSI'] not in the structure"),
         ({'analysis': {'rdf_pairs': [['Li', 'BF4:F']]}}, "'Li' is neither a species"),
         ({'analysis': {'rdf_pairs': [['PYR14', 'BF4:Cl']]}}, "element 'Cl' is not in the structure"),
@@ -119,6 +125,19 @@ def test_models_must_cover_the_elements(builder, tmp_path):
     partial = MLFFModelData.from_file(path, 'mace', elements=['C', 'H', 'N'], r_cut=4.0, inspect=False).store()
     builder.models = {'model_0': partial}
     assert "`models.model_0` does not cover the elements ['B', 'F']" in _error(builder)
+
+
+def test_wrong_code_and_temperature_fail_in_the_builder(runner_code, md_structure, model_stub, aiida_code_installed):
+    """A training code given as the runner, or a temperature in degrees Celsius: refused by the builder."""
+    dp = aiida_code_installed(label='dp-as-runner', default_calc_job_plugin='ilmlff.deepmd.train')
+    with pytest.raises(ValueError, match=r'`code`: code `dp-as-runner.*` runs plugin `ilmlff.deepmd.train`'):
+        PropertiesWorkChain.get_builder_from_protocol(dp, md_structure, models=model_stub)
+    with pytest.raises(ValueError, match='outside any ionic liquid'):
+        PropertiesWorkChain.get_builder_from_protocol(runner_code, md_structure, models=model_stub, temperature_K=25.0)
+    with pytest.raises(ValueError, match=r'unknown key `nvt.md.paramters`'):
+        PropertiesWorkChain.get_builder_from_protocol(
+            runner_code, md_structure, models=model_stub, overrides={'nvt': {'md': {'paramters': {}}}}
+        )
 
 
 def test_bad_input_stores_nothing(builder):

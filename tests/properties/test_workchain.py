@@ -18,7 +18,7 @@ PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 def test_fast_protocol_produces_every_output(runner_code, md_structure, mace_model, job_options):
     """NPT stages -> NVT -> analysis; every output exists and is sane. Wall time printed (``pytest -s``)."""
     builder = PropertiesWorkChain.get_builder_from_protocol(
-        runner_code, md_structure, [mace_model], 'fast', options=job_options
+        runner_code, md_structure, models=[mace_model], protocol='fast', options=job_options
     )
     start = time.perf_counter()
     _, node = run_get_node(builder)
