@@ -88,7 +88,7 @@ def run(
     load_profile()
     from aiida.engine import submit
 
-    from aiida_ilmlff.calculations.functions.comparison import format_comparison_table
+    from aiida_ilmlff.analysis.comparison import format_comparison_table
     from aiida_ilmlff.cli.report import write_figures
     from aiida_ilmlff.workflows.pipeline import PipelineWorkChain
 

@@ -31,7 +31,8 @@ def write_figures(node, output_dir: pathlib.Path) -> list[pathlib.Path]:
 
     :returns: the paths written.
     """
-    from aiida_ilmlff.calculations.functions.comparison import curves_by_row, plot_comparison, plot_curves
+    from aiida_ilmlff.analysis.figures import plot_comparison, plot_curves
+    from aiida_ilmlff.calculations.functions.comparison import curves_by_row
 
     output_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -72,7 +73,7 @@ def report(pipeline, output_dir: pathlib.Path | None, as_json: bool) -> None:
     """Print the MLFF comparison of an ilmlff.pipeline run and rewrite its figures, from the graph alone."""
     import json
 
-    from aiida_ilmlff.calculations.functions.comparison import format_comparison_table
+    from aiida_ilmlff.analysis.comparison import format_comparison_table
 
     process_type = pipeline.process_type or ''
     if process_type != PIPELINE_ENTRY_POINT:

@@ -818,7 +818,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         if arrays:
             figures['curves'] = plot_property_curves(**arrays, metadata={'call_link_label': 'plot_curves'})
         self.out('figures', figures)
-        from aiida_ilmlff.calculations.functions.comparison import format_comparison_table
+        from aiida_ilmlff.analysis.comparison import format_comparison_table
 
         for line in format_comparison_table(result['comparison'].get_dict()).splitlines():
             self.report(line)

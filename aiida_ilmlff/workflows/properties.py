@@ -31,20 +31,17 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, append_, while_
 
+from aiida_ilmlff.analysis.npt import DENSITY_CONVERGENCE, density_stop_rule, validate_density_convergence
+from aiida_ilmlff.analysis.settings import ANALYSIS_SETTINGS, validate_analysis_settings
 from aiida_ilmlff.calculations.functions.properties import (
-    ANALYSIS_SETTINGS,
-    DENSITY_CONVERGENCE,
     analyse_diffusion,
     analyse_li_environment,
     analyse_structure,
     analyse_tfsi_conformers,
     collect_properties,
-    density_stop_rule,
     npt_stage_density,
     scale_to_density,
     summarise_density,
-    validate_analysis_settings,
-    validate_density_convergence,
 )
 from aiida_ilmlff.calculations.functions.trajectory import md_segment_inputs, merge_md_segments
 from aiida_ilmlff.calculations.md import structure_elements, validate_models

@@ -5,13 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aiida_ilmlff.calculations.functions.comparison import (
-    comparison_table,
-    curve_arrays,
-    format_comparison_table,
-    plot_comparison,
-    plot_curves,
-)
+from aiida_ilmlff.analysis.comparison import comparison_table, format_comparison_table
+from aiida_ilmlff.analysis.figures import plot_comparison, plot_curves
+from aiida_ilmlff.calculations.functions.comparison import curve_arrays
 
 PNG = b'\x89PNG\r\n\x1a\n'
 

@@ -101,7 +101,7 @@ def test_smallest_pipeline(pipeline_codes, aiida_profile, tmp_path):
     # aiida-ilmlff report: the same table from the graph, figures redrawn from stored nodes.
     from click.testing import CliRunner
 
-    from aiida_ilmlff.calculations.functions.comparison import format_comparison_table
+    from aiida_ilmlff.analysis.comparison import format_comparison_table
     from aiida_ilmlff.cli import cli
 
     result = CliRunner().invoke(cli, ['report', str(node.pk), '-o', str(tmp_path / 'figures')])

@@ -13,13 +13,13 @@ from aiida import orm
 
 from aiida_ilmlff.analysis import TrajectoryWriter
 from aiida_ilmlff.analysis import density as density_of
+from aiida_ilmlff.analysis.settings import resolve_rdf_pairs
 from aiida_ilmlff.calculations.functions.properties import (
     analyse_diffusion,
     analyse_li_environment,
     analyse_structure,
     analyse_tfsi_conformers,
     collect_properties,
-    resolve_rdf_pairs,
     scale_to_density,
     summarise_density,
 )

@@ -5,11 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aiida_ilmlff.calculations.functions.properties import (
-    DENSITY_CONVERGENCE,
-    density_stop_rule,
-    validate_density_convergence,
-)
+from aiida_ilmlff.analysis.npt import DENSITY_CONVERGENCE, density_stop_rule, validate_density_convergence
 
 
 def stage(mean, error=0.001, fraction=0.9):

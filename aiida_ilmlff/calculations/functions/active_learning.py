@@ -15,6 +15,7 @@ import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
+from aiida_ilmlff.analysis.figures import calibration_png
 from aiida_ilmlff.common.geometry import min_pair_distance
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.data.trajectory import MDTrajectoryData
@@ -234,29 +235,6 @@ def _selected_frames(picked, runs, run_all, frame_all, deviation_all, cache, sta
     )
 
 
-def _calibration_png(deviation: np.ndarray, error: np.ndarray, f_lo: float, f_hi: float, title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use('Agg')
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(4.5, 4), dpi=100)
-    axes = figure.add_subplot(1, 1, 1)
-    axes.scatter(deviation, error, s=12, alpha=0.8)
-    high = float(max(np.nanmax(deviation, initial=f_hi), np.nanmax(error, initial=f_hi))) * 1.05
-    axes.plot([0, high], [0, high], color='k', lw=0.8, label='error = deviation')
-    for level, style in ((f_lo, ':'), (f_hi, '--')):
-        axes.axvline(level, color='grey', ls=style, lw=0.8)
-    axes.set_xlabel('committee max force deviation [eV/Å]')
-    axes.set_ylabel('max force error vs reference [eV/Å]')
-    axes.set_title(title, fontsize=9)
-    axes.legend(fontsize=8, loc='upper left')
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format='png')
-    return buffer.getvalue()
-
-
 @calcfunction
 def calibrate_committee(frames: FramesData, predictions: orm.ArrayData, settings: orm.Dict) -> dict[str, orm.Data]:
     """How well the committee deviation predicts the true force error, on freshly labelled frames.
@@ -313,7 +291,7 @@ def calibrate_committee(frames: FramesData, predictions: orm.ArrayData, settings
     title = f'iteration {options.get("iteration")}: {len(n_atoms)} frames, Pearson r = ' + (
         f'{pearson:.2f}' if pearson is not None else 'n/a'
     )
-    png = _calibration_png(
+    png = calibration_png(
         deviation, error_max, float(options.get('f_lo', F_LO)), float(options.get('f_hi', F_HI)), title
     )
     plot = orm.SinglefileData(io.BytesIO(png), filename=f'calibration_iter_{int(options.get("iteration", 0)):03d}.png')
