@@ -1,8 +1,8 @@
 """``ilmlff.evaluate``: one or more MLFF models on a FramesData -> energies, forces, errors, committee deviation.
 
-Runs the project's compute-node command ``ilmlff-evaluate`` (module :mod:`aiida_ilmlff.runner.evaluate`; the
-``ilmlff-runner`` code registered by ``aiida-ilmlff setup`` dispatches its ``evaluate`` sub-command there).
-The frames go to the job folder as extended XYZ, each model file is copied verbatim from its node, and an
+Runs ``ilmlff-runner evaluate evaluate.json`` on the compute node (the ``ilmlff-runner`` code registered by
+``aiida-ilmlff setup``; settings, output files and exit statuses: :mod:`aiida_ilmlff.runner.contract`). The
+frames go to the job folder as extended XYZ, each model file is copied verbatim from its node, and an
 ``evaluate.json`` lists them. The parser reads the predictions and computes, in numpy, the errors against
 the reference labels (when the frames have them), the committee force deviation and a parity plot.
 """
@@ -18,13 +18,14 @@ from aiida.common import datastructures
 from aiida.engine import CalcJob
 
 from aiida_ilmlff.data import FramesData, MLFFModelData
+from aiida_ilmlff.runner.contract import DEVICES, DTYPES, EVALUATE_OUTPUTS, evaluate_settings
 
 __all__ = ('EvaluateCalculation',)
 
 INPUT_FILE = 'evaluate.json'
 FRAMES_FILE = 'frames.xyz'
-OUTPUT_FILE = 'predictions.npz'
-SUMMARY_FILE = 'evaluate_summary.json'
+OUTPUT_FILE = EVALUATE_OUTPUTS['predictions']
+SUMMARY_FILE = EVALUATE_OUTPUTS['summary']
 STDOUT = 'evaluate.out'
 STDERR = 'evaluate.err'
 
@@ -50,10 +51,10 @@ def validate_parameters(value: orm.Dict | None, _) -> str | None:
     unknown = sorted(set(parameters) - set(PARAMETER_KEYS))
     if unknown:
         return f'unknown evaluate parameter(s) {unknown}; accepted: {sorted(PARAMETER_KEYS)}'
-    if parameters.get('device', 'cpu') not in ('cpu', 'cuda'):
-        return f"`device` must be 'cpu' or 'cuda', got {parameters['device']!r}"
-    if parameters.get('dtype') not in (None, 'float32', 'float64'):
-        return f"`dtype` must be 'float32' or 'float64', got {parameters['dtype']!r}"
+    if parameters.get('device', 'cpu') not in DEVICES:
+        return f'`device` must be {" or ".join(map(repr, DEVICES))}, got {parameters["device"]!r}'
+    if parameters.get('dtype') not in (None, *DTYPES):
+        return f'`dtype` must be {" or ".join(map(repr, DTYPES))}, got {parameters["dtype"]!r}'
     if not isinstance(parameters.get('plot', True), bool):
         return '`plot` must be a bool'
     return None
@@ -144,13 +145,9 @@ class EvaluateCalculation(CalcJob):
                     'uuid': node.uuid,
                 }
             )
-        config = {
-            'frames': FRAMES_FILE,
-            'models': models,
-            'device': parameters.get('device', 'cpu'),
-            'output': OUTPUT_FILE,
-            'summary': SUMMARY_FILE,
-        }
+        config = evaluate_settings(
+            FRAMES_FILE, models, device=parameters.get('device', 'cpu'), output=OUTPUT_FILE, summary=SUMMARY_FILE
+        )
         with folder.open(INPUT_FILE, 'w') as handle:
             json.dump(config, handle, indent=1)
 

@@ -1,10 +1,11 @@
 """``ilmlff.md``: molecular dynamics with one or a committee of MLFF models, run by ``ilmlff-runner md``.
 
 The CalcJob writes the structure (extended XYZ with ``mol_id``/``molecules``), copies the model files and an
-optional restart checkpoint, and writes ``md.json`` for the runner (:mod:`aiida_ilmlff.runner.md`, where the
-MD parameters, outputs and units are documented). The ``engine`` input names the MD engine (only ``ase`` so
-far) so that another engine can be added without changing the work chains that call this one. Nothing here
-imports torch, mace, deepmd or tensorflow.
+optional restart checkpoint, and writes ``md.json`` for the runner. The MD parameters, the settings file, the
+outputs and their units are the runner's contract (:mod:`aiida_ilmlff.runner.contract`), the only part of the
+runner imported here. The ``engine`` input names the MD engine (only ``ase`` so far) so that another engine can
+be added without changing the work chains that call this one. Nothing here imports torch, mace, deepmd or
+tensorflow.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from aiida.engine import CalcJob
 
 from aiida_ilmlff.data import FramesData, MLFFModelData
 from aiida_ilmlff.data.trajectory import MDTrajectoryData
-from aiida_ilmlff.runner.guards import GUARDS
-from aiida_ilmlff.runner.md import OUTPUTS, validate_parameters
+from aiida_ilmlff.runner.contract import DEVICES, GUARDS, MD_OUTPUTS, md_settings, validate_parameters
 
 __all__ = ('ENGINES', 'SETTINGS', 'MDCalculation', 'ordered_models', 'structure_elements')
 
@@ -56,7 +56,7 @@ def structure_elements(structure: orm.Data, frame_index: int | None = None) -> l
 
 
 def validate_parameters_port(value: orm.Dict | None, _) -> str | None:
-    """Validate the ``parameters`` input with :func:`aiida_ilmlff.runner.md.validate_parameters`."""
+    """Validate the ``parameters`` input with :func:`aiida_ilmlff.runner.contract.validate_parameters`."""
     if value is None:
         return None
     errors = validate_parameters(value.get_dict())
@@ -76,8 +76,8 @@ def validate_settings(value: orm.Dict | None, _) -> str | None:
     threads = settings.get('threads', 1)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         return f'`settings.threads` must be an integer >= 1, got {threads!r}'
-    if settings.get('device', 'cpu') not in ('cpu', 'cuda'):
-        return f"`settings.device` must be 'cpu' or 'cuda', got {settings['device']!r}"
+    if settings.get('device', 'cpu') not in DEVICES:
+        return f'`settings.device` must be {" or ".join(map(repr, DEVICES))}, got {settings["device"]!r}'
     for key in ('max_wall_s', 'walltime_margin_s'):
         number = settings.get(key)
         if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float)) or number <= 0):
@@ -192,7 +192,7 @@ class MDCalculation(CalcJob):
             validator=validate_parameters_port,
             help='MD parameters: ensemble (nve, nvt, npt, npt_berendsen), steps, timestep_fs (<= 5), temperature_K, '
             'pressure_bar (npt), thermostat, damping times, seed, output strides, guards; see '
-            '`aiida_ilmlff.runner.md.PARAMETERS`.',
+            '`aiida_ilmlff.runner.contract.PARAMETERS`.',
         )
         spec.input(
             'restart',
@@ -257,7 +257,7 @@ class MDCalculation(CalcJob):
             'ERROR_RUNNER_INTERRUPTED',
             message='The runner stopped without finishing (status `running`), and the scheduler reported no wall time.',
         )
-        spec.exit_code(304, 'ERROR_OUTPUT_MISSING', message='The output file `{filename}` is missing.')
+        spec.exit_code(304, 'ERROR_MISSING_OUTPUT', message='The output file `{filename}` is missing.')
         spec.exit_code(305, 'ERROR_OUTPUT_PARSING', message='An output file could not be parsed: {message}')
         spec.exit_code(310, 'ERROR_INVALID_INPUT', message='The runner rejected its input: {message}')
         spec.exit_code(311, 'ERROR_MODEL_LOAD', message='A model could not be loaded: {message}')
@@ -334,19 +334,16 @@ class MDCalculation(CalcJob):
             local_copy_list.append((self.inputs.restart.uuid, self.inputs.restart.filename, self._RESTART_FILE))
             restart = self._RESTART_FILE
 
-        parameters = self.inputs.parameters.get_dict()
-        runner_settings = {
-            'format': 'ilmlff-md-settings',
-            'version': 1,
-            'engine': self.inputs.engine.value,
-            'structure': self._STRUCTURE_FILE,
-            'models': models,
-            'parameters': parameters,
-            'restart': restart,
-            'threads': int(settings.get('threads', 1)),
-            'device': settings.get('device', 'cpu'),
-            'max_wall_s': self._max_wall(settings),
-        }
+        runner_settings = md_settings(
+            self._STRUCTURE_FILE,
+            models,
+            self.inputs.parameters.get_dict(),
+            restart=restart,
+            engine=self.inputs.engine.value,
+            threads=int(settings.get('threads', 1)),
+            device=settings.get('device', 'cpu'),
+            max_wall_s=self._max_wall(settings),
+        )
         with folder.open(self._INPUT_FILE, 'w') as handle:
             json.dump(runner_settings, handle, indent=1, allow_nan=False)
 
@@ -363,11 +360,11 @@ class MDCalculation(CalcJob):
             self._STDOUT,
             self._STDERR,
             self._INPUT_FILE,
-            OUTPUTS['status'],
-            OUTPUTS['thermo'],
-            OUTPUTS['deviation'],
-            OUTPUTS['final'],
-            OUTPUTS['failure'],
+            MD_OUTPUTS['status'],
+            MD_OUTPUTS['thermo'],
+            MD_OUTPUTS['deviation'],
+            MD_OUTPUTS['final'],
+            MD_OUTPUTS['failure'],
         ]
-        calcinfo.retrieve_temporary_list = [OUTPUTS['trajectory'], OUTPUTS['checkpoint']]
+        calcinfo.retrieve_temporary_list = [MD_OUTPUTS['trajectory'], MD_OUTPUTS['checkpoint']]
         return calcinfo

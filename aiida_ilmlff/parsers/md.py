@@ -2,7 +2,7 @@
 
 Every output that exists is attached, whatever the outcome, so that a run stopped by a guard or by the wall
 time still gives its frames and its checkpoint (the restart point of :class:`~aiida_ilmlff.workflows.md.
-MDBaseWorkChain`). The exit code follows ``status.json`` (see :mod:`aiida_ilmlff.runner.md`); the parser
+MDBaseWorkChain`). The exit code follows ``status.json`` (see :mod:`aiida_ilmlff.runner.contract`); the parser
 reads only the retrieved folder and the retrieved temporary folder (``trajectory.h5`` and
 ``checkpoint.json`` are stored once, as output nodes, not twice).
 """
@@ -20,8 +20,7 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from aiida_ilmlff.data.trajectory import MDTrajectoryData
-from aiida_ilmlff.runner.guards import GUARDS
-from aiida_ilmlff.runner.md import CHECKPOINT_FORMAT, EXIT_BAD_INPUT, EXIT_MODEL_LOAD, OUTPUTS
+from aiida_ilmlff.runner.contract import CHECKPOINT_FORMAT, EXIT_BAD_INPUT, EXIT_MODEL_LOAD, GUARDS, MD_OUTPUTS
 
 __all__ = ('MDParser', 'read_csv_columns')
 
@@ -74,13 +73,13 @@ class MDParser(Parser):
     def _final_structure(self) -> ExitCode | None:
         from ase.io import read
 
-        text = self._retrieved_text(OUTPUTS['final'])
+        text = self._retrieved_text(MD_OUTPUTS['final'])
         if text is None:
             return None
         try:
             atoms = read(io.StringIO(text), format='extxyz')
         except Exception as exc:
-            return self.exit_codes.ERROR_OUTPUT_PARSING.format(message=f'{OUTPUTS["final"]}: {exc}')
+            return self.exit_codes.ERROR_OUTPUT_PARSING.format(message=f'{MD_OUTPUTS["final"]}: {exc}')
         structure = orm.StructureData(ase=atoms)
         if 'mol_id' in atoms.arrays:
             structure.base.attributes.set('mol_id', [int(i) for i in atoms.arrays['mol_id']])
@@ -96,21 +95,21 @@ class MDParser(Parser):
     def _temporary_outputs(self, folder: pathlib.Path | None, models: list[str]) -> ExitCode | None:
         if folder is None:
             return None
-        path = folder / OUTPUTS['trajectory']
+        path = folder / MD_OUTPUTS['trajectory']
         if path.is_file():
             try:
                 self.out('trajectory', MDTrajectoryData.from_file(path, models=models))
             except (OSError, ValueError) as exc:
-                return self.exit_codes.ERROR_OUTPUT_PARSING.format(message=f'{OUTPUTS["trajectory"]}: {exc}')
-        path = folder / OUTPUTS['checkpoint']
+                return self.exit_codes.ERROR_OUTPUT_PARSING.format(message=f'{MD_OUTPUTS["trajectory"]}: {exc}')
+        path = folder / MD_OUTPUTS['checkpoint']
         if path.is_file():
             try:
                 checkpoint = json.loads(path.read_text())
                 if checkpoint.get('format') != CHECKPOINT_FORMAT:
                     raise ValueError(f'not an {CHECKPOINT_FORMAT} file')
             except ValueError as exc:
-                return self.exit_codes.ERROR_OUTPUT_PARSING.format(message=f'{OUTPUTS["checkpoint"]}: {exc}')
-            node = orm.SinglefileData(file=str(path), filename=OUTPUTS['checkpoint'])
+                return self.exit_codes.ERROR_OUTPUT_PARSING.format(message=f'{MD_OUTPUTS["checkpoint"]}: {exc}')
+            node = orm.SinglefileData(file=str(path), filename=MD_OUTPUTS['checkpoint'])
             node.base.attributes.set_many(
                 {
                     'format': CHECKPOINT_FORMAT,
@@ -131,20 +130,20 @@ class MDParser(Parser):
         if folder is not None and not folder.is_dir():
             return self.exit_codes.ERROR_NO_RETRIEVED_TEMPORARY_FOLDER
 
-        status_text = self._retrieved_text(OUTPUTS['status'])
+        status_text = self._retrieved_text(MD_OUTPUTS['status'])
         status: dict[str, t.Any] | None = None
         if status_text is not None:
             try:
                 status = json.loads(status_text)
             except ValueError as exc:
-                return self.exit_codes.ERROR_OUTPUT_PARSING.format(message=f'{OUTPUTS["status"]}: {exc}')
-        settings_text = self._retrieved_text('md.json')
+                return self.exit_codes.ERROR_OUTPUT_PARSING.format(message=f'{MD_OUTPUTS["status"]}: {exc}')
+        settings_text = self._retrieved_text(self.node.get_option('input_filename') or 'md.json')
         models = [m.get('uuid') for m in json.loads(settings_text).get('models', [])] if settings_text else []
 
         for step in (
             lambda: self._temporary_outputs(folder, models),
-            lambda: self._array_output('thermo', OUTPUTS['thermo']),
-            lambda: self._array_output('deviation', OUTPUTS['deviation']),
+            lambda: self._array_output('thermo', MD_OUTPUTS['thermo']),
+            lambda: self._array_output('deviation', MD_OUTPUTS['deviation']),
             self._final_structure,
         ):
             exit_code = step()
@@ -179,11 +178,11 @@ class MDParser(Parser):
                 return self.exit_codes.ERROR_MODEL_LOAD.format(message=reason)
             return self.exit_codes.ERROR_CALCULATOR.format(message=reason)
         for output, filename in (
-            ('trajectory', OUTPUTS['trajectory']),
-            ('thermo', OUTPUTS['thermo']),
-            ('final_structure', OUTPUTS['final']),
-            ('checkpoint', OUTPUTS['checkpoint']),
+            ('trajectory', MD_OUTPUTS['trajectory']),
+            ('thermo', MD_OUTPUTS['thermo']),
+            ('final_structure', MD_OUTPUTS['final']),
+            ('checkpoint', MD_OUTPUTS['checkpoint']),
         ):
             if output not in self.outputs:
-                return self.exit_codes.ERROR_OUTPUT_MISSING.format(filename=filename)
+                return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=filename)
         return ExitCode(0)

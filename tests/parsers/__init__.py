@@ -1,0 +1,1 @@
+"""Parser tests on real output files kept under ``tests/parsers/data``."""
