@@ -14,7 +14,8 @@ trajectory and listed in the summary; the SCF-ladder handler of the base work ch
 whole MD, is switched off here (``handler_overrides``).
 
 Outputs: ``trajectory`` (``FramesData``, origin ``import``, every converged printed step, labelled) and
-``summary`` (``Dict``). Exit codes: 310 the MD work chain failed, 320 the trajectory could not be parsed.
+``summary`` (``Dict``). Exit codes: 320 the trajectory could not be parsed (fatal), 401 the CP2K MD work chain
+(the sub-process) failed.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain
 
-from aiida_ilmlff.calculations.functions.labels import cp2k_level_of_theory
 from aiida_ilmlff.calculations.functions.sampling import parse_cp2k_md
 from aiida_ilmlff.data import FramesData
+from aiida_ilmlff.data.level_of_theory import cp2k_level_of_theory
 from aiida_ilmlff.sampling.cp2k_md import CP2K_ENER_FILE
 from aiida_ilmlff.workflows.cp2k_base import IlmlffCp2kBaseWorkChain
 
@@ -148,8 +149,12 @@ class AimdWorkChain(WorkChain):
             'origin `import`, the level-of-theory fingerprint, step and time in `perturbation`.',
         )
         spec.output('summary', valid_type=orm.Dict, help='Steps, dropped steps, temperature and drift statistics.')
-        spec.exit_code(310, 'ERROR_MD_FAILED', message='The CP2K MD work chain failed: {message}')
-        spec.exit_code(320, 'ERROR_PARSING_FAILED', message='The MD trajectory could not be read: {message}')
+        spec.exit_code(320, 'ERROR_OUTPUT_PARSING', message='The MD trajectory could not be read: {message}')
+        spec.exit_code(
+            401,
+            'ERROR_SUB_PROCESS_FAILED_MD',
+            message='The CP2K MD work chain (IlmlffCp2kBaseWorkChain) failed: {message}',
+        )
 
     def setup(self):
         """Build the MD parameters and the level of theory."""
@@ -190,7 +195,7 @@ class AimdWorkChain(WorkChain):
         if not node.is_finished_ok:
             message = f'{node.process_label}<{node.pk}> exit status {node.exit_status}: {node.exit_message}'
             self.report(message)
-            return self.exit_codes.ERROR_MD_FAILED.format(message=message)
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_MD.format(message=message)
         return None
 
     def results(self):
@@ -213,9 +218,9 @@ class AimdWorkChain(WorkChain):
                 **retrieved,
             )
         except Exception as exception:  # the calcfunction excepted: report the reason
-            return self.exit_codes.ERROR_PARSING_FAILED.format(message=str(exception))
+            return self.exit_codes.ERROR_OUTPUT_PARSING.format(message=str(exception))
         if not process.is_finished_ok:
-            return self.exit_codes.ERROR_PARSING_FAILED.format(message=process.exit_message or 'unknown')
+            return self.exit_codes.ERROR_OUTPUT_PARSING.format(message=process.exit_message or 'unknown')
         summary = outputs['summary'].get_dict()
         mean = summary['temperature_mean']
         self.report(
