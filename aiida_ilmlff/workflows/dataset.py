@@ -37,17 +37,16 @@ from aiida_ilmlff.calculations.functions.box import build_ionic_liquid_box
 from aiida_ilmlff.calculations.functions.frames import merge_frames
 from aiida_ilmlff.calculations.functions.labels import cp2k_level_of_theory
 from aiida_ilmlff.calculations.functions.sampling import (
-    SAMPLING_SETTINGS,
     dataset_summary,
     generate_neq_frames,
     import_trajectory,
     sample_frames,
     structures_to_frames,
-    validate_import_settings,
 )
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.sampling import MIN_DISTANCE, TRAJECTORY_FORMATS, validate_generators
 from aiida_ilmlff.sampling.perturb import generator_counts
+from aiida_ilmlff.sampling.settings import SAMPLING_SETTINGS, validate_import_settings
 from aiida_ilmlff.workflows.aimd import MD_DEFAULTS, AimdWorkChain, validate_md
 from aiida_ilmlff.workflows.label import LabelWorkChain
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge

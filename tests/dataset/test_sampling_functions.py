@@ -16,10 +16,10 @@ from aiida_ilmlff.calculations.functions.sampling import (
     import_trajectory,
     sample_frames,
     structures_to_frames,
-    validate_import_settings,
 )
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.sampling import distribution, frame_observables, label_summary
+from aiida_ilmlff.sampling.settings import validate_import_settings
 
 from .conftest import PYR14BF4, synthetic_trajectory
 
