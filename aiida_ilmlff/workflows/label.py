@@ -1,19 +1,27 @@
 """``ilmlff.label``: DFT (or GFN-xTB) labels for a ``FramesData``, with quality control.
 
-Each frame becomes one single-point work chain of the chosen engine: CP2K through
-:class:`~aiida_ilmlff.workflows.cp2k_base.IlmlffCp2kBaseWorkChain` (aiida-cp2k, namespace ``cp2k``) or
-pw.x through aiida-quantumespresso's ``PwBaseWorkChain`` (namespace ``qe``). Frames are submitted in
-batches of ``max_concurrent`` so that a campaign of 10,000 frames never floods the daemon. Energies,
-forces (and, with ``compute_stress``, the stress) are read from each calculation's retrieved files by a
-calcfunction, then :func:`~aiida_ilmlff.calculations.functions.labels.quality_control` keeps the frames
-that pass and lists the others with their reason.
+The frames are labelled by a labelling engine (:mod:`aiida_ilmlff.workflows.engines`) chosen by the code's
+plugin: CP2K (plugin ``cp2k``, namespace ``cp2k``) runs one
+:class:`~aiida_ilmlff.workflows.cp2k_base.IlmlffCp2kBaseWorkChain` single point per frame, pw.x (plugin
+``quantumespresso.pw``, namespace ``qe``) one ``PwBaseWorkChain``. Frames are submitted in rounds of
+``max_concurrent`` so that a campaign of 10,000 frames never floods the daemon; within a round the engine
+groups the frames into sub-processes (one frame each today). The engine reads energies, forces (and, with
+``compute_stress``, the stress) from each finished sub-process through a calcfunction, then
+:func:`~aiida_ilmlff.calculations.functions.labels.quality_control` keeps the frames that pass and lists the
+others with their reason.
 
 Outputs: ``labelled`` (``FramesData``: energy [eV], forces [eV/Å], stress [eV/Å^3, ASE sign] when asked,
 each frame carrying the level-of-theory fingerprint), ``rejected`` (``Dict``: frame index ->
 ``{'reason', 'detail', 'pk'}``) and ``summary`` (``Dict``: counts, reasons, fingerprint, thresholds).
 
-Exit codes: 310 frames could not be turned into structures, 320 quality control failed, 501 no frame
-passed, 502 more than ``max_rejected_fraction`` of the frames were rejected (outputs still attached).
+Exit codes: 310 the frames could not be turned into structures, 320 the quality-control calcfunction failed,
+330 no frame was labelled (every frame rejected: ``rejected`` and ``summary`` are attached), 502 more than
+``max_rejected_fraction`` of the frames were rejected (a guard on the frames; all outputs attached). A failed
+single point is not a failure of the work chain: its frame is rejected with the reason.
+
+Inputs as plain data: :meth:`LabelWorkChain.get_plain_protocol_inputs` returns the protocol inputs as plain
+values, :func:`check_inputs` validates plain values (the port validator calls it on the nodes), and
+:meth:`LabelWorkChain.plain_inputs_to_nodes` turns them into nodes; ``get_builder_from_protocol`` chains them.
 """
 
 from __future__ import annotations
@@ -24,64 +32,26 @@ import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, while_
-from aiida.plugins import WorkflowFactory
 
-from aiida_ilmlff.calculations.functions.labels import (
-    CP2K_FORCES_FILE,
-    CP2K_STRESS_FILE,
-    cp2k_level_of_theory,
-    extract_cp2k_labels,
-    extract_pw_labels,
-    frames_to_structures,
-    pw_level_of_theory,
-    quality_control,
-)
+from aiida_ilmlff.calculations.functions.labels import frames_to_structures, quality_control
 from aiida_ilmlff.data import FramesData
-from aiida_ilmlff.workflows.cp2k_base import IlmlffCp2kBaseWorkChain, read_cp2k_stdout, with_walltime
+from aiida_ilmlff.workflows.engines import (
+    ENGINES,
+    LabellingEngine,
+    engine_by_name,
+    engine_for_code,
+)
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
+from aiida_ilmlff.workflows.protocols.checks import check_max_atoms
+from aiida_ilmlff.workflows.protocols.plain import to_plain
 
-__all__ = ('ENGINES', 'LabelWorkChain')
+__all__ = ('LabelWorkChain', 'check_inputs', 'validate_inputs')
 
-PwBaseWorkChain = WorkflowFactory('quantumespresso.pw.base')
-
-#: Engine name -> the default CalcJob plugin of its code.
-ENGINES = {'cp2k': 'cp2k', 'qe': 'quantumespresso.pw'}
-
-#: Elements with GFN1-xTB parameters in CP2K (H to Rn).
-_XTB_MAX_Z = 86
-
-#: PwCalculation exit statuses that mean the SCF did not converge (410, 510 in a relaxation, 710 warning).
-_PW_SCF_FAILURES = {410, 510, 710}
+#: Scalar inputs of the work chain and their plain check.
+_QC_THRESHOLDS = ('max_force', 'max_energy_zscore', 'duplicate_tolerance')
 
 
-# --------------------------------------------------------------------------------------------- helpers
-
-
-def _upper_get(mapping: t.Mapping | None, *path: str) -> t.Any:
-    node: t.Any = mapping or {}
-    for key in path:
-        if not isinstance(node, t.Mapping):
-            return None
-        node = next((v for k, v in node.items() if str(k).upper() == key.upper()), None)
-        if node is None:
-            return None
-    return node
-
-
-def _cp2k_kind_elements(parameters: t.Mapping) -> set[str]:
-    """Elements covered by the ``FORCE_EVAL/SUBSYS/KIND`` sections (``ELEMENT`` or the kind name)."""
-    kinds = _upper_get(parameters, 'FORCE_EVAL', 'SUBSYS', 'KIND') or []
-    if isinstance(kinds, t.Mapping):
-        kinds = [kinds]
-    elements = set()
-    for kind in kinds:
-        element = _upper_get(kind, 'ELEMENT') or str(kind.get('_', ''))
-        elements.add(str(element).strip().capitalize())
-    return elements
-
-
-def _is_xtb(parameters: t.Mapping) -> bool:
-    return str(_upper_get(parameters, 'FORCE_EVAL', 'DFT', 'QS', 'METHOD') or '').upper() == 'XTB'
+# --------------------------------------------------------------------------------------------- plain checks
 
 
 def _frames_without_cell(frames: FramesData) -> list[int]:
@@ -90,8 +60,8 @@ def _frames_without_cell(frames: FramesData) -> list[int]:
     return [int(i) for i in np.flatnonzero(~(volumes > 1e-6))]
 
 
-def _check_frames(frames: FramesData) -> str | None:
-    """The frames problem every protocol cares about (a missing cell), as a message naming ``frames``."""
+def check_frames(frames: FramesData) -> str | None:
+    """The frames problem every protocol cares about (no frame, a missing cell), as a message naming ``frames``."""
     if len(frames) == 0:
         return '`frames`: no frames to label'
     missing = _frames_without_cell(frames)
@@ -104,71 +74,90 @@ def _check_frames(frames: FramesData) -> str | None:
     return None
 
 
-def _check_cp2k_elements(parameters: t.Mapping, elements: t.Iterable[str], namespace: t.Mapping) -> str | None:
-    elements = set(elements)
-    if _is_xtb(parameters):
-        from ase.data import atomic_numbers
-
-        unsupported = sorted(e for e in elements if atomic_numbers.get(e, 999) > _XTB_MAX_Z)
-        if unsupported:
-            return f'`frames`: GFN1-xTB in CP2K has no parameters for element(s) {", ".join(unsupported)}'
-        return None
-    covered = _cp2k_kind_elements(parameters) | set(namespace.get('basissets', {}) or {})
-    missing = sorted(elements - covered)
-    if missing:
-        return (
-            f'`cp2k.cp2k.parameters`: no FORCE_EVAL/SUBSYS/KIND section (basis set and potential) for element(s) '
-            f'{", ".join(missing)} present in `frames`; add them (or use a protocol whose `cp2k_kinds` cover them)'
-        )
+def check_max_concurrent(value: t.Any) -> str | None:
+    """``max_concurrent`` must be at least 1."""
+    if value is not None and value < 1:
+        return f'`max_concurrent` must be >= 1, got {value}'
     return None
+
+
+def check_rejected_fraction(value: t.Any) -> str | None:
+    """``max_rejected_fraction`` must be in [0, 1]."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        return f'`max_rejected_fraction` must be in [0, 1], got {value}'
+    return None
+
+
+def check_threshold(name: str, value: t.Any) -> str | None:
+    """A quality-control threshold ``quality_control.<name>`` must be positive."""
+    if value is not None and not value > 0:
+        return f'`quality_control.{name}` must be > 0, got {value}'
+    return None
+
+
+def check_inputs(values: t.Mapping, context: t.Mapping | None = None) -> str | None:
+    """Check the inputs of ``ilmlff.label`` given as plain values; return a message naming the input, or ``None``.
+
+    Exactly one engine namespace (``cp2k`` or ``qe``); ``max_concurrent`` >= 1, ``max_rejected_fraction`` in
+    [0, 1], positive thresholds; the engine's code of the engine's plugin; the engine's inputs able to label
+    the elements (CP2K: GFN1-xTB parameters or ``KIND`` sections; pw.x: a pseudopotential per element).
+
+    :param values: the inputs (nodes are turned into plain values with :func:`to_plain`; ``frames`` and codes
+        may stay nodes): the ports of the work chain, or :meth:`LabelWorkChain.get_plain_protocol_inputs`.
+    :param context: what a parent sets at run time: ``elements`` (the elements of the frames to come) when
+        ``frames`` is not given.
+    """
+    context = dict(context or {})
+    namespaces = [engine for engine in ENGINES.values() if engine.namespace in values]
+    if len(namespaces) != 1:
+        given = ', '.join(f'`{engine.namespace}`' for engine in namespaces) or 'none'
+        names = ' or '.join(f'`{engine.namespace}`' for engine in ENGINES.values())
+        return f'give exactly one engine namespace, {names}; got {given}'
+    engine = namespaces[0]
+    plain = {key: value for key, value in values.items() if key not in {e.namespace for e in ENGINES.values()}}
+    plain = to_plain(plain)
+    for message in (
+        check_max_concurrent(plain.get('max_concurrent')),
+        check_rejected_fraction(plain.get('max_rejected_fraction')),
+        *(check_threshold(name, (plain.get('quality_control') or {}).get(name)) for name in _QC_THRESHOLDS),
+    ):
+        if message:
+            return message
+    elements = context.get('elements')
+    frames = values.get('frames')
+    if isinstance(frames, FramesData):
+        message = check_frames(frames)
+        if message:
+            return message
+        elements = set(frames.elements)
+    namespace = engine.plain_values(values[engine.namespace])
+    code = (namespace.get(engine.calculation_namespace) or {}).get('code')
+    if code is not None and getattr(code, 'default_calc_job_plugin', None) not in (None, engine.plugin):
+        return (
+            f'`{engine.namespace}.{engine.calculation_namespace}.code`: code `{code.full_label}` runs plugin '
+            f'`{code.default_calc_job_plugin}`, but the {engine.code_description} engine needs `{engine.plugin}`'
+        )
+    return engine.validate_values(namespace, elements)
 
 
 def validate_inputs(value: t.Mapping, _: t.Any) -> str | None:
-    """Validate the whole input namespace: exactly one engine, frames with a cell, elements covered."""
-    engines = [name for name in ENGINES if name in value]
-    if len(engines) != 1:
-        return (
-            f'give exactly one engine namespace, `cp2k` or `qe`; got {", ".join(f"`{e}`" for e in engines) or "none"}'
-        )
-    frames = value.get('frames')
-    if frames is None:
-        return None
-    message = _check_frames(frames)
-    if message:
-        return message
-    elements = set(frames.elements)
-    if engines[0] == 'cp2k':
-        calc = value['cp2k'].get('cp2k', {})
-        parameters = calc.get('parameters')
-        if parameters is None:
-            return '`cp2k.cp2k.parameters`: required for the CP2K engine'
-        return _check_cp2k_elements(parameters.get_dict(), elements, calc)
-    pseudos = value['qe'].get('pw', {}).get('pseudos', {}) or {}
-    missing = sorted(elements - set(pseudos))
-    if missing:
-        return f'`qe.pw.pseudos`: no pseudopotential for element(s) {", ".join(missing)} present in `frames`'
-    return None
+    """Port validator of the whole input namespace: :func:`check_inputs` on the nodes."""
+    return check_inputs(value)
 
 
 def validate_positive_int(value: orm.Int, _: t.Any) -> str | None:
     """``max_concurrent`` must be at least 1."""
-    if value is not None and value.value < 1:
-        return f'`max_concurrent` must be >= 1, got {value.value}'
-    return None
+    return check_max_concurrent(value.value) if value is not None else None
 
 
 def validate_fraction(value: orm.Float, _: t.Any) -> str | None:
     """``max_rejected_fraction`` must be in [0, 1]."""
-    if value is not None and not 0.0 <= value.value <= 1.0:
-        return f'`max_rejected_fraction` must be in [0, 1], got {value.value}'
-    return None
+    return check_rejected_fraction(value.value) if value is not None else None
 
 
 def validate_positive_float(value: orm.Float, port: t.Any) -> str | None:
     """Quality-control thresholds must be positive."""
-    if value is not None and not value.value > 0:
-        return f'`quality_control.{port.name}` must be > 0, got {value.value}'
-    return None
+    return check_threshold(port.name, value.value) if value is not None else None
 
 
 # --------------------------------------------------------------------------------------------- work chain
@@ -192,34 +181,19 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
             valid_type=FramesData,
             help='The frames to label (positions in Å with a cell per frame; any existing labels are replaced).',
         )
-        spec.expose_inputs(
-            IlmlffCp2kBaseWorkChain,
-            namespace='cp2k',
-            exclude=('cp2k.structure',),
-            namespace_options={
-                'required': False,
-                'populate_defaults': False,
-                'help': 'Inputs of the CP2K engine (IlmlffCp2kBaseWorkChain, a Cp2kBaseWorkChain with the SCF '
-                'ladder); the structure of each frame is set by the work chain.',
-            },
-        )
-        spec.expose_inputs(
-            PwBaseWorkChain,
-            namespace='qe',
-            exclude=('pw.structure',),
-            namespace_options={
-                'required': False,
-                'populate_defaults': False,
-                'help': 'Inputs of the Quantum ESPRESSO engine (PwBaseWorkChain); the structure of each frame is '
-                'set by the work chain and `pw.pseudos` is reduced to the elements of the frame.',
-            },
-        )
+        for engine in ENGINES.values():
+            spec.expose_inputs(
+                engine.process_class,
+                namespace=engine.namespace,
+                exclude=engine.exclude,
+                namespace_options={'required': False, 'populate_defaults': False, 'help': engine.namespace_help},
+            )
         spec.input(
             'max_concurrent',
             valid_type=orm.Int,
             default=lambda: orm.Int(10),
             validator=validate_positive_int,
-            help='Largest number of single-point work chains running at the same time (the batch size).',
+            help='Largest number of frames labelled at the same time (the size of a round of sub-processes).',
         )
         spec.input(
             'compute_stress',
@@ -292,7 +266,7 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
             310, 'ERROR_FRAMES_UNREADABLE', message='The frames could not be turned into structures: {message}'
         )
         spec.exit_code(320, 'ERROR_QUALITY_CONTROL_FAILED', message='The quality-control calcfunction failed.')
-        spec.exit_code(501, 'ERROR_NO_FRAME_LABELLED', message='No frame passed: every frame was rejected.')
+        spec.exit_code(330, 'ERROR_NO_FRAME_LABELLED', message='No frame passed: every frame was rejected.')
         spec.exit_code(
             502,
             'ERROR_TOO_MANY_REJECTED',
@@ -302,214 +276,178 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
     # ----------------------------------------------------------------------------------------- protocol
 
     @classmethod
+    def get_plain_protocol_inputs(
+        cls,
+        protocol: str | None = None,
+        overrides: t.Mapping | None = None,
+        *,
+        code: orm.AbstractCode | None = None,
+        engine: str | None = None,
+        elements: t.Iterable[str] = (),
+        max_atoms: int | None = None,
+        options: t.Mapping | None = None,
+    ) -> dict:
+        """The protocol inputs for ``elements`` as plain values (no nodes are made or stored).
+
+        Returns ``max_concurrent``, ``compute_stress``, ``max_rejected_fraction``, ``quality_control`` and the
+        namespace of the engine (``cp2k`` or ``qe``) as numbers, strings, lists and dicts: CP2K's ``KIND``
+        sections of a DFT protocol are filled in; for pw.x the family's recommended cutoffs and
+        ``conv_thr = conv_thr_per_atom x max_atoms`` are set, and ``qe.pseudo_family`` names the family whose
+        pseudopotentials :meth:`plain_inputs_to_nodes` takes.
+
+        :param protocol: ``fast``, ``balanced`` or ``stringent`` (default ``fast``); see ``label.yaml``.
+        :param overrides: nested dict merged over the protocol inputs (ports, plus ``meta_parameters``:
+            ``cp2k_kinds`` element -> [basis, potential], ``pseudo_family``, ``conv_thr_per_atom``).
+        :param code: the code (its plugin chooses the engine); or ``engine`` (``cp2k`` or ``qe``) without a code.
+        :param elements: the elements of the frames to label. :param max_atoms: atoms of the largest frame
+            (pw.x ``conv_thr``; checked against the protocol's ``meta_parameters.max_atoms``); default: the
+            number of elements (and no check).
+        :param options: merged into ``metadata.options`` of the calculations (resources, walltime, ...).
+        :raises ValueError: for an unknown protocol, engine or override key (naming its path), a code of a
+            plugin no engine supports, an element without basis set/potential (CP2K DFT), xTB parameters
+            (CP2K xTB) or pseudopotential (pw.x), a missing pseudopotential family, ``max_atoms`` above the
+            protocol's.
+        """
+        engine_class = cls._engine_class(code, engine)
+        protocol = cls.check_protocol(protocol)
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        meta = inputs.pop('meta_parameters')
+        if max_atoms is not None:
+            message = check_max_atoms(int(max_atoms), meta.get('max_atoms'), '`frames`: the largest frame', protocol)
+            if message:
+                raise ValueError(message)
+        elements = sorted(set(elements))
+        others = {e.namespace for e in ENGINES.values()} - {engine_class.namespace}
+        values = {key: value for key, value in inputs.items() if key not in others}
+        namespace = engine_class.protocol_values(
+            values[engine_class.namespace],
+            meta,
+            elements=elements,
+            max_atoms=int(max_atoms) if max_atoms is not None else len(elements),
+            protocol=protocol,
+        )
+        if options:
+            calc = namespace[engine_class.calculation_namespace]
+            metadata = calc.setdefault('metadata', {})
+            metadata['options'] = recursive_merge(metadata.get('options', {}), options)
+        values[engine_class.namespace] = namespace
+        return values
+
+    @classmethod
+    def get_protocol_max_atoms(cls, protocol: str | None = None, overrides: t.Mapping | None = None) -> int | None:
+        """The largest frame (atoms) that ``protocol`` labels (``meta_parameters.max_atoms``; ``None``: no limit)."""
+        value = cls.get_protocol_inputs(cls.check_protocol(protocol), overrides)['meta_parameters'].get('max_atoms')
+        return int(value) if value is not None else None
+
+    @classmethod
+    def plain_inputs_to_nodes(
+        cls, code: orm.AbstractCode, inputs: t.Mapping, *, elements: t.Iterable[str] = ()
+    ) -> dict:
+        """The inputs of :meth:`get_plain_protocol_inputs` as nodes (unstored; ``frames`` not set).
+
+        :param code: the engine's code, set as ``<namespace>.<calculation>.code``.
+        :param elements: the elements of the frames (pw.x: the family's pseudopotentials of these elements).
+        """
+        engine_class = cls._engine_class(code, None)
+        converters = {'max_concurrent': orm.Int, 'compute_stress': orm.Bool, 'max_rejected_fraction': orm.Float}
+        nodes: dict[str, t.Any] = {}
+        for key, value in inputs.items():
+            if key in converters:
+                nodes[key] = converters[key](value)
+            elif key == 'quality_control':
+                nodes[key] = {name: orm.Float(threshold) for name, threshold in value.items()}
+            elif key == engine_class.namespace:
+                nodes[key] = engine_class.to_inputs(code, value, sorted(set(elements)))
+            else:
+                nodes[key] = value
+        return nodes
+
+    @classmethod
     def get_builder_from_protocol(
         cls,
         code: orm.AbstractCode | str,
         frames: FramesData,
+        *,
         protocol: str | None = None,
-        overrides: dict | None = None,
-        engine: str | None = None,
-        options: dict | None = None,
-        **_: t.Any,
+        overrides: t.Mapping | None = None,
+        options: t.Mapping | None = None,
+        **kwargs: t.Any,
     ):
         """Return a builder for ``frames`` labelled with ``code`` at the level of ``protocol``.
 
         :param code: the CP2K (plugin ``cp2k``) or pw.x (plugin ``quantumespresso.pw``) code, or its label.
         :param frames: the ``FramesData`` to label (every frame needs a cell).
         :param protocol: ``fast``, ``balanced`` or ``stringent`` (default ``fast``); see ``label.yaml``.
-        :param overrides: nested dict merged over the protocol inputs (ports, plus ``meta_parameters``:
-            ``cp2k_kinds`` element -> [basis, potential], ``pseudo_family``, ``conv_thr_per_atom``).
-        :param engine: ``cp2k`` or ``qe``; inferred from the code's default plugin when omitted.
+        :param overrides: nested dict merged over the protocol inputs (see :meth:`get_plain_protocol_inputs`);
+            an unknown key at any depth is a ``ValueError`` naming its path.
         :param options: merged into ``metadata.options`` of the calculations (resources, walltime, ...).
-        :raises ValueError: for an unknown protocol or engine, a code of another plugin, frames without a cell,
-            an element without basis set/potential (CP2K) or pseudopotential (pw.x), a missing pseudo family.
+        :param kwargs: ``engine`` (``cp2k`` or ``qe``) for a code without a default plugin.
+        :raises ValueError: for an unknown protocol, engine or override key, a code of another plugin, frames
+            without a cell, an element without basis set/potential (CP2K) or pseudopotential (pw.x), a missing
+            pseudo family. :raises TypeError: for an unknown keyword argument.
         """
+        engine = kwargs.pop('engine', None)
+        if kwargs:
+            raise TypeError(f'get_builder_from_protocol: unknown keyword argument(s) {", ".join(sorted(kwargs))}')
         if isinstance(code, str):
             code = orm.load_code(code)
         if not isinstance(code, orm.AbstractCode):
             raise ValueError(f'`code`: expected an AiiDA code or its label, got {type(code).__name__}')
-        engine = cls._engine_of(code, engine)
+        engine_class = cls._engine_class(code, engine)
         if not isinstance(frames, FramesData):
             raise ValueError(f'`frames`: expected a FramesData, got {type(frames).__name__}')
-        message = _check_frames(frames)
+        message = check_frames(frames)
+        if message:
+            raise ValueError(message)
+        protocol = cls.check_protocol(protocol)
+        elements = sorted(frames.elements)
+        values = cls.get_plain_protocol_inputs(
+            protocol,
+            overrides,
+            code=code,
+            engine=engine,
+            elements=elements,
+            max_atoms=int(np.max(frames.n_atoms_per_frame)),
+            options=options,
+        )
+        message = check_inputs(values, {'elements': elements})
         if message:
             raise ValueError(message)
 
-        protocol = cls.check_protocol(protocol)
-        inputs = cls.get_protocol_inputs(protocol, overrides)
-        meta = inputs.pop('meta_parameters')
-        elements = sorted(frames.elements)
-
         builder = cls.get_builder()
         builder.frames = frames
-        builder.max_concurrent = orm.Int(inputs['max_concurrent'])
-        builder.compute_stress = orm.Bool(inputs['compute_stress'])
-        builder.max_rejected_fraction = orm.Float(inputs['max_rejected_fraction'])
-        for key, value in inputs['quality_control'].items():
-            builder.quality_control[key] = orm.Float(value)
-
-        if engine == 'cp2k':
-            builder.cp2k = cls._cp2k_inputs(code, inputs['cp2k'], meta, elements, protocol, options)
-        else:
-            builder.qe = cls._qe_inputs(code, inputs['qe'], meta, frames, elements, options)
-        builder.metadata.description = f'ilmlff.label: {len(frames)} frames, engine {engine}, protocol {protocol}'
+        for key, value in cls.plain_inputs_to_nodes(code, values, elements=elements).items():
+            builder[key] = value
+        builder.metadata.description = (
+            f'ilmlff.label: {len(frames)} frames, engine {engine_class.name}, protocol {protocol}'
+        )
         return builder
 
     @staticmethod
-    def _engine_of(code: orm.AbstractCode, engine: str | None) -> str:
-        plugin = code.default_calc_job_plugin
-        if engine is None:
-            found = [name for name, entry in ENGINES.items() if entry == plugin]
-            if not found:
-                raise ValueError(
-                    f'`code`: cannot infer the engine from the default plugin `{plugin}` of code `{code.full_label}`; '
-                    f'use a code of plugin `cp2k` or `quantumespresso.pw`, or pass `engine`'
-                )
-            return found[0]
-        if engine not in ENGINES:
-            raise ValueError(f'`engine`: unknown engine `{engine}`; choose one of {", ".join(ENGINES)}')
-        if plugin is not None and plugin != ENGINES[engine]:
-            raise ValueError(
-                f'`code`: code `{code.full_label}` has plugin `{plugin}`, engine `{engine}` needs `{ENGINES[engine]}`'
-            )
-        return engine
-
-    @staticmethod
-    def _merge_options(namespace: dict, options: dict | None) -> None:
-        if options:
-            meta = namespace.setdefault('metadata', {})
-            meta['options'] = recursive_merge(meta.get('options', {}), options)
-
-    @classmethod
-    def _cp2k_inputs(cls, code, inputs: dict, meta: dict, elements: list[str], protocol: str, options) -> dict:
-        calc = inputs['cp2k']
-        parameters = calc['parameters']
-        kinds_table = meta.get('cp2k_kinds')
-        if not _is_xtb(parameters):
-            if not kinds_table:
-                raise ValueError(f'protocol `{protocol}`: a DFT protocol needs `meta_parameters.cp2k_kinds`')
-            missing = [e for e in elements if e not in kinds_table]
-            if missing:
-                raise ValueError(
-                    f'`frames`: element(s) {", ".join(missing)} have no basis set/potential in protocol `{protocol}` '
-                    f'(covered: {", ".join(kinds_table)}); add them with '
-                    "`overrides={'meta_parameters': {'cp2k_kinds': {element: [basis, potential]}}}`"
-                )
-            subsys = parameters['FORCE_EVAL'].setdefault('SUBSYS', {})
-            subsys['KIND'] = [
-                {
-                    '_': element,
-                    'ELEMENT': element,
-                    'BASIS_SET': kinds_table[element][0],
-                    'POTENTIAL': kinds_table[element][1],
-                }
-                for element in elements
-            ]
-        else:
-            message = _check_cp2k_elements(parameters, elements, {})
-            if message:
-                raise ValueError(message)
-        cls._merge_options(calc, options)
-        calc['code'] = code
-        calc['parameters'] = orm.Dict(parameters)
-        if 'settings' in calc:
-            calc['settings'] = orm.Dict(calc['settings'])
-        for key in ('max_iterations',):
-            if key in inputs:
-                inputs[key] = orm.Int(inputs[key])
-        if 'clean_workdir' in inputs:
-            inputs['clean_workdir'] = orm.Bool(inputs['clean_workdir'])
-        return inputs
-
-    @classmethod
-    def _qe_inputs(cls, code, inputs: dict, meta: dict, frames: FramesData, elements: list[str], options) -> dict:
-        from aiida_pseudo.groups.family import PseudoPotentialFamily
-
-        pw = inputs['pw']
-        label = meta['pseudo_family']
-        try:
-            family = orm.QueryBuilder().append(PseudoPotentialFamily, filters={'label': label}).one()[0]
-        except Exception as exception:  # NotExistent or MultipleObjectsError
-            raise ValueError(
-                f'`meta_parameters.pseudo_family`: pseudopotential family `{label}` is not installed (or not unique): '
-                'install it with `aiida-pseudo install sssp` or set another family in `overrides`'
-            ) from exception
-        try:
-            pseudos = family.get_pseudos(elements=elements)
-        except ValueError as exception:
-            raise ValueError(
-                f'`frames`: family `{label}` has no pseudopotential for some element: {exception}'
-            ) from exception
-        parameters = pw['parameters']
-        system = parameters.setdefault('SYSTEM', {})
-        if not ('ecutwfc' in system and 'ecutrho' in system):
-            try:
-                system['ecutwfc'], system['ecutrho'] = family.get_recommended_cutoffs(
-                    elements=tuple(elements), unit='Ry'
-                )
-            except (ValueError, AttributeError) as exception:
-                raise ValueError(
-                    f'`meta_parameters.pseudo_family`: `{label}` recommends no cutoffs; set `ecutwfc` and `ecutrho` '
-                    'in `overrides`'
-                ) from exception
-        max_atoms = int(np.max(frames.n_atoms_per_frame))
-        parameters.setdefault('ELECTRONS', {}).setdefault('conv_thr', float(meta['conv_thr_per_atom']) * max_atoms)
-        cls._merge_options(pw, options)
-        pw['code'] = code
-        pw['pseudos'] = pseudos
-        pw['parameters'] = orm.Dict(parameters)
-        settings = recursive_merge({'gamma_only': True}, pw.get('settings', {}))
-        pw['settings'] = orm.Dict(settings)
-        kpoints = orm.KpointsData()
-        kpoints.set_kpoints_mesh([1, 1, 1])
-        inputs['kpoints'] = kpoints
-        if 'max_iterations' in inputs:
-            inputs['max_iterations'] = orm.Int(inputs['max_iterations'])
-        if 'clean_workdir' in inputs:
-            inputs['clean_workdir'] = orm.Bool(inputs['clean_workdir'])
-        return inputs
+    def _engine_class(code: orm.AbstractCode | None, engine: str | None) -> type[LabellingEngine]:
+        """The engine of ``code`` (by its plugin), or of the name ``engine`` (which must agree with the code)."""
+        if code is None:
+            if engine is None:
+                raise ValueError('`code`: give the labelling code (CP2K or pw.x), or `engine`')
+            return engine_by_name(engine)
+        return engine_for_code(code, engine)
 
     # ----------------------------------------------------------------------------------------- outline
 
+    def _engine(self) -> LabellingEngine:
+        """The engine of this run, built from its namespace's inputs."""
+        engine_class = engine_by_name(self.ctx.engine)
+        inputs = AttributeDict(self.exposed_inputs(engine_class.process_class, namespace=engine_class.namespace))
+        return engine_class(inputs, compute_stress=self.inputs.compute_stress.value)
+
     def setup(self):
-        """Choose the engine, prepare the shared inputs, the level of theory and the queue of frames."""
-        self.ctx.engine = 'cp2k' if 'cp2k' in self.inputs else 'qe'
-        stress = self.inputs.compute_stress.value
-        if self.ctx.engine == 'cp2k':
-            calc = self.inputs.cp2k.cp2k
-            parameters = _cp2k_labelling_parameters(calc.parameters.get_dict(), stress)
-            options = calc.get('metadata', {}).get('options', {})
-            parameters = with_walltime(parameters, options.get('max_wallclock_seconds'))
-            settings = calc.settings.get_dict() if 'settings' in calc else {}
-            retrieve = list(settings.get('additional_retrieve_list', []))
-            for name in (CP2K_FORCES_FILE, *([CP2K_STRESS_FILE] if stress else [])):
-                if name not in retrieve:
-                    retrieve.append(name)
-            settings['additional_retrieve_list'] = retrieve
-            level = cp2k_level_of_theory(parameters, calc.get('basissets'), calc.get('pseudos'))
-        else:
-            pw = self.inputs.qe.pw
-            parameters = pw.parameters.get_dict()
-            control = parameters.setdefault('CONTROL', {})
-            control['calculation'] = 'scf'
-            control['tprnfor'] = True
-            control['tstress'] = stress
-            settings = pw.settings.get_dict() if 'settings' in pw else {}
-            kpoints = 'gamma' if settings.get('gamma_only', settings.get('GAMMA_ONLY')) else 'explicit'
-            if 'kpoints' in self.inputs.qe:
-                try:
-                    mesh, offset = self.inputs.qe.kpoints.get_kpoints_mesh()
-                    kpoints = 'gamma' if kpoints == 'gamma' else {'mesh': list(mesh), 'offset': list(offset)}
-                except AttributeError:
-                    kpoints = self.inputs.qe.kpoints.get_kpoints().tolist()
-            elif 'kpoints_distance' in self.inputs.qe:
-                kpoints = {'distance': self.inputs.qe.kpoints_distance.value}
-            level = pw_level_of_theory(parameters, dict(pw.pseudos), kpoints)
-        self.ctx.parameters = parameters
-        self.ctx.settings = settings
+        """Choose the engine, the level of theory and the queue of frames."""
+        engine_class = next(e for e in ENGINES.values() if e.namespace in self.inputs)
+        self.ctx.engine = engine_class.name
+        level = self._engine().level_of_theory()
         self.ctx.level_of_theory = level
         self.ctx.todo = list(range(len(self.inputs.frames)))
-        self.ctx.batch = []
+        self.ctx.jobs = {}
         self.ctx.failures = {}
         self.ctx.labels = {}
         self.report(
@@ -522,120 +460,44 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         return bool(self.ctx.todo)
 
     def submit_batch(self):
-        """Submit the next ``max_concurrent`` frames."""
+        """Submit the sub-processes of the next ``max_concurrent`` frames (grouped by the engine)."""
         size = self.inputs.max_concurrent.value
         batch, self.ctx.todo = self.ctx.todo[:size], self.ctx.todo[size:]
-        self.ctx.batch = batch
-        try:
-            structures = frames_to_structures(
-                self.inputs.frames, orm.List(batch), metadata={'call_link_label': f'structures_{batch[0]:06d}'}
-            )
-        except Exception as exception:  # the calcfunction excepted: stop with 310
-            return self.exit_codes.ERROR_FRAMES_UNREADABLE.format(message=str(exception))
-        parameters = orm.Dict(self.ctx.parameters)
-        settings = orm.Dict(self.ctx.settings) if self.ctx.settings else None
-        futures = {}
-        for index in batch:
-            structure = structures[f'frame_{index:06d}']
-            if self.ctx.engine == 'cp2k':
-                inputs = AttributeDict(self.exposed_inputs(IlmlffCp2kBaseWorkChain, namespace='cp2k'))
-                calc = AttributeDict(inputs.cp2k)
-                calc.structure = structure
-                calc.parameters = parameters
-                if settings is not None:
-                    calc.settings = settings
-                inputs.cp2k = calc
-                process = IlmlffCp2kBaseWorkChain
-            else:
-                inputs = AttributeDict(self.exposed_inputs(PwBaseWorkChain, namespace='qe'))
-                pw = AttributeDict(inputs.pw)
-                pw.structure = structure
-                pw.parameters = parameters
-                pw.pseudos = {kind: pw.pseudos[kind] for kind in structure.get_kind_names()}
-                if settings is not None:
-                    pw.settings = settings
-                inputs.pw = pw
-                process = PwBaseWorkChain
+        engine = self._engine()
+        structures = None
+        if engine.needs_structures:
+            try:
+                outputs = frames_to_structures(
+                    self.inputs.frames, orm.List(batch), metadata={'call_link_label': f'structures_{batch[0]:06d}'}
+                )
+            except Exception as exception:  # the calcfunction excepted: stop with 310
+                return self.exit_codes.ERROR_FRAMES_UNREADABLE.format(message=str(exception))
+            structures = {index: outputs[f'frame_{index:06d}'] for index in batch}
+        futures, jobs = {}, {}
+        for group in engine.group(batch):
+            link_label = engine.link_label(group)
+            inputs = engine.prepare(self.inputs.frames, group, structures)
             inputs.setdefault('metadata', {})
-            inputs.metadata = {**dict(inputs.metadata), 'call_link_label': f'frame_{index:06d}'}
-            futures[f'frame_{index:06d}'] = self.submit(process, **inputs)
+            inputs.metadata = {**dict(inputs.metadata), 'call_link_label': link_label}
+            futures[link_label] = self.submit(engine.process_class, **inputs)
+            jobs[link_label] = list(group)
+        self.ctx.jobs = jobs
         first, last = batch[0], batch[-1]
-        self.report(f'submitted frames {first}..{last} ({len(batch)} work chains); {len(self.ctx.todo)} left')
+        self.report(f'submitted frames {first}..{last} ({len(futures)} work chains); {len(self.ctx.todo)} left')
         return ToContext(**futures)
 
     def inspect_batch(self):
-        """Read the labels of the finished frames of the batch; record the failures."""
-        for index in self.ctx.batch:
-            key = f'frame_{index:06d}'
-            node = self.ctx[key]
-            if node.is_finished_ok:
-                self._extract(index, node)
-            else:
-                self.ctx.failures[str(index)] = self._failure(node)
-            del self.ctx[key]
-
-    def _extract(self, index: int, node: orm.WorkflowNode) -> None:
-        """Run the engine's extraction calcfunction for frame ``index``; a failure rejects the frame."""
-        calc = self._last_calculation(node)
-        try:
-            if self.ctx.engine == 'cp2k':
-                labels, process = extract_cp2k_labels.run_get_node(
-                    retrieved=node.outputs.retrieved,
-                    structure=calc.inputs.structure,
-                    metadata={'call_link_label': f'extract_{index:06d}'},
-                )
-            else:
-                labels, process = extract_pw_labels.run_get_node(
-                    output_parameters=node.outputs.output_parameters,
-                    output_trajectory=node.outputs.output_trajectory,
-                    structure=calc.inputs.structure,
-                    metadata={'call_link_label': f'extract_{index:06d}'},
-                )
-        except Exception as exception:  # an excepted extraction rejects only this frame
-            self.ctx.failures[str(index)] = {'reason': 'parse_failed', 'detail': str(exception), 'pk': calc.pk}
-            return
-        if not process.is_finished_ok:
-            self.ctx.failures[str(index)] = {
-                'reason': 'parse_failed',
-                'detail': f'[{process.exit_status}] {process.exit_message}',
-                'pk': calc.pk,
-            }
-            return
-        self.ctx.labels[str(index)] = labels.pk
-
-    @staticmethod
-    def _last_calculation(node: orm.WorkflowNode) -> orm.CalcJobNode | None:
-        calcs = [c for c in node.called if isinstance(c, orm.CalcJobNode)]
-        return max(calcs, key=lambda c: c.ctime) if calcs else None
-
-    def _failure(self, node: orm.WorkflowNode) -> dict:
-        """Why a single-point work chain failed: ``{'reason', 'detail', 'pk', 'exit_status', 'workchain_pk'}``."""
-        calc = self._last_calculation(node)
-        status = node.exit_status
-        detail = (
-            f'{node.process_label}<{node.pk}> exit status {status}: {node.exit_message or node.process_state.value}'
-        )
-        reason = 'calculation_failed'
-        if calc is not None:
-            detail += f'; last calculation {calc.process_label}<{calc.pk}> exit status {calc.exit_status}'
-            if calc.exit_message:
-                detail += f': {calc.exit_message}'
-        if self.ctx.engine == 'cp2k':
-            if status == IlmlffCp2kBaseWorkChain.exit_codes.ERROR_SCF_NOT_CONVERGED.status:
-                reason = 'scf_not_converged'
-            elif calc is not None and calc.exit_status in (0, 450):
-                text = read_cp2k_stdout(calc)
-                if calc.exit_status == 450 or 'SCF run NOT converged' in text or 'outer SCF loop FAILED' in text:
-                    reason = 'scf_not_converged'
-        elif calc is not None and calc.exit_status in _PW_SCF_FAILURES:
-            reason = 'scf_not_converged'
-        return {
-            'reason': reason,
-            'detail': detail,
-            'pk': calc.pk if calc is not None else node.pk,
-            'workchain_pk': node.pk,
-            'exit_status': status,
-        }
+        """Read the labels of the frames of the finished sub-processes; record the failures."""
+        engine = self._engine()
+        for link_label, indices in self.ctx.jobs.items():
+            node = self.ctx[link_label]
+            for index, outcome in engine.outcomes(node, indices).items():
+                if outcome.labels is not None:
+                    self.ctx.labels[str(index)] = outcome.labels.pk
+                else:
+                    self.ctx.failures[str(index)] = outcome.failure
+            del self.ctx[link_label]
+        self.ctx.jobs = {}
 
     def run_quality_control(self):
         """Run the quality-control calcfunction over all labels."""
@@ -677,23 +539,3 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         if n_rejected > self.inputs.max_rejected_fraction.value * n_frames:
             return self.exit_codes.ERROR_TOO_MANY_REJECTED.format(n_rejected=n_rejected, n_frames=n_frames)
         return None
-
-
-def _cp2k_labelling_parameters(parameters: dict, stress: bool) -> dict:
-    """Return CP2K ``parameters`` set up for a labelling single point.
-
-    ``RUN_TYPE ENERGY_FORCE``; forces printed to ``aiida-forces-1_0.xyz``; with ``stress`` the analytical
-    stress tensor printed to ``aiida-stress-1_0.stress_tensor``.
-    """
-    import copy
-
-    params = copy.deepcopy(parameters)
-    glob = params.setdefault('GLOBAL', {})
-    glob['RUN_TYPE'] = 'ENERGY_FORCE'
-    force_eval = params.setdefault('FORCE_EVAL', {})
-    printing = force_eval.setdefault('PRINT', {})
-    printing['FORCES'] = {'_': 'ON', 'FILENAME': 'forces'}
-    if stress:
-        force_eval['STRESS_TENSOR'] = 'ANALYTICAL'
-        printing['STRESS_TENSOR'] = {'_': 'ON', 'FILENAME': 'stress'}
-    return params
