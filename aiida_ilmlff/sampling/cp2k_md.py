@@ -10,10 +10,10 @@ Pure text parsing (numpy, ASE units; no AiiDA). Files of ``PROJECT aiida`` (the 
     one row per step: step, time [fs], kinetic energy [Hartree], temperature [K], potential energy
     [Hartree], conserved quantity [Hartree], CPU time [s]. The potential energy (converted to eV) is the label.
 ``aiida.out``
-    the main output: a force evaluation whose SCF did not converge (``SCF run NOT converged`` or ``outer
-    SCF loop FAILED``) marks its step as unconverged, and such a frame never becomes a label.
+    the main output: a force evaluation whose SCF did not converge (the markers of
+    :mod:`aiida_ilmlff.parsers.cp2k_output`) marks its step as unconverged, and such a frame never becomes a label.
 
-Conversions use ASE's constants (CODATA 2014), as :mod:`aiida_ilmlff.calculations.functions.labels`:
+Conversions use ASE's constants (CODATA 2014), as :mod:`aiida_ilmlff.parsers.cp2k_output`:
 1 Hartree = 27.211386 eV, 1 Hartree/bohr = 51.422067 eV/Å.
 """
 
@@ -24,6 +24,8 @@ import re
 
 import numpy as np
 from ase import units
+
+from aiida_ilmlff.parsers.cp2k_output import scf_failed
 
 __all__ = (
     'CP2K_ENER_FILE',
@@ -148,15 +150,12 @@ def unconverged_md_steps(stdout: str, first_step: int) -> set[int]:
 
     The first force evaluation of a run is its initial step ``first_step``; every later one is followed by
     ``MD| Step number <n>``. An evaluation failed when its SCF messages (between two ``ENERGY| Total
-    FORCE_EVAL`` lines) contain ``SCF run NOT converged`` or ``outer SCF loop FAILED``.
+    FORCE_EVAL`` lines) contain one of CP2K's SCF failure markers
+    (:func:`~aiida_ilmlff.parsers.cp2k_output.scf_failed`).
     """
     segments = re.split(r'ENERGY\|\s+Total FORCE_EVAL', stdout)[:-1]
     numbers = [int(first_step)] + [int(n) for n in re.findall(r'MD\|\s+Step number\s+(\d+)', stdout)]
-    return {
-        step
-        for segment, step in zip(segments, numbers)
-        if 'SCF run NOT converged' in segment or 'outer SCF loop FAILED' in segment
-    }
+    return {step for segment, step in zip(segments, numbers) if scf_failed(segment)}
 
 
 def parse_cp2k_md(pos_text: str, frc_text: str | None, ener_text: str | None, stdout: str | None = None) -> Cp2kMdRun:

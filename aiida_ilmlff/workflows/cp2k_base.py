@@ -7,7 +7,8 @@ Differences from the parent work chain:
 * ``GLOBAL/WALLTIME`` is set to 95 % of ``metadata.options.max_wallclock_seconds`` (unless given), so CP2K
   stops cleanly and writes its restart files before the scheduler kills the job.
 * :meth:`handle_scf_not_converged` climbs an SCF ladder when the SCF fails, whether CP2K aborted (exit
-  450) or, as CP2K 2023.1 does with OT, printed ``SCF run NOT converged`` and finished (exit 0): such a run
+  450) or, as CP2K 2023.1 does with OT, printed an SCF failure marker
+  (:data:`~aiida_ilmlff.parsers.cp2k_output.SCF_NOT_CONVERGED_MARKERS`) and finished (exit 0): such a run
   never counts as a success. The rungs (:data:`SCF_LADDER`) are
 
   1. ``robust_ot``: OT with the conjugate-gradient minimiser, ``FULL_ALL`` preconditioner, a smaller step
@@ -36,6 +37,8 @@ import typing as t
 
 from aiida import engine, orm
 from aiida_cp2k.workchains.base import Cp2kBaseWorkChain, Cp2kCalculation
+
+from aiida_ilmlff.parsers.cp2k_output import parse_cp2k_stdout, scf_failed, xtb_charge_abort
 
 __all__ = (
     'SCF_LADDER',
@@ -192,8 +195,7 @@ class IlmlffCp2kBaseWorkChain(Cp2kBaseWorkChain):
     @engine.process_handler(priority=600, exit_codes=[Cp2kCalculation.exit_codes.ERROR_OUTPUT_CONTAINS_ABORT])
     def handle_xtb_atomic_charges(self, calc):
         """GFN-xTB aborted on its atomic-charge check: switch ``CHECK_ATOMIC_CHARGES`` off and restart."""
-        text = read_cp2k_stdout(calc)
-        if 'Switch-off CHECK_ATOMIC_CHARGES' not in text and 'Charge outside chemical range' not in text:
+        if not xtb_charge_abort(read_cp2k_stdout(calc)):
             return None
         params = self.ctx.inputs.parameters.get_dict()
         xtb = _section(params, 'FORCE_EVAL', 'DFT', 'QS', 'XTB')
@@ -212,12 +214,11 @@ class IlmlffCp2kBaseWorkChain(Cp2kBaseWorkChain):
 
     @engine.process_handler(priority=500)
     def handle_scf_not_converged(self, calc):
-        """The SCF failed (exit 450, or exit 0 with ``SCF run NOT converged``): climb the SCF ladder."""
+        """The SCF failed (exit 450, or exit 0 with an SCF failure marker in the output): climb the SCF ladder."""
         if calc.exit_status == Cp2kCalculation.exit_codes.ERROR_SCF_NOT_CONVERGED.status:
             pass
         elif calc.exit_status == 0:
-            text = read_cp2k_stdout(calc)
-            if 'SCF run NOT converged' not in text and 'outer SCF loop FAILED' not in text:
+            if not scf_failed(read_cp2k_stdout(calc)):
                 return None
         else:
             return None
@@ -251,8 +252,6 @@ class IlmlffCp2kBaseWorkChain(Cp2kBaseWorkChain):
     @engine.process_handler(priority=100, exit_codes=[Cp2kCalculation.exit_codes.ERROR_OUTPUT_CONTAINS_ABORT])
     def handle_cp2k_abort(self, calc):
         """Any other CP2K ``[ABORT]``: stop with exit code 320 and CP2K's message (bad input, missing data)."""
-        from aiida_ilmlff.calculations.functions.labels import parse_cp2k_stdout
-
         message = parse_cp2k_stdout(read_cp2k_stdout(calc)).abort_message or 'no message found in the output'
         self.report(f'{calc.process_label}<{calc.pk}> aborted: {message}')
         return engine.ProcessHandlerReport(True, self.exit_codes.ERROR_CP2K_ABORTED.format(message=message))

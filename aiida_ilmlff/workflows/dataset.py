@@ -35,7 +35,6 @@ from aiida.engine import ToContext, WorkChain, if_
 
 from aiida_ilmlff.calculations.functions.box import build_ionic_liquid_box
 from aiida_ilmlff.calculations.functions.frames import merge_frames
-from aiida_ilmlff.calculations.functions.labels import cp2k_level_of_theory
 from aiida_ilmlff.calculations.functions.sampling import (
     dataset_summary,
     generate_neq_frames,
@@ -44,6 +43,7 @@ from aiida_ilmlff.calculations.functions.sampling import (
     structures_to_frames,
 )
 from aiida_ilmlff.data import FramesData
+from aiida_ilmlff.data.level_of_theory import cp2k_level_of_theory
 from aiida_ilmlff.sampling import MIN_DISTANCE, TRAJECTORY_FORMATS, validate_generators
 from aiida_ilmlff.sampling.perturb import generator_counts
 from aiida_ilmlff.sampling.settings import SAMPLING_SETTINGS, validate_import_settings

@@ -6,7 +6,7 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_ilmlff.calculations.functions.labels import cp2k_level_of_theory
+from aiida_ilmlff.data.level_of_theory import cp2k_level_of_theory
 from aiida_ilmlff.workflows.aimd import md_parameters
 from aiida_ilmlff.workflows.dataset import DatasetWorkChain
 

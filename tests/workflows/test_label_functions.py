@@ -7,18 +7,11 @@ import pytest
 from aiida import orm
 from ase import units
 
-from aiida_ilmlff.calculations.functions.labels import (
-    cp2k_level_of_theory,
-    fingerprint,
-    parse_cp2k_forces,
-    parse_cp2k_stdout,
-    parse_cp2k_stress,
-    pw_level_of_theory,
-    quality_control,
-    robust_zscores,
-    screen_frames,
-)
+from aiida_ilmlff.calculations.functions.labels import quality_control
 from aiida_ilmlff.data import FramesData
+from aiida_ilmlff.data.level_of_theory import cp2k_level_of_theory, fingerprint, pw_level_of_theory
+from aiida_ilmlff.parsers.cp2k_output import parse_cp2k_forces, parse_cp2k_stdout, parse_cp2k_stress
+from aiida_ilmlff.sampling.screening import robust_zscores, screen_frames
 from aiida_ilmlff.workflows.cp2k_base import SCF_LADDER, apply_scf_rung, with_walltime
 
 from .conftest import libf4_atoms

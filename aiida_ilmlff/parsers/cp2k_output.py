@@ -1,0 +1,181 @@
+"""Read CP2K's output files: energy and SCF status of the main output, forces, stress (pure text, no AiiDA).
+
+The one home of CP2K's SCF markers (:data:`SCF_NOT_CONVERGED_MARKERS`, :func:`scf_failed`) and of its
+other status strings (walltime, the GFN-xTB atomic-charge abort): the labelling engine, the SCF-ladder
+handler of ``ilmlff.cp2k.base`` and the AIMD reader (:mod:`aiida_ilmlff.sampling.cp2k_md`) import them here.
+
+Units of the values returned: energy in eV, forces in eV/Å, stress in eV/Å^3 with the ASE sign
+(``stress = (1/V) dE/d(strain)``, positive under tension). Conversions use ASE's constants (CODATA 2014):
+1 Hartree = 27.211386 eV, 1 bohr = 0.52917721 Å, 1 GPa = 1/160.21766 eV/Å^3. CP2K prints forces in
+Hartree/bohr and the stress tensor in GPa with the opposite sign (positive under compression).
+"""
+
+from __future__ import annotations
+
+import re
+import typing as t
+
+import numpy as np
+from ase import units
+
+__all__ = (
+    'CP2K_FORCES_FILE',
+    'CP2K_OUTPUT_FILE',
+    'CP2K_STRESS_FILE',
+    'EV_PER_A3_PER_GPA',
+    'HARTREE_PER_BOHR_TO_EV_PER_A',
+    'HARTREE_TO_EV',
+    'SCF_NOT_CONVERGED_MARKERS',
+    'WALLTIME_MARKER',
+    'XTB_CHARGE_MARKERS',
+    'Cp2kOutput',
+    'parse_cp2k_forces',
+    'parse_cp2k_stdout',
+    'parse_cp2k_stress',
+    'scf_failed',
+    'xtb_charge_abort',
+)
+
+HARTREE_TO_EV = units.Hartree
+HARTREE_PER_BOHR_TO_EV_PER_A = units.Hartree / units.Bohr
+EV_PER_A3_PER_GPA = units.GPa
+
+#: Files CP2K writes with ``FORCE_EVAL/PRINT/FORCES/FILENAME forces`` and ``.../STRESS_TENSOR/FILENAME stress``
+#: for ``PROJECT aiida`` (the project name aiida-cp2k sets) and a single point; and the main output.
+CP2K_FORCES_FILE = 'aiida-forces-1_0.xyz'
+CP2K_STRESS_FILE = 'aiida-stress-1_0.stress_tensor'
+CP2K_OUTPUT_FILE = 'aiida.out'
+
+#: Lines of CP2K's main output that mean an SCF did not converge. CP2K 2023.1 with OT prints them and goes on
+#: (exit status 0, an energy and forces reported anyway): such numbers must never become labels.
+SCF_NOT_CONVERGED_MARKERS = ('SCF run NOT converged', 'outer SCF loop FAILED')
+
+#: CP2K stopped at ``GLOBAL/WALLTIME``.
+WALLTIME_MARKER = 'exceeded requested execution time'
+
+#: GFN-xTB's ``CHECK_ATOMIC_CHARGES`` abort ("Atomic charges outside chemical range").
+XTB_CHARGE_MARKERS = ('Switch-off CHECK_ATOMIC_CHARGES', 'Charge outside chemical range')
+
+_FLOAT = r'[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[EeDd][-+]?\d+)?'
+
+
+def scf_failed(text: str) -> bool:
+    """Whether ``text`` (CP2K's main output, or a part of it) reports an SCF that did not converge."""
+    return any(marker in text for marker in SCF_NOT_CONVERGED_MARKERS)
+
+
+def xtb_charge_abort(text: str) -> bool:
+    """Whether ``text`` (CP2K's main output) reports the GFN-xTB atomic-charge abort."""
+    return any(marker in text for marker in XTB_CHARGE_MARKERS)
+
+
+class Cp2kOutput(t.NamedTuple):
+    """What :func:`parse_cp2k_stdout` reads from CP2K's main output.
+
+    ``energy`` [eV] is the last ``ENERGY| Total FORCE_EVAL`` value (``None`` if absent); ``scf_converged`` is
+    False when CP2K printed one of :data:`SCF_NOT_CONVERGED_MARKERS` or ran out of its walltime;
+    ``completed`` is True when the run reached ``PROGRAM STOPPED IN``; ``xtb_charge_abort`` flags the GFN-xTB
+    atomic-charge check; ``abort_message`` is the text of an ``[ABORT]`` box ('' if none).
+    """
+
+    energy: float | None
+    scf_converged: bool
+    completed: bool
+    walltime_exceeded: bool
+    xtb_charge_abort: bool
+    abort_message: str
+    n_warnings: int | None
+    version: str | None
+
+
+def parse_cp2k_stdout(text: str) -> Cp2kOutput:
+    """Read the energy, SCF convergence and abort status from the text of CP2K's main output file.
+
+    CP2K 2023.1 with OT does not abort when the SCF fails: it prints ``*** WARNING ... SCF run NOT
+    converged ***`` and still reports an energy and forces. Such a run is flagged here
+    (``scf_converged=False``) so that its numbers never become labels.
+
+    :param text: the content of ``aiida.out``.
+    :return: a :class:`Cp2kOutput`.
+    """
+    energy = None
+    for match in re.finditer(r'^\s*ENERGY\|\s+Total FORCE_EVAL.*?:\s+(' + _FLOAT + r')\s*$', text, re.MULTILINE):
+        energy = float(match.group(1).replace('D', 'E').replace('d', 'e')) * HARTREE_TO_EV
+    unconverged = scf_failed(text)
+    walltime = WALLTIME_MARKER in text
+    abort = ''
+    box = re.search(r'\[ABORT\](.*?)\*{20,}', text, re.DOTALL)
+    if box:
+        lines = [line.strip(' *|/\\_O') for line in box.group(1).splitlines()]
+        abort = ' '.join(line.strip() for line in lines if line.strip())
+    warnings_match = re.search(r'The number of warnings for this run is\s*:\s*(\d+)', text)
+    version_match = re.search(r'CP2K\|\s+version string:\s+CP2K version\s+(\S+)', text)
+    return Cp2kOutput(
+        energy=energy,
+        scf_converged=not unconverged and not walltime,
+        completed='PROGRAM STOPPED IN' in text,
+        walltime_exceeded=walltime,
+        xtb_charge_abort=xtb_charge_abort(text),
+        abort_message=abort,
+        n_warnings=int(warnings_match.group(1)) if warnings_match else None,
+        version=version_match.group(1) if version_match else None,
+    )
+
+
+def parse_cp2k_forces(text: str, symbols: t.Sequence[str] | None = None) -> np.ndarray:
+    """Read the last ``ATOMIC FORCES in [a.u.]`` block of a CP2K forces file; return ``(n, 3)`` eV/Å.
+
+    Rows are put in the order of CP2K's atom index (the order of the coordinate file, which aiida-cp2k
+    writes in the order of the ``StructureData`` sites, i.e. the frame's order).
+
+    :param text: content of the file written by ``FORCE_EVAL/PRINT/FORCES`` (``aiida-forces-1_0.xyz``).
+    :param symbols: the frame's chemical symbols; when given, the element column must match them atom by atom.
+    :raises ValueError: if no block is found, indices are not 1..n, or elements or atom count disagree.
+    """
+    blocks = re.split(r'ATOMIC FORCES in \[a\.u\.\]', text)
+    if len(blocks) < 2:
+        raise ValueError('no `ATOMIC FORCES in [a.u.]` block in the CP2K forces file')
+    rows = []
+    for line in blocks[-1].splitlines():
+        parts = line.split()
+        if len(parts) == 6 and parts[0].isdigit() and parts[1].isdigit():
+            rows.append((int(parts[0]), parts[2], [float(value) for value in parts[3:]]))
+        elif line.strip().startswith('SUM OF ATOMIC FORCES'):
+            break
+    if not rows:
+        raise ValueError('the last forces block of the CP2K forces file has no atoms')
+    rows.sort(key=lambda row: row[0])
+    indices = [row[0] for row in rows]
+    if indices != list(range(1, len(rows) + 1)):
+        raise ValueError('the CP2K forces file does not list atoms 1..n exactly once')
+    if symbols is not None:
+        if len(symbols) != len(rows):
+            raise ValueError(f'the CP2K forces file has {len(rows)} atoms, the frame has {len(symbols)}')
+        elements = [re.sub(r'\d+$', '', row[1]) for row in rows]
+        mismatched = [i for i, (a, b) in enumerate(zip(elements, symbols)) if a != b]
+        if mismatched:
+            i = mismatched[0]
+            raise ValueError(f'CP2K atom order does not match the frame: atom {i} is {elements[i]}, not {symbols[i]}')
+    return np.array([row[2] for row in rows], dtype=np.float64) * HARTREE_PER_BOHR_TO_EV_PER_A
+
+
+def parse_cp2k_stress(text: str) -> np.ndarray:
+    """Read the last stress tensor (GPa) of a CP2K stress file; return ``(3, 3)`` eV/Å^3 with the ASE sign.
+
+    :param text: content of the file written by ``FORCE_EVAL/PRINT/STRESS_TENSOR`` (``*.stress_tensor``).
+    :raises ValueError: if no ``STRESS| ... stress tensor [GPa]`` block with x, y, z rows is found.
+    """
+    blocks = re.split(r'STRESS\|\s+\w+ stress tensor \[GPa\]', text)
+    if len(blocks) < 2:
+        raise ValueError('no `stress tensor [GPa]` block in the CP2K stress file')
+    rows = {}
+    for line in blocks[-1].splitlines():
+        match = re.match(r'\s*STRESS\|\s+([xyz])\s+(' + _FLOAT + r')\s+(' + _FLOAT + r')\s+(' + _FLOAT + r')', line)
+        if match and match.group(1) not in rows:
+            rows[match.group(1)] = [float(match.group(k)) for k in (2, 3, 4)]
+        if len(rows) == 3:
+            break
+    if len(rows) != 3:
+        raise ValueError('the CP2K stress tensor block does not have x, y and z rows')
+    stress_gpa = np.array([rows['x'], rows['y'], rows['z']], dtype=np.float64)
+    return -stress_gpa * EV_PER_A3_PER_GPA
