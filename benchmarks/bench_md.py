@@ -10,7 +10,7 @@ Runs alternate (bare, runner, ...) and the median of ``--repeats`` is reported, 
 (``loop_time_s`` and ``loop_cpu_s`` of ``status.json``; model loading and set-up excluded, as for the bare
 loop).
 
-Models: the tiny MACE and DeePMD models of the MD tests (``tests/md/md_models.py``: 8 channels L=0, r_max 4 Å,
+Models: the tiny MACE and DeePMD models of the MD tests (``tests/fixtures/models.py``: 8 channels L=0, r_max 4 Å,
 float64; DeePMD se_e2_a [4, 8] / [16, 16]), taken from ``$ILMLFF_MD_CACHE/<recipe>`` or the pytest cache, or
 given with ``--mace`` / ``--deepmd``. The cost does not depend on how well they are trained.
 
@@ -33,7 +33,6 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / 'tests' / 'md'))
 
 PARAMETERS = {
     'ensemble': 'nvt',
@@ -49,7 +48,7 @@ PARAMETERS = {
 
 
 def _model_paths(args) -> dict[str, pathlib.Path]:
-    from md_models import RECIPE_VERSION
+    from tests.fixtures.models import RECIPE_VERSION
 
     folders = []
     if os.environ.get('ILMLFF_MD_CACHE'):

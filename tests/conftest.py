@@ -2,7 +2,10 @@
 
 Profiles: the session profile is a temporary ``core.sqlite_dos`` profile with the ZeroMQ broker of
 aiida-core 2.9 (no services needed), so ``submit_and_await`` and daemon tests work everywhere.
-The ``services`` tests make their own PostgreSQL + RabbitMQ profile (see ``test_services.py``).
+The ``services`` tests make their own PostgreSQL + RabbitMQ profile (see ``test_daemon.py``).
+
+Shared fixtures live in the package :mod:`tests.fixtures` (codes, boxes, the cached real-code data set and tiny
+models, node counts), registered here; a folder's ``conftest.py`` keeps only what that folder alone uses.
 """
 
 from __future__ import annotations
@@ -12,7 +15,12 @@ import pathlib
 
 import pytest
 
-pytest_plugins = ['aiida.tools.pytest_fixtures']
+pytest_plugins = [
+    'aiida.tools.pytest_fixtures',
+    'tests.fixtures.codes',
+    'tests.fixtures.boxes',
+    'tests.fixtures.models',
+]
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get('CI', '').lower() in ('1', 'true', 'yes')

@@ -13,8 +13,7 @@ from aiida.engine import run_get_node
 
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.workflows.dataset import DatasetWorkChain
-
-from .conftest import PYR14BF4
+from tests.fixtures.boxes import PYR14BF4
 
 
 def _report(node) -> str:

@@ -9,8 +9,8 @@ from aiida.engine import run_get_node
 from aiida_ilmlff.data.level_of_theory import cp2k_level_of_theory
 from aiida_ilmlff.workflows.aimd import md_parameters
 from aiida_ilmlff.workflows.dataset import DatasetWorkChain
-
-from .conftest import PYR14BF4, count_nodes
+from tests.fixtures import count_nodes
+from tests.fixtures.boxes import PYR14BF4
 
 
 def test_fast_builder(cp2k_code):

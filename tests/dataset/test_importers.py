@@ -14,8 +14,9 @@ from aiida_ilmlff.sampling import (
     read_trajectory,
 )
 from aiida_ilmlff.systems import molecule_graphs_match
+from tests.fixtures.boxes import PYR14BF4
 
-from .conftest import PYR14BF4, synthetic_trajectory
+from .conftest import synthetic_trajectory
 
 
 def test_extxyz_by_builder_order(extxyz_trajectory, pyr14bf4_box):

@@ -20,8 +20,9 @@ from aiida_ilmlff.calculations.functions.sampling import (
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.sampling import distribution, frame_observables, label_summary
 from aiida_ilmlff.sampling.settings import validate_import_settings
+from tests.fixtures.boxes import PYR14BF4
 
-from .conftest import PYR14BF4, synthetic_trajectory
+from .conftest import synthetic_trajectory
 
 
 def test_imported_extxyz_becomes_eq_frames_with_cut_and_spacing(extxyz_trajectory):

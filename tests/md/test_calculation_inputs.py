@@ -12,6 +12,7 @@ from ase.io import read
 
 from aiida_ilmlff.calculations.md import MDCalculation, ordered_models
 from aiida_ilmlff.data import FramesData, MLFFModelData
+from tests.fixtures import count_nodes
 
 NVT = {'ensemble': 'nvt', 'steps': 10, 'temperature_K': 400.0, 'timestep_fs': 1.0}
 
@@ -42,10 +43,6 @@ def md_inputs(runner_code, md_structure, fake_model, job_options):
     }
 
 
-def _count_nodes() -> int:
-    return orm.QueryBuilder().append(orm.Node).count()
-
-
 @pytest.mark.parametrize(
     ('change', 'fragment'),
     [
@@ -58,21 +55,21 @@ def _count_nodes() -> int:
 def test_bad_parameters_fail_before_submission(md_inputs, change, fragment):
     """Each bad parameter fails at process creation with a message naming the input; nothing is stored."""
     md_inputs['parameters'] = orm.Dict({**NVT, **change})
-    before = _count_nodes()
+    before = count_nodes()
     with pytest.raises(ValueError, match='parameters') as excinfo:
         run_get_node(MDCalculation, **md_inputs)
     assert fragment in str(excinfo.value)
-    assert _count_nodes() == before
+    assert count_nodes() == before
     assert not md_inputs['parameters'].is_stored
 
 
 def test_models_must_cover_the_structure_elements(md_inputs, fake_model):
     """A committee member without B and F fails before submission, naming `models.<key>` and the elements."""
     md_inputs['models'] = {'model_0': fake_model(), 'model_1': fake_model(('C', 'H', 'N'), 'cation_only.model')}
-    before = _count_nodes()
+    before = count_nodes()
     with pytest.raises(ValueError, match=r"`models.model_1` does not cover the elements \['B', 'F'\]"):
         run_get_node(MDCalculation, **md_inputs)
-    assert _count_nodes() == before
+    assert count_nodes() == before
 
 
 def test_other_input_checks(md_inputs, fake_model):

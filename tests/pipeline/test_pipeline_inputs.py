@@ -6,8 +6,8 @@ import pytest
 from aiida import orm
 
 from aiida_ilmlff.workflows.pipeline import PipelineWorkChain, validate_inputs
-
-from .conftest import PYR14BF4, count_nodes
+from tests.fixtures import count_nodes
+from tests.fixtures.boxes import PYR14BF4
 
 
 @pytest.fixture

@@ -19,8 +19,9 @@ from aiida.cmdline.utils.common import get_workchain_report
 from aiida.engine import run_get_node
 
 from aiida_ilmlff.workflows.pipeline import PipelineWorkChain
+from tests.fixtures.boxes import PYR14BF4
 
-from .conftest import ONE_THREAD, PYR14BF4
+from .conftest import ONE_THREAD
 
 BIN = pathlib.Path(sys.executable).parent
 PNG = b'\x89PNG\r\n\x1a\n'

@@ -1,25 +1,11 @@
-"""Fixtures of the ``ilmlff.properties`` tests: the tiny MACE model and 2-pair PYR14BF4 box of the MD tests.
-
-The fixtures are those of ``tests/md/conftest.py``, imported, so the models are cached in the SAME folder as the MD
-tests (``.pytest_cache/d/ilmlff-<RECIPE_VERSION>`` or ``$ILMLFF_MD_CACHE``) and nothing is trained twice.
-"""
+"""Fixtures of the ``ilmlff.properties`` tests alone (the tiny MACE model, box and runner code come from
+:mod:`tests.fixtures`, cached in the same folder as the MD tests' so nothing is trained twice)."""
 
 from __future__ import annotations
 
 import pytest
 
-# The MD tests' fixtures, shared: the same cache folder, frames, tiny MACE model, box, runner code and job options.
-from tests.md.conftest import (  # noqa: F401
-    ELEMENTS,
-    box_atoms,
-    job_options,
-    labelled_frames_file,
-    mace_model,
-    mace_model_file,
-    md_cache,
-    md_structure,
-    runner_code,
-)
+from tests.fixtures.models import ELEMENTS
 
 
 @pytest.fixture

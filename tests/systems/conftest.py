@@ -1,4 +1,4 @@
-"""Fixtures of the systems tests: built boxes shared per module, and a clean ion registry."""
+"""Fixtures of the systems tests: the 10-pair PYR14BF4 and LiTFSI boxes (timed builds), and a clean ion registry."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def clean_registry():
 
 
 @pytest.fixture(scope='session')
-def pyr14bf4_box():
+def pyr14bf4_box_10():
     """PYR14BF4, 10 ion pairs at 1.2 g/cm^3, seed 0, with its build time in ``info['build_time_s']``."""
     start = time.perf_counter()
     atoms = build_ionic_liquid({'PYR14': 10, 'BF4': 10}, 1.2, seed=0)

@@ -37,12 +37,12 @@ def _check_box(atoms, n_atoms, molecules, density):
     assert molecule_graphs_match(atoms, ordered=False)
 
 
-def test_pyr14bf4_box(pyr14bf4_box):
+def test_pyr14bf4_box(pyr14bf4_box_10):
     """PYR14BF4, 10 ion pairs at 1.2 g/cm^3: 350 atoms, 20 molecules, ~14.7 Å cube (~317 Å^3 per pair)."""
-    _check_box(pyr14bf4_box, 350, ['PYR14'] * 10 + ['BF4'] * 10, 1.2)
-    assert pyr14bf4_box.info['composition'] == {'PYR14': 10, 'BF4': 10}
-    assert pyr14bf4_box.get_volume() / 10 == pytest.approx(322.0, abs=10.0)
-    assert pyr14bf4_box.info['conformer_methods'] == {'PYR14': 'MMFF94', 'BF4': 'UFF'}
+    _check_box(pyr14bf4_box_10, 350, ['PYR14'] * 10 + ['BF4'] * 10, 1.2)
+    assert pyr14bf4_box_10.info['composition'] == {'PYR14': 10, 'BF4': 10}
+    assert pyr14bf4_box_10.get_volume() / 10 == pytest.approx(322.0, abs=10.0)
+    assert pyr14bf4_box_10.info['conformer_methods'] == {'PYR14': 'MMFF94', 'BF4': 'UFF'}
 
 
 def test_litfsi_pyr14tfsi_box(litfsi_box):
@@ -51,15 +51,15 @@ def test_litfsi_pyr14tfsi_box(litfsi_box):
     assert litfsi_box.info['ions']['TFSI']['smiles'] == 'FC(F)(F)S(=O)(=O)[N-]S(=O)(=O)C(F)(F)F'
 
 
-def test_same_seed_same_coordinates(pyr14bf4_box):
+def test_same_seed_same_coordinates(pyr14bf4_box_10):
     """A rebuild from scratch (conformer cache cleared) with seed 0 is identical; seed 1 differs."""
     _conformer.cache_clear()
     again = build_ionic_liquid({'BF4': 10, 'PYR14': 10}, 1.2, seed=0)  # input order does not matter
-    assert np.array_equal(again.positions, pyr14bf4_box.positions)
-    assert again.get_chemical_symbols() == pyr14bf4_box.get_chemical_symbols()
+    assert np.array_equal(again.positions, pyr14bf4_box_10.positions)
+    assert again.get_chemical_symbols() == pyr14bf4_box_10.get_chemical_symbols()
     other = build_ionic_liquid({'PYR14': 10, 'BF4': 10}, 1.2, seed=1)
-    assert other.get_chemical_symbols() == pyr14bf4_box.get_chemical_symbols()
-    assert np.abs(other.positions - pyr14bf4_box.positions).max() > 1.0
+    assert other.get_chemical_symbols() == pyr14bf4_box_10.get_chemical_symbols()
+    assert np.abs(other.positions - pyr14bf4_box_10.positions).max() > 1.0
 
 
 @pytest.mark.parametrize(
@@ -81,14 +81,14 @@ def test_inline_ion_box_checks_without_registry(clean_registry):
     assert molecule_graphs_match(atoms)
 
 
-def test_graph_check_detects_damage(pyr14bf4_box):
-    broken = pyr14bf4_box.copy()
+def test_graph_check_detects_damage(pyr14bf4_box_10):
+    broken = pyr14bf4_box_10.copy()
     hydrogen = np.flatnonzero(broken.arrays['mol_id'] == 0)[-1]
     broken.positions[hydrogen] += [3.0, 0.0, 0.0]
     mismatches = molecule_graph_mismatches(broken)
     assert len(mismatches) == 1 and mismatches[0].startswith('molecule 0 (PYR14): missing bonds')
 
-    shuffled = pyr14bf4_box.copy()
+    shuffled = pyr14bf4_box_10.copy()
     members = np.flatnonzero(shuffled.arrays['mol_id'] == 0)
     order = np.arange(len(shuffled))
     order[members] = members[::-1]
@@ -97,13 +97,13 @@ def test_graph_check_detects_damage(pyr14bf4_box):
     assert molecule_graphs_match(shuffled, ordered=False)
 
 
-def test_molecules_across_the_boundary_are_whole_in_the_minimum_image(pyr14bf4_box):
+def test_molecules_across_the_boundary_are_whole_in_the_minimum_image(pyr14bf4_box_10):
     """Wrapping atoms into the cell (as MD codes do) changes neither check."""
-    wrapped = pyr14bf4_box.copy()
+    wrapped = pyr14bf4_box_10.copy()
     wrapped.positions += 7.0
     wrapped.wrap()
     assert molecule_graphs_match(wrapped)
-    assert min_intermolecular_distance(wrapped) == pytest.approx(min_intermolecular_distance(pyr14bf4_box))
+    assert min_intermolecular_distance(wrapped) == pytest.approx(min_intermolecular_distance(pyr14bf4_box_10))
 
 
 def test_min_intermolecular_distance_minimum_image():

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
-from training_helpers import BIN, TINY_DEEPMD, job_options, localhost_code
 
 from aiida_ilmlff.calculations.deepmd import DeepmdTrainCalculation
 from aiida_ilmlff.calculations.evaluate import EvaluateCalculation
+from tests.fixtures.training import TINY_DEEPMD, job_options, localhost_code
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope='module')
 def deepmd_run(aiida_profile, frames):
     """One tiny DeePMD training with a test split (module-scoped)."""
-    code = localhost_code('dp-test', str(BIN / 'dp'), 'ilmlff.deepmd.train')
+    code = localhost_code('dp')
     inputs = {
         'code': code,
         'train': frames['train'],

@@ -12,7 +12,6 @@ from aiida.common.folders import Folder
 from aiida.engine import run_get_node
 from aiida.engine.utils import instantiate_process
 from aiida.manage import get_manager
-from training_helpers import TINY_DEEPMD, TINY_MACE, job_options
 
 from aiida_ilmlff.calculations.deepmd import DeepmdTrainCalculation, count_sel
 from aiida_ilmlff.calculations.evaluate import EvaluateCalculation
@@ -22,6 +21,7 @@ from aiida_ilmlff.parsers.deepmd import parse_lcurve
 from aiida_ilmlff.parsers.evaluate import committee_force_deviation, error_metrics
 from aiida_ilmlff.parsers.mace import parse_error_table, parse_results_lines
 from aiida_ilmlff.workflows.train import TrainWorkChain
+from tests.fixtures.training import TINY_DEEPMD, TINY_MACE, job_options
 
 
 def _n_nodes() -> int:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
-from training_helpers import BIN, TINY_MACE, job_options, localhost_code
 
 from aiida_ilmlff.calculations.evaluate import EvaluateCalculation
 from aiida_ilmlff.calculations.mace import MaceTrainCalculation
 from aiida_ilmlff.data import MLFFModelData
+from tests.fixtures.training import TINY_MACE, job_options, localhost_code
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope='module')
 def mace_run(aiida_profile, frames):
     """One tiny MACE training on train/valid/test (module-scoped: several tests read it)."""
-    code = localhost_code('mace-train-test', str(BIN / 'mace_run_train'), 'ilmlff.mace.train')
+    code = localhost_code('mace_train')
     inputs = {
         'code': code,
         'train': frames['train'],

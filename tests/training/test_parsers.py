@@ -8,11 +8,11 @@ import pytest
 from aiida import orm
 from aiida.common import LinkType
 from aiida.engine import ProcessState
-from training_helpers import TINY_DEEPMD, TINY_MACE
 
 from aiida_ilmlff.parsers.deepmd import DeepmdTrainParser
 from aiida_ilmlff.parsers.evaluate import EvaluateParser
 from aiida_ilmlff.parsers.mace import MaceTrainParser
+from tests.fixtures.training import TINY_DEEPMD, TINY_MACE
 
 SPLIT = json.dumps({'n_frames': {'train': 4, 'valid': 2}, 'order': ['train', 'valid'], 'model_file': 'mace.model'})
 
@@ -125,6 +125,6 @@ def test_deepmd_nan_guard_gives_410(aiida_profile, tmp_path, where):
 
 
 def test_evaluate_without_predictions_quotes_the_runner(aiida_profile, tmp_path):
-    files = {'evaluate.err': "ilmlff-evaluate: ValueError: model m0: elements ['Li'] are not in its type_map\n"}
+    files = {'evaluate.err': "ilmlff-runner evaluate: ValueError: model m0: elements ['Li'] are not in its type_map\n"}
     _, calcfunction = _parse(EvaluateParser, 'ilmlff.evaluate', files, tmp_path)
     assert calcfunction.exit_status == 310 and "elements ['Li']" in calcfunction.exit_message

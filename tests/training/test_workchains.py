@@ -9,10 +9,10 @@ from aiida.common import LinkType
 from aiida.engine import ProcessState, run_get_node
 from aiida.engine.utils import instantiate_process
 from aiida.manage import get_manager
-from training_helpers import BIN, TINY_MACE, job_options, localhost_code
 
 from aiida_ilmlff.calculations.evaluate import EvaluateCalculation
 from aiida_ilmlff.workflows.train import DeepmdTrainBaseWorkChain, MaceTrainBaseWorkChain, TrainWorkChain
+from tests.fixtures.training import TINY_MACE, job_options, localhost_code
 
 
 def _reports(node) -> list[str]:
@@ -72,7 +72,7 @@ def test_nan_handler_halves_learning_rate(dp_code, frames):
 @pytest.mark.slow
 def test_nan_loss_run_ends_with_its_exit_code(aiida_profile, frames):
     """An absurd learning rate in float32 gives a NaN loss; the handler halves it; 2 runs are not enough."""
-    code = localhost_code('mace-train-test', str(BIN / 'mace_run_train'), 'ilmlff.mace.train')
+    code = localhost_code('mace_train')
     parameters = {
         **TINY_MACE,
         'num_channels': 4,
@@ -103,7 +103,7 @@ def test_nan_loss_run_ends_with_its_exit_code(aiida_profile, frames):
 
 @pytest.mark.slow
 def test_committee_of_two_mace_models_and_deviation(aiida_profile, frames):
-    code = localhost_code('mace-train-test', str(BIN / 'mace_run_train'), 'ilmlff.mace.train')
+    code = localhost_code('mace_train')
     builder = TrainWorkChain.get_builder_from_protocol(
         code,
         frames['all'],
@@ -128,10 +128,7 @@ def test_committee_of_two_mace_models_and_deviation(aiida_profile, frames):
     assert metrics['committee']['valid']['force_rmse']['n'] == 2
 
     # the project's runner code, as `aiida-ilmlff setup` registers it: `ilmlff-runner evaluate evaluate.json`
-    runner = BIN / 'ilmlff-runner'
-    if not runner.exists():
-        pytest.skip('ilmlff-runner not installed')
-    evaluate = localhost_code('ilmlff-runner-test', str(runner), 'ilmlff.evaluate')
+    evaluate = localhost_code('evaluate')
     _, evaluation = run_get_node(
         EvaluateCalculation,
         code=evaluate,

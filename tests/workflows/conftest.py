@@ -1,4 +1,7 @@
-"""Fixtures for the labelling tests: CP2K and pw.x codes on localhost, an SSSP family, Li+ BF4- frames."""
+"""Fixtures of the labelling tests alone: an SSSP family and Li+ BF4- frames.
+
+The CP2K and pw.x codes (``cp2k_code``, ``pw_code``) are shared fixtures of :mod:`tests.fixtures.codes`.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,6 @@ import shutil
 
 import numpy as np
 import pytest
-
-CP2K_EXECUTABLE = '/usr/bin/cp2k.psmp'
-PW_EXECUTABLE = '/usr/bin/pw.x'
 
 #: SSSP 1.3 PBE efficiency cutoffs in Ry (wavefunction, density), from shared/pseudos/SOURCES.md.
 SSSP_EFFICIENCY_CUTOFFS = {
@@ -22,56 +22,6 @@ SSSP_EFFICIENCY_CUTOFFS = {
     'S': (35, 280),
     'P': (30, 240),
 }
-
-#: One OpenMP thread per calculation: the test machine's two cores are shared.
-SERIAL_OPTIONS = {
-    'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
-    'withmpi': False,
-    'max_wallclock_seconds': 600,
-    'environment_variables': {'OMP_NUM_THREADS': '1'},
-}
-
-
-def _require(path: str) -> None:
-    if shutil.which(path) is None:
-        pytest.skip(f'{path} is not installed')
-
-
-@pytest.fixture
-def localhost(aiida_computer_local):
-    """A configured ``core.local`` + ``core.direct`` computer (job poll interval 0)."""
-    return aiida_computer_local(label='localhost-label-tests')
-
-
-@pytest.fixture
-def cp2k_code(localhost):
-    """An ``InstalledCode`` ``cp2k`` for ``/usr/bin/cp2k.psmp`` (plugin ``cp2k``)."""
-    from aiida import orm
-
-    _require(CP2K_EXECUTABLE)
-    existing = orm.QueryBuilder().append(orm.InstalledCode, filters={'label': 'cp2k-test'}).first(flat=True)
-    if existing is not None and existing.computer.pk == localhost.pk:
-        return existing
-    return orm.InstalledCode(
-        label='cp2k-test', computer=localhost, filepath_executable=CP2K_EXECUTABLE, default_calc_job_plugin='cp2k'
-    ).store()
-
-
-@pytest.fixture
-def pw_code(localhost):
-    """An ``InstalledCode`` ``pw-test`` for ``/usr/bin/pw.x`` (plugin ``quantumespresso.pw``)."""
-    from aiida import orm
-
-    _require(PW_EXECUTABLE)
-    existing = orm.QueryBuilder().append(orm.InstalledCode, filters={'label': 'pw-test'}).first(flat=True)
-    if existing is not None and existing.computer.pk == localhost.pk:
-        return existing
-    return orm.InstalledCode(
-        label='pw-test',
-        computer=localhost,
-        filepath_executable=PW_EXECUTABLE,
-        default_calc_job_plugin='quantumespresso.pw',
-    ).store()
 
 
 @pytest.fixture
@@ -132,5 +82,7 @@ def libf4_frames():
 
 @pytest.fixture
 def serial_options():
-    """``metadata.options`` for one-core test runs."""
-    return dict(SERIAL_OPTIONS)
+    """``metadata.options`` for one-core test runs (600 s wall-time limit, one thread everywhere)."""
+    from tests.fixtures.codes import options
+
+    return options(max_wallclock_seconds=600)

@@ -9,12 +9,9 @@ from ase import Atoms
 
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.workflows.label import LabelWorkChain
+from tests.fixtures import count_nodes
 
 from .conftest import libf4_atoms
-
-
-def _count_nodes() -> int:
-    return orm.QueryBuilder().append(orm.Node).count()
 
 
 @pytest.fixture
@@ -30,16 +27,16 @@ def test_available_protocols():
 
 
 def test_unknown_protocol(cp2k_code, frames):
-    before = _count_nodes()
+    before = count_nodes()
     with pytest.raises(ValueError, match=r'`protocol`: unknown protocol `ultra`.*`fast`'):
         LabelWorkChain.get_builder_from_protocol(cp2k_code, frames, protocol='ultra')
-    assert _count_nodes() == before
+    assert count_nodes() == before
 
 
 def test_builder_stores_nothing_and_sets_protocol_inputs(cp2k_code, frames):
-    before = _count_nodes()
+    before = count_nodes()
     builder = LabelWorkChain.get_builder_from_protocol(cp2k_code, frames, protocol='balanced')
-    assert _count_nodes() == before
+    assert count_nodes() == before
     params = builder.cp2k.cp2k.parameters.get_dict()
     dft = params['FORCE_EVAL']['DFT']
     assert dft['MGRID'] == {'CUTOFF': 400, 'REL_CUTOFF': 50}
@@ -82,32 +79,32 @@ def test_overrides_and_options_are_merged(cp2k_code, frames):
 def test_frames_without_cell_fail_in_builder(cp2k_code):
     atoms = Atoms('LiF', positions=[[0, 0, 0], [1.6, 0, 0]])
     frames = FramesData.from_ase([libf4_atoms(0), atoms]).store()
-    before = _count_nodes()
+    before = count_nodes()
     with pytest.raises(ValueError, match=r'`frames`: 1 frame\(s\) have no cell .*: 1\.'):
         LabelWorkChain.get_builder_from_protocol(cp2k_code, frames)
-    assert _count_nodes() == before
+    assert count_nodes() == before
 
 
 def test_frames_without_cell_fail_at_submission(cp2k_code, frames):
     builder = LabelWorkChain.get_builder_from_protocol(cp2k_code, frames)
     builder.frames = FramesData.from_ase([Atoms('LiF', positions=[[0, 0, 0], [1.6, 0, 0]])]).store()
-    before = _count_nodes()
+    before = count_nodes()
     with pytest.raises(ValueError, match=r'`frames`: 1 frame\(s\) have no cell'):
         launch(builder)
-    assert _count_nodes() == before
+    assert count_nodes() == before
 
 
 def test_element_missing_from_basis_set(cp2k_code):
     atoms = Atoms('KF', positions=[[0, 0, 0], [2.2, 0, 0]], cell=[8, 8, 8], pbc=True)
     frames = FramesData.from_ase([atoms]).store()
-    before = _count_nodes()
+    before = count_nodes()
     with pytest.raises(
         ValueError, match=r'`frames`: element\(s\) K have no basis set/potential in protocol `balanced`'
     ):
         LabelWorkChain.get_builder_from_protocol(cp2k_code, frames, protocol='balanced')
     # GFN1-xTB covers potassium
     LabelWorkChain.get_builder_from_protocol(cp2k_code, frames, protocol='fast')
-    assert _count_nodes() == before
+    assert count_nodes() == before
 
 
 def test_element_missing_kind_fails_at_submission(cp2k_code, frames):
@@ -115,21 +112,21 @@ def test_element_missing_kind_fails_at_submission(cp2k_code, frames):
     params = builder.cp2k.cp2k.parameters.get_dict()
     params['FORCE_EVAL']['SUBSYS']['KIND'] = [k for k in params['FORCE_EVAL']['SUBSYS']['KIND'] if k['_'] != 'Li']
     builder.cp2k.cp2k.parameters = orm.Dict(params)
-    before = _count_nodes()
+    before = count_nodes()
     with pytest.raises(
         ValueError, match=r'`cp2k.cp2k.parameters`: no FORCE_EVAL/SUBSYS/KIND .* Li present in `frames`'
     ):
         launch(builder)
-    assert _count_nodes() == before
+    assert count_nodes() == before
 
 
 def test_element_missing_from_pseudo_family(pw_code, sssp_family):
     atoms = Atoms('NaF', positions=[[0, 0, 0], [2.0, 0, 0]], cell=[8, 8, 8], pbc=True)
     frames = FramesData.from_ase([atoms]).store()
-    before = _count_nodes()
+    before = count_nodes()
     with pytest.raises(ValueError, match=r'`frames`: family `SSSP/1.3/PBE/efficiency` has no pseudopotential'):
         LabelWorkChain.get_builder_from_protocol(pw_code, frames)
-    assert _count_nodes() == before
+    assert count_nodes() == before
 
 
 def test_missing_pseudo_family(pw_code, frames):
@@ -143,19 +140,19 @@ def test_missing_pseudo_fails_at_submission(pw_code, sssp_family, frames):
     builder = LabelWorkChain.get_builder_from_protocol(pw_code, frames)
     assert builder.qe.kpoints.get_kpoints_mesh()[0] == [1, 1, 1]
     builder.qe.pw.pseudos = {k: v for k, v in builder.qe.pw.pseudos.items() if k != 'B'}
-    before = _count_nodes()
+    before = count_nodes()
     with pytest.raises(ValueError, match=r'`qe.pw.pseudos`: no pseudopotential for element\(s\) B'):
         launch(builder)
-    assert _count_nodes() == before
+    assert count_nodes() == before
 
 
 def test_exactly_one_engine(cp2k_code, pw_code, sssp_family, frames):
     builder = LabelWorkChain.get_builder_from_protocol(cp2k_code, frames)
     builder.qe = LabelWorkChain.get_builder_from_protocol(pw_code, frames).qe._inputs(prune=True)
-    before = _count_nodes()
+    before = count_nodes()
     with pytest.raises(ValueError, match=r'exactly one engine namespace, `cp2k` or `qe`; got `cp2k`, `qe`'):
         launch(builder)
-    assert _count_nodes() == before
+    assert count_nodes() == before
 
 
 def test_engine_and_code_must_agree(cp2k_code, frames, localhost):
