@@ -199,3 +199,37 @@ def test_thread_environment_sizes_every_pool():
     )
     assert env['TF_INTER_OP_PARALLELISM_THREADS'] == env['DP_INTER_OP_PARALLELISM_THREADS'] == '1'
     assert set(thread_environment(0).values()) == {'1'}
+
+
+def test_cli_evaluate_bad_settings_exit_2(tmp_path, capsys):
+    """``ilmlff-runner evaluate`` with an unreadable settings file: exit status 2 and the reason on stderr."""
+    path = tmp_path / 'evaluate.json'
+    path.write_text('{not json')
+    assert cli_main(['evaluate', str(path)]) == contract.EXIT_BAD_INPUT
+    assert 'ilmlff-runner evaluate: cannot read' in capsys.readouterr().err
+
+
+def test_evaluate_loads_models_through_the_md_loader(tmp_path, monkeypatch):
+    """Evaluation asks :func:`calculators.load_calculator` (the MD loader) for each model, then writes the contract's
+    arrays: here an EMT stand-in loader, whose predictions must come back unchanged."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.io import read, write
+
+    from aiida_ilmlff.runner import calculators
+    from aiida_ilmlff.runner.evaluate import evaluate_models
+
+    frames = [bulk('Cu', cubic=True).repeat(2) for _ in range(2)]
+    frames[1].rattle(0.05, seed=1)
+    write(str(tmp_path / 'frames.xyz'), frames, format='extxyz')
+    loaded = []
+    monkeypatch.setattr(calculators, 'load_calculator', lambda model, **kwargs: loaded.append(model['key']) or EMT())
+    models = [{'key': key, 'path': f'{key}.model', 'architecture': 'mace', 'dtype': 'float64'} for key in ('a', 'b')]
+    summary = evaluate_models(contract.evaluate_settings('frames.xyz', models), tmp_path)
+    assert loaded == ['a', 'b'] and summary['n_frames'] == 2
+    with np.load(tmp_path / contract.EVALUATE_OUTPUTS['predictions']) as data:
+        assert sorted(data.files) == sorted(contract.PREDICTION_ARRAYS)
+        for i, atoms in enumerate(read(str(tmp_path / 'frames.xyz'), index=':')):
+            atoms.calc = EMT()
+            np.testing.assert_allclose(data['energy'][:, i], atoms.get_potential_energy(), rtol=0, atol=1e-12)
+        assert data['forces'].shape == (2, 64, 3)
