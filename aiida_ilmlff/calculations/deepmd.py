@@ -27,7 +27,6 @@ from aiida.common import datastructures
 
 from aiida_ilmlff.calculations.training import SPLIT_FILE, BaseTrainCalculation, Option, ParameterSchema
 from aiida_ilmlff.data import MLFFModelData
-from aiida_ilmlff.workflows.protocols import ProtocolMixin
 
 __all__ = ('DeepmdTrainCalculation', 'count_sel')
 
@@ -177,7 +176,7 @@ def build_input(parameters: t.Mapping, type_map: list[str], sel: list[int], syst
     return data
 
 
-class DeepmdTrainCalculation(ProtocolMixin, BaseTrainCalculation):
+class DeepmdTrainCalculation(BaseTrainCalculation):
     """Train, freeze (and optionally compress) a DeePMD-kit se_e2_a model with ``dp --tf``.
 
     Outputs: ``model`` (MLFFModelData ``.pb``: architecture ``deepmd``, backend ``tensorflow``, type_map,
@@ -187,7 +186,6 @@ class DeepmdTrainCalculation(ProtocolMixin, BaseTrainCalculation):
     """
 
     SCHEMA = SCHEMA
-    _protocol_file = 'train/deepmd.yaml'
 
     @classmethod
     def define(cls, spec):

@@ -20,7 +20,6 @@ from aiida.common import datastructures
 
 from aiida_ilmlff.calculations.training import SPLIT_FILE, BaseTrainCalculation, Option, ParameterSchema
 from aiida_ilmlff.data import MLFFModelData
-from aiida_ilmlff.workflows.protocols import ProtocolMixin
 
 __all__ = ('MaceTrainCalculation',)
 
@@ -95,7 +94,7 @@ FIXED_OPTIONS = {
 _FLAGS = ('ema', 'swa')
 
 
-class MaceTrainCalculation(ProtocolMixin, BaseTrainCalculation):
+class MaceTrainCalculation(BaseTrainCalculation):
     """Train a MACE model with ``mace_run_train``; optional fine-tuning of a ``foundation_model``.
 
     Outputs: ``model`` (MLFFModelData: architecture ``mace``, backend ``torch``, elements, r_cut [Å], dtype,
@@ -105,7 +104,6 @@ class MaceTrainCalculation(ProtocolMixin, BaseTrainCalculation):
     """
 
     SCHEMA = SCHEMA
-    _protocol_file = 'train/mace.yaml'
 
     @classmethod
     def define(cls, spec):
@@ -283,37 +281,3 @@ class MaceTrainCalculation(ProtocolMixin, BaseTrainCalculation):
         ]
         calcinfo.retrieve_temporary_list = [EVAL_OUTPUT]
         return calcinfo
-
-    # ------------------------------------------------------------------ protocols
-
-    @classmethod
-    def get_builder_from_protocol(
-        cls,
-        code: orm.AbstractCode,
-        train_frames,
-        protocol: str | None = None,
-        overrides: t.Mapping | None = None,
-        *,
-        valid=None,
-        test=None,
-        foundation_model: MLFFModelData | None = None,
-        seed: int | None = None,
-        options: t.Mapping | None = None,
-    ):
-        """A builder for training a MACE model on ``train_frames`` with a protocol's hyperparameters.
-
-        :param code: the ``mace_run_train`` code (``mace-train`` from ``aiida-ilmlff setup``).
-        :param train_frames: labelled FramesData.
-        :param protocol: ``fast`` (tiny, CPU, minutes), ``balanced`` or ``stringent`` (see train/mace.yaml).
-        :param overrides: nested mapping merged over the protocol inputs (e.g. ``{'parameters': {'lr': 5e-3}}``).
-        :param valid: optional validation FramesData (else the protocol's ``valid_fraction`` is used).
-        :param test: optional test FramesData. :param foundation_model: MACE model to fine-tune.
-        :param seed: training seed (overrides the protocol's). :param options: ``metadata.options`` overrides.
-        :raises ValueError: for an unknown protocol.
-        """
-        builder = super().get_builder_from_protocol(
-            code, train_frames, protocol, overrides, valid=valid, test=test, seed=seed, options=options
-        )
-        if foundation_model is not None:
-            builder.foundation_model = foundation_model
-        return builder

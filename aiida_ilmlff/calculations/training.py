@@ -1,7 +1,8 @@
 """What the MLFF training CalcJobs (``ilmlff.mace.train``, ``ilmlff.deepmd.train``) share.
 
 Inputs: the ``train`` frames, optional ``valid`` and ``test`` frames or a ``valid_fraction`` of ``train``
-split off in ``prepare_for_submission`` (seeded, recorded in the ``metrics`` output), a ``parameters`` Dict
+split off in ``prepare_for_submission`` (the one stratified split, :func:`aiida_ilmlff.sampling.split.train_valid_indices`,
+seeded by the training seed, recorded in the ``metrics`` output), a ``parameters`` Dict
 checked against a per-code schema (:class:`ParameterSchema`), an optional ``parent_folder`` to continue
 from the checkpoints of an interrupted run, and the exit codes every trainer uses. Nothing here imports
 torch, mace, deepmd or tensorflow.
@@ -13,13 +14,13 @@ import dataclasses
 import json
 import typing as t
 
-import numpy as np
 from aiida import orm
 from aiida.engine import CalcJob
 
 from aiida_ilmlff.data import FramesData
+from aiida_ilmlff.sampling.split import train_valid_indices
 
-__all__ = ('SPLIT_FILE', 'BaseTrainCalculation', 'Option', 'ParameterSchema', 'split_indices')
+__all__ = ('SPLIT_FILE', 'BaseTrainCalculation', 'Option', 'ParameterSchema')
 
 #: JSON file written beside the inputs: the frame counts and, for a ``valid_fraction`` split, the indices.
 SPLIT_FILE = 'ilmlff_split.json'
@@ -84,25 +85,6 @@ class ParameterSchema(dict):
             kinds = '/'.join(tp.__name__ for tp in option.types)
             rows.append(f'| `{name}` | {kinds} | {option.help} |')
         return '\n'.join(rows)
-
-
-def split_indices(n_frames: int, valid_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded random split of ``range(n_frames)`` into (train, valid) index lists, each sorted.
-
-    ``n_valid = max(1, round(valid_fraction * n_frames))``.
-
-    :raises ValueError: if either part would hold fewer than 2 frames.
-    """
-    n_valid = max(1, round(valid_fraction * n_frames))
-    n_train = n_frames - n_valid
-    if n_valid < MIN_FRAMES or n_train < MIN_FRAMES:
-        raise ValueError(
-            f'`valid_fraction`={valid_fraction} of {n_frames} frames gives {n_train} training and {n_valid} '
-            f'validation frames: each split needs at least {MIN_FRAMES}; add frames, change the fraction or '
-            'pass `valid` explicitly'
-        )
-    order = np.random.default_rng(seed).permutation(n_frames)
-    return sorted(int(i) for i in order[n_valid:]), sorted(int(i) for i in order[:n_valid])
 
 
 def _frames_problem(port: str, frames: FramesData) -> str | None:
@@ -173,7 +155,7 @@ class BaseTrainCalculation(CalcJob):
             required=False,
             validator=validate_valid_fraction,
             help='Fraction of `train` held out for validation when `valid` is not given (default 0.1); the '
-            'split is random with the `seed` parameter and is recorded in the `metrics` output.',
+            'split is stratified by origin, seeded by the `seed` parameter and recorded in the `metrics` output.',
         )
         spec.input(
             'parameters',
@@ -236,7 +218,7 @@ class BaseTrainCalculation(CalcJob):
         if 'valid' not in inputs:
             fraction = inputs['valid_fraction'].value if 'valid_fraction' in inputs else 0.1
             try:
-                split_indices(train.n_frames, fraction, 0)
+                train_valid_indices(train.origins, fraction, 0, min_frames=MIN_FRAMES)
             except ValueError as exception:
                 return str(exception)
         elif 'valid_fraction' in inputs:
@@ -272,7 +254,9 @@ class BaseTrainCalculation(CalcJob):
             splits = {'train': self.inputs.train, 'valid': self.inputs.valid}
         else:
             fraction = self.inputs.valid_fraction.value if 'valid_fraction' in self.inputs else 0.1
-            train_indices, valid_indices = split_indices(self.inputs.train.n_frames, fraction, self.get_seed())
+            train_indices, valid_indices = train_valid_indices(
+                self.inputs.train.origins, fraction, self.get_seed(), min_frames=MIN_FRAMES
+            )
             splits = {
                 'train': self.inputs.train.select(train_indices),
                 'valid': self.inputs.train.select(valid_indices),
@@ -292,47 +276,3 @@ class BaseTrainCalculation(CalcJob):
     def split_json(record: dict) -> str:
         """The split record as JSON text."""
         return json.dumps(record, indent=1)
-
-    @classmethod
-    def get_builder_from_protocol(
-        cls,
-        code: orm.AbstractCode,
-        train_frames,
-        protocol: str | None = None,
-        overrides: t.Mapping | None = None,
-        *,
-        valid=None,
-        test=None,
-        seed: int | None = None,
-        options: t.Mapping | None = None,
-    ):
-        """A builder for training a model on ``train_frames`` with the hyperparameters of a protocol.
-
-        :param code: the training code (``mace-train`` or ``dp`` from ``aiida-ilmlff setup``).
-        :param train_frames: labelled FramesData.
-        :param protocol: ``fast`` (tiny, minutes on 2 cores), ``balanced`` or ``stringent`` (the subclass's YAML
-            file in ``workflows/protocols/train/``).
-        :param overrides: nested mapping merged over the protocol inputs (``{'parameters': {...}}``).
-        :param valid: optional validation FramesData (else the protocol's ``valid_fraction``).
-        :param test: optional test FramesData. :param seed: training seed (overrides the protocol's).
-        :param options: ``metadata.options`` overrides.
-        :raises ValueError: for an unknown protocol.
-        """
-        inputs = cls.get_protocol_inputs(protocol, overrides)  # from the subclass's ProtocolMixin
-        builder = cls.get_builder()
-        builder.code = code
-        builder.train = train_frames
-        parameters = dict(inputs.get('parameters', {}))
-        if seed is not None:
-            parameters['seed'] = int(seed)
-        builder.parameters = orm.Dict(parameters)
-        if valid is not None:
-            builder.valid = valid
-        elif inputs.get('valid_fraction') is not None:
-            builder.valid_fraction = orm.Float(inputs['valid_fraction'])
-        if test is not None:
-            builder.test = test
-        metadata_options = dict(inputs.get('metadata', {}).get('options', {}))
-        metadata_options.update(options or {})
-        builder.metadata.options = metadata_options
-        return builder

@@ -16,11 +16,11 @@ from aiida.manage import get_manager
 from aiida_ilmlff.calculations.deepmd import DeepmdTrainCalculation, count_sel
 from aiida_ilmlff.calculations.evaluate import EvaluateCalculation
 from aiida_ilmlff.calculations.mace import MaceTrainCalculation
-from aiida_ilmlff.calculations.training import split_indices
 from aiida_ilmlff.parsers.deepmd import parse_lcurve
 from aiida_ilmlff.parsers.evaluate import committee_force_deviation, error_metrics
 from aiida_ilmlff.parsers.mace import parse_error_table, parse_results_lines
-from aiida_ilmlff.workflows.train import TrainWorkChain
+from aiida_ilmlff.sampling.split import train_valid_indices
+from aiida_ilmlff.workflows.train import DeepmdTrainBaseWorkChain, MaceTrainBaseWorkChain, TrainWorkChain
 from tests.fixtures.training import TINY_DEEPMD, TINY_MACE, job_options
 
 
@@ -134,15 +134,37 @@ def test_evaluate_model_missing_elements_rejected(evaluate_code, frames, tmp_pat
 
 
 def test_committee_bad_inputs_rejected(mace_train_code, frames, tmp_path):
-    builder = TrainWorkChain.get_builder_from_protocol(mace_train_code, frames['train'], 'fast', valid=frames['valid'])
+    builder = TrainWorkChain.get_builder_from_protocol(
+        mace_train_code, frames['train'], protocol='fast', valid=frames['valid']
+    )
     builder.seeds = orm.List([1, 1, 2, 3])
     before = _n_nodes()
     with pytest.raises(ValueError, match='distinct integers'):
         run_get_node(builder)
     builder.seeds = orm.List([1, 2, 3, 4])
-    with pytest.raises(ValueError, match=r"unknown.*'epochs'"):  # the builder checks on assignment already
-        builder.mace.mace.parameters = orm.Dict({**builder.mace.mace.parameters.get_dict(), 'epochs': 3})
+    member = builder.member['mace']  # `member` is a dynamic namespace: item access
+    member['parameters'] = orm.Dict({**member['parameters'].get_dict(), 'epochs': 3})
+    with pytest.raises(ValueError, match=r"'member.mace.parameters': unknown.*'epochs'"):
+        run_get_node(builder)
     assert _n_nodes() == before
+
+
+def test_committee_of_one_and_wrong_code_rejected(mace_train_code, dp_code, frames):
+    """A committee of one, a dp code as the MACE training code, a misspelt override: refused by the builder."""
+    with pytest.raises(ValueError, match='`committee_size` is 1: a committee needs at least 2 models'):
+        TrainWorkChain.get_builder_from_protocol(mace_train_code, frames['train'], committee_size=1)
+    with pytest.raises(ValueError, match=r'`member.mace.code`: code `.*` runs plugin `ilmlff.deepmd.train`'):
+        TrainWorkChain.get_builder_from_protocol(dp_code, frames['train'], architecture='mace')
+    with pytest.raises(ValueError, match=r'unknown key `member.mace.paramters`'):
+        TrainWorkChain.get_builder_from_protocol(
+            mace_train_code, frames['train'], overrides={'member': {'mace': {'paramters': {'lr': 1e-3}}}}
+        )
+    with pytest.raises(ValueError, match=r'unknown key `comittee_size`'):
+        TrainWorkChain.get_builder_from_protocol(mace_train_code, frames['train'], overrides={'comittee_size': 3})
+    builder = TrainWorkChain.get_builder_from_protocol(mace_train_code, frames['train'], valid=frames['valid'])
+    builder.architecture = orm.Str('deepmd')
+    with pytest.raises(ValueError, match='set `architecture` to `mace`'):
+        run_get_node(builder)
 
 
 # ------------------------------------------------------------------ protocols
@@ -150,10 +172,11 @@ def test_committee_bad_inputs_rejected(mace_train_code, frames, tmp_path):
 
 @pytest.mark.parametrize('protocol', ['fast', 'balanced', 'stringent'])
 def test_protocols_give_valid_builders(protocol, mace_train_code, dp_code, frames):
-    mace = MaceTrainCalculation.get_builder_from_protocol(mace_train_code, frames['all'], protocol)
-    deepmd = DeepmdTrainCalculation.get_builder_from_protocol(dp_code, frames['all'], protocol)
-    for builder, process in ((mace, MaceTrainCalculation), (deepmd, DeepmdTrainCalculation)):
+    mace = MaceTrainBaseWorkChain.get_builder_from_protocol(mace_train_code, frames['all'], protocol=protocol)
+    deepmd = DeepmdTrainBaseWorkChain.get_builder_from_protocol(dp_code, frames['all'], protocol=protocol)
+    for builder, process in ((mace, MaceTrainBaseWorkChain), (deepmd, DeepmdTrainBaseWorkChain)):
         assert process.spec().inputs.validate(dict(builder._inputs(prune=True))) is None
+    mace, deepmd = mace.mace, deepmd.deepmd
     if protocol == 'fast':
         p = mace.parameters.get_dict()
         assert (p['num_channels'], p['max_L'], p['r_max'], p['num_interactions']) == (16, 0, 4.0, 2)
@@ -171,23 +194,34 @@ def test_protocols_give_valid_builders(protocol, mace_train_code, dp_code, frame
         assert deepmd.parameters['fitting_neuron'] == [240, 240, 240]
         assert deepmd.parameters['numb_steps'] == 400000
     committee = TrainWorkChain.get_builder_from_protocol(
-        mace_train_code, frames['all'], protocol, overrides={'parameters': {'lr': 0.005}}
+        mace_train_code,
+        frames['all'],
+        protocol=protocol,
+        overrides={'member': {'mace': {'parameters': {'lr': 0.005}}}},
     )
     assert committee.committee_size.value in (4, 5)
-    assert committee.mace.mace.parameters['lr'] == 0.005
-    dp_committee = TrainWorkChain.get_builder_from_protocol(dp_code, frames['all'], protocol, architecture='deepmd')
+    assert committee.member['mace']['parameters']['lr'] == 0.005
+    assert TrainWorkChain.spec().inputs.validate(dict(committee._inputs(prune=True))) is None
+    dp_committee = TrainWorkChain.get_builder_from_protocol(
+        dp_code, frames['all'], protocol=protocol, architecture='deepmd'
+    )
     assert TrainWorkChain.spec().inputs.validate(dict(dp_committee._inputs(prune=True))) is None
-    assert dp_committee.deepmd.deepmd.parameters['neuron'] == deepmd.parameters['neuron']
+    assert dp_committee.member['deepmd']['parameters']['neuron'] == deepmd.parameters['neuron']
+    assert 'mace' not in dp_committee.member
 
 
 def test_protocol_overrides_and_unknown_protocol(mace_train_code, frames):
-    builder = MaceTrainCalculation.get_builder_from_protocol(
-        mace_train_code, frames['train'], 'fast', overrides={'parameters': {'max_num_epochs': 3}}, seed=11
+    builder = MaceTrainBaseWorkChain.get_builder_from_protocol(
+        mace_train_code,
+        frames['train'],
+        protocol='fast',
+        overrides={'mace': {'parameters': {'max_num_epochs': 3}}},
+        seed=11,
     )
-    assert builder.parameters['max_num_epochs'] == 3 and builder.parameters['seed'] == 11
-    assert builder.valid_fraction.value == pytest.approx(0.1)
+    assert builder.mace.parameters['max_num_epochs'] == 3 and builder.mace.parameters['seed'] == 11
+    assert builder.mace.valid_fraction.value == pytest.approx(0.1)
     with pytest.raises(ValueError, match='`protocol`'):
-        MaceTrainCalculation.get_builder_from_protocol(mace_train_code, frames['train'], 'precise')
+        MaceTrainBaseWorkChain.get_builder_from_protocol(mace_train_code, frames['train'], protocol='precise')
 
 
 # ------------------------------------------------------------------ job files
@@ -229,7 +263,7 @@ def test_mace_valid_fraction_split_is_seeded(mace_train_code, frames, tmp_path):
     inputs['valid_fraction'] = orm.Float(0.25)
     _, folder = _prepare(MaceTrainCalculation, inputs, tmp_path)
     split = json.loads(open(folder.get_abs_path('ilmlff_split.json')).read())
-    train, valid = split_indices(36, 0.25, TINY_MACE['seed'])
+    train, valid = train_valid_indices(frames['all'].origins, 0.25, TINY_MACE['seed'], min_frames=2)
     assert split['train_indices'] == train and split['valid_indices'] == valid
     assert len(valid) == 9 and not set(train) & set(valid)
 
@@ -277,11 +311,13 @@ def test_count_sel_counts_periodic_neighbours():
 # ------------------------------------------------------------------ numeric helpers and log parsing
 
 
-def test_split_indices_deterministic_and_checked():
-    assert split_indices(20, 0.2, 1) == split_indices(20, 0.2, 1)
-    assert split_indices(20, 0.2, 1) != split_indices(20, 0.2, 2)
+def test_training_split_deterministic_and_checked():
+    """The training jobs' split is the one stratified split: seeded, and each part holds at least 2 frames."""
+    origins = ['EQ'] * 10 + ['nEQ'] * 10
+    assert train_valid_indices(origins, 0.2, 1, min_frames=2) == train_valid_indices(origins, 0.2, 1, min_frames=2)
+    assert train_valid_indices(origins, 0.2, 1, min_frames=2) != train_valid_indices(origins, 0.2, 2, min_frames=2)
     with pytest.raises(ValueError, match='at least 2'):
-        split_indices(3, 0.5, 0)
+        train_valid_indices(['nEQ'] * 3, 0.5, 0, min_frames=2)
 
 
 def test_error_metrics_units_and_elements():

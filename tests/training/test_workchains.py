@@ -107,8 +107,8 @@ def test_committee_of_two_mace_models_and_deviation(aiida_profile, frames):
     builder = TrainWorkChain.get_builder_from_protocol(
         code,
         frames['all'],
-        'fast',
-        overrides={'parameters': {**TINY_MACE, 'max_num_epochs': 2}},
+        protocol='fast',
+        overrides={'member': {'mace': {'parameters': {**TINY_MACE, 'max_num_epochs': 2}}}},
         committee_size=2,
         options=job_options(),
     )
