@@ -1,8 +1,9 @@
 """What the MLFF training CalcJobs (``ilmlff.mace.train``, ``ilmlff.deepmd.train``) share.
 
 Inputs: the ``train`` frames, optional ``valid`` and ``test`` frames or a ``valid_fraction`` of ``train``
-split off in ``prepare_for_submission`` (the one stratified split, :func:`aiida_ilmlff.sampling.split.train_valid_indices`,
-seeded by the training seed, recorded in the ``metrics`` output), a ``parameters`` Dict
+split off in ``prepare_for_submission`` (the one stratified split,
+:func:`aiida_ilmlff.sampling.split.train_valid_indices`, seeded by the training seed, recorded in the ``metrics``
+output), a ``parameters`` Dict
 checked against a per-code schema (:class:`ParameterSchema`), an optional ``parent_folder`` to continue
 from the checkpoints of an interrupted run, and the exit codes every trainer uses. Nothing here imports
 torch, mace, deepmd or tensorflow.
