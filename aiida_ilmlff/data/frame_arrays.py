@@ -45,15 +45,21 @@ def _as_float_array(name: str, value: t.Any) -> np.ndarray:
         raise ValueError(f'`{name}` must be numeric: {exc}') from exc
 
 
+def _decoded(name: str, value: t.Any, index: int) -> t.Any:
+    """``value`` itself, or the object a JSON string ``value`` encodes (``ValueError`` naming the frame if invalid)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f'`{name}` of frame {index} is not valid JSON: {exc}') from exc
+
+
 def _canonical_json_object(name: str, value: t.Any, index: int) -> str:
     """Return ``value`` (a dict or a JSON string of an object, '' or None for none) as canonical JSON."""
     if value is None or (isinstance(value, str) and value == ''):
         return ''
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f'`{name}` of frame {index} is not valid JSON: {exc}') from exc
+    value = _decoded(name, value, index)
     if not isinstance(value, Mapping):
         raise ValueError(f'`{name}` of frame {index} must be a dict (JSON object), got {type(value).__name__}')
     try:
@@ -66,11 +72,7 @@ def _canonical_json_list(name: str, value: t.Any, index: int) -> str:
     """Return ``value`` (a list of str or a JSON string of one, '' or None for none) as JSON."""
     if value is None or (isinstance(value, str) and value == ''):
         return ''
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f'`{name}` of frame {index} is not valid JSON: {exc}') from exc
+    value = _decoded(name, value, index)
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if not isinstance(value, Sequence) or not all(isinstance(item, str) for item in value):

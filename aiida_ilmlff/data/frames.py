@@ -9,6 +9,7 @@ eV/Å^3 (ASE sign), velocities in Å/fs, temperature in K; ``nan`` marks a missi
 
 from __future__ import annotations
 
+import inspect
 import os
 import pathlib
 import shutil
@@ -31,6 +32,12 @@ __all__ = ('FORMATS', 'ORIGINS', 'FramesData')
 
 #: File formats understood by :meth:`FramesData.export` and :meth:`FramesData.from_file`.
 FORMATS = ('extxyz', 'deepmd')
+#: Keyword-only arguments of :meth:`FrameArrays.build` (the others of :meth:`FramesData.from_arrays` go to the node).
+_BUILD_KEYWORDS = frozenset(
+    name
+    for name, parameter in inspect.signature(FrameArrays.build).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+)
 
 _SUMMARY_KEYS = (
     'n_frames',
@@ -86,63 +93,20 @@ class FramesData(orm.Data):
 
     @classmethod
     def from_arrays(
-        cls,
-        numbers: t.Any,
-        positions: t.Any,
-        cells: t.Any = None,
-        pbc: t.Any = True,
-        *,
-        n_atoms: t.Any = None,
-        energy: t.Any = None,
-        forces: t.Any = None,
-        stress: t.Any = None,
-        velocities: t.Any = None,
-        mol_id: t.Any = None,
-        origin: t.Any = 'import',
-        iteration: t.Any = -1,
-        temperature: t.Any = float('nan'),
-        perturbation: t.Any = '',
-        source: t.Any = '',
-        level_of_theory: t.Any = '',
-        molecules: t.Any = '',
-        **kwargs: t.Any,
+        cls, numbers: t.Any, positions: t.Any, cells: t.Any = None, pbc: t.Any = True, **kwargs: t.Any
     ) -> FramesData:
         """A new unstored node from numpy arrays (the fast path).
 
-        :param numbers: atomic numbers: ``(n,)`` shared, ``(N, n)``, ``(T,)`` or a list of ``(n_i,)``.
-        :param positions: Å: ``(N, n, 3)``, ``(T, 3)`` with ``n_atoms``, or a list of ``(n_i, 3)``.
-        :param cells: Å, ``(3, 3)`` or ``(N, 3, 3)`` row vectors; ``None`` for a zero cell.
-        :param pbc: bool, ``(3,)`` or ``(N, 3)``.
-        :param n_atoms: ``(N,)`` atoms per frame, for concatenated ``(T, ...)`` arrays.
-        :param energy: ``(N,)`` eV, ``nan`` where missing. :param forces: eV/Å, laid out as ``positions``.
-        :param stress: ``(N, 3, 3)`` or Voigt ``(N, 6)`` eV/Å^3, ASE sign. :param velocities: Å/fs.
-        :param mol_id: molecule index per atom, laid out as ``numbers``.
-        :param origin: ``EQ``, ``nEQ``, ``AL`` or ``import``; one for all frames or ``N`` values (so for every
-            metadata argument below). :param iteration: int, -1 for none. :param temperature: K, nan for none.
-        :param perturbation: dict or JSON object string. :param source: uuid string.
-        :param level_of_theory: fingerprint string. :param molecules: list of ion names per molecule.
-        :param kwargs: passed to :class:`aiida.orm.Data` (``label``, ``description``).
+        :param numbers, positions, cells, pbc: and the keyword arguments ``n_atoms``, ``energy``, ``forces``,
+            ``stress``, ``velocities``, ``mol_id``, ``origin``, ``iteration``, ``temperature``, ``perturbation``,
+            ``source``, ``level_of_theory``, ``molecules``: as :meth:`FrameArrays.build
+            <aiida_ilmlff.data.frame_arrays.FrameArrays.build>` (shapes and units there: positions in Å, energy
+            in eV, forces in eV/Å, stress in eV/Å^3, velocities in Å/fs, temperature in K).
+        :param kwargs: the other keywords are passed to :class:`aiida.orm.Data` (``label``, ``description``).
         :raises ValueError: on shape mismatches, non-finite positions or cells, unknown origins.
         """
-        arrays = FrameArrays.build(
-            numbers,
-            positions,
-            cells,
-            pbc,
-            n_atoms=n_atoms,
-            energy=energy,
-            forces=forces,
-            stress=stress,
-            velocities=velocities,
-            mol_id=mol_id,
-            origin=origin,
-            iteration=iteration,
-            temperature=temperature,
-            perturbation=perturbation,
-            source=source,
-            level_of_theory=level_of_theory,
-            molecules=molecules,
-        )
+        build = {key: kwargs.pop(key) for key in list(kwargs) if key in _BUILD_KEYWORDS}
+        arrays = FrameArrays.build(numbers, positions, cells, pbc, **build)
         return cls._from_frame_arrays(arrays, validate=False, **kwargs)
 
     @classmethod

@@ -129,15 +129,21 @@ def _known_conflict(ion: Ion) -> str | None:
     )
 
 
+def _library_or_own(ion: Ion, count, errors: list[str]) -> tuple[Ion | None, object]:
+    """The library's ion of that name (an alias resolved), else ``ion``; ``None`` (and an error) if ``ion``
+    redefines a library ion differently."""
+    conflict = _known_conflict(ion)
+    if conflict:
+        errors.append(conflict)
+        return None, count
+    canonical = resolve_ion_name(ion.name)
+    return (known_ions()[canonical] if canonical else ion), count
+
+
 def _resolve_entry(key, value, errors: list[str]) -> tuple[Ion | None, object]:
     """Resolve one composition entry to (Ion or None on error, raw count)."""
     if isinstance(key, Ion):
-        conflict = _known_conflict(key)
-        if conflict:
-            errors.append(conflict)
-            return None, value
-        canonical = resolve_ion_name(key.name)
-        return (known_ions()[canonical] if canonical else key), value
+        return _library_or_own(key, value, errors)
     if not isinstance(key, str):
         errors.append(f'ion names must be strings or Ion objects, got {key!r} ({type(key).__name__})')
         return None, value
@@ -166,12 +172,7 @@ def _resolve_entry(key, value, errors: list[str]) -> tuple[Ion | None, object]:
         except CompositionError as exception:
             errors.append(str(exception))
             return None, count
-        conflict = _known_conflict(ion)
-        if conflict:
-            errors.append(conflict)
-            return None, count
-        canonical = resolve_ion_name(ion.name)
-        return (known_ions()[canonical] if canonical else ion), count
+        return _library_or_own(ion, count, errors)
     canonical = resolve_ion_name(key)
     if canonical is None:
         errors.append(unknown_ion_message(key))
