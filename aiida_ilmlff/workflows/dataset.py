@@ -18,9 +18,9 @@ Build it with :meth:`DatasetWorkChain.get_builder_from_protocol`; see ``docs/dat
 asked for, a strain of 50 % or more, a trajectory whose species do not match the composition, ...) is
 rejected by the input validator before anything is stored.
 
-Exit codes: 310 box building failed, 320 AIMD failed, 330 EQ sampling failed, 340 nEQ generation failed,
-350 labelling failed, 360 the labelled parts could not be merged (levels of theory differ), 510 no labelled
-frame at all.
+Exit codes: 310 box building failed, 330 EQ sampling failed, 340 nEQ generation failed, 360 the labelled parts
+could not be merged (levels of theory differ), 370 no labelled frame at all (calcfunctions of the work chain and
+fatal outcomes: 3xx); 401 an AIMD failed, 402 the labelling failed (sub-processes: 4xx).
 """
 
 from __future__ import annotations
@@ -49,9 +49,11 @@ from aiida_ilmlff.sampling.perturb import generator_counts
 from aiida_ilmlff.sampling.settings import SAMPLING_SETTINGS, validate_import_settings
 from aiida_ilmlff.workflows.aimd import MD_DEFAULTS, AimdWorkChain, validate_md
 from aiida_ilmlff.workflows.label import LabelWorkChain
-from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
+from aiida_ilmlff.workflows.protocols import ProtocolMixin, UnknownOverrideError, recursive_merge
+from aiida_ilmlff.workflows.protocols.checks import LIQUID_TEMPERATURE_K, check_code_plugin, check_liquid_temperature
+from aiida_ilmlff.workflows.protocols.plain import is_set_by_parent, to_plain
 
-__all__ = ('HOT_GENERATOR', 'DatasetWorkChain', 'validate_inputs')
+__all__ = ('HOT_GENERATOR', 'DatasetWorkChain', 'check_inputs', 'validate_inputs')
 
 #: Name of the nEQ "generator" that takes frames from a high-temperature trajectory (``neq.hot_*`` inputs).
 HOT_GENERATOR = 'hot_md'
@@ -123,6 +125,8 @@ def _check_trajectory(value: t.Mapping, namespace: str, file_key: str, format_ke
     except Exception as exception:  # any reader error is a bad input
         return f'`{namespace}.{file_key}`: cannot read it as `{fmt}`: {exception}'
     composition = _value(value.get('composition'))
+    if is_set_by_parent(composition):
+        return None  # checked by the parent, which knows the composition
     what = f'`{namespace}.{file_key}` ({trajectory.filename})'
     try:
         if composition is not None:
@@ -146,8 +150,15 @@ def _check_trajectory(value: t.Mapping, namespace: str, file_key: str, format_ke
     return None
 
 
-def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
-    """Validate the whole input namespace of ``ilmlff.dataset`` (see the module docstring); ``None`` if fine."""
+def check_inputs(values: t.Mapping, context: t.Mapping | None = None) -> str | None:
+    """Check the inputs of ``ilmlff.dataset`` as plain values (see the module docstring); ``None`` if fine.
+
+    :param values: the inputs (``Dict``/``Int``/... nodes are turned into plain values; files, frames and codes
+        stay nodes), or the plain protocol inputs.
+    :param context: what a parent sets at run time (``composition``, ``temperature``, ``box_density``): their
+        values, or :data:`~aiida_ilmlff.workflows.protocols.plain.SET_BY_PARENT` when they are not known yet.
+    """
+    value = {**to_plain(values), **(context or {})}
     errors = []
     composition = _value(value.get('composition'))
     structure = value.get('structure')
@@ -155,23 +166,26 @@ def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
         errors.append('give either `composition` or `structure`, not both')
     if composition is None and structure is None:
         errors.append("give `composition` (ion name -> count, e.g. {'PYR14': 2, 'BF4': 2}) or a `structure`")
-    if composition is not None:
+    if composition is not None and not is_set_by_parent(composition):
         from aiida_ilmlff.systems import CompositionError, validate_composition, validate_density
 
         try:
             validate_composition(composition)
-            if value.get('density') is not None:
-                validate_density(_value(value['density']))
+            density = value.get('box_density')
+            if density is not None and not is_set_by_parent(density):
+                validate_density(_value(density))
         except CompositionError as exception:
-            errors.append(f'`composition`/`density`: {exception}')
+            errors.append(f'`composition`/`box_density`: {exception}')
     n_eq, n_neq = int(_value(value.get('n_eq', 0)) or 0), int(_value(value.get('n_neq', 0)) or 0)
     if n_eq < 0 or n_neq < 0:
         errors.append(f'`n_eq` and `n_neq` must be >= 0, got {n_eq} and {n_neq}')
     elif n_eq + n_neq == 0:
         errors.append('`n_eq` + `n_neq` = 0: nothing to generate; ask for at least one EQ or nEQ frame')
     temperature = _value(value.get('temperature'))
-    if temperature is not None and not float(temperature) > 0:
-        errors.append(f'`temperature` must be > 0 K, got {temperature}')
+    if temperature is not None and not is_set_by_parent(temperature):
+        message = check_liquid_temperature(temperature)
+        if message:
+            errors.append(message)
     if int(_value(value.get('n_boxes', 1)) or 1) < 1:
         errors.append('`n_boxes` must be >= 1')
 
@@ -228,6 +242,11 @@ def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
     return None
 
 
+def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
+    """Port validator of the whole input namespace: :func:`check_inputs`."""
+    return check_inputs(value)
+
+
 # --------------------------------------------------------------------------------------------- work chain
 
 
@@ -254,17 +273,19 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             'the box builder) are needed for rigid strains and close contacts.',
         )
         spec.input(
-            'density',
+            'box_density',
             valid_type=orm.Float,
             default=lambda: orm.Float(1.2),
-            help='Density of the built boxes [g/cm^3] (PYR14BF4 liquid: ~1.2).',
+            help='Density of the boxes built from `composition` [g/cm^3] (PYR14BF4 liquid: ~1.2).',
         )
         spec.input(
             'temperature',
             valid_type=orm.Float,
             default=lambda: orm.Float(450.0),
             help='Temperature of the EQ MD [K] (the AIMD thermostat; recorded on EQ frames). PYR14BF4 melts at '
-            '~424 K: simulate its liquid above that.',
+            f'~424 K: simulate its liquid above that. Must lie in {LIQUID_TEMPERATURE_K[0]:g}-'
+            f'{LIQUID_TEMPERATURE_K[1]:g} K: below, every ionic liquid is a glass or a crystal; above, it has '
+            'decomposed.',
         )
         spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(0), help='Random seed (boxes, MD, nEQ).')
         spec.input(
@@ -393,155 +414,22 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         spec.output_namespace('boxes', valid_type=orm.StructureData, dynamic=True, help='The boxes that were built.')
 
         spec.exit_code(310, 'ERROR_BOX_FAILED', message='Building a box failed: {message}')
-        spec.exit_code(320, 'ERROR_AIMD_FAILED', message='The AIMD of box {box} failed: {message}')
         spec.exit_code(330, 'ERROR_EQ_SAMPLING_FAILED', message='Sampling EQ frames failed: {message}')
         spec.exit_code(340, 'ERROR_NEQ_FAILED', message='Generating nEQ frames failed: {message}')
-        spec.exit_code(350, 'ERROR_LABEL_FAILED', message='ilmlff.label failed: {message}')
         spec.exit_code(360, 'ERROR_MERGE_FAILED', message='The labelled parts could not be merged: {message}')
-        spec.exit_code(510, 'ERROR_NO_LABELLED_FRAMES', message='No labelled frame came out of the work chain.')
+        spec.exit_code(370, 'ERROR_NO_LABELLED_FRAMES', message='No labelled frame came out of the work chain.')
+        spec.exit_code(401, 'ERROR_SUB_PROCESS_FAILED_AIMD', message='The AIMD of box {box} failed: {message}')
+        spec.exit_code(402, 'ERROR_SUB_PROCESS_FAILED_LABEL', message='ilmlff.label failed: {message}')
 
     # ----------------------------------------------------------------------------------------- protocol
 
-    @classmethod
-    def get_builder_from_protocol(
-        cls,
-        codes: t.Any,
-        composition: t.Mapping | orm.Dict | None = None,
-        protocol: str | None = None,
-        overrides: dict | None = None,
-        *,
-        structure: orm.StructureData | None = None,
-        trajectory: orm.SinglefileData | str | None = None,
-        trajectory_format: str | None = None,
-        topology: orm.SinglefileData | str | None = None,
-        eq_frames: FramesData | None = None,
-        hot_trajectory: orm.SinglefileData | str | None = None,
-        hot_trajectory_format: str | None = None,
-        hot_frames: FramesData | None = None,
-        options: dict | None = None,
-        **_: t.Any,
-    ):
-        """A builder for a data set of ``composition`` (or ``structure``) at the level of ``protocol``.
-
-        :param codes: the labelling code (CP2K or pw.x; also the AIMD code if it is CP2K), or a mapping with
-            ``label`` and ``aimd`` (a CP2K code) codes or labels.
-        :param composition: ion name -> count of one box (e.g. ``{'PYR14': 2, 'BF4': 2}``).
-        :param protocol: ``fast``, ``balanced`` or ``stringent`` (``dataset/dataset.yaml``).
-        :param overrides: nested dict merged over the protocol (ports such as ``n_eq``, ``neq.generators``,
-            ``aimd.md``; ``meta_parameters`` such as ``label_protocol``).
-        :param structure: a box instead of ``composition``.
-        :param trajectory: EQ source (a), a trajectory file (path or ``SinglefileData``) with ``trajectory_format``
-            (and ``topology`` for GROMACS); then no AIMD runs.
-        :param eq_frames: EQ source (c), a ``FramesData`` trajectory; then no AIMD runs.
-        :param hot_trajectory: a high-temperature trajectory file (path or ``SinglefileData``, with
-            ``hot_trajectory_format``) for the ``hot_md`` nEQ frames.
-        :param hot_frames: a high-temperature ``FramesData`` (e.g. an ``ilmlff.aimd`` run at 800 K) instead.
-        :param options: merged into ``metadata.options`` of every calculation.
-        :raises ValueError: for invalid input (the messages of :func:`validate_inputs`), an unknown protocol, or
-            codes that do not fit (see ``LabelWorkChain.get_builder_from_protocol``).
-        """
-        from ase import Atoms
-
-        from aiida_ilmlff.systems import CompositionError, validate_composition
-
-        protocol = cls.check_protocol(protocol)
-        inputs = cls.get_protocol_inputs(protocol, overrides)
-        meta = inputs.pop('meta_parameters')
-        label_code, aimd_code = cls._resolve_codes(codes)
-        if not float(inputs['temperature']) > 0:
-            raise ValueError(f'`temperature` must be > 0 K, got {inputs["temperature"]}')
-
-        if isinstance(composition, orm.Dict):
-            composition = composition.get_dict()
-        elements: list[str] = []
-        if composition is not None:
-            try:
-                spec = validate_composition(composition)
-            except CompositionError as exception:
-                raise ValueError(f'`composition`: {exception}') from exception
-            composition = spec.to_dict()
-            elements = sorted({s for ion in spec.ions.values() for s in ion.symbols})
-        elif structure is not None:
-            elements = sorted({kind.symbol for kind in structure.kinds})
-        else:
-            raise ValueError("give `composition` (ion name -> count, e.g. {'PYR14': 2, 'BF4': 2}) or `structure`")
-        elements = sorted({k for k in elements if k})
-
-        placeholder = FramesData.from_ase(
-            Atoms(
-                symbols=elements,
-                positions=[[2.0 * k, 0.0, 0.0] for k in range(len(elements))],
-                cell=[20.0] * 3,
-                pbc=True,
-            )
-        )
-        label_options = recursive_merge(meta.get('label_options') or {}, options or {})
-        label_builder = LabelWorkChain.get_builder_from_protocol(
-            label_code,
-            placeholder,
-            protocol=meta['label_protocol'],
-            overrides=meta.get('label_overrides') or None,
-            options=label_options,
-        )
-        builder = cls.get_builder()
-        label_inputs = label_builder._inputs(prune=True)
-        label_inputs.pop('frames', None)
-        label_inputs.pop('metadata', None)
-        builder.label = label_inputs
-
-        if composition is not None:
-            builder.composition = orm.Dict(composition)
-        else:
-            builder.structure = structure
-        builder.density = orm.Float(inputs['density'])
-        builder.temperature = orm.Float(inputs['temperature'])
-        builder.seed = orm.Int(inputs['seed'])
-        builder.n_boxes = orm.Int(inputs['n_boxes'])
-        builder.n_eq = orm.Int(inputs['n_eq'])
-        builder.n_neq = orm.Int(inputs['n_neq'])
-        builder.eq.sampling = orm.Dict(inputs['eq']['sampling'])
-        builder.neq.generators = orm.Dict(inputs['neq']['generators'])
-        builder.neq.min_distance = orm.Float(inputs['neq']['min_distance'])
-
-        if trajectory is not None:
-            if isinstance(trajectory, str):
-                trajectory = orm.SinglefileData(trajectory)
-            builder.eq.trajectory = trajectory
-            if trajectory_format is None and str(trajectory.filename).endswith(('.h5', '.hdf5')):
-                trajectory_format = 'ilmlff-h5'  # e.g. the MDTrajectoryData of ilmlff.md.base
-            if trajectory_format is None:
-                raise ValueError(
-                    f'`trajectory_format`: give the format of `trajectory` ({", ".join(TRAJECTORY_FORMATS)})'
-                )
-            builder.eq.trajectory_format = orm.Str(trajectory_format)
-            if topology is not None:
-                builder.eq.topology = orm.SinglefileData(topology) if isinstance(topology, str) else topology
-        elif eq_frames is not None:
-            builder.eq.frames = eq_frames
-        elif inputs['n_eq'] > 0:
-            builder.aimd = cls._aimd_inputs(label_builder, aimd_code, label_code, placeholder, inputs, meta, options)
-
-        if hot_trajectory is not None:
-            builder.neq.hot_trajectory = (
-                orm.SinglefileData(hot_trajectory) if isinstance(hot_trajectory, str) else hot_trajectory
-            )
-            if hot_trajectory_format is not None:
-                builder.neq.hot_trajectory_format = orm.Str(hot_trajectory_format)
-        if hot_frames is not None:
-            builder.neq.hot_frames = hot_frames
-
-        message = validate_inputs(builder._inputs(prune=True))
-        if message:
-            raise ValueError(message)
-        source = 'trajectory' if trajectory is not None else 'frames' if eq_frames is not None else 'CP2K AIMD'
-        builder.metadata.description = (
-            f'ilmlff.dataset ({protocol}): {inputs["n_eq"]} EQ ({source}) + {inputs["n_neq"]} nEQ frames, '
-            f'label protocol {meta["label_protocol"]}'
-        )
-        return builder
-
     @staticmethod
     def _resolve_codes(codes: t.Any) -> tuple[orm.AbstractCode, orm.AbstractCode | None]:
+        """``(label code, AIMD code or None)`` from one code or ``{'label': ..., 'aimd': ...}`` (codes or labels).
+
+        :raises ValueError: an unknown key, no labelling code, an AIMD code that is not CP2K (naming the key).
+        """
+
         def load(code):
             return orm.load_code(code) if isinstance(code, (str, int)) else code
 
@@ -558,33 +446,214 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             raise ValueError('`codes`: give the labelling code (CP2K or pw.x)')
         if aimd is None and label.default_calc_job_plugin == 'cp2k':
             aimd = label
-        if aimd is not None and aimd.default_calc_job_plugin != 'cp2k':
-            raise ValueError(f'`codes.aimd`: code `{aimd.full_label}` is not a CP2K code (plugin `cp2k`)')
+        message = check_code_plugin(aimd, 'cp2k', 'codes.aimd')
+        if message:
+            raise ValueError(message)
         return label, aimd
 
+    @staticmethod
+    def _elements_and_atoms(
+        composition: t.Mapping | None, structure: orm.StructureData | None
+    ) -> tuple[dict | None, list[str], int]:
+        """``(composition as a dict, elements, atoms per box)``; raises ``ValueError`` naming the input."""
+        from aiida_ilmlff.systems import CompositionError, validate_composition
+
+        if composition is not None:
+            try:
+                spec = validate_composition(composition)
+            except CompositionError as exception:
+                raise ValueError(f'`composition`: {exception}') from exception
+            elements = sorted({s for ion in spec.ions.values() for s in ion.symbols if s})
+            return spec.to_dict(), elements, int(spec.n_atoms)
+        if structure is not None:
+            return None, sorted({kind.symbol for kind in structure.kinds}), len(structure.sites)
+        raise ValueError("give `composition` (ion name -> count, e.g. {'PYR14': 2, 'BF4': 2}) or `structure`")
+
     @classmethod
-    def _aimd_inputs(cls, label_builder, aimd_code, label_code, placeholder, inputs, meta, options) -> dict:
-        """The ``aimd`` namespace: the CP2K inputs of the labelling protocol (same FORCE_EVAL) plus MD settings."""
-        if aimd_code is None:
-            raise ValueError(
-                '`codes`: EQ frames by AIMD need a CP2K code; give `codes={"label": ..., "aimd": cp2k_code}`, '
-                'or an EQ source (`trajectory=` or `eq_frames=`)'
+    def get_plain_protocol_inputs(
+        cls,
+        protocol: str | None = None,
+        overrides: t.Mapping | None = None,
+        *,
+        codes: t.Any,
+        elements: t.Iterable[str],
+        n_atoms: int,
+        options: t.Mapping | None = None,
+        eq_source: str | None = None,
+    ) -> dict:
+        """The protocol inputs as plain values (no nodes): the ports (``box_density``, ``temperature``, ``seed``,
+        ``n_boxes``, ``n_eq``, ``n_neq``, ``eq.sampling``, ``neq.*``), ``label`` (the plain inputs of
+        :meth:`LabelWorkChain.get_plain_protocol_inputs` for ``elements``) and, when the EQ frames come from AIMD
+        (``eq_source`` None and ``n_eq`` > 0), ``aimd`` (``cp2k``: the labelling level of theory; ``md``).
+
+        :param codes: as for :meth:`get_builder_from_protocol`. :param elements: of the frames to label.
+        :param n_atoms: atoms per box: more than the labelling protocol's ``max_atoms`` is refused.
+        :param eq_source: ``trajectory`` or ``frames`` when the EQ frames are given (then no AIMD).
+        :raises ValueError: an unknown protocol or override key (naming its path), a code of another plugin, a
+            temperature outside any liquid, a box larger than the labelling protocol labels, missing kinds.
+        """
+        label_code, aimd_code = cls._resolve_codes(codes)
+        protocol = cls.check_protocol(protocol)
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        meta = inputs.pop('meta_parameters')
+        message = check_liquid_temperature(inputs['temperature'])
+        if message:
+            raise ValueError(message)
+        elements = sorted(set(elements))
+        label_options = recursive_merge(meta.get('label_options') or {}, options or {})
+        label_overrides = meta.get('label_overrides') or None
+        try:
+            inputs['label'] = LabelWorkChain.get_plain_protocol_inputs(
+                meta['label_protocol'],
+                label_overrides,
+                code=label_code,
+                elements=elements,
+                max_atoms=n_atoms,
+                options=label_options,
             )
-        aimd_options = recursive_merge(meta.get('aimd_options') or {}, options or {})
-        if aimd_code.uuid == label_code.uuid:
-            cp2k = copy.copy(label_builder.cp2k._inputs(prune=True))
+        except UnknownOverrideError as exception:
+            raise exception.prefixed('meta_parameters.label_overrides') from None
+        if eq_source is None and inputs['n_eq'] > 0:
+            if aimd_code is None:
+                raise ValueError(
+                    '`codes`: EQ frames by AIMD need a CP2K code; give `codes={"label": ..., "aimd": cp2k_code}`, '
+                    'or an EQ source (`trajectory=` or `eq_frames=`)'
+                )
+            aimd_options = recursive_merge(meta.get('aimd_options') or {}, options or {})
+            if aimd_code.uuid == label_code.uuid:
+                cp2k = copy.deepcopy(inputs['label']['cp2k'])
+            else:
+                cp2k = LabelWorkChain.get_plain_protocol_inputs(
+                    meta['label_protocol'], label_overrides, code=aimd_code, elements=elements, max_atoms=n_atoms
+                )['cp2k']
+            calc = cp2k['cp2k']
+            metadata = calc.setdefault('metadata', {})
+            metadata['options'] = recursive_merge(metadata.get('options', {}), aimd_options)
+            cp2k['max_iterations'] = int(meta.get('aimd_max_iterations', 5))
+            md = {**MD_DEFAULTS, **inputs['aimd']['md'], 'temperature': float(inputs['temperature'])}
+            inputs['aimd'] = {'cp2k': cp2k, 'md': md}
         else:
-            cp2k = LabelWorkChain.get_builder_from_protocol(
-                aimd_code, placeholder, protocol=meta['label_protocol'], overrides=meta.get('label_overrides') or None
-            ).cp2k._inputs(prune=True)
-        calc = dict(cp2k['cp2k'])
-        metadata = dict(calc.get('metadata', {}))
-        metadata['options'] = recursive_merge(metadata.get('options', {}), aimd_options)
-        calc['metadata'] = metadata
-        cp2k['cp2k'] = calc
-        cp2k['max_iterations'] = orm.Int(int(meta.get('aimd_max_iterations', 5)))
-        md = {**MD_DEFAULTS, **inputs['aimd']['md'], 'temperature': float(inputs['temperature'])}
-        return {'cp2k': cp2k, 'md': orm.Dict(md)}
+            inputs.pop('aimd', None)
+        inputs['meta_parameters'] = {'label_protocol': meta['label_protocol']}
+        return inputs
+
+    @classmethod
+    def plain_inputs_to_nodes(cls, codes: t.Any, inputs: t.Mapping, *, elements: t.Iterable[str]) -> dict:
+        """The inputs of :meth:`get_plain_protocol_inputs` as unstored nodes (no composition, structure or EQ/nEQ
+        source files).
+
+        :raises ValueError: a code of another plugin.
+        """
+        label_code, aimd_code = cls._resolve_codes(codes)
+        elements = sorted(set(elements))
+        nodes: dict[str, t.Any] = {
+            'box_density': orm.Float(inputs['box_density']),
+            'temperature': orm.Float(inputs['temperature']),
+            'seed': orm.Int(inputs['seed']),
+            'n_boxes': orm.Int(inputs['n_boxes']),
+            'n_eq': orm.Int(inputs['n_eq']),
+            'n_neq': orm.Int(inputs['n_neq']),
+            'eq': {'sampling': orm.Dict(inputs['eq']['sampling'])},
+            'neq': {
+                'generators': orm.Dict(inputs['neq']['generators']),
+                'min_distance': orm.Float(inputs['neq']['min_distance']),
+            },
+            'label': LabelWorkChain.plain_inputs_to_nodes(label_code, inputs['label'], elements=elements),
+        }
+        if 'aimd' in inputs:
+            cp2k = LabelWorkChain.plain_inputs_to_nodes(aimd_code, {'cp2k': inputs['aimd']['cp2k']}, elements=elements)
+            nodes['aimd'] = {'cp2k': cp2k['cp2k'], 'md': orm.Dict(inputs['aimd']['md'])}
+        return nodes
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        codes: t.Any,
+        composition: t.Mapping | orm.Dict | None = None,
+        *,
+        protocol: str | None = None,
+        overrides: dict | None = None,
+        options: dict | None = None,
+        structure: orm.StructureData | None = None,
+        trajectory: orm.SinglefileData | str | None = None,
+        trajectory_format: str | None = None,
+        topology: orm.SinglefileData | str | None = None,
+        eq_frames: FramesData | None = None,
+        hot_trajectory: orm.SinglefileData | str | None = None,
+        hot_trajectory_format: str | None = None,
+        hot_frames: FramesData | None = None,
+    ):
+        """A builder for a data set of ``composition`` (or ``structure``) at the level of ``protocol``.
+
+        :param codes: the labelling code (CP2K or pw.x; also the AIMD code if it is CP2K), or a mapping with
+            ``label`` and ``aimd`` (a CP2K code) codes or labels.
+        :param composition: ion name -> count of one box (e.g. ``{'PYR14': 2, 'BF4': 2}``).
+        :param protocol: ``fast``, ``balanced`` or ``stringent`` (``dataset/dataset.yaml``).
+        :param overrides: nested dict merged over the protocol (ports such as ``n_eq``, ``box_density``,
+            ``neq.generators``, ``aimd.md``; ``meta_parameters`` such as ``label_protocol``); an unknown key at any
+            depth is a ``ValueError`` naming its path.
+        :param options: merged into ``metadata.options`` of every calculation.
+        :param structure: a box instead of ``composition``.
+        :param trajectory: EQ source (a), a trajectory file (path or ``SinglefileData``) with ``trajectory_format``
+            (and ``topology`` for GROMACS); then no AIMD runs.
+        :param eq_frames: EQ source (c), a ``FramesData`` trajectory; then no AIMD runs.
+        :param hot_trajectory: a high-temperature trajectory file (path or ``SinglefileData``, with
+            ``hot_trajectory_format``) for the ``hot_md`` nEQ frames.
+        :param hot_frames: a high-temperature ``FramesData`` (e.g. an ``ilmlff.aimd`` run at 800 K) instead.
+        :raises ValueError: for invalid input (the messages of :func:`check_inputs`), an unknown protocol or
+            override key, codes that do not fit their stage, a temperature outside any liquid, a box larger than
+            the labelling protocol can label.
+        """
+        if isinstance(composition, orm.Dict):
+            composition = composition.get_dict()
+        composition, elements, n_atoms = cls._elements_and_atoms(composition, structure)
+        eq_source = 'trajectory' if trajectory is not None else 'frames' if eq_frames is not None else None
+        protocol = cls.check_protocol(protocol)
+        inputs = cls.get_plain_protocol_inputs(
+            protocol, overrides, codes=codes, elements=elements, n_atoms=n_atoms, options=options, eq_source=eq_source
+        )
+        builder = cls.get_builder()
+        for key, value in cls.plain_inputs_to_nodes(codes, inputs, elements=elements).items():
+            builder[key] = value
+        if composition is not None:
+            builder.composition = orm.Dict(composition)
+        else:
+            builder.structure = structure
+
+        if trajectory is not None:
+            if isinstance(trajectory, str):
+                trajectory = orm.SinglefileData(trajectory)
+            builder.eq.trajectory = trajectory
+            if trajectory_format is None and str(trajectory.filename).endswith(('.h5', '.hdf5')):
+                trajectory_format = 'ilmlff-h5'  # e.g. the MDTrajectoryData of ilmlff.md.base
+            if trajectory_format is None:
+                raise ValueError(
+                    f'`trajectory_format`: give the format of `trajectory` ({", ".join(TRAJECTORY_FORMATS)})'
+                )
+            builder.eq.trajectory_format = orm.Str(trajectory_format)
+            if topology is not None:
+                builder.eq.topology = orm.SinglefileData(topology) if isinstance(topology, str) else topology
+        elif eq_frames is not None:
+            builder.eq.frames = eq_frames
+
+        if hot_trajectory is not None:
+            builder.neq.hot_trajectory = (
+                orm.SinglefileData(hot_trajectory) if isinstance(hot_trajectory, str) else hot_trajectory
+            )
+            if hot_trajectory_format is not None:
+                builder.neq.hot_trajectory_format = orm.Str(hot_trajectory_format)
+        if hot_frames is not None:
+            builder.neq.hot_frames = hot_frames
+
+        message = validate_inputs(builder._inputs(prune=True))
+        if message:
+            raise ValueError(message)
+        source = {'trajectory': 'trajectory', 'frames': 'frames'}.get(eq_source, 'CP2K AIMD')
+        builder.metadata.description = (
+            f'ilmlff.dataset ({protocol}): {inputs["n_eq"]} EQ ({source}) + {inputs["n_neq"]} nEQ frames, '
+            f'label protocol {inputs["meta_parameters"]["label_protocol"]}'
+        )
+        return builder
 
     # ----------------------------------------------------------------------------------------- outline
 
@@ -634,7 +703,7 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             try:
                 box = build_ionic_liquid_box(
                     self.inputs.composition,
-                    self.inputs.density,
+                    self.inputs.box_density,
                     orm.Int(seed + k),
                     metadata={'call_link_label': f'box_{k}'},
                 )
@@ -669,7 +738,7 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         for k in range(len(self.ctx.boxes)):
             node = self.ctx[f'aimd_{k}']
             if not node.is_finished_ok:
-                return self.exit_codes.ERROR_AIMD_FAILED.format(
+                return self.exit_codes.ERROR_SUB_PROCESS_FAILED_AIMD.format(
                     box=k, message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
                 )
         return None
@@ -836,7 +905,7 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         if 'rejected' in node.outputs:
             self.out('label_rejected', node.outputs.rejected)
         if 'labelled' not in node.outputs:
-            return self.exit_codes.ERROR_LABEL_FAILED.format(
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_LABEL.format(
                 message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
             )
         if not node.is_finished_ok:

@@ -41,7 +41,13 @@ def test_fast_builder(cp2k_code):
         ({'neq': {'generators': {'hot_md': {'weight': 1.0}}}}, 'needs a high-temperature trajectory'),
         ({'aimd': {'md': {'timestep_fs': 5.0}}}, 'too long for hydrogen'),
         ({'neq': {'min_distance': 0.0}}, '`neq.min_distance` must be > 0 A'),
-        ({'temperature': -1.0}, '`temperature` must be > 0 K'),
+        ({'temperature': -1.0}, '`temperature` must be positive (K)'),
+        ({'temperature': 25.0}, '`temperature` = 25 K is outside any ionic liquid (200-1000 K'),
+        ({'neq': {'min_distanse': 1.0}}, 'unknown key `neq.min_distanse`'),
+        (
+            {'meta_parameters': {'label_overrides': {'max_concurent': 1}}},
+            'meta_parameters.label_overrides.max_concurent',
+        ),
         ({'eq': {'sampling': {'method': 'best'}}}, '`eq.sampling`: `method` must be one of'),
     ],
 )
@@ -103,6 +109,17 @@ def test_trajectory_with_other_species_is_refused(cp2k_code, extxyz_trajectory):
     builder.composition = orm.Dict({'PYR14': 2, 'TFSI': 2})
     with pytest.raises(ValueError, match='do not match the composition'):
         run_get_node(builder)
+    assert count_nodes() == before
+
+
+def test_box_beyond_the_level_of_theory_and_wrong_codes(cp2k_code, aiida_code_installed):
+    """40 ion pairs (1400 atoms) for GFN1-xTB `fast`, or a non-CP2K AIMD code: refused by the builder, by name."""
+    runner = aiida_code_installed(label='runner-as-aimd', default_calc_job_plugin='ilmlff.md')
+    before = count_nodes()
+    with pytest.raises(ValueError, match=r'1400 atoms, more than the 1000'):
+        DatasetWorkChain.get_builder_from_protocol(cp2k_code, {'PYR14': 40, 'BF4': 40}, protocol='fast')
+    with pytest.raises(ValueError, match=r'`codes.aimd`: code `runner-as-aimd.*` runs plugin `ilmlff.md`'):
+        DatasetWorkChain.get_builder_from_protocol({'label': cp2k_code, 'aimd': runner}, PYR14BF4)
     assert count_nodes() == before
 
 
