@@ -15,7 +15,6 @@ Units: Å, fs (ps where the key says so), g/cm^3, m^2/s.
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 import typing as t
 
@@ -26,7 +25,8 @@ from aiida.engine import calcfunction
 from aiida_ilmlff.analysis.figures import plot_density, plot_msd, plot_rdf, png_buffer
 from aiida_ilmlff.analysis.npt import scale_to_density as scale_positions_to_density
 from aiida_ilmlff.analysis.npt import stage_density_statistics
-from aiida_ilmlff.analysis.settings import ANALYSIS_SETTINGS, default_li_ligand, resolve_rdf_pairs, with_defaults
+from aiida_ilmlff.analysis.properties import analysis_window, rdf_and_coordination, species_diffusion
+from aiida_ilmlff.analysis.settings import ANALYSIS_SETTINGS, default_li_ligand, with_defaults
 
 __all__ = (
     'analyse_diffusion',
@@ -50,26 +50,9 @@ def _array_name(text: str) -> str:
 
 @contextlib.contextmanager
 def _opened(trajectory: orm.Data, discard_ps: float) -> t.Iterator[tuple[t.Any, dict[str, t.Any]]]:
-    """``(path, info)`` of a trajectory node's file: ``info`` has ``species`` (name per molecule, or None),
-    ``start`` (first frame after ``discard_ps``), ``mean_volume`` (Å^3) and ``half_width`` (Å) from there on."""
-    from aiida_ilmlff.analysis import TrajectoryReader, perpendicular_widths
-
+    """``(path, info)`` of a trajectory node's file, ``info`` from ``analysis_window``."""
     with trajectory.as_path() as path:
-        with TrajectoryReader(path) as reader:
-            time = reader.time
-            if len(time) < 3:
-                raise ValueError(f'the trajectory has {len(time)} frames: the analyses need at least 3')
-            start = int(np.searchsorted(time, time[0] + 1000.0 * discard_ps - 1e-6))
-            if start >= len(time) - 2:
-                raise ValueError(f'discard_ps = {discard_ps:g} ps leaves fewer than 3 of the {len(time)} frames')
-            cells = reader.cells(start)
-            info = {
-                'species': None if reader.molecules is None else [str(name) for name in reader.molecules],
-                'start': start,
-                'mean_volume': float(reader.volumes(start).mean()),
-                'half_width': float(0.5 * perpendicular_widths(cells).min()),
-            }
-        yield path, info
+        yield path, analysis_window(path, discard_ps)
 
 
 # ---------------------------------------------------------------------------------------------- density
@@ -171,55 +154,8 @@ def analyse_diffusion(trajectory: orm.Data, analysis: orm.Dict, temperature: orm
         ``msd_<species>`` array in Å^2 per species; attribute ``species``) and ``figure`` (PNG, log-log).
     :raises ValueError: absent species, wrapped coordinates, a window longer than the trajectory.
     """
-    from aiida_ilmlff.analysis import diffusion_coefficient, msd_from_trajectory, yeh_hummer_correction
-
-    settings = with_defaults(analysis.get_dict(), ANALYSIS_SETTINGS)
-    with _opened(trajectory, settings['discard_ps']) as (path, info):
-        names = settings['diffusion_species']
-        if names is None:
-            if info['species'] is None:
-                raise ValueError('the trajectory has no molecule names: diffusion per species needs them')
-            names = list(dict.fromkeys(info['species']))
-        result = msd_from_trajectory(path, names, start=info['start'], remove_drift=settings['remove_drift'])
-    mean_volume = info['mean_volume']
-    lag_ps = result.lag_fs / 1000.0
-    window = settings['msd_fit_window_ps']
-    diffusion, curves, windows = {}, {}, {}
-    for name in names:
-        per_molecule = result.msd_per_molecule[name]
-        entry: dict[str, t.Any] = {'diffusive': True}
-        if window is not None:
-            fit = diffusion_coefficient(per_molecule, result.timestep_fs, (1000.0 * window[0], 1000.0 * window[1]))
-        else:
-            try:
-                fit = diffusion_coefficient(
-                    per_molecule, result.timestep_fs, max_lag_fraction=settings['msd_max_lag_fraction']
-                )
-            except ValueError:
-                max_lag = settings['msd_max_lag_fraction'] * float(result.lag_fs[-1])
-                fallback = (max(max_lag / 5.0, result.timestep_fs), max_lag)
-                if fallback[1] - fallback[0] < 2 * result.timestep_fs:
-                    fallback = (result.timestep_fs, float(result.lag_fs[-1]))
-                fit = diffusion_coefficient(per_molecule, result.timestep_fs, fallback)
-                entry['diffusive'] = False
-        entry.update(
-            {
-                'D_m2_s': fit.D,
-                'D_err_m2_s': None if not math.isfinite(fit.D_err) else fit.D_err,
-                'fit_window_ps': [fit.window_fs[0] / 1000.0, fit.window_fs[1] / 1000.0],
-                'loglog_slope': None if not math.isfinite(fit.loglog_slope) else fit.loglog_slope,
-                'n_molecules': int(per_molecule.shape[1]),
-                'automatic_window': window is None,
-            }
-        )
-        if settings['viscosity_Pa_s'] is not None:
-            entry['D_yeh_hummer_m2_s'] = yeh_hummer_correction(
-                fit.D, temperature.value, settings['viscosity_Pa_s'], mean_volume ** (1.0 / 3.0)
-            )
-            entry['box_length_A'] = mean_volume ** (1.0 / 3.0)
-        diffusion[name] = entry
-        curves[name] = result.msd[name]
-        windows[name] = tuple(entry['fit_window_ps'])
+    with trajectory.as_path() as path:
+        diffusion, lag_ps, curves, windows = species_diffusion(path, analysis.get_dict(), temperature.value)
     arrays = orm.ArrayData()
     arrays.set_array('lag_ps', lag_ps)
     for name, values in curves.items():
@@ -248,43 +184,21 @@ def analyse_structure(trajectory: orm.Data, analysis: orm.Dict) -> dict[str, orm
         (ArrayData: ``r_A`` and ``g_<k>`` / ``cn_<k>`` per pair k, attribute ``pairs`` = the pair names in
         order) and ``figure`` (PNG: g(r) with the running CN on a twin axis).
     """
-    from aiida_ilmlff.analysis import first_minimum, rdf_from_trajectory, running_coordination_number
-
-    settings = with_defaults(analysis.get_dict(), ANALYSIS_SETTINGS)
-    with _opened(trajectory, settings['discard_ps']) as (path, info):
-        half_width = info['half_width']
-        r_max = min(settings['rdf_r_max_A'] or half_width, half_width)
-        pairs = resolve_rdf_pairs(settings, info['species'] or [])
-        coordination, curves = {}, {}
-        rdf_arrays, cn_arrays = orm.ArrayData(), orm.ArrayData()
-        r = None
-        for k, (name, (a, b)) in enumerate(pairs.items()):
-            result = rdf_from_trajectory(path, a, b, r_max, settings['rdf_bins'], start=info['start'])
-            r = result.r
-            running = running_coordination_number(result.r, result.g, result.number_density_b)
-            if name in settings['cn_cutoffs_A']:
-                r_cut, source = float(settings['cn_cutoffs_A'][name]), 'given'
-            else:
-                try:
-                    r_cut, source = float(first_minimum(result.r, result.g)), 'first_minimum'
-                except ValueError:  # no clear minimum within r_max (tiny boxes): the last bin centre
-                    r_cut, source = float(result.r[-1]), 'r_max'
-            coordination[name] = {
-                'r_cut_A': r_cut,
-                'cn': float(result.coordination_number(r_cut)),
-                'r_cut_source': source,
-                'selections': [a, b],
-            }
-            rdf_arrays.set_array(f'g_{k}', result.g)
-            cn_arrays.set_array(f'cn_{k}', running)
-            curves[name] = (result.g, running, r_cut)
+    with trajectory.as_path() as path:
+        result = rdf_and_coordination(path, analysis.get_dict())
+    pairs, r = list(result['coordination']), result['r']
+    rdf_arrays, cn_arrays = orm.ArrayData(), orm.ArrayData()
+    for k, name in enumerate(pairs):
+        rdf_arrays.set_array(f'g_{k}', result['g'][name])
+        cn_arrays.set_array(f'cn_{k}', result['cn'][name])
     for arrays in (rdf_arrays, cn_arrays):
         arrays.set_array('r_A', r)
-        arrays.base.attributes.set('pairs', list(pairs))
-        arrays.base.attributes.set('r_max_A', float(r_max))
+        arrays.base.attributes.set('pairs', pairs)
+        arrays.base.attributes.set('r_max_A', result['r_max'])
+    curves = {name: (result['g'][name], result['cn'][name], result['r_cut'][name]) for name in pairs}
     figure = plot_rdf(r, curves)
     return {
-        'coordination': orm.Dict(coordination),
+        'coordination': orm.Dict(result['coordination']),
         'rdf': rdf_arrays,
         'cn': cn_arrays,
         'figure': _singlefile(figure, 'rdf.png'),
