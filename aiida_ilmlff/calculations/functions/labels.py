@@ -79,6 +79,26 @@ def _calculation_of(node: orm.Node) -> orm.Node | None:
         return None
 
 
+def _labels_node(energy: float, forces, stress, source: orm.Node, **attributes) -> orm.ArrayData:
+    """An ``ArrayData`` of one frame's labels (``energy`` ``(1,)``, ``forces``, optional ``stress``) with
+    ``attributes``, the pk and uuid of the calculation that created ``source``, and the units."""
+    labels = orm.ArrayData()
+    labels.set_array('energy', np.array([energy]))
+    labels.set_array('forces', forces)
+    if stress is not None:
+        labels.set_array('stress', stress)
+    calculation = _calculation_of(source)
+    labels.base.attributes.set_many(
+        {
+            **attributes,
+            'calculation_pk': calculation.pk if calculation is not None else None,
+            'calculation_uuid': calculation.uuid if calculation is not None else None,
+            'units': {'energy': 'eV', 'forces': 'eV/Angstrom', 'stress': 'eV/Angstrom^3 (ASE sign)'},
+        }
+    )
+    return labels
+
+
 @calcfunction
 def extract_cp2k_labels(retrieved: orm.FolderData, structure: orm.StructureData) -> orm.ArrayData | ExitCode:
     """Read energy, forces (and stress, if printed) of one CP2K single point from its retrieved files.
@@ -106,28 +126,21 @@ def extract_cp2k_labels(retrieved: orm.FolderData, structure: orm.StructureData)
         )
     except ValueError as exception:
         return ExitCode(311 if 'match' in str(exception) or 'atoms' in str(exception) else 310, str(exception))
-    labels = orm.ArrayData()
-    labels.set_array('energy', np.array([output.energy]))
-    labels.set_array('forces', forces)
+    stress = None
     if CP2K_STRESS_FILE in names:
         try:
-            labels.set_array(
-                'stress', parse_cp2k_stress(retrieved.base.repository.get_object_content(CP2K_STRESS_FILE))
-            )
+            stress = parse_cp2k_stress(retrieved.base.repository.get_object_content(CP2K_STRESS_FILE))
         except ValueError as exception:
             return ExitCode(310, str(exception))
-    calculation = _calculation_of(retrieved)
-    labels.base.attributes.set_many(
-        {
-            'scf_converged': output.scf_converged,
-            'cp2k_version': output.version,
-            'n_warnings': output.n_warnings,
-            'calculation_pk': calculation.pk if calculation is not None else None,
-            'calculation_uuid': calculation.uuid if calculation is not None else None,
-            'units': {'energy': 'eV', 'forces': 'eV/Angstrom', 'stress': 'eV/Angstrom^3 (ASE sign)'},
-        }
+    return _labels_node(
+        output.energy,
+        forces,
+        stress,
+        retrieved,
+        scf_converged=output.scf_converged,
+        cp2k_version=output.version,
+        n_warnings=output.n_warnings,
     )
-    return labels
 
 
 @calcfunction
@@ -152,23 +165,15 @@ def extract_pw_labels(
         read = pw_labels(parameters, arrays, len(structure.sites))
     except PwLabelError as exception:
         return ExitCode(exception.status, str(exception))
-    labels = orm.ArrayData()
-    labels.set_array('energy', np.array([read.energy]))
-    labels.set_array('forces', read.forces)
-    if read.stress is not None:
-        labels.set_array('stress', read.stress)
-    calculation = _calculation_of(output_parameters)
-    labels.base.attributes.set_many(
-        {
-            'scf_converged': read.scf_converged,
-            'qe_version': read.version,
-            'n_warnings': read.n_warnings,
-            'calculation_pk': calculation.pk if calculation is not None else None,
-            'calculation_uuid': calculation.uuid if calculation is not None else None,
-            'units': {'energy': 'eV', 'forces': 'eV/Angstrom', 'stress': 'eV/Angstrom^3 (ASE sign)'},
-        }
+    return _labels_node(
+        read.energy,
+        read.forces,
+        read.stress,
+        output_parameters,
+        scf_converged=read.scf_converged,
+        qe_version=read.version,
+        n_warnings=read.n_warnings,
     )
-    return labels
 
 
 @calcfunction

@@ -80,6 +80,13 @@ class LabellingEngine(abc.ABC):
     def __init__(self, inputs: t.Mapping[str, t.Any], *, compute_stress: bool):
         self.inputs = inputs
         self.compute_stress = bool(compute_stress)
+        self._shared: dict[str, orm.Dict] = {}
+
+    def shared_dict(self, name: str, value: dict) -> orm.Dict:
+        """One ``Dict`` of ``value`` per engine instance (one work-chain step), shared by its sub-processes."""
+        if name not in self._shared:
+            self._shared[name] = orm.Dict(value)
+        return self._shared[name]
 
     # ------------------------------------------------------------------------------------------ builder
 
@@ -112,9 +119,26 @@ class LabellingEngine(abc.ABC):
         """Turn the plain namespace values into the namespace's inputs (nodes, unstored), with ``code``."""
 
     @classmethod
-    @abc.abstractmethod
     def plain_values(cls, inputs: t.Mapping) -> dict:
-        """The namespace's inputs (nodes) as the plain values :meth:`validate_values` reads."""
+        """The namespace's inputs (nodes) as the plain values :meth:`validate_values` reads.
+
+        ``parameters`` and ``settings`` of the calculation namespace become dicts; the rest (code,
+        pseudopotentials, basis sets) is kept as given.
+        """
+        calc = dict(inputs.get(cls.calculation_namespace, {}) or {})
+        for key in ('parameters', 'settings'):
+            if isinstance(calc.get(key), orm.Dict):
+                calc[key] = calc[key].get_dict()
+        return {**dict(inputs), cls.calculation_namespace: calc}
+
+    @staticmethod
+    def restart_values_to_nodes(inputs: dict) -> dict:
+        """``max_iterations`` -> ``Int`` and ``clean_workdir`` -> ``Bool`` (ports of a ``BaseRestartWorkChain``)."""
+        if 'max_iterations' in inputs:
+            inputs['max_iterations'] = orm.Int(inputs['max_iterations'])
+        if 'clean_workdir' in inputs:
+            inputs['clean_workdir'] = orm.Bool(inputs['clean_workdir'])
+        return inputs
 
     # ------------------------------------------------------------------------------------------ run
 

@@ -146,15 +146,6 @@ class Cp2kEngine(LabellingEngine):
         return check_elements(parameters, elements, calc.get('basissets', {}) or {})
 
     @classmethod
-    def plain_values(cls, inputs: t.Mapping) -> dict:
-        """``parameters`` and ``settings`` as dicts; the rest as given."""
-        calc = dict(inputs.get('cp2k', {}) or {})
-        for key in ('parameters', 'settings'):
-            if isinstance(calc.get(key), orm.Dict):
-                calc[key] = calc[key].get_dict()
-        return {**dict(inputs), 'cp2k': calc}
-
-    @classmethod
     def to_inputs(cls, code: orm.AbstractCode, values: t.Mapping, elements: t.Sequence[str]) -> dict:
         """``code``, ``parameters``/``settings`` as ``Dict``, ``max_iterations`` ``Int``, ``clean_workdir`` ``Bool``."""
         inputs = copy.deepcopy(dict(values))
@@ -163,11 +154,7 @@ class Cp2kEngine(LabellingEngine):
         calc['parameters'] = orm.Dict(calc['parameters'])
         if 'settings' in calc:
             calc['settings'] = orm.Dict(calc['settings'])
-        if 'max_iterations' in inputs:
-            inputs['max_iterations'] = orm.Int(inputs['max_iterations'])
-        if 'clean_workdir' in inputs:
-            inputs['clean_workdir'] = orm.Bool(inputs['clean_workdir'])
-        return inputs
+        return cls.restart_values_to_nodes(inputs)
 
     # ------------------------------------------------------------------------------------------ run
 
@@ -184,18 +171,11 @@ class Cp2kEngine(LabellingEngine):
                 retrieve.append(name)
         settings['additional_retrieve_list'] = retrieve
         self.settings = settings
-        self._nodes: dict[str, orm.Dict] = {}
 
     def level_of_theory(self) -> dict:
         """:func:`~aiida_ilmlff.data.level_of_theory.cp2k_level_of_theory` of the single-point input."""
         calc = self.inputs['cp2k']
         return cp2k_level_of_theory(self.parameters, calc.get('basissets'), calc.get('pseudos'))
-
-    def _node(self, name: str, value: dict) -> orm.Dict:
-        """One ``Dict`` per engine instance (one work-chain step), shared by its sub-processes."""
-        if name not in self._nodes:
-            self._nodes[name] = orm.Dict(value)
-        return self._nodes[name]
 
     def prepare(self, frames, indices, structures) -> dict:
         """Inputs of one single point: the namespace's inputs with the frame's structure and the labelling input."""
@@ -203,9 +183,9 @@ class Cp2kEngine(LabellingEngine):
         inputs = AttributeDict(self.inputs)
         calc = AttributeDict(inputs.cp2k)
         calc.structure = structures[index]
-        calc.parameters = self._node('parameters', self.parameters)
+        calc.parameters = self.shared_dict('parameters', self.parameters)
         if self.settings:
-            calc.settings = self._node('settings', self.settings)
+            calc.settings = self.shared_dict('settings', self.settings)
         inputs.cp2k = calc
         return inputs
 

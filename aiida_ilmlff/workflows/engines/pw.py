@@ -108,15 +108,6 @@ class PwEngine(LabellingEngine):
         return None
 
     @classmethod
-    def plain_values(cls, inputs: t.Mapping) -> dict:
-        """``parameters`` and ``settings`` as dicts; the rest (pseudopotential nodes included) as given."""
-        pw = dict(inputs.get('pw', {}) or {})
-        for key in ('parameters', 'settings'):
-            if isinstance(pw.get(key), orm.Dict):
-                pw[key] = pw[key].get_dict()
-        return {**dict(inputs), 'pw': pw}
-
-    @classmethod
     def to_inputs(cls, code: orm.AbstractCode, values: t.Mapping, elements: t.Sequence[str]) -> dict:
         """``code``, the family's pseudopotentials of ``elements``, ``Dict``/``Int``/``Bool`` nodes, a k-point mesh."""
         inputs = copy.deepcopy(dict(values))
@@ -129,11 +120,7 @@ class PwEngine(LabellingEngine):
         kpoints = orm.KpointsData()
         kpoints.set_kpoints_mesh(list(inputs.pop('kpoints')))
         inputs['kpoints'] = kpoints
-        if 'max_iterations' in inputs:
-            inputs['max_iterations'] = orm.Int(inputs['max_iterations'])
-        if 'clean_workdir' in inputs:
-            inputs['clean_workdir'] = orm.Bool(inputs['clean_workdir'])
-        return inputs
+        return cls.restart_values_to_nodes(inputs)
 
     # ------------------------------------------------------------------------------------------ run
 
@@ -147,7 +134,6 @@ class PwEngine(LabellingEngine):
         control['tstress'] = self.compute_stress
         self.parameters = parameters
         self.settings = pw['settings'].get_dict() if 'settings' in pw else {}
-        self._nodes: dict[str, orm.Dict] = {}
 
     def _kpoints_description(self) -> t.Any:
         """``'gamma'``, ``{'mesh', 'offset'}``, an explicit list or ``{'distance'}`` (for the fingerprint)."""
@@ -167,11 +153,6 @@ class PwEngine(LabellingEngine):
         """:func:`~aiida_ilmlff.data.level_of_theory.pw_level_of_theory` of the SCF input."""
         return pw_level_of_theory(self.parameters, dict(self.inputs['pw']['pseudos']), self._kpoints_description())
 
-    def _node(self, name: str, value: dict) -> orm.Dict:
-        if name not in self._nodes:
-            self._nodes[name] = orm.Dict(value)
-        return self._nodes[name]
-
     def prepare(self, frames, indices, structures) -> dict:
         """Inputs of one SCF: the frame's structure, the labelling parameters, the pseudos of its elements."""
         (index,) = indices
@@ -179,10 +160,10 @@ class PwEngine(LabellingEngine):
         inputs = AttributeDict(self.inputs)
         pw = AttributeDict(inputs.pw)
         pw.structure = structure
-        pw.parameters = self._node('parameters', self.parameters)
+        pw.parameters = self.shared_dict('parameters', self.parameters)
         pw.pseudos = {kind: pw.pseudos[kind] for kind in structure.get_kind_names()}
         if self.settings:
-            pw.settings = self._node('settings', self.settings)
+            pw.settings = self.shared_dict('settings', self.settings)
         inputs.pw = pw
         return inputs
 
