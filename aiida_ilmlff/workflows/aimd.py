@@ -32,8 +32,9 @@ from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.data.level_of_theory import cp2k_level_of_theory
 from aiida_ilmlff.sampling.cp2k_md import CP2K_ENER_FILE
 from aiida_ilmlff.workflows.cp2k_base import IlmlffCp2kBaseWorkChain
+from aiida_ilmlff.workflows.protocols.checks import check_code_plugin
 
-__all__ = ('MD_DEFAULTS', 'AimdWorkChain', 'md_parameters', 'validate_md')
+__all__ = ('MD_DEFAULTS', 'AimdWorkChain', 'md_parameters', 'validate_inputs', 'validate_md')
 
 #: MD settings (the ``md`` input): temperature [K], timestep [fs], steps, CSVR time constant [fs], print
 #: stride [steps], random seed (velocities and thermostat).
@@ -72,6 +73,12 @@ def validate_md(value: orm.Dict | None, _: t.Any = None) -> str | None:
             f'`md.timestep_fs` = {s["timestep_fs"]} fs is too long for hydrogen-containing ions: use <= 2 fs (0.5 fs)'
         )
     return None
+
+
+def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
+    """The CP2K code (``cp2k.cp2k.code``) must be a code of plugin ``cp2k``."""
+    code = ((value.get('cp2k') or {}).get('cp2k') or {}).get('code')
+    return check_code_plugin(code, 'cp2k', 'cp2k.cp2k.code')
 
 
 def md_parameters(parameters: dict, md: t.Mapping[str, t.Any]) -> dict:
@@ -141,6 +148,7 @@ class AimdWorkChain(WorkChain):
             help='MD settings: temperature [K], timestep_fs, steps, thermostat_timecon_fs (CSVR), print_every '
             '[steps], seed. Missing keys take the defaults of MD_DEFAULTS.',
         )
+        spec.inputs.validator = validate_inputs
         spec.outline(cls.setup, cls.run_md, cls.inspect_md, cls.results)
         spec.output(
             'trajectory',
