@@ -48,14 +48,16 @@ from aiida_ilmlff.calculations.functions.active_learning import (
 from aiida_ilmlff.calculations.functions.frames import merge_frames
 from aiida_ilmlff.data import FramesData, MLFFModelData
 from aiida_ilmlff.runner.contract import validate_parameters
+from aiida_ilmlff.sampling.selection import F_HI, F_LO
 from aiida_ilmlff.sampling.split import train_valid_indices
 from aiida_ilmlff.workflows.label import LabelWorkChain
 from aiida_ilmlff.workflows.md import MDBaseWorkChain
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, UnknownOverrideError, recursive_merge
-from aiida_ilmlff.workflows.protocols.checks import check_code_plugin
+from aiida_ilmlff.workflows.protocols.checks import check_code_plugin, check_liquid_temperature
+from aiida_ilmlff.workflows.protocols.plain import is_set_by_parent, to_plain
 from aiida_ilmlff.workflows.train import TrainWorkChain
 
-__all__ = ('ActiveLearningWorkChain', 'normalise_stage')
+__all__ = ('ActiveLearningWorkChain', 'check_inputs', 'normalise_stage', 'validate_inputs')
 
 _STAGE_KEYS = {
     'ensemble': 'nve, nvt, npt or npt_berendsen (default nvt)',
@@ -126,40 +128,51 @@ def md_parameters(base: t.Mapping, stage: dict, run: dict, seed: int) -> dict:
     return parameters
 
 
-def validate_inputs(inputs: t.Mapping, _: t.Any) -> str | None:
-    """Cross-checks before submission: trust levels, committee size, exploration stages, continuation."""
-    selection = inputs.get('selection', {})
-    f_lo = selection['f_lo'].value if 'f_lo' in selection else 0.05
-    f_hi = selection['f_hi'].value if 'f_hi' in selection else 0.15
+def check_inputs(values: t.Mapping, context: t.Mapping | None = None) -> str | None:
+    """Cross-checks as plain values: trust levels, committee size, exploration stages (temperatures within
+    :data:`~aiida_ilmlff.workflows.protocols.checks.LIQUID_TEMPERATURE_K`), continuation.
+
+    :param values: the inputs (nodes become plain values; frames, structures and models stay nodes).
+    :param context: what a parent sets at run time: ``frames`` (or
+        :data:`~aiida_ilmlff.workflows.protocols.plain.SET_BY_PARENT`) and ``structures`` (the keys of
+        ``exploration.structures`` it will give).
+    """
+    inputs = {**to_plain(values), **(context or {})}
+    selection = inputs.get('selection') or {}
+    f_lo = selection.get('f_lo', F_LO)
+    f_hi = selection.get('f_hi', F_HI)
     if not 0 <= f_lo < f_hi:
         return (
             f'`selection.f_lo` ({f_lo:g} eV/Å) must be >= 0 and below `selection.f_hi` ({f_hi:g} eV/Å): frames with '
             'a max force deviation between the two are the candidates; lower f_lo or raise f_hi (dpgen: 0.05 / 0.15)'
         )
-    train = inputs.get('train', {})
-    size = train['committee_size'].value if 'committee_size' in train else 4
+    train = inputs.get('train') or {}
+    size = train.get('committee_size', 4)
     if size < 2:
         return (
             f'`train.committee_size` is {size}: active learning needs a committee of at least 2 models (their force '
             'deviation is the uncertainty that selects frames); set committee_size >= 2 (4 is usual)'
         )
     frames = inputs.get('frames')
-    if frames is not None and not frames.is_labelled:
-        return '`frames`: every initial frame needs an energy and forces (label them with ilmlff.label first)'
-    if frames is not None:
-        fraction = train['valid_fraction'].value if 'valid_fraction' in train else 0.1
+    if frames is not None and not is_set_by_parent(frames):
+        if not frames.is_labelled:
+            return '`frames`: every initial frame needs an energy and forces (label them with ilmlff.label first)'
+        fraction = train.get('valid_fraction', 0.1)
         try:
             train_valid_indices(frames.origins, fraction, 0, min_frames=2)
         except ValueError as exception:
             return f'`frames` cannot be split for training: {exception}'
-    exploration = inputs.get('exploration', {})
-    structures = sorted(exploration.get('structures', {}) or {})
+    exploration = inputs.get('exploration') or {}
+    if 'structures' in inputs:
+        structures = sorted(inputs['structures'])
+    else:
+        structures = sorted(exploration.get('structures') or {})
     if not structures:
         return '`exploration.structures`: give at least one starting structure'
-    stages = exploration['stages'].get_list() if 'stages' in exploration else []
+    stages = exploration.get('stages') or []
     if not stages:
         return '`exploration.stages`: give at least one stage, e.g. [{"ensemble": "nvt", "temperatures_K": [450], ...}]'
-    base = exploration['parameters'].get_dict() if 'parameters' in exploration else {}
+    base = exploration.get('parameters') or {}
     for index, raw in enumerate(stages):
         if not isinstance(raw, dict):
             return f'`exploration.stages[{index}]` must be a dict, got {type(raw).__name__}'
@@ -167,6 +180,10 @@ def validate_inputs(inputs: t.Mapping, _: t.Any) -> str | None:
             stage = normalise_stage(raw)
         except ValueError as exception:
             return f'`exploration.stages[{index}]`: {exception}'
+        for temperature in stage.get('temperatures_K') or []:
+            message = check_liquid_temperature(temperature, f'exploration.stages[{index}].temperatures_K')
+            if message:
+                return message
         missing = sorted(set(stage.get('structures') or []) - set(structures))
         if missing:
             return f'`exploration.stages[{index}].structures`: {missing} not in `exploration.structures` {structures}'
@@ -179,19 +196,24 @@ def validate_inputs(inputs: t.Mapping, _: t.Any) -> str | None:
         ('max_iterations', lambda v: v >= 1, 'must be >= 1'),
     )
     for name, check, message in checks:
-        if name in inputs and not check(inputs[name].value):
-            return f'`{name}` {message}, got {inputs[name].value}'
-    if 'task_max' in selection and selection['task_max'].value < 1:
-        return f'`selection.task_max` must be >= 1, got {selection["task_max"].value}'
+        if name in inputs and not check(inputs[name]):
+            return f'`{name}` {message}, got {inputs[name]}'
+    if 'task_max' in selection and selection['task_max'] < 1:
+        return f'`selection.task_max` must be >= 1, got {selection["task_max"]}'
     rate = selection.get('adaptive_lo_rate')
-    if rate is not None and not 0 < rate.value < 1:
-        return f'`selection.adaptive_lo_rate` must be in (0, 1), got {rate.value}'
-    continuation = inputs.get('continuation', {}) or {}
+    if rate is not None and not 0 < rate < 1:
+        return f'`selection.adaptive_lo_rate` must be in (0, 1), got {rate}'
+    continuation = inputs.get('continuation') or {}
     if continuation.get('models') and 'iterations' not in continuation:
         return "`continuation.models` needs `continuation.iterations` (the previous run's `iterations` output)"
     if continuation.get('models') and len(continuation['models']) < 2:
         return '`continuation.models`: a committee needs at least 2 models'
     return None
+
+
+def validate_inputs(inputs: t.Mapping, _: t.Any = None) -> str | None:
+    """Port validator of the whole namespace: :func:`check_inputs`."""
+    return check_inputs(inputs)
 
 
 # --------------------------------------------------------------------------------------------- work chain
@@ -268,13 +290,13 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         spec.input(
             'selection.f_lo',
             valid_type=orm.Float,
-            default=lambda: orm.Float(0.05),
+            default=lambda: orm.Float(F_LO),
             help='Lower trust level on the max force deviation [eV/Å]: below it a frame is accurate.',
         )
         spec.input(
             'selection.f_hi',
             valid_type=orm.Float,
-            default=lambda: orm.Float(0.15),
+            default=lambda: orm.Float(F_HI),
             help='Upper trust level [eV/Å]: at or above it a frame has failed (not labelled).',
         )
         spec.input(
@@ -441,10 +463,61 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         :raises ValueError: for an unknown protocol, architecture or override key, a missing code or one of
             another plugin than its stage needs (the message names the key), or invalid sub-builders.
         """
+        codes = cls._resolve_codes(codes)
+        if not isinstance(frames, FramesData):
+            raise ValueError(f'`frames`: expected a labelled FramesData, got {type(frames).__name__}')
+        inputs = cls.get_plain_protocol_inputs(
+            protocol,
+            overrides,
+            codes=codes,
+            elements=frames.elements,
+            n_atoms=int(max(frames.n_atoms_per_frame)),
+            options=options,
+            architecture=architecture,
+        )
+        builder = cls.get_builder()
+        for key, value in cls.plain_inputs_to_nodes(codes, inputs, elements=frames.elements).items():
+            builder[key] = value
+        builder.frames = frames
+        builder.exploration.structures = _structures_namespace(structures)
+        return builder
+
+    @staticmethod
+    def _resolve_codes(codes: t.Mapping[str, t.Any]) -> dict[str, orm.AbstractCode]:
+        """``codes`` loaded (labels allowed), every key present; the runner checked against its plugin."""
         missing = sorted({'train', 'runner', 'label'} - set(codes or {}))
         if missing:
             raise ValueError(f'`codes`: missing {missing}; give {{"train": ..., "runner": ..., "label": ...}}')
-        codes = {key: orm.load_code(value) if isinstance(value, str) else value for key, value in codes.items()}
+        codes = {key: orm.load_code(value) if isinstance(value, (str, int)) else value for key, value in codes.items()}
+        message = check_code_plugin(codes['runner'], ('ilmlff.md', 'ilmlff.evaluate'), 'codes.runner')
+        if message:
+            raise ValueError(message)
+        return codes
+
+    @classmethod
+    def get_plain_protocol_inputs(
+        cls,
+        protocol: str | None = None,
+        overrides: t.Mapping | None = None,
+        *,
+        codes: t.Mapping[str, t.Any],
+        elements: t.Iterable[str],
+        n_atoms: int | None = None,
+        options: t.Mapping | None = None,
+        architecture: str = 'mace',
+    ) -> dict:
+        """The protocol inputs as plain values (no frames, no structures, no nodes).
+
+        ``train`` holds :meth:`TrainWorkChain.get_plain_protocol_inputs` of ``train.protocol`` (default: this
+        protocol), ``label`` holds :meth:`LabelWorkChain.get_plain_protocol_inputs` of ``label.protocol`` for
+        ``elements``; ``exploration.options`` has ``options`` merged in.
+
+        :param codes: ``{'train', 'runner', 'label'}`` codes (the label code chooses the labelling engine).
+        :param elements: of the frames to label. :param n_atoms: atoms of the largest frame (labelling limit).
+        :raises ValueError: an unknown protocol, architecture or override key (naming its path), a code of
+            another plugin than its stage needs, a temperature outside any liquid.
+        """
+        codes = cls._resolve_codes(codes)
         protocol = cls.check_protocol(protocol)
         inputs = cls.get_protocol_inputs(protocol, overrides)
         train_overrides = dict(inputs.get('train') or {})
@@ -452,63 +525,71 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         train_protocol = train_overrides.pop('protocol', None) or protocol
         label_protocol = label_overrides.pop('protocol', None) or protocol
         committee_size = train_overrides.pop('committee_size', None)
-
-        message = check_code_plugin(codes['runner'], 'ilmlff.md', 'codes.runner')
-        if message:
-            raise ValueError(message)
         try:
-            train_builder = TrainWorkChain.get_builder_from_protocol(
-                codes['train'],
-                frames,
-                protocol=train_protocol,
-                overrides=train_overrides or None,
+            inputs['train'] = TrainWorkChain.get_plain_protocol_inputs(
+                train_protocol,
+                train_overrides or None,
                 architecture=architecture,
-                committee_size=committee_size,
                 options=options,
+                committee_size=committee_size,
             )
+            TrainWorkChain.plain_inputs_to_nodes(codes['train'], inputs['train'])  # checks the code's plugin
         except UnknownOverrideError as exception:
             raise exception.prefixed('train') from None
         except ValueError as exception:
             raise ValueError(f'`codes.train` / `train` (ilmlff.train): {exception}') from None
-        label_builder = LabelWorkChain.get_builder_from_protocol(
-            codes['label'],
-            frames,
-            protocol=label_protocol,
-            overrides=label_overrides or None,
-            options=dict(options) if options else None,
-        )
-        builder = cls.get_builder()
-        builder.frames = frames
-        train_inputs = train_builder._inputs(prune=True)
-        for key in ('train', 'valid', 'test', 'metadata'):
-            train_inputs.pop(key, None)
-        builder.train = train_inputs
-        label_inputs = label_builder._inputs(prune=True)
-        for key in ('frames', 'metadata'):
-            label_inputs.pop(key, None)
-        builder.label = label_inputs
-
+        try:
+            inputs['label'] = LabelWorkChain.get_plain_protocol_inputs(
+                label_protocol,
+                label_overrides or None,
+                code=codes['label'],
+                elements=elements,
+                max_atoms=n_atoms,
+                options=dict(options) if options else None,
+            )
+        except UnknownOverrideError as exception:
+            raise exception.prefixed('label') from None
         exploration = inputs['exploration']
-        builder.exploration.code = codes['runner']
-        builder.exploration.structures = _structures_namespace(structures)
-        builder.exploration.stages = orm.List(list(exploration['stages']))
-        builder.exploration.parameters = orm.Dict(exploration.get('parameters', {}))
-        if exploration.get('settings'):
-            builder.exploration.settings = orm.Dict(exploration['settings'])
-        builder.exploration.options = orm.Dict(recursive_merge(exploration.get('options', {}), dict(options or {})))
-        builder.exploration.max_guard_restarts = orm.Int(exploration.get('max_guard_restarts', 1))
+        exploration['options'] = recursive_merge(exploration.get('options', {}), dict(options or {}))
+        message = check_inputs(
+            {key: value for key, value in inputs.items() if key not in ('train', 'label')},
+            {'structures': ['structure']} if not exploration.get('structures') else None,
+        )
+        if message and 'structures' not in message:
+            raise ValueError(message)
+        return inputs
+
+    @classmethod
+    def plain_inputs_to_nodes(cls, codes: t.Mapping[str, t.Any], inputs: t.Mapping, *, elements: t.Iterable[str]):
+        """The inputs of :meth:`get_plain_protocol_inputs` as unstored nodes (``frames`` and
+        ``exploration.structures`` not set)."""
+        codes = cls._resolve_codes(codes)
+        exploration = inputs['exploration']
         selection = inputs['selection']
-        for key in ('f_lo', 'f_hi', 'min_distance', 'duplicate_rmsd'):
-            builder.selection[key] = orm.Float(selection[key])
-        for key in ('task_max', 'seed'):
-            builder.selection[key] = orm.Int(selection[key])
+        nodes: dict[str, t.Any] = {
+            'train': TrainWorkChain.plain_inputs_to_nodes(codes['train'], inputs['train']),
+            'label': LabelWorkChain.plain_inputs_to_nodes(codes['label'], inputs['label'], elements=elements),
+            'exploration': {
+                'code': codes['runner'],
+                'stages': orm.List(list(exploration['stages'])),
+                'parameters': orm.Dict(exploration.get('parameters', {})),
+                'options': orm.Dict(exploration.get('options', {})),
+                'max_guard_restarts': orm.Int(exploration.get('max_guard_restarts', 1)),
+            },
+            'selection': {
+                **{key: orm.Float(selection[key]) for key in ('f_lo', 'f_hi', 'min_distance', 'duplicate_rmsd')},
+                **{key: orm.Int(selection[key]) for key in ('task_max', 'seed')},
+            },
+            'conv_accuracy': orm.Float(inputs['conv_accuracy']),
+            'max_iterations': orm.Int(inputs['max_iterations']),
+            'calibrate': orm.Bool(inputs.get('calibrate', True)),
+            'final_training': orm.Bool(inputs.get('final_training', True)),
+        }
+        if exploration.get('settings'):
+            nodes['exploration']['settings'] = orm.Dict(exploration['settings'])
         if selection.get('adaptive_lo_rate'):
-            builder.selection.adaptive_lo_rate = orm.Float(selection['adaptive_lo_rate'])
-        builder.conv_accuracy = orm.Float(inputs['conv_accuracy'])
-        builder.max_iterations = orm.Int(inputs['max_iterations'])
-        builder.calibrate = orm.Bool(inputs.get('calibrate', True))
-        builder.final_training = orm.Bool(inputs.get('final_training', True))
-        return builder
+            nodes['selection']['adaptive_lo_rate'] = orm.Float(selection['adaptive_lo_rate'])
+        return nodes
 
     @classmethod
     def get_builder_continuation(cls, node: orm.WorkflowNode, max_iterations: int | None = None):

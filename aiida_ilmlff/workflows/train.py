@@ -489,6 +489,7 @@ class TrainWorkChain(ProtocolMixin, WorkChain):
             'architecture': orm.Str(architecture),
             'committee_size': orm.Int(inputs['committee_size']),
             'split_seed': orm.Int(inputs.get('split_seed', 0)),
+            'valid_fraction': orm.Float(inputs.get('valid_fraction', 0.1)),
         }
         try:
             nodes['member'] = _BASE[architecture].plain_inputs_to_nodes(code, inputs['member'])
@@ -533,8 +534,7 @@ class TrainWorkChain(ProtocolMixin, WorkChain):
         builder.train = train_frames
         if valid is not None:
             builder.valid = valid
-        else:
-            builder.valid_fraction = orm.Float(inputs.get('valid_fraction', 0.1))
+            builder.pop('valid_fraction', None)
         if test is not None:
             builder.test = test
         return builder
