@@ -461,9 +461,9 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
 
     def submit_batch(self):
         """Submit the sub-processes of the next ``max_concurrent`` frames (grouped by the engine)."""
-        size = self.inputs.max_concurrent.value
-        batch, self.ctx.todo = self.ctx.todo[:size], self.ctx.todo[size:]
         engine = self._engine()
+        size = engine.round_size(self.inputs.max_concurrent.value)
+        batch, self.ctx.todo = self.ctx.todo[:size], self.ctx.todo[size:]
         structures = None
         if engine.needs_structures:
             try:

@@ -11,7 +11,8 @@ of it (it batches frames, runs the quality control and attaches the outputs). An
   (:meth:`LabellingEngine.validate_values`) and turns them into the namespace's nodes at the end
   (:meth:`LabellingEngine.to_inputs`);
 * run side (an instance built from the namespace's inputs, one per work-chain step): the level of theory
-  (:meth:`LabellingEngine.level_of_theory`), how the frames of a round are grouped into sub-processes
+  (:meth:`LabellingEngine.level_of_theory`), how many frames a round takes
+  (:meth:`LabellingEngine.round_size`) and how they are grouped into sub-processes
   (:meth:`LabellingEngine.group`: one frame per sub-process here; a batched engine returns several), the
   inputs of one sub-process for a group of frames (:meth:`LabellingEngine.prepare`), the per-frame outcome
   of a finished sub-process (:meth:`LabellingEngine.outcomes`, from :meth:`LabellingEngine.extract` when it
@@ -148,6 +149,11 @@ class LabellingEngine(abc.ABC):
 
         See :mod:`aiida_ilmlff.data.level_of_theory`.
         """
+
+    def round_size(self, max_concurrent: int) -> int:
+        """How many frames one round of the work chain takes, for ``max_concurrent`` (``max_concurrent`` here:
+        one frame per sub-process; a batched engine returns ``max_concurrent`` x its frames per job)."""
+        return int(max_concurrent)
 
     def group(self, indices: t.Sequence[int]) -> list[list[int]]:
         """Split the frame indices of one round into the groups labelled by one sub-process each.
