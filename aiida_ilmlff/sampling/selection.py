@@ -37,11 +37,13 @@ __all__ = (
     'F_LO',
     'SELECTION_DEFAULTS',
     'adaptive_lower_level',
+    'align_on_time',
     'classify',
     'committee_force_errors',
     'correlation',
     'minimum_image_rmsd',
     'select_indices',
+    'selection_statistics',
 )
 
 #: Lower trust level [eV/Å]: below it the committee agrees (DP-GEN's example value).
@@ -183,3 +185,84 @@ def committee_force_errors(
         error_max.append(per_atom_error[window].max())
         error_rms.append(np.sqrt(np.mean((mean[window] - reference[window]) ** 2)))
     return np.asarray(deviation), np.asarray(error_max), np.asarray(error_rms)
+
+
+def align_on_time(target_time: np.ndarray, time: np.ndarray, values: np.ndarray, tolerance: float = 1e-6) -> np.ndarray:
+    """``values`` (recorded at ``time`` [fs], sorted) at each ``target_time`` [fs]; nan where no row is within
+    ``tolerance`` [fs] (e.g. the committee deviation of every saved MD frame, from the deviation log)."""
+    time = np.asarray(time, dtype=float)
+    values = np.asarray(values, dtype=float)
+    result = np.full(len(target_time), np.nan)
+    if len(time) == 0:
+        return result
+    position = np.clip(np.searchsorted(time, target_time), 0, len(time) - 1)
+    for k, (p, target) in enumerate(zip(position, target_time)):
+        for q in (p - 1, p):
+            if 0 <= q < len(time) and abs(time[q] - target) < tolerance:
+                result[k] = values[q]
+    return result
+
+
+def selection_statistics(
+    deviation: np.ndarray,
+    run: np.ndarray,
+    classes: np.ndarray,
+    picked: t.Sequence[int],
+    runs: t.Sequence[tuple[str, t.Mapping[str, t.Any]]],
+    options: t.Mapping[str, t.Any],
+    *,
+    f_lo_used: float,
+    n_selectable: int,
+    n_rejected_min_distance: int,
+    n_rejected_duplicate: int,
+) -> dict[str, t.Any]:
+    """The ``statistics`` of one selection: counts and ratios of accurate / candidate / failed frames, overall and
+    per run, the trust levels used, the filters' counts and whether the committee has converged.
+
+    :param deviation: ``(N,)`` max force deviation [eV/Å] of every explored frame. :param run: ``(N,)`` run index.
+    :param classes: ``(N,)`` :func:`classify` classes. :param picked: indices of the selected frames.
+    :param runs: ``(key, {temperature_K, pressure_bar, ensemble})`` per run, in run-index order.
+    :param options: the selection settings (:data:`SELECTION_DEFAULTS` keys).
+    :returns: the dict (``converged``: accurate ratio >= ``conv_accuracy``).
+    """
+    n = len(deviation)
+    counts = {name: int(np.sum(classes == value)) for name, value in (('accurate', 0), ('candidate', 1), ('failed', 2))}
+    per_run = {}
+    for index, (key, attributes) in enumerate(runs):
+        mask = run == index
+        values = deviation[mask]
+        per_run[key] = {
+            'n_frames': int(mask.sum()),
+            **{f'n_{name}': int(np.sum(classes[mask] == value)) for name, value in (('accurate', 0), ('candidate', 1))},
+            'n_failed': int(np.sum(classes[mask] == FAILED)),
+            'n_selected': int(np.sum(np.isin(np.flatnonzero(mask), picked))),
+            'temperature_K': attributes.get('temperature_K'),
+            'pressure_bar': attributes.get('pressure_bar'),
+            'ensemble': attributes.get('ensemble'),
+            'max_devi_f_max': float(np.nanmax(values)) if np.isfinite(values).any() else None,
+        }
+    finite = deviation[np.isfinite(deviation)]
+    ratio = {name: (count / n if n else 0.0) for name, count in counts.items()}
+    return {
+        'iteration': int(options['iteration']),
+        'n_frames': n,
+        'n_runs': len(runs),
+        **{f'n_{name}': count for name, count in counts.items()},
+        **{f'ratio_{name}': value for name, value in ratio.items()},
+        'f_lo': float(options['f_lo']),
+        'f_hi': float(options['f_hi']),
+        'f_lo_used': f_lo_used,
+        'adaptive_lo_rate': options.get('adaptive_lo_rate'),
+        'n_selectable': int(n_selectable),
+        'n_rejected_min_distance': int(n_rejected_min_distance),
+        'n_rejected_duplicate': int(n_rejected_duplicate),
+        'n_selected': len(picked),
+        'task_max': int(options['task_max']),
+        'conv_accuracy': float(options['conv_accuracy']),
+        'converged': bool(n > 0 and ratio['accurate'] >= float(options['conv_accuracy'])),
+        'max_devi_f_quantiles': {
+            q: (float(np.quantile(finite, float(q))) if finite.size else None) for q in ('0.5', '0.9', '0.99')
+        },
+        'runs': per_run,
+        'units': {'f_lo': 'eV/Å', 'f_hi': 'eV/Å', 'max_devi_f': 'eV/Å', 'min_distance': 'Å'},
+    }

@@ -22,13 +22,14 @@ from aiida_ilmlff.data.trajectory import MDTrajectoryData
 from aiida_ilmlff.sampling.selection import (
     F_HI,
     F_LO,
-    FAILED,
     SELECTION_DEFAULTS,
     adaptive_lower_level,
+    align_on_time,
     classify,
     committee_force_errors,
     correlation,
     select_indices,
+    selection_statistics,
 )
 
 __all__ = (
@@ -37,23 +38,16 @@ __all__ = (
     'select_candidates',
 )
 
+#: Attributes of an exploration trajectory reported per run in the selection statistics.
+RUN_ATTRIBUTES = ('temperature_K', 'pressure_bar', 'ensemble')
+
 
 # --------------------------------------------------------------------------------------------- calcfunctions
 
 
 def _aligned_deviation(trajectory_time: np.ndarray, deviation: orm.ArrayData) -> np.ndarray:
     """``max_devi_f`` for every trajectory frame, matched on time [fs] (nan where the MD wrote no row)."""
-    time = deviation.get_array('time_fs')
-    values = deviation.get_array('max_devi_f')
-    result = np.full(len(trajectory_time), np.nan)
-    if len(time) == 0:
-        return result
-    position = np.clip(np.searchsorted(time, trajectory_time), 0, len(time) - 1)
-    for k, (p, target) in enumerate(zip(position, trajectory_time)):
-        for q in (p - 1, p):
-            if 0 <= q < len(time) and abs(time[q] - target) < 1e-6:
-                result[k] = values[q]
-    return result
+    return align_on_time(trajectory_time, deviation.get_array('time_fs'), deviation.get_array('max_devi_f'))
 
 
 @calcfunction
@@ -135,46 +129,18 @@ def select_candidates(settings: orm.Dict, **explorations: orm.Data) -> dict[str,
     picked = sorted(picked)
 
     n = len(deviation_all)
-    counts = {name: int(np.sum(classes == value)) for name, value in (('accurate', 0), ('candidate', 1), ('failed', 2))}
-    per_run = {}
-    for r in runs:
-        mask = run_all == r['run']
-        node = r['node']
-        per_run[r['key']] = {
-            'n_frames': int(mask.sum()),
-            **{f'n_{name}': int(np.sum(classes[mask] == value)) for name, value in (('accurate', 0), ('candidate', 1))},
-            'n_failed': int(np.sum(classes[mask] == FAILED)),
-            'n_selected': int(np.sum(np.isin(np.flatnonzero(mask), picked))),
-            'temperature_K': node.base.attributes.get('temperature_K', None),
-            'pressure_bar': node.base.attributes.get('pressure_bar', None),
-            'ensemble': node.base.attributes.get('ensemble', None),
-            'max_devi_f_max': float(np.nanmax(r['deviation'])) if np.isfinite(r['deviation']).any() else None,
-        }
-    finite = deviation_all[np.isfinite(deviation_all)]
-    ratio = {name: (count / n if n else 0.0) for name, count in counts.items()}
-    statistics = {
-        'iteration': int(options['iteration']),
-        'n_frames': n,
-        'n_runs': len(runs),
-        **{f'n_{name}': count for name, count in counts.items()},
-        **{f'ratio_{name}': value for name, value in ratio.items()},
-        'f_lo': f_lo,
-        'f_hi': f_hi,
-        'f_lo_used': f_lo_used,
-        'adaptive_lo_rate': rate,
-        'n_selectable': int(selectable.size),
-        'n_rejected_min_distance': len(squeezed),
-        'n_rejected_duplicate': len(duplicates),
-        'n_selected': len(picked),
-        'task_max': int(options['task_max']),
-        'conv_accuracy': float(options['conv_accuracy']),
-        'converged': bool(n > 0 and ratio['accurate'] >= float(options['conv_accuracy'])),
-        'max_devi_f_quantiles': {
-            q: (float(np.quantile(finite, float(q))) if finite.size else None) for q in ('0.5', '0.9', '0.99')
-        },
-        'runs': per_run,
-        'units': {'f_lo': 'eV/Å', 'f_hi': 'eV/Å', 'max_devi_f': 'eV/Å', 'min_distance': 'Å'},
-    }
+    statistics = selection_statistics(
+        deviation_all,
+        run_all,
+        classes,
+        picked,
+        [(r['key'], {k: r['node'].base.attributes.get(k, None) for k in RUN_ATTRIBUTES}) for r in runs],
+        options,
+        f_lo_used=f_lo_used,
+        n_selectable=int(selectable.size),
+        n_rejected_min_distance=len(squeezed),
+        n_rejected_duplicate=len(duplicates),
+    )
     selected_mask = np.zeros(n, dtype=bool)
     selected_mask[picked] = True
     deviations = orm.ArrayData()
