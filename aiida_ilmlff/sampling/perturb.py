@@ -69,6 +69,7 @@ __all__ = (
     'generator_counts',
     'hot_snapshots',
     'molecule_charges',
+    'neq_report',
     'rattle',
     'screen_frame',
     'strain',
@@ -873,3 +874,30 @@ def generate_neq(
             k += 1
         result.extend(made)
     return result
+
+
+def neq_report(result: Perturbed, n_requested: int, min_distance: float) -> dict[str, t.Any]:
+    """What a :func:`generate_neq` call made and rejected, for the record.
+
+    :returns: ``n_requested``, ``n_made``, ``made_by_generator``, ``n_rejected``, ``by_reason``, ``by_generator``,
+        ``min_distance`` (Å) and ``entries`` (every rejection, as :data:`REJECTION_REASONS` dicts).
+    """
+    by_reason: dict[str, int] = {}
+    by_generator: dict[str, int] = {}
+    for entry in result.rejected:
+        by_reason[entry['reason']] = by_reason.get(entry['reason'], 0) + 1
+        by_generator[entry['generator']] = by_generator.get(entry['generator'], 0) + 1
+    made: dict[str, int] = {}
+    for atoms in result.frames:
+        name = atoms.info['perturbation']['generator']
+        made[name] = made.get(name, 0) + 1
+    return {
+        'n_requested': int(n_requested),
+        'n_made': len(result.frames),
+        'made_by_generator': made,
+        'n_rejected': len(result.rejected),
+        'by_reason': by_reason,
+        'by_generator': by_generator,
+        'min_distance': min_distance,
+        'entries': result.rejected,
+    }

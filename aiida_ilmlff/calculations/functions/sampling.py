@@ -21,6 +21,7 @@ Metadata recorded on every sampled frame (its ``perturbation`` JSON):
 from __future__ import annotations
 
 import math
+import typing as t
 
 import numpy as np
 from aiida import orm
@@ -32,11 +33,11 @@ from aiida_ilmlff.sampling import (
     TRAJECTORY_FORMATS,
     generate_neq,
     label_summary,
-    pair_distance_descriptor,
+    neq_report,
     read_trajectory,
-    select_equilibrium_frames,
     validate_generators,
 )
+from aiida_ilmlff.sampling.equilibrium import sample_equilibrium_frames
 from aiida_ilmlff.sampling.settings import (
     IMPORT_SETTINGS,
     SAMPLING_SETTINGS,
@@ -55,78 +56,10 @@ __all__ = (
 )
 
 
-def _sample(
-    images: list,
-    energies: np.ndarray,
-    settings: dict,
-    *,
-    source: str,
-    source_format: str,
-    temperatures: np.ndarray | None = None,
-    keep_labels: bool = True,
-) -> dict[str, orm.Data]:
-    """Select frames of ``images`` (ase.Atoms) and build the ``frames`` and ``sampling`` outputs."""
-    s = {**SAMPLING_SETTINGS, **settings}
-    elements = sorted({int(z) for atoms in images for z in atoms.numbers})
-    volumes = np.array([abs(atoms.cell.volume) for atoms in images])
-
-    def descriptors() -> np.ndarray:
-        return np.array(
-            [
-                pair_distance_descriptor(atoms, elements, float(s['descriptor_r_max']), int(s['descriptor_n_bins']))
-                for atoms in images
-            ]
-        )
-
-    selection = select_equilibrium_frames(
-        len(images),
-        energies=energies,
-        volumes=volumes if np.ptp(volumes) > 0 else None,
-        descriptors=descriptors,
-        method=s['method'],
-        n_max=s['n_max'],
-        equilibration=s['equilibration'],
-        observable=s['observable'],
-        stride=int(s['stride']),
-        fps_pool=s['fps_pool'],
-    )
-    record = {k: v for k, v in selection.to_dict().items() if k != 'indices'}
-    generator = 'md_sample' if s['origin'] == 'EQ' else 'hot_md'
-    chosen = []
-    for index in selection.indices:
-        atoms = images[index]
-        if not keep_labels:
-            atoms.calc = None
-        atoms.info['origin'] = s['origin']
-        temperature = s['temperature']
-        if temperature is None and temperatures is not None and np.isfinite(temperatures[index]):
-            temperature = float(temperatures[index])
-        if temperature is not None:
-            atoms.info['temperature'] = float(temperature)
-        previous = atoms.info.get('perturbation') or {}
-        history = {k: v for k, v in previous.items() if k != 'generator'}
-        if 'generator' in previous:
-            history['trajectory_generator'] = previous['generator']
-        atoms.info['perturbation'] = {
-            **history,
-            'generator': generator,
-            'frame_index': int(index),
-            'source_format': source_format,
-            **record,
-        }
-        atoms.info['source'] = source
-        chosen.append(atoms)
-    frames = FramesData.from_ase(chosen)
-    sampling = {
-        **selection.to_dict(),
-        'origin': s['origin'],
-        'n_selected': len(chosen),
-        'source': source,
-        'source_format': source_format,
-        'settings': {k: s[k] for k in SAMPLING_SETTINGS},
-        'observable_mean': float(np.nanmean(energies)) if np.isfinite(energies).any() else None,
-    }
-    return {'frames': frames, 'sampling': orm.Dict(sampling)}
+def _sample(images: list, energies: np.ndarray, settings: dict, **kwargs: t.Any) -> dict[str, orm.Data]:
+    """The ``frames`` and ``sampling`` outputs of ``sampling.equilibrium.sample_equilibrium_frames``."""
+    chosen, sampling = sample_equilibrium_frames(images, energies, settings, **kwargs)
+    return {'frames': FramesData.from_ase(chosen), 'sampling': orm.Dict(sampling)}
 
 
 @calcfunction
@@ -356,25 +289,7 @@ def generate_neq_frames(
         )
     for atoms in result.frames:
         atoms.info['source'] = frames.uuid
-    by_reason: dict[str, int] = {}
-    by_generator: dict[str, int] = {}
-    for entry in result.rejected:
-        by_reason[entry['reason']] = by_reason.get(entry['reason'], 0) + 1
-        by_generator[entry['generator']] = by_generator.get(entry['generator'], 0) + 1
-    made: dict[str, int] = {}
-    for atoms in result.frames:
-        name = atoms.info['perturbation']['generator']
-        made[name] = made.get(name, 0) + 1
-    rejected = {
-        'n_requested': int(n_frames.value),
-        'n_made': len(result.frames),
-        'made_by_generator': made,
-        'n_rejected': len(result.rejected),
-        'by_reason': by_reason,
-        'by_generator': by_generator,
-        'min_distance': floor,
-        'entries': result.rejected,
-    }
+    rejected = neq_report(result, int(n_frames.value), floor)
     return {'frames': FramesData.from_ase(result.frames), 'rejected': orm.Dict(rejected)}
 
 
