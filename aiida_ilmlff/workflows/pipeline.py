@@ -4,7 +4,7 @@ The workflow of Park, Ryu & Lee (arXiv:2503.18249), end to end::
 
     composition + protocol
       -> ilmlff.dataset            EQ + nEQ frames labelled by DFT (or a ready labelled `frames` input)
-      -> split_frames              one held-out test set shared by every model (stratified by origin)
+      -> hold_out_test_set         one held-out `test` set shared by every model (stratified by origin)
       -> ilmlff.active_learning    optional: grow the training set by committee deviation
       -> ilmlff.train (MACE), ilmlff.train (DeePMD)     committees on the same final training set
          + optional foundation models, fine-tuned (ilmlff.mace.train.base) and run as they are
@@ -15,11 +15,20 @@ The workflow of Park, Ryu & Lee (arXiv:2503.18249), end to end::
 Every stage is a sub-process whose inputs are set here: the stage namespaces (``dataset``,
 ``active_learning``, ``mace``, ``deepmd``, ``finetune``, ``evaluate``, ``properties``) take the same inputs as
 the work chains they run, minus what the pipeline passes from one stage to the next (frames, models,
-structures, temperature). ``get_builder_from_protocol`` fills all of them from ``pipeline.yaml``.
+structures, temperature, box density, architecture). Each namespace is checked by its stage's own plain-data
+check (``check_inputs``) with what the pipeline sets at run time marked as such, and the top-level validator
+runs the same checks again with the pipeline's values (composition, elements, temperature). ``get_builder_from_
+protocol`` fills every namespace from the stages' plain protocol inputs (``pipeline.yaml``) and makes the nodes
+last; no stand-in frames, structures or models are made.
+
+Exit codes: 320 the test split failed (a calcfunction of the pipeline); 401-405 a stage failed
+(``ERROR_SUB_PROCESS_FAILED_<STAGE>``: dataset, active learning, training, evaluation, properties); 406 some
+rows of the comparison failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import typing as t
 
 from aiida import orm
@@ -28,12 +37,15 @@ from aiida.engine import WorkChain, if_
 
 from aiida_ilmlff.calculations.evaluate import EvaluateCalculation
 from aiida_ilmlff.calculations.functions.comparison import compare_models, plot_property_curves
-from aiida_ilmlff.calculations.functions.frames import split_frames
+from aiida_ilmlff.calculations.functions.frames import hold_out_test_set
 from aiida_ilmlff.data import FramesData, MLFFModelData
+from aiida_ilmlff.workflows import active_learning, dataset, properties, train
 from aiida_ilmlff.workflows.active_learning import ActiveLearningWorkChain
 from aiida_ilmlff.workflows.dataset import DatasetWorkChain
 from aiida_ilmlff.workflows.properties import PropertiesWorkChain
-from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
+from aiida_ilmlff.workflows.protocols import ProtocolMixin, UnknownOverrideError, recursive_merge
+from aiida_ilmlff.workflows.protocols.checks import LIQUID_TEMPERATURE_K, check_code_plugin, check_liquid_temperature
+from aiida_ilmlff.workflows.protocols.plain import SET_BY_PARENT, to_plain
 from aiida_ilmlff.workflows.train import MaceTrainBaseWorkChain, TrainWorkChain
 
 __all__ = ('ARCHITECTURE_LABELS', 'PipelineWorkChain', 'validate_inputs')
@@ -48,6 +60,14 @@ CODE_KEYS = {
     'deepmd': '`dp` (plugin ilmlff.deepmd.train)',
     'runner': '`ilmlff-runner` (MD, evaluation)',
 }
+#: The plugins each code of ``get_builder_from_protocol`` must have.
+CODE_PLUGINS = {
+    'label': ('cp2k', 'quantumespresso.pw'),
+    'aimd': ('cp2k',),
+    'mace': ('ilmlff.mace.train',),
+    'deepmd': ('ilmlff.deepmd.train',),
+    'runner': ('ilmlff.md', 'ilmlff.evaluate'),
+}
 
 
 def _value(node: t.Any) -> t.Any:
@@ -56,6 +76,15 @@ def _value(node: t.Any) -> t.Any:
 
 def _composition_elements(composition: t.Mapping) -> tuple[dict[str, int], list[str]]:
     """``(ion name -> charge, sorted elements)`` of a composition; raises ``ValueError`` with the reason."""
+    ions, elements, _, _ = _composition_facts(composition)
+    return ions, elements
+
+
+def _composition_facts(composition: t.Mapping) -> tuple[dict[str, int], list[str], list[str], int]:
+    """``(ion name -> charge, sorted elements, ion name of every molecule, atoms per box)``.
+
+    :raises ValueError: naming `composition` and the reason (unknown ion, not neutral, ...).
+    """
     from aiida_ilmlff.systems import CompositionError, validate_composition
 
     try:
@@ -64,58 +93,64 @@ def _composition_elements(composition: t.Mapping) -> tuple[dict[str, int], list[
         raise ValueError(f'`composition`: {exception}') from exception
     ions = {name: ion.charge for name, ion in spec.ions.items()}
     elements = sorted({symbol for ion in spec.ions.values() for symbol in ion.symbols if symbol})
-    return ions, elements
+    species = [name for name, count in spec.counts.items() for _ in range(int(count))]
+    return ions, elements, species, int(spec.n_atoms)
 
 
-def _stage_messages(value: t.Mapping, elements: list[str]) -> list[str]:
-    """Run each stage's own validator on its namespace, with what the pipeline sets at run time filled in.
+#: What the pipeline sets in each stage namespace at run time (marked SET_BY_PARENT in the namespace checks).
+_SET_BY_PIPELINE = {
+    'dataset': {'composition': SET_BY_PARENT, 'temperature': SET_BY_PARENT, 'box_density': SET_BY_PARENT},
+    'active_learning': {'frames': SET_BY_PARENT, 'structures': ['box_0']},
+    'mace': {'architecture': 'mace', 'train': SET_BY_PARENT},
+    'deepmd': {'architecture': 'deepmd', 'train': SET_BY_PARENT},
+    'properties': {'temperature': SET_BY_PARENT, 'models': SET_BY_PARENT},
+}
+#: The plain-data check of each stage namespace.
+_STAGE_CHECKS = {
+    'dataset': dataset.check_inputs,
+    'active_learning': active_learning.check_inputs,
+    'mace': train.check_inputs,
+    'deepmd': train.check_inputs,
+    'properties': properties.check_inputs,
+}
 
-    The stage namespaces are exposed without the ports the pipeline fills (frames, models, structures,
-    composition, temperature), so their validators are called here, not on the namespace itself.
-    """
-    from aiida_ilmlff.workflows import active_learning, dataset, properties, train
 
-    top = {key: value[key] for key in ('temperature', 'density', 'composition') if key in value}
+def _namespace_validator(stage: str) -> t.Callable:
+    """Port validator of the stage namespace ``stage``: its own check, with what the pipeline sets marked."""
+
+    def validator(value: t.Mapping | None, _: t.Any = None) -> str | None:
+        if not value:
+            return None
+        return _STAGE_CHECKS[stage](value, _SET_BY_PIPELINE[stage])
+
+    validator.__doc__ = f'The `{stage}` namespace: its stage check, with the values the pipeline sets marked.'
+    return validator
+
+
+def _stage_messages(value: t.Mapping, composition: t.Mapping) -> list[str]:
+    """Run each stage's plain-data check on its namespace with the pipeline's values as the context."""
+    _, elements, species, _ = _composition_facts(composition)
+    top = to_plain({key: value[key] for key in ('temperature', 'box_density') if key in value})
+    contexts = {
+        'dataset': {**_SET_BY_PIPELINE['dataset'], 'composition': dict(composition), **top},
+        'active_learning': {
+            **_SET_BY_PIPELINE['active_learning'],
+            **({'frames': value['frames']} if 'frames' in value else {}),
+        },
+        'mace': {**_SET_BY_PIPELINE['mace'], **({'train': value['frames']} if 'frames' in value else {})},
+        'deepmd': {**_SET_BY_PIPELINE['deepmd'], **({'train': value['frames']} if 'frames' in value else {})},
+        'properties': {
+            **_SET_BY_PIPELINE['properties'],
+            **({'temperature': top['temperature']} if 'temperature' in top else {}),
+            'species': species,
+            'elements': elements,
+        },
+    }
     messages = []
-    if value.get('dataset'):
-        messages.append(('dataset', dataset.validate_inputs({**value['dataset'], **top})))
-    if value.get('active_learning'):
-        namespace = dict(value['active_learning'])
-        exploration = dict(namespace.get('exploration') or {})
-        exploration['structures'] = {'box_0': _placeholder_structure(elements)}
-        namespace['exploration'] = exploration
-        messages.append(('active_learning', active_learning.validate_inputs(namespace, None)))
-    for name in ARCHITECTURE_LABELS:
-        if value.get(name):
-            namespace = dict(value[name])
-            if 'frames' in value:
-                namespace['train'] = value['frames']
-            messages.append((name, train.validate_inputs(namespace, None)))
-    if value.get('properties'):
-        namespace = {**value['properties'], 'models': {'model_0': _placeholder_model(elements)}}
-        if 'temperature' in value:
-            namespace['temperature'] = value['temperature']
-        messages.append(('properties', properties.validate_inputs(namespace, None)))
+    for stage, check in _STAGE_CHECKS.items():
+        if value.get(stage):
+            messages.append((stage, check(value[stage], contexts[stage])))
     return [f'`{name}`: {message}' for name, message in messages if message]
-
-
-def _placeholder_structure(elements: t.Sequence[str]) -> orm.StructureData:
-    """An unstored structure with one atom of each element (stands for the box in builders and validators)."""
-    from ase import Atoms
-
-    positions = [[2.0 * k, 0, 0] for k in range(len(elements))]
-    return orm.StructureData(ase=Atoms(list(elements), positions=positions, cell=[20.0] * 3, pbc=True))
-
-
-def _placeholder_model(elements: t.Sequence[str]) -> MLFFModelData:
-    """An unstored stand-in model covering ``elements``: the properties builder needs one to fill in its inputs."""
-    import pathlib
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = pathlib.Path(folder) / 'placeholder.model'
-        path.write_bytes(b'placeholder: replaced by the trained model at run time')
-        return MLFFModelData.from_file(path, 'mace', elements=list(elements), r_cut=5.0, dtype='float64', inspect=False)
 
 
 def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
@@ -143,9 +178,9 @@ def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
     fraction = _value(value.get('test_fraction', 0.2))
     if not 0.0 < float(fraction) < 0.9:
         return f'`test_fraction` must be in (0, 0.9), got {fraction}'
-    temperature = _value(value.get('temperature', 450.0))
-    if not float(temperature) > 0:
-        return f'`temperature` must be > 0 K, got {temperature}'
+    message = check_liquid_temperature(_value(value.get('temperature', 450.0)))
+    if message:
+        return message
     for key, model in foundations.items():
         if model.architecture != 'mace':
             return f'`foundation_models.{key}`: only MACE foundation models are supported, got `{model.architecture}`'
@@ -161,12 +196,8 @@ def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
         return '`properties` inputs (ilmlff.properties: runner code and MD settings) are required'
     if not value.get('evaluate'):
         return '`evaluate` inputs (ilmlff.evaluate: the runner code) are required'
-    messages = _stage_messages(value, elements)
+    messages = _stage_messages(value, composition.get_dict())
     return '\n'.join(messages) if messages else None
-
-
-#: Stage namespaces whose own validator is called by :func:`validate_inputs` with the pipeline's values filled in.
-_STAGE_NAMESPACES = ('dataset', 'active_learning', 'mace', 'deepmd', 'properties')
 
 
 class PipelineWorkChain(ProtocolMixin, WorkChain):
@@ -189,10 +220,12 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             valid_type=orm.Float,
             default=lambda: orm.Float(450.0),
             help='Temperature [K] of the EQ AIMD and of the property MD (PYR14BF4 melts at ~424 K; PYR14TFSI and '
-            'its LiTFSI mixtures are liquid at 298 K).',
+            f'its LiTFSI mixtures are liquid at 298 K). Must lie in {LIQUID_TEMPERATURE_K[0]:g}-'
+            f'{LIQUID_TEMPERATURE_K[1]:g} K: below, every ionic liquid is a glass or a crystal; above, it has '
+            'decomposed.',
         )
         spec.input(
-            'density',
+            'box_density',
             valid_type=orm.Float,
             default=lambda: orm.Float(1.2),
             help="Density [g/cm^3] of the boxes built from `composition` (the NPT stage then finds the model's own).",
@@ -206,12 +239,13 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         spec.expose_inputs(
             DatasetWorkChain,
             namespace='dataset',
-            exclude=('composition', 'structure', 'temperature', 'density'),
+            exclude=('composition', 'structure', 'temperature', 'box_density'),
             namespace_options={
                 'required': False,
                 'populate_defaults': False,
+                'validator': _namespace_validator('dataset'),
                 'help': 'Inputs of ilmlff.dataset (EQ + nEQ frames labelled by DFT); composition, temperature '
-                "and density are the pipeline's.",
+                "and box_density are the pipeline's.",
             },
         )
         spec.input(
@@ -228,6 +262,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             namespace_options={
                 'required': False,
                 'populate_defaults': False,
+                'validator': _namespace_validator('active_learning'),
                 'help': 'Optional ilmlff.active_learning on the training part of the data set; its final training '
                 'set is what the MACE and DeePMD committees are trained on.',
             },
@@ -236,11 +271,13 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             spec.expose_inputs(
                 TrainWorkChain,
                 namespace=name,
-                exclude=('train', 'valid', 'test'),
+                exclude=('train', 'valid', 'test', 'architecture'),
                 namespace_options={
                     'required': False,
                     'populate_defaults': False,
-                    'help': f'Inputs of ilmlff.train for the {label} committee (frames are set by the pipeline).',
+                    'validator': _namespace_validator(name),
+                    'help': f'Inputs of ilmlff.train for the {label} committee (frames and architecture are set by '
+                    f'the pipeline): `committee_size`, `member` (the inputs of each {label} model), ...',
                 },
             )
         spec.input_namespace(
@@ -271,17 +308,18 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             PropertiesWorkChain,
             namespace='properties',
             exclude=('structure', 'models', 'temperature'),
-            namespace_options={'help': 'Inputs of ilmlff.properties, run once per model.'},
+            namespace_options={
+                'validator': _namespace_validator('properties'),
+                'help': 'Inputs of ilmlff.properties, run once per model.',
+            },
         )
         spec.input(
             'md_structure',
             valid_type=orm.StructureData,
             required=False,
             help="Box for the property MD (with `mol_id`/`molecules`); default: the data set's first box, or a "
-            'box built from `composition` at `density`.',
+            'box built from `composition` at `box_density`.',
         )
-        for namespace in _STAGE_NAMESPACES:
-            spec.inputs[namespace].validator = None  # called by validate_inputs, with the pipeline's values
         spec.inputs.validator = validate_inputs
 
         spec.outline(
@@ -300,7 +338,11 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
 
         spec.output('dataset', valid_type=FramesData, help='The labelled data set (EQ + nEQ).')
         spec.output('training_set', valid_type=FramesData, help='The final training set every model was trained on.')
-        spec.output('test_set', valid_type=FramesData, help='The held-out test set shared by every model.')
+        spec.output(
+            'test_set',
+            valid_type=FramesData,
+            help='The held-out test set shared by every model (the `test` output of hold_out_test_set).',
+        )
         spec.output_namespace(
             'models', valid_type=MLFFModelData, dynamic=True, help='Models by comparison row (`mace`, `deepmd`, ...).'
         )
@@ -321,14 +363,20 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             dynamic=True,
             help='PNG figures: `comparison` (bars) and `curves` (MSD and RDF of every model).',
         )
-        spec.exit_code(310, 'ERROR_DATASET_FAILED', message='ilmlff.dataset failed: {message}')
         spec.exit_code(320, 'ERROR_SPLIT_FAILED', message='The test split failed: {message}')
-        spec.exit_code(330, 'ERROR_ACTIVE_LEARNING_FAILED', message='ilmlff.active_learning failed: {message}')
-        spec.exit_code(340, 'ERROR_TRAINING_FAILED', message='Training failed for {rows}: no model to compare.')
-        spec.exit_code(350, 'ERROR_EVALUATION_FAILED', message='ilmlff.evaluate failed for {rows}.')
-        spec.exit_code(360, 'ERROR_PROPERTIES_FAILED', message='ilmlff.properties failed for every model: {rows}.')
+        spec.exit_code(401, 'ERROR_SUB_PROCESS_FAILED_DATASET', message='ilmlff.dataset failed: {message}')
         spec.exit_code(
-            401, 'ERROR_SOME_ROWS_FAILED', message='The comparison is incomplete: {rows} failed (see the report).'
+            402, 'ERROR_SUB_PROCESS_FAILED_ACTIVE_LEARNING', message='ilmlff.active_learning failed: {message}'
+        )
+        spec.exit_code(
+            403, 'ERROR_SUB_PROCESS_FAILED_TRAINING', message='Training failed for {rows}: no model to compare.'
+        )
+        spec.exit_code(404, 'ERROR_SUB_PROCESS_FAILED_EVALUATION', message='ilmlff.evaluate failed for {rows}.')
+        spec.exit_code(
+            405, 'ERROR_SUB_PROCESS_FAILED_PROPERTIES', message='ilmlff.properties failed for every model: {rows}.'
+        )
+        spec.exit_code(
+            406, 'ERROR_SOME_ROWS_FAILED', message='The comparison is incomplete: {rows} failed (see the report).'
         )
 
     # ----------------------------------------------------------------------------------------- protocol
@@ -338,48 +386,60 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         cls,
         codes: t.Mapping[str, t.Any],
         composition: t.Mapping | orm.Dict,
+        *,
         protocol: str | None = None,
         overrides: t.Mapping | None = None,
-        *,
+        options: t.Mapping | None = None,
         temperature_K: float | None = None,
         frames: FramesData | None = None,
         foundation_models: t.Mapping[str, MLFFModelData] | None = None,
         active_learning: bool | None = None,
-        options: t.Mapping | None = None,
     ):
         """A builder for the whole pipeline of ``composition`` at the level of ``protocol``.
 
+        Every stage namespace is filled from that stage's plain protocol inputs (``get_plain_protocol_inputs``);
+        nodes are made at the end, and no stand-in frames, structures or models are made.
+
         :param codes: mapping with ``label`` (CP2K or pw.x), ``mace`` (mace-train), ``deepmd`` (dp) and ``runner``
             (ilmlff-runner) codes or code labels; ``aimd`` optionally (default: ``label`` when it is CP2K).
-            ``mace``/``deepmd`` may be left out to train only the other.
+            ``mace``/``deepmd`` may be left out to train only the other. Each is checked against the plugin its
+            stage needs (:data:`CODE_PLUGINS`).
         :param composition: ion name -> count of one box, e.g. ``{'PYR14': 2, 'BF4': 2}``.
         :param protocol: ``fast``, ``balanced`` or ``stringent`` (``pipeline.yaml``): sets the protocols of every
             stage.
-        :param overrides: nested mapping merged over the protocol: top-level ports (``test_fraction``, ...) and
-            ``meta_parameters`` (``<stage>_protocol`` / ``<stage>_overrides`` for dataset, active_learning, mace,
-            deepmd, finetune, properties; ``committee_size``).
-        :param temperature_K: temperature of the AIMD and of the property MD [K] (protocol default 450 K).
+        :param overrides: nested mapping merged over the protocol: top-level ports (``test_fraction``,
+            ``box_density``, ...) and ``meta_parameters`` (``<stage>_protocol`` / ``<stage>_overrides`` for
+            dataset, active_learning, mace, deepmd, finetune, properties; ``committee_size``). The committees'
+            overrides are those of ``TrainWorkChain`` (e.g. ``{'member': {'mace': {'parameters': {...}}}}``). An
+            unknown key at any depth is a ``ValueError`` naming its full path.
+        :param options: ``metadata.options`` merged into every calculation.
+        :param temperature_K: temperature of the AIMD and of the property MD [K] (protocol default 450 K), within
+            :data:`~aiida_ilmlff.workflows.protocols.checks.LIQUID_TEMPERATURE_K`.
         :param frames: a labelled data set to use instead of running ilmlff.dataset.
         :param foundation_models: key -> MACE MLFFModelData, compared as they are and fine-tuned.
         :param active_learning: run ilmlff.active_learning (default: the protocol's ``active_learning``).
-        :param options: ``metadata.options`` merged into every calculation.
-        :raises ValueError: an unknown protocol, a missing or unknown code key, a non-neutral or unknown
-            composition, a foundation model missing an element of the composition.
+        :raises ValueError: an unknown protocol or override key, a missing, unknown or wrong-plugin code, a
+            non-neutral or unknown composition, a temperature outside any liquid, a box larger than the labelling
+            protocol labels, a committee of fewer than 2, a foundation model missing an element of the composition.
         """
         protocol = cls.check_protocol(protocol)
         inputs = cls.get_protocol_inputs(protocol, overrides)
         meta = inputs.pop('meta_parameters')
         if isinstance(composition, orm.Dict):
             composition = composition.get_dict()
-        _composition_elements(composition)  # raises ValueError with the reason
+        _, elements, _, n_atoms = _composition_facts(composition)  # raises ValueError with the reason
         codes = cls._resolve_codes(codes)
         temperature = float(temperature_K if temperature_K is not None else inputs['temperature'])
+        message = check_liquid_temperature(temperature)
+        if message:
+            raise ValueError(message)
+        box_density = float(inputs['box_density'])
         options = dict(options or {})
 
         builder = cls.get_builder()
         builder.composition = orm.Dict(dict(composition))
         builder.temperature = orm.Float(temperature)
-        builder.density = orm.Float(float(inputs['density']))
+        builder.box_density = orm.Float(box_density)
         builder.test_fraction = orm.Float(float(inputs['test_fraction']))
         builder.split_seed = orm.Int(int(inputs['split_seed']))
 
@@ -388,57 +448,55 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         else:
             if 'label' not in codes:
                 raise ValueError('`codes`: the data set needs a `label` code (CP2K or pw.x), or give `frames`')
-            dataset_overrides = recursive_merge(
-                meta.get('dataset_overrides') or {},
-                {'temperature': temperature, 'density': float(inputs['density'])},
-            )
             dataset_codes = {key: codes[key] for key in ('label', 'aimd') if key in codes}
-            dataset = DatasetWorkChain.get_builder_from_protocol(
-                dataset_codes,
-                composition,
-                protocol=meta['dataset_protocol'],
-                overrides=dataset_overrides,
-                options=options or None,
+            dataset_overrides = recursive_merge(
+                meta.get('dataset_overrides') or {}, {'temperature': temperature, 'box_density': box_density}
             )
-            builder.dataset = cls._stage_inputs(dataset, drop=('composition', 'structure', 'temperature', 'density'))
+            with cls._stage_overrides('dataset'):
+                plain = DatasetWorkChain.get_plain_protocol_inputs(
+                    meta['dataset_protocol'],
+                    dataset_overrides,
+                    codes=dataset_codes,
+                    elements=elements,
+                    n_atoms=n_atoms,
+                    options=options or None,
+                )
+            nodes = DatasetWorkChain.plain_inputs_to_nodes(dataset_codes, plain, elements=elements)
+            for key in ('temperature', 'box_density'):
+                nodes.pop(key)
+            builder.dataset = nodes
 
-        placeholder = cls._placeholder_frames(composition)
-        architectures = [name for name in ARCHITECTURE_LABELS if name in codes]
         for name in meta.get('architectures') or list(ARCHITECTURE_LABELS):
             if name not in ARCHITECTURE_LABELS:
                 raise ValueError(f'`architectures`: unknown {name!r}; use {list(ARCHITECTURE_LABELS)}')
-        architectures = [name for name in (meta.get('architectures') or architectures) if name in codes]
+        architectures = [name for name in (meta.get('architectures') or ARCHITECTURE_LABELS) if name in codes]
         if not architectures and not foundation_models:
             raise ValueError('`codes`: give a `mace` and/or `deepmd` training code (or `foundation_models`)')
         for name in architectures:
-            train = TrainWorkChain.get_builder_from_protocol(
-                codes[name],
-                placeholder,
-                protocol=meta.get(f'{name}_protocol') or meta['train_protocol'],
-                overrides=meta.get(f'{name}_overrides') or None,
-                architecture=name,
-                committee_size=int(meta['committee_size']),
-                options=options or None,
-            )
-            builder[name] = cls._stage_inputs(train, drop=('train', 'valid', 'test'))
+            with cls._stage_overrides(name):
+                plain = TrainWorkChain.get_plain_protocol_inputs(
+                    meta.get(f'{name}_protocol') or meta['train_protocol'],
+                    meta.get(f'{name}_overrides') or None,
+                    architecture=name,
+                    options=options or None,
+                    committee_size=int(meta['committee_size']),
+                )
+            nodes = TrainWorkChain.plain_inputs_to_nodes(codes[name], plain)
+            nodes.pop('architecture')
+            builder[name] = nodes
 
         if foundation_models:
             if 'mace' not in codes:
                 raise ValueError('`codes`: fine-tuning foundation models needs the `mace` training code')
             builder.foundation_models = dict(foundation_models)
-            from aiida_ilmlff.calculations.mace import MaceTrainCalculation
-
-            some_model = next(iter(foundation_models.values()))
-            calc = MaceTrainCalculation.get_builder_from_protocol(
-                codes['mace'],
-                placeholder,
-                meta.get('finetune_protocol') or meta['train_protocol'],
-                meta.get('finetune_overrides') or None,
-                foundation_model=some_model,
-                options=options or None,
-            )
-            calc_inputs = cls._stage_inputs(calc, drop=('train', 'valid', 'test', 'foundation_model'))
-            builder.finetune = {'mace': calc_inputs, 'max_iterations': orm.Int(int(meta.get('finetune_restarts', 3)))}
+            with cls._stage_overrides('finetune'):
+                plain = MaceTrainBaseWorkChain.get_plain_protocol_inputs(
+                    meta.get('finetune_protocol') or meta['train_protocol'],
+                    meta.get('finetune_overrides') or None,
+                    options=options or None,
+                )
+            plain['max_iterations'] = int(meta.get('finetune_restarts', 3))
+            builder.finetune = MaceTrainBaseWorkChain.plain_inputs_to_nodes(codes['mace'], plain)
 
         if 'runner' not in codes:
             raise ValueError('`codes`: give the `runner` code (ilmlff-runner) for evaluation and MD')
@@ -448,27 +506,24 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         )
         builder.evaluate.metadata = {'options': evaluate_options}
 
-        structure_placeholder = _placeholder_structure(_composition_elements(composition)[1])
-        properties = PropertiesWorkChain.get_builder_from_protocol(
-            codes['runner'],
-            structure_placeholder,
-            {'model_0': _placeholder_model(_composition_elements(composition)[1])},
-            protocol=meta['properties_protocol'],
-            overrides=meta.get('properties_overrides') or None,
-            temperature_K=temperature,
-            options=options or None,
-        )
-        builder.properties = cls._stage_inputs(properties, drop=('structure', 'models', 'temperature'))
+        with cls._stage_overrides('properties'):
+            plain = PropertiesWorkChain.get_plain_protocol_inputs(
+                meta['properties_protocol'],
+                meta.get('properties_overrides') or None,
+                options=options or None,
+                temperature_K=temperature,
+            )
+        nodes = PropertiesWorkChain.plain_inputs_to_nodes(codes['runner'], plain)
+        nodes.pop('temperature')
+        builder.properties = nodes
 
         use_active_learning = inputs.get('active_learning', False) if active_learning is None else active_learning
         if use_active_learning:
-            builder.active_learning = cls._active_learning_inputs(codes, placeholder, structure_placeholder, meta)
+            builder.active_learning = cls._active_learning_inputs(codes, elements, n_atoms, meta, options)
 
-        if foundation_models:
-            builder_inputs = builder._inputs(prune=True)
-            message = validate_inputs({**builder_inputs, 'frames': frames} if frames is not None else builder_inputs)
-            if message:
-                raise ValueError(message)
+        message = validate_inputs({**builder._inputs(prune=True), **({'frames': frames} if frames else {})})
+        if message:
+            raise ValueError(message)
         rows = ', '.join(architectures + [f'{key} (as is, fine-tuned)' for key in foundation_models or {}])
         builder.metadata.description = (
             f'ilmlff.pipeline ({protocol}): {" + ".join(f"{k} {v}" for k, v in composition.items())} at '
@@ -478,6 +533,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
 
     @staticmethod
     def _resolve_codes(codes: t.Mapping[str, t.Any]) -> dict[str, orm.AbstractCode]:
+        """The codes loaded (labels allowed) and checked against the plugin of their stage (:data:`CODE_PLUGINS`)."""
         if not isinstance(codes, t.Mapping):
             raise ValueError(f'`codes` must be a mapping with keys among {sorted(CODE_KEYS)}')
         unknown = sorted(set(codes) - set(CODE_KEYS))
@@ -485,50 +541,42 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             raise ValueError(
                 f'`codes`: unknown key(s) {unknown}; use ' + '; '.join(f'`{k}`: {v}' for k, v in CODE_KEYS.items())
             )
-        return {
+        resolved = {
             key: orm.load_code(code) if isinstance(code, (str, int)) else code for key, code in codes.items() if code
         }
+        for key, code in resolved.items():
+            message = check_code_plugin(code, CODE_PLUGINS[key], f'codes.{key}')
+            if message:
+                raise ValueError(message)
+        return resolved
 
     @staticmethod
-    def _stage_inputs(builder, drop: t.Iterable[str]) -> dict:
-        inputs = builder._inputs(prune=True)
-        for key in (*drop, 'metadata'):
-            inputs.pop(key, None)
-        return inputs
-
-    @staticmethod
-    def _placeholder_frames(composition: t.Mapping) -> FramesData:
-        """Unstored labelled frames with the composition's elements: the stage builders need frames to fill in."""
-        import numpy as np
-        from ase import Atoms
-        from ase.calculators.singlepoint import SinglePointCalculator
-
-        _, elements = _composition_elements(composition)
-        frames = []
-        for k in range(10):
-            atoms = Atoms(elements, positions=[[2.0 * i, k * 0.01, 0] for i in range(len(elements))], cell=[20.0] * 3)
-            atoms.pbc = True
-            atoms.calc = SinglePointCalculator(atoms, energy=0.0, forces=np.zeros((len(elements), 3)))
-            frames.append(atoms)
-        return FramesData.from_ase(frames)
+    @contextlib.contextmanager
+    def _stage_overrides(stage: str):
+        """Report an unknown key of ``meta_parameters.<stage>_overrides`` with its full path."""
+        try:
+            yield
+        except UnknownOverrideError as exception:
+            raise exception.prefixed(f'meta_parameters.{stage}_overrides') from None
 
     @classmethod
-    def _active_learning_inputs(cls, codes, placeholder, structure, meta) -> dict:
+    def _active_learning_inputs(cls, codes, elements, n_atoms, meta, options) -> dict:
         architecture = meta.get('active_learning_architecture', 'mace')
         missing = sorted({'label', 'runner', architecture} - set(codes))
         if missing:
             raise ValueError(f'`codes`: active learning needs {missing}')
-        builder = ActiveLearningWorkChain.get_builder_from_protocol(
-            {'train': codes[architecture], 'runner': codes['runner'], 'label': codes['label']},
-            placeholder,
-            [structure],
-            protocol=meta['active_learning_protocol'],
-            overrides=meta.get('active_learning_overrides') or None,
-            architecture=architecture,
-        )
-        inputs = cls._stage_inputs(builder, drop=('frames',))
-        inputs['exploration'].pop('structures', None)
-        return inputs
+        al_codes = {'train': codes[architecture], 'runner': codes['runner'], 'label': codes['label']}
+        with cls._stage_overrides('active_learning'):
+            plain = ActiveLearningWorkChain.get_plain_protocol_inputs(
+                meta['active_learning_protocol'],
+                meta.get('active_learning_overrides') or None,
+                codes=al_codes,
+                elements=elements,
+                n_atoms=n_atoms,
+                options=options or None,
+                architecture=architecture,
+            )
+        return ActiveLearningWorkChain.plain_inputs_to_nodes(al_codes, plain, elements=elements)
 
     # ----------------------------------------------------------------------------------------- outline
 
@@ -563,11 +611,13 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         inputs = AttributeDict(self.exposed_inputs(DatasetWorkChain, namespace='dataset'))
         inputs.composition = self.inputs.composition
         inputs.temperature = self.inputs.temperature
-        inputs.density = self.inputs.density
+        inputs.box_density = self.inputs.box_density
         inputs.metadata = {'call_link_label': 'dataset'}
         node = self._launch(DatasetWorkChain, inputs, 'dataset')
         if node is None:
-            return self.exit_codes.ERROR_DATASET_FAILED.format(message='its inputs were refused (see the report)')
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_DATASET.format(
+                message='its inputs were refused (see the report)'
+            )
         self.report(f'stage 1/5 data set: launched DatasetWorkChain<{node.pk}>')
         return None
 
@@ -575,7 +625,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         """Take the labelled frames of the data set."""
         node = self.ctx.dataset
         if not node.is_finished_ok or 'frames' not in node.outputs:
-            return self.exit_codes.ERROR_DATASET_FAILED.format(
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_DATASET.format(
                 message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
             )
         if 'boxes' in node.outputs and 'box_0' in node.outputs.boxes:
@@ -586,18 +636,16 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         """Hold out one test set shared by every model (stratified by origin)."""
         frames = self.inputs.frames if 'frames' in self.inputs else self.ctx.dataset.outputs.frames
         self.out('dataset', frames)
-        fraction = self.inputs.test_fraction.value
         try:
-            result = split_frames(
+            result = hold_out_test_set(
                 frames,
-                orm.List([1.0 - fraction, fraction]),
+                self.inputs.test_fraction,
                 self.inputs.split_seed,
-                orm.Bool(True),
                 metadata={'call_link_label': 'split_test_set'},
             )
         except Exception as exception:
             return self.exit_codes.ERROR_SPLIT_FAILED.format(message=str(exception))
-        self.ctx.training_set, self.ctx.test_set = result['train'], result['valid']
+        self.ctx.training_set, self.ctx.test_set = result['train'], result['test']
         self.out('test_set', self.ctx.test_set)
         self.report(
             f'stage 2/5 split: {self.ctx.training_set.n_frames} frames for training, '
@@ -619,7 +667,9 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         inputs.metadata = {'call_link_label': 'active_learning'}
         node = self._launch(ActiveLearningWorkChain, inputs, 'active_learning')
         if node is None:
-            return self.exit_codes.ERROR_ACTIVE_LEARNING_FAILED.format(message='inputs refused (see the report)')
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_ACTIVE_LEARNING.format(
+                message='inputs refused (see the report)'
+            )
         self.report(f'stage 2b active learning: launched ActiveLearningWorkChain<{node.pk}>')
         return None
 
@@ -627,7 +677,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         """Take the final training set of active learning."""
         node = self.ctx.active_learning
         if 'frames' not in node.outputs:
-            return self.exit_codes.ERROR_ACTIVE_LEARNING_FAILED.format(
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_ACTIVE_LEARNING.format(
                 message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
             )
         if not node.is_finished_ok:
@@ -644,6 +694,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
                 continue
             inputs = AttributeDict(self.exposed_inputs(TrainWorkChain, namespace=name))
             inputs.train = self.ctx.training_set
+            inputs.architecture = orm.Str(name)
             inputs.metadata = {'call_link_label': f'train_{name}'}
             node = self._launch(TrainWorkChain, inputs, f'train_{name}')
             if node is not None:
@@ -687,7 +738,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
                 self.report(f'{row}: {node.process_label}<{node.pk}> ended [{node.exit_status}]; using its models')
             self.ctx.models[row] = models
         if not self.ctx.rows:
-            return self.exit_codes.ERROR_TRAINING_FAILED.format(rows=', '.join(self.ctx.failed))
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_TRAINING.format(rows=', '.join(self.ctx.failed))
         self.out('models', {row: dict(models) for row, models in self.ctx.models.items()})
         return None
 
@@ -735,7 +786,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
                 continue
             metrics[row] = node.outputs.metrics
         if not metrics:
-            return self.exit_codes.ERROR_EVALUATION_FAILED.format(rows=', '.join(self.ctx.failed))
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_EVALUATION.format(rows=', '.join(self.ctx.failed))
         self.out('evaluation', metrics)
         self.ctx.metrics = metrics
         return None
@@ -748,7 +799,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
 
             self.ctx.box = build_ionic_liquid_box(
                 self.inputs.composition,
-                self.inputs.density,
+                self.inputs.box_density,
                 self.inputs.split_seed,
                 metadata={'call_link_label': 'build_md_box'},
             )
@@ -784,7 +835,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
                 self.report(f'{row}: properties {node.process_label}<{node.pk}> failed [{node.exit_status}]')
                 self.ctx.failed.append(f'{row} (properties)')
         if not properties:
-            return self.exit_codes.ERROR_PROPERTIES_FAILED.format(rows=', '.join(self.ctx.rows))
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_PROPERTIES.format(rows=', '.join(self.ctx.rows))
         self.out('properties', properties)
         self.ctx.properties = properties
         return None

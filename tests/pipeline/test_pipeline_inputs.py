@@ -56,6 +56,22 @@ def test_protocol_builder_is_valid(codes):
         ({'composition': {'PYR14': 2, 'XYZ9': 2}}, 'XYZ9'),
         ({'composition': PYR14BF4, 'protocol': 'quick'}, 'unknown protocol `quick`'),
         ({'composition': PYR14BF4, 'overrides': {'test_fraction': 0.95}}, 'test_fraction'),
+        ({'composition': PYR14BF4, 'temperature_K': 1500.0}, '`temperature` = 1500 K is outside any ionic liquid'),
+        ({'composition': PYR14BF4, 'temperature_K': 25.0}, r'outside any ionic liquid \(200-1000 K'),
+        ({'composition': {'PYR14': 40, 'BF4': 40}}, '1400 atoms, more than the 1000'),
+        ({'composition': PYR14BF4, 'overrides': {'meta_parameters': {'committee_size': 1}}}, 'at least 2 models'),
+        (
+            {'composition': PYR14BF4, 'overrides': {'meta_parameters': {'dataset_overrides': {'n_eqq': 3}}}},
+            'unknown key `meta_parameters.dataset_overrides.n_eqq`',
+        ),
+        (
+            {
+                'composition': PYR14BF4,
+                'overrides': {'meta_parameters': {'deepmd_overrides': {'member': {'deepmd': {'paramters': {}}}}}},
+            },
+            'unknown key `meta_parameters.deepmd_overrides.member.deepmd.paramters`',
+        ),
+        ({'composition': PYR14BF4, 'overrides': {'densty': 1.1}}, 'unknown key `densty`'),
     ],
 )
 def test_bad_input_fails_before_submission(codes, kwargs, message):
@@ -79,6 +95,36 @@ def test_foundation_model_missing_an_element(codes, tmp_path):
     deepmd = _model(tmp_path, ['B', 'C', 'F', 'H', 'N'], architecture='deepmd')
     with pytest.raises(ValueError, match='only MACE foundation models'):
         PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, foundation_models={'dp': deepmd})
+
+
+def test_namespaces_and_overrides(codes):
+    """One `member` namespace per committee, of its own architecture; overrides reach it; box_density is set."""
+    overrides = {
+        'box_density': 1.1,
+        'meta_parameters': {'deepmd_overrides': {'member': {'deepmd': {'parameters': {'numb_steps': 7}}}}},
+    }
+    builder = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, overrides=overrides)
+    assert builder.box_density.value == 1.1
+    assert builder.deepmd.member['deepmd']['parameters']['numb_steps'] == 7
+    assert 'mace' not in builder.deepmd.member and 'deepmd' not in builder.mace.member
+    assert builder.mace.member['mace']['code'].uuid == codes['mace'].uuid
+    assert 'architecture' not in builder.mace
+
+
+@pytest.mark.parametrize(
+    ('swap', 'message'),
+    [
+        ({'mace': 'deepmd'}, r'`codes.mace`: code `deepmd-inputs.*` runs plugin `ilmlff.deepmd.train`'),
+        ({'runner': 'label'}, r'`codes.runner`: code `label-inputs.*` runs plugin `cp2k`'),
+        ({'label': 'runner'}, r'`codes.label`: code `runner-inputs.*` runs plugin `ilmlff.md`'),
+    ],
+)
+def test_codes_of_the_wrong_plugin(codes, swap, message):
+    """A dp code given as the MACE training code (and the like) is refused, naming the key, storing nothing."""
+    before = count_nodes()
+    with pytest.raises(ValueError, match=message):
+        PipelineWorkChain.get_builder_from_protocol({**codes, **{k: codes[v] for k, v in swap.items()}}, PYR14BF4)
+    assert count_nodes() == before
 
 
 def test_codes_and_stages(codes):

@@ -14,7 +14,7 @@ from aiida_ilmlff.data.frame_arrays import FrameArrays
 from aiida_ilmlff.data.frames import FramesData
 from aiida_ilmlff.sampling.split import SPLIT_NAMES, split_indices
 
-__all__ = ('merge_frames', 'select_frames', 'split_frames')
+__all__ = ('hold_out_test_set', 'merge_frames', 'select_frames', 'split_frames')
 
 
 @calcfunction
@@ -64,6 +64,26 @@ def split_frames(
     parts = split_indices(frames.origins, fractions.get_list(), seed.value, do_stratify)
     arrays = frames.get_arrays()
     return {name: FramesData._from_frame_arrays(arrays.select(index)) for name, index in zip(SPLIT_NAMES, parts)}
+
+
+@calcfunction
+def hold_out_test_set(frames: FramesData, test_fraction: orm.Float, seed: orm.Int) -> dict[str, FramesData]:
+    """Hold out a ``test`` set of ``frames`` (the rest is ``train``), stratified by origin.
+
+    The one stratified split (:func:`~aiida_ilmlff.sampling.split.split_indices` with fractions
+    ``(1 - test_fraction, test_fraction)``): the same frames as ``split_frames`` with those two fractions.
+
+    :param test_fraction: ``Float`` in (0, 1). :param seed: ``Int`` seed.
+    :returns: ``{'train': FramesData, 'test': FramesData}``, frames in their original order.
+    :raises ValueError: for a fraction outside (0, 1) or a split that would be empty.
+    """
+    fraction = float(test_fraction.value)
+    train, test = split_indices(frames.origins, [1.0 - fraction, fraction], seed.value, True)
+    arrays = frames.get_arrays()
+    return {
+        'train': FramesData._from_frame_arrays(arrays.select(train)),
+        'test': FramesData._from_frame_arrays(arrays.select(test)),
+    }
 
 
 @calcfunction
