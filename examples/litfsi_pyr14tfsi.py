@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     composition = composition_of(args.salt_pairs, args.li_fraction)
     print(f'composition: {composition} (x = {composition["Li"] / args.salt_pairs:.2f})', flush=True)
     return run(
-        composition, args.temperature, args.output, overrides={'box_density': args.density}, keep_daemon=args.keep_daemon
+        composition,
+        args.temperature,
+        args.output,
+        overrides={'box_density': args.density},
+        keep_daemon=args.keep_daemon,
     )
 
 
