@@ -1,4 +1,4 @@
-"""Primitives shared by every layer of aiida-ilmlff: units, periodic geometry, hashes. Pure numpy/scipy (no AiiDA).
+"""Primitives shared by every layer of aiida-ilmlff: units, periodic geometry, hashes, plain values (no AiiDA).
 
 Each primitive has exactly one home here; the science packages (:mod:`aiida_ilmlff.systems`,
 :mod:`aiida_ilmlff.sampling`, :mod:`aiida_ilmlff.analysis`), the runner and the AiiDA plugins import it from
@@ -15,11 +15,13 @@ from .geometry import (
     validate_cell,
 )
 from .hashing import sha256_bytes, sha256_file
+from .plain import finite_or_none
 from .units import AMU_A3_TO_G_CM3
 
 __all__ = (
     'AMU_A3_TO_G_CM3',
     'cell_volume',
+    'finite_or_none',
     'is_orthorhombic',
     'min_pair_distance',
     'minimum_image',

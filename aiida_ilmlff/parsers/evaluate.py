@@ -18,6 +18,8 @@ from aiida.common import exceptions
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
+from aiida_ilmlff.common.plain import finite_or_none
+
 __all__ = ('EvaluateParser', 'committee_force_deviation', 'error_metrics', 'finite_or_none', 'parity_png')
 
 
@@ -61,19 +63,6 @@ def error_metrics(
         'force_mae': float(np.mean(np.abs(df)) * 1000.0) if df.size else None,
         'force_rmse_per_element': per_element,
     }
-
-
-def finite_or_none(value: t.Any) -> t.Any:
-    """``value`` with every non-finite float (nan, inf) replaced by ``None``, recursively (for Dict nodes)."""
-    if isinstance(value, dict):
-        return {key: finite_or_none(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_or_none(item) for item in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 #: Units of the keys of :func:`error_metrics`, stored beside them in the metrics Dicts.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import typing as t
 
 import numpy as np
 from aiida import orm
@@ -17,6 +16,7 @@ from aiida.engine import calcfunction
 
 from aiida_ilmlff.analysis.figures import calibration_png
 from aiida_ilmlff.common.geometry import min_pair_distance
+from aiida_ilmlff.common.plain import finite_or_none
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.data.trajectory import MDTrajectoryData
 from aiida_ilmlff.sampling.selection import (
@@ -261,19 +261,7 @@ def calibrate_committee(frames: FramesData, predictions: orm.ArrayData, settings
         deviation, error_max, float(options.get('f_lo', F_LO)), float(options.get('f_hi', F_HI)), title
     )
     plot = orm.SinglefileData(io.BytesIO(png), filename=f'calibration_iter_{int(options.get("iteration", 0)):03d}.png')
-    return {'calibration': orm.Dict(_finite(result)), 'calibration_data': data, 'calibration_plot': plot}
-
-
-def _finite(value: t.Any) -> t.Any:
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+    return {'calibration': orm.Dict(finite_or_none(result)), 'calibration_data': data, 'calibration_plot': plot}
 
 
 @calcfunction
