@@ -13,7 +13,7 @@ coordination numbers, Li+ clusters, TFSI conformers (Park, Ryu & Lee, arXiv 2503
                                                                                      analyse_tfsi_conformers
       -> properties (Dict), curves (ArrayData), figures (PNG)                       collect_properties
 
-The density stop rule is :func:`~aiida_ilmlff.calculations.functions.properties.density_stop_rule`. When
+The density stop rule is :func:`~aiida_ilmlff.analysis.npt.density_stop_rule`. When
 ``max_npt_stages`` is reached without convergence the work chain warns in its report, goes on with the last
 stage's mean density and sets ``properties['density_g_cm3']['converged']`` to false; it finishes with exit status
 0, or with 510 ``ERROR_DENSITY_NOT_CONVERGED`` (after every output is attached) when
