@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
+from aiida_ilmlff.common.units import AMU_A3_TO_G_CM3
 from aiida_ilmlff.systems import (
     PackmolError,
     box_length,
@@ -14,7 +15,6 @@ from aiida_ilmlff.systems import (
     molecule_graph_mismatches,
     molecule_graphs_match,
 )
-from aiida_ilmlff.common.units import AMU_A3_TO_G_CM3
 from aiida_ilmlff.systems.conformers import _conformer
 
 
