@@ -66,7 +66,7 @@ def test_protocols_give_valid_builders(runner_code, md_structure, model_stub):
         ({'density_convergence': {'min_stages': 1}}, '`density_convergence.min_stages` must be an integer >= 2'),
         ({'temperature': -5.0}, '`temperature` must be positive'),
         ({'temperature': 0.0}, '`temperature` must be positive'),
-        ({'temperature': 25.0}, '`temperature` = 25 K is outside any ionic liquid (200-1000 K'),
+        ({'temperature': 25.0}, '`temperature` = 25 K is outside any ionic liquid'),
         ({'temperature': 1500.0}, '`temperature` = 1500 K is outside any ionic liquid'),
         ({'analysis': {'diffusion_species': ['TFSI']}}, "`analysis.diffusion_species`: ['TFSI'] not in the structure"),
         ({'analysis': {'rdf_pairs': [['Li', 'BF4:F']]}}, "'Li' is neither a species"),
