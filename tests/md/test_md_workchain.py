@@ -35,8 +35,21 @@ def test_protocols_give_valid_builders(runner_code, md_structure, mace_model_stu
     assert builder.max_guard_restarts.value == 1 and list(builder.md.models) == ['a']
     assert MDBaseWorkChain.get_protocol_inputs('fast')['md']['parameters']['steps'] == 2000
     with pytest.raises(ValueError, match='`protocol`: unknown protocol `quick`'):
+        MDBaseWorkChain.get_builder_from_protocol(runner_code, md_structure, models=mace_model_stub, protocol='quick')
+
+
+def test_builder_refuses_what_cannot_be_meant(runner_code, md_structure, mace_model_stub, aiida_code_installed):
+    """A temperature outside any liquid, a code of another plugin, a misspelt override: refused by name."""
+    with pytest.raises(ValueError, match=r'`md\.parameters\.temperature_K` = 2000 K is outside any ionic liquid'):
         MDBaseWorkChain.get_builder_from_protocol(
-            runner_code, md_structure, models=mace_model_stub, protocol='quick'
+            runner_code, md_structure, models=mace_model_stub, temperature_K=2000.0
+        )
+    cp2k = aiida_code_installed(label='cp2k-as-runner', default_calc_job_plugin='cp2k')
+    with pytest.raises(ValueError, match=r'`md.code`: code `cp2k-as-runner.*` runs plugin `cp2k`'):
+        MDBaseWorkChain.get_builder_from_protocol(cp2k, md_structure, models=mace_model_stub)
+    with pytest.raises(ValueError, match=r'unknown key `md.paramters`'):
+        MDBaseWorkChain.get_builder_from_protocol(
+            runner_code, md_structure, models=mace_model_stub, overrides={'md': {'paramters': {'steps': 5}}}
         )
 
 
