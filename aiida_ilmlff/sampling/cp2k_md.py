@@ -20,7 +20,9 @@ Conversions use ASE's constants (CODATA 2014), as :mod:`aiida_ilmlff.parsers.cp2
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+import typing as t
 
 import numpy as np
 from ase import units
@@ -32,10 +34,13 @@ __all__ = (
     'CP2K_FRC_FILE',
     'CP2K_POS_FILE',
     'Cp2kMdRun',
+    'aimd_summary',
+    'labelled_steps',
     'merge_runs',
     'parse_cp2k_ener',
     'parse_cp2k_md',
     'parse_cp2k_xyz_trajectory',
+    'step_perturbations',
     'unconverged_md_steps',
 )
 
@@ -238,3 +243,58 @@ def merge_runs(runs: list[Cp2kMdRun]) -> Cp2kMdRun:
         conserved=take('conserved'),
         unconverged=take('unconverged').astype(bool),
     )
+
+
+def labelled_steps(run: Cp2kMdRun) -> np.ndarray:
+    """``(T,)`` bool: the steps that give a label (converged SCF, finite energy and forces)."""
+    return ~run.unconverged & np.isfinite(run.energies) & np.isfinite(run.forces).all(axis=(1, 2))
+
+
+def step_perturbations(run: Cp2kMdRun, index: t.Sequence[int]) -> list[dict[str, t.Any]]:
+    """The ``perturbation`` record of each step in ``index``: generator ``cp2k_aimd``, step, time [fs] and the
+    instantaneous temperature [K] (``None`` if unknown)."""
+    return [
+        {
+            'generator': 'cp2k_aimd',
+            'step': int(run.steps[k]),
+            'time_fs': float(run.times[k]),
+            'instantaneous_temperature': None if math.isnan(run.temperatures[k]) else float(run.temperatures[k]),
+        }
+        for k in index
+    ]
+
+
+def aimd_summary(
+    run: Cp2kMdRun, n_atoms: int, *, n_runs: int, temperature: float | None, level_of_theory: str
+) -> dict[str, t.Any]:
+    """Summary of a CP2K AIMD: steps printed and labelled, unconverged and unlabelled steps, temperature
+    statistics [K], drift of the conserved quantity [meV/atom/ps] and the mean potential energy [eV].
+
+    :param n_atoms: atoms of the system. :param n_runs: runs merged. :param temperature: K, the thermostat target.
+    :raises ValueError: no step gives a label.
+    """
+    good = labelled_steps(run)
+    if not good.any():
+        raise ValueError('no MD step has a converged SCF with energy and forces')
+    finite_t = run.temperatures[good][np.isfinite(run.temperatures[good])]
+    conserved = run.conserved[good]
+    drift = None
+    if np.isfinite(conserved).sum() > 1 and run.times[good][-1] > run.times[good][0]:
+        drift = float((conserved[-1] - conserved[0]) / n_atoms / (run.times[good][-1] - run.times[good][0]) * 1000)
+    return {
+        'n_steps_printed': len(run.steps),
+        'n_frames': int(good.sum()),
+        'first_step': int(run.steps[0]),
+        'last_step': int(run.steps[-1]),
+        'time_fs': [float(run.times[0]), float(run.times[-1])],
+        'unconverged_steps': [int(s) for s in run.steps[run.unconverged]],
+        'steps_without_labels': [int(s) for s in run.steps[~good & ~run.unconverged]],
+        'n_runs': n_runs,
+        'temperature_mean': float(finite_t.mean()) if finite_t.size else None,
+        'temperature_std': float(finite_t.std()) if finite_t.size else None,
+        'temperature_target': temperature,
+        'conserved_drift_meV_per_atom_per_ps': drift,
+        'potential_energy_mean_eV': float(run.energies[good].mean()),
+        'level_of_theory': level_of_theory,
+        'units': {'energy': 'eV', 'forces': 'eV/Angstrom', 'positions': 'Angstrom', 'time': 'fs'},
+    }

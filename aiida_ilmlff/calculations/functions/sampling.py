@@ -20,7 +20,6 @@ Metadata recorded on every sampled frame (its ``perturbation`` JSON):
 
 from __future__ import annotations
 
-import math
 import typing as t
 
 import numpy as np
@@ -174,7 +173,15 @@ def parse_cp2k_md(structure: orm.StructureData, settings: orm.Dict, **retrieved:
         conserved quantity).
     :raises ValueError: if a run lacks the trajectory files or atoms disagree with the structure.
     """
-    from aiida_ilmlff.sampling.cp2k_md import CP2K_ENER_FILE, CP2K_FRC_FILE, CP2K_POS_FILE, merge_runs
+    from aiida_ilmlff.sampling.cp2k_md import (
+        CP2K_ENER_FILE,
+        CP2K_FRC_FILE,
+        CP2K_POS_FILE,
+        aimd_summary,
+        labelled_steps,
+        merge_runs,
+        step_perturbations,
+    )
     from aiida_ilmlff.sampling.cp2k_md import parse_cp2k_md as parse_run
 
     values = settings.get_dict()
@@ -195,23 +202,19 @@ def parse_cp2k_md(structure: orm.StructureData, settings: orm.Dict, **retrieved:
     expected = [kinds[s] for s in symbols]
     if run.symbols != expected:
         raise ValueError('the CP2K trajectory lists other atoms (or another order) than the structure')
-    good = ~run.unconverged & np.isfinite(run.energies) & np.isfinite(run.forces).all(axis=(1, 2))
-    if not good.any():
-        raise ValueError('no MD step has a converged SCF with energy and forces')
+    temperature = values.get('temperature')
+    summary = aimd_summary(
+        run,
+        len(structure.sites),
+        n_runs=len(runs),
+        temperature=temperature,
+        level_of_theory=values.get('level_of_theory', ''),
+    )
     atoms0 = structure.get_ase()
     mol_id = structure.base.attributes.get('mol_id', None)
     molecules = structure.base.attributes.get('molecules', None)
-    index = np.flatnonzero(good)
-    temperature = values.get('temperature')
-    perturbations = [
-        {
-            'generator': 'cp2k_aimd',
-            'step': int(run.steps[k]),
-            'time_fs': float(run.times[k]),
-            'instantaneous_temperature': None if math.isnan(run.temperatures[k]) else float(run.temperatures[k]),
-        }
-        for k in index
-    ]
+    index = np.flatnonzero(labelled_steps(run))
+    perturbations = step_perturbations(run, index)
     calcs = [folder.creator for name, folder in sorted(retrieved.items())]
     source = calcs[-1].uuid if calcs and calcs[-1] is not None else ''
     trajectory = FramesData.from_arrays(
@@ -229,28 +232,6 @@ def parse_cp2k_md(structure: orm.StructureData, settings: orm.Dict, **retrieved:
         level_of_theory=values.get('level_of_theory', ''),
         molecules=molecules if molecules else '',
     )
-    finite_t = run.temperatures[good][np.isfinite(run.temperatures[good])]
-    conserved = run.conserved[good]
-    drift = None
-    if np.isfinite(conserved).sum() > 1 and run.times[good][-1] > run.times[good][0]:
-        drift = float((conserved[-1] - conserved[0]) / len(atoms0) / (run.times[good][-1] - run.times[good][0]) * 1000)
-    summary = {
-        'n_steps_printed': len(run.steps),
-        'n_frames': int(good.sum()),
-        'first_step': int(run.steps[0]),
-        'last_step': int(run.steps[-1]),
-        'time_fs': [float(run.times[0]), float(run.times[-1])],
-        'unconverged_steps': [int(s) for s in run.steps[run.unconverged]],
-        'steps_without_labels': [int(s) for s in run.steps[~good & ~run.unconverged]],
-        'n_runs': len(runs),
-        'temperature_mean': float(finite_t.mean()) if finite_t.size else None,
-        'temperature_std': float(finite_t.std()) if finite_t.size else None,
-        'temperature_target': temperature,
-        'conserved_drift_meV_per_atom_per_ps': drift,
-        'potential_energy_mean_eV': float(run.energies[good].mean()),
-        'level_of_theory': values.get('level_of_theory', ''),
-        'units': {'energy': 'eV', 'forces': 'eV/Angstrom', 'positions': 'Angstrom', 'time': 'fs'},
-    }
     return {'trajectory': trajectory, 'summary': orm.Dict(summary)}
 
 
