@@ -6,11 +6,12 @@ atoms of each frame). Energies in eV, forces in eV/Å.
 
 from __future__ import annotations
 
+import json
 import typing as t
 
 import numpy as np
 
-__all__ = ('PERCENTILES', 'distribution', 'frame_observables', 'label_summary')
+__all__ = ('PERCENTILES', 'distribution', 'frame_observables', 'generators_by_origin', 'label_summary')
 
 #: Percentiles reported by :func:`distribution`.
 PERCENTILES = (5, 25, 50, 75, 95)
@@ -75,3 +76,16 @@ def label_summary(origins: t.Sequence[str], energy_per_atom: np.ndarray, max_for
         summary['energy_per_atom'][origin] = distribution(np.asarray(energy_per_atom)[mask])
         summary['max_force'][origin] = distribution(np.asarray(max_force)[mask])
     return summary
+
+
+def generators_by_origin(origins: t.Sequence[str], perturbations: t.Sequence[str]) -> dict[str, dict[str, int]]:
+    """origin -> perturbation generator -> number of frames (``'none'`` for frames without a perturbation record).
+
+    :param perturbations: the JSON ``perturbation`` record of every frame (``''`` for none).
+    """
+    generators: dict[str, dict[str, int]] = {}
+    for origin, text in zip(origins, perturbations):
+        name = json.loads(text).get('generator', 'none') if text else 'none'
+        generators.setdefault(origin, {})
+        generators[origin][name] = generators[origin].get(name, 0) + 1
+    return generators

@@ -43,7 +43,7 @@ from aiida_ilmlff.sampling.settings import (
     validate_import_settings,
     validate_sampling_settings,
 )
-from aiida_ilmlff.sampling.stats import frame_observables
+from aiida_ilmlff.sampling.stats import frame_observables, generators_by_origin
 
 __all__ = (
     'dataset_summary',
@@ -285,19 +285,12 @@ def dataset_summary(frames: FramesData, targets: orm.Dict | None = None) -> orm.
         ``p95``; eV/atom and eV/Å), ``generators`` (origin -> perturbation generator -> frames),
         ``level_of_theory`` and ``elements``.
     """
-    import json
-
     energy_per_atom, max_force = frame_observables(frames.offsets, frames.energies, frames.forces)
     origins = [str(o) for o in frames.origins]
     summary = label_summary(origins, energy_per_atom, max_force)
-    generators: dict[str, dict[str, int]] = {}
-    for origin, text in zip(origins, frames.perturbations):
-        name = json.loads(text).get('generator', 'none') if text else 'none'
-        generators.setdefault(origin, {})
-        generators[origin][name] = generators[origin].get(name, 0) + 1
     summary.update(
         {
-            'generators': generators,
+            'generators': generators_by_origin(origins, frames.perturbations),
             'level_of_theory': frames.base.attributes.get('level_of_theory'),
             'elements': frames.elements,
             'n_labelled': frames.base.attributes.get('n_labelled'),
