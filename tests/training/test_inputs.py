@@ -399,3 +399,25 @@ def test_deepmd_restart_cmdline(dp_code, frames, tmp_path):
         '/tmp/old-dp-job/model.ckpt*',
         '/tmp/old-dp-job/checkpoint',
     ]
+
+
+def test_committee_submits_each_member_with_the_member_inputs(mace_train_code, frames, monkeypatch):
+    """Each member gets the `member` inputs, the shared frames and its own seed, valid for the base work chain."""
+    builder = TrainWorkChain.get_builder_from_protocol(
+        mace_train_code, frames['train'], protocol='fast', valid=frames['valid'], committee_size=2
+    )
+    process = instantiate_process(get_manager().get_runner(), TrainWorkChain, **builder._inputs(prune=True))
+    submitted = []
+    monkeypatch.setattr(process, 'submit', lambda cls, **inputs: submitted.append((cls, inputs)) or orm.WorkflowNode())
+    monkeypatch.setattr(process, 'to_context', lambda **_: None)
+    process.setup()
+    process.run_committee()
+    assert [cls for cls, _ in submitted] == [MaceTrainBaseWorkChain, MaceTrainBaseWorkChain]
+    seeds = [inputs['mace']['parameters']['seed'] for _, inputs in submitted]
+    assert seeds == [builder.member['mace']['parameters']['seed'] + k for k in range(2)]
+    for _, inputs in submitted:
+        assert inputs['mace']['train'].uuid == frames['train'].uuid
+        assert inputs['mace']['valid'].uuid == frames['valid'].uuid
+        assert inputs['mace']['metadata']['options']['max_wallclock_seconds'] == 3600
+        inputs = {key: value for key, value in inputs.items() if key != 'metadata'}
+        assert MaceTrainBaseWorkChain.spec().inputs.validate(inputs) is None
