@@ -154,3 +154,35 @@ def test_submit_refuses_invalid_builder(codes):
     with pytest.raises(ValueError, match='temperature'):
         run(builder)
     assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
+
+
+def test_committees_are_launched_with_their_architecture_and_members(codes, monkeypatch):
+    """run_training gives each committee the training set, its architecture and its `member` inputs."""
+    import numpy as np
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage import get_manager
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from aiida_ilmlff.data import FramesData
+    from aiida_ilmlff.workflows.train import TrainWorkChain
+
+    frames = []
+    for k in range(6):
+        atoms = Atoms('BCFHN', positions=[[2.0 * i, 0.1 * k, 0.0] for i in range(5)], cell=[12.0] * 3, pbc=True)
+        atoms.calc = SinglePointCalculator(atoms, energy=-1.0 * k, forces=np.zeros((5, 3)))
+        frames.append(atoms)
+    training_set = FramesData.from_ase(frames).store()
+    builder = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, protocol='fast')
+    process = instantiate_process(get_manager().get_runner(), PipelineWorkChain, **builder._inputs(prune=True))
+    launched = {}
+    monkeypatch.setattr(process, '_launch', lambda cls, inputs, key: launched.update({key: (cls, inputs)}))
+    process.setup()
+    process.ctx.training_set = training_set
+    process.run_training()
+    assert sorted(launched) == ['train_deepmd', 'train_mace']
+    for name in ('mace', 'deepmd'):
+        cls, inputs = launched[f'train_{name}']
+        assert cls is TrainWorkChain and inputs['architecture'].value == name
+        assert inputs['train'].uuid == training_set.uuid and list(inputs['member']) == [name, 'max_iterations']
+        assert inputs['member'][name]['code'].uuid == codes[name].uuid
