@@ -1,6 +1,6 @@
 # aiida-ilmlff: two commands do all the set-up on a fresh Debian machine.
 #   make demo   the main job (builds, labels, trains, runs and compares; see README)
-#   make test   the test suite
+#   make test   the test suite (make test-protocols: the full-size protocol runs it leaves out)
 # Both are idempotent. AiiDA's configuration lives in .aiida/ inside this checkout (AIIDA_PATH=checkout),
 # so a user's ~/.aiida is never touched.
 SHELL := /bin/bash
@@ -10,9 +10,14 @@ export AIIDA_PATH := $(CURDIR)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 STAMP := $(VENV)/.ilmlff-installed
 PYTEST_ARGS ?=
+# Two pytest-xdist workers (one per core: every job is single-threaded). Each worker has its own AiiDA test
+# profile; the expensive shared fixtures (tests/fixtures: labelled frames, tiny models) are cached on disk
+# behind a file lock, so they are built once. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS)
 DEMO_ARGS ?=
 
-.PHONY: install setup test test-fast demo lint docs clean-aiida
+.PHONY: install setup test test-fast test-protocols demo lint docs clean-aiida
 
 $(STAMP): pyproject.toml tools/bootstrap.sh
 	bash tools/bootstrap.sh
@@ -24,10 +29,13 @@ setup: install
 	$(BIN)/aiida-ilmlff setup
 
 test: setup
-	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m "not protocol" $(PYTEST_ARGS)
+
+test-protocols: setup
+	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m protocol $(PYTEST_ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -ra -m "not slow and not services and not daemon" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m "not slow and not services and not daemon" $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/python examples/pyr14bf4.py $(DEMO_ARGS)

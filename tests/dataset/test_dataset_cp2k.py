@@ -80,6 +80,7 @@ def _cp2k_seconds(node) -> tuple[int, float]:
 
 
 @pytest.mark.slow
+@pytest.mark.protocol  # full size (~6 min), `make test-protocols`: its real paths run in the small tests too
 @pytest.mark.timeout(3600)
 def test_fast_protocol_pyr14bf4(cp2k_code):
     """``fast`` on PYR14BF4 (2 ion pairs, 70 atoms): >= 20 EQ and >= 20 nEQ labelled frames, found by origin.
