@@ -22,6 +22,7 @@ CalcJobs; each work chain can give them as plain values (``get_plain_protocol_in
 
 from __future__ import annotations
 
+import functools
 import typing as t
 
 import numpy as np
@@ -290,6 +291,7 @@ _BASE = {'mace': MaceTrainBaseWorkChain, 'deepmd': DeepmdTrainBaseWorkChain}
 _FRAME_PORTS = ('train', 'valid', 'test', 'valid_fraction')
 
 
+@functools.cache
 def _member_namespace(architecture: str) -> PortNamespace:
     """The ports of one member: the base work chain's inputs without the frames (set by the committee)."""
     base = _BASE[architecture]
