@@ -48,4 +48,3 @@ def shared_dir() -> pathlib.Path:
 def pseudo_dir(shared_dir) -> pathlib.Path:
     """The SSSP 1.3 efficiency UPF files in ``shared/pseudos`` (never copied into the repository)."""
     return shared_dir / 'pseudos'
-
