@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import pathlib
 import re
@@ -38,3 +39,24 @@ def test_exit_code_page_in_toctree():
     """docs/exit_codes.md is reachable from docs/index.md."""
     index = (ROOT / 'docs' / 'index.md').read_text()
     assert re.search(r'^exit_codes$', index, re.M), 'docs/exit_codes.md is not in a toctree of docs/index.md'
+
+
+def _codes():
+    """``(entry point, kind, status, label)`` of every own exit code of every ``ilmlff.*`` process."""
+    tool = _generator()
+    rows = []
+    for kind, name, value in tool.entry_points():
+        module, attribute = value.split(':')
+        cls = getattr(importlib.import_module(module), attribute)
+        rows += [(name, kind, code.status, label) for label, code in cls.spec().exit_codes.items()]
+    return rows
+
+
+def test_exit_codes_follow_the_policy():
+    """docs/developing.md#exit-codes: sub-process failures are 4xx, a CalcJob's 400 is its wall time, one name
+    for one meaning (``ERROR_MISSING_OUTPUT``, never ``ERROR_OUTPUT_MISSING``)."""
+    rows = _codes()
+    wrong = [row for row in rows if row[3].startswith('ERROR_SUB_PROCESS_FAILED_') and not 400 <= row[2] < 500]
+    wrong += [row for row in rows if row[1] == 'CalcJob' and row[2] == 400 and row[3] != 'ERROR_OUT_OF_WALLTIME']
+    wrong += [row for row in rows if row[3] == 'ERROR_OUTPUT_MISSING']
+    assert not wrong, f'exit codes against the policy: {wrong}'
