@@ -23,7 +23,15 @@ from aiida.engine import run_get_node
 
 from aiida_ilmlff.calculations.deepmd import DeepmdTrainCalculation
 from aiida_ilmlff.calculations.mace import MaceTrainCalculation
-from tests.fixtures.training import TINY_DEEPMD, TINY_MACE, job_options, labelled_libf4_frames, localhost_code
+from tests.fixtures.models import cache_folder
+from tests.fixtures.training import (
+    LIBF4_RECIPE,
+    TINY_DEEPMD,
+    TINY_MACE,
+    cached_libf4_frames,
+    job_options,
+    localhost_code,
+)
 
 DATA = pathlib.Path(__file__).resolve().parent / 'data'
 #: What the parser of each CalcJob reads (retrieve_list + retrieve_temporary_list), relative to the work directory.
@@ -55,10 +63,11 @@ KEEP = {
 
 
 @pytest.fixture(scope='module')
-def libf4_frames(aiida_profile, tmp_path_factory):
+def libf4_frames(aiida_profile, pytestconfig):
+    """The training tests' 36 Li+ BF4- frames (the same disk cache), split 24/6/6 as there."""
     from aiida_ilmlff.data import FramesData
 
-    atoms = labelled_libf4_frames(36, tmp_path_factory.mktemp('cp2k'), seed=0)
+    atoms = cached_libf4_frames(cache_folder(pytestconfig, LIBF4_RECIPE), 36, seed=0)
     for frame in atoms:
         frame.info['level_of_theory'] = 'cp2k/gfn1-xtb (fast)'
         frame.info['origin'] = 'nEQ'
