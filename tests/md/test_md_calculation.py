@@ -81,8 +81,11 @@ def test_nvt_bussi_deepmd(runner_code, md_structure, deepmd_model, job_options):
         'code': runner_code,
         'structure': md_structure,
         'models': {'model_0': deepmd_model},
-        # the under-trained DeePMD is an almost ideal gas: atoms may overlap, so that guard is off here
-        'parameters': orm.Dict(_nvt(thermostat='bussi', tau_t_fs=25.0, guards={'min_distance_A': None})),
+        # the under-trained DeePMD is an almost ideal gas: atoms may overlap and forces spike (21.3 eV/Å > 20 at
+        # step 64 with one build of the cached model), so those two guards are off here; the thermostat is under test
+        'parameters': orm.Dict(
+            _nvt(thermostat='bussi', tau_t_fs=25.0, guards={'min_distance_A': None, 'max_force_eV_A': None})
+        ),
         'metadata': {'options': job_options},
     }
     _, node = run_get_node(MDCalculation, **inputs)

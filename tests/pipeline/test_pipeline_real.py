@@ -26,7 +26,12 @@ from .conftest import ONE_THREAD
 BIN = pathlib.Path(sys.executable).parent
 PNG = b'\x89PNG\r\n\x1a\n'
 
-RELAXED_GUARDS = {'min_distance_A': None, 'max_force_eV_A': None}
+#: Models trained on 6 frames have holes: atoms meet, forces spike, and the committee's DeePMD members heat the
+#: box (measured after the committees moved to the one stratified validation split: 2357 K > 5 x 450 K at step 72
+#: of the first NPT stage, again after three time-step halvings). The plumbing is under test here, so the
+#: distance and force guards are off and the temperature guard allows 10 x T; the non-finite and volume guards
+#: stay on and still fail the run if the MD breaks down.
+RELAXED_GUARDS = {'min_distance_A': None, 'max_force_eV_A': None, 'max_temperature_factor': 10.0}
 #: The smallest pipeline: every stage runs, each as briefly as it can and still mean something.
 SMALLEST = {
     'test_fraction': 0.25,
@@ -43,9 +48,7 @@ SMALLEST = {
         'properties_overrides': {
             'max_npt_stages': 2,
             'analysis': {'discard_ps': 0.05},
-            # Models trained on 6 frames have holes: atoms meet and forces spike. The guards would stop the MD
-            # (as they should in production); here the plumbing is under test, so only the non-finite,
-            # temperature and volume guards stay on.
+            # RELAXED_GUARDS: the guards would stop the MD of such models (as they should in production).
             # tau_p 0.5 ps instead of fast's weak 10 ps: the 6-frame DeePMD model heats to 5x T (temperature
             # guard, 402) in NVT at the built 1.2 g/cm^3 that the weak barostat keeps; let the box expand
             # (~0.94 g/cm^3 with these seeded models) as the plumbing run before the weak barostat did.
