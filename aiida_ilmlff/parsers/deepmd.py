@@ -9,18 +9,16 @@ split, written to full precision; their rows follow the order of the ``# testing
 
 from __future__ import annotations
 
-import json
 import pathlib
 import re
 import tempfile
 
 import numpy as np
 from aiida import orm
-from aiida.common import exceptions
 from aiida.engine import ExitCode
-from aiida.parsers import Parser
 
 from aiida_ilmlff.parsers.evaluate import ERROR_UNITS, error_metrics, finite_or_none
+from aiida_ilmlff.parsers.training import TrainParser, last_error
 
 __all__ = ('DeepmdTrainParser', 'parse_lcurve')
 
@@ -48,41 +46,27 @@ def parse_lcurve(text: str) -> dict[str, np.ndarray]:
     return {name: table[:, k] for k, name in enumerate(header)}
 
 
-def _last_error(text: str | None) -> str:
-    lines = [line.strip() for line in (text or '').splitlines() if line.strip()]
-    for line in reversed(lines):
-        if re.match(r'^[A-Za-z_.]*(Error|Exception)\b', line) or 'Error:' in line or 'ERROR' in line:
-            return line[:400]
-    return lines[-1][:400] if lines else 'no error message'
+#: dp writes its own errors as 'ERROR' lines besides Python tracebacks.
+ERROR_MARKERS = ('ERROR',)
 
 
-class DeepmdTrainParser(Parser):
+class DeepmdTrainParser(TrainParser):
     """Parse a ``dp --tf`` train/freeze/test job (see ``aiida_ilmlff.calculations.deepmd.DeepmdTrainCalculation``)."""
-
-    def _read(self, name: str) -> str | None:
-        try:
-            return self.retrieved.base.repository.get_object_content(name)
-        except (FileNotFoundError, OSError):
-            return None
 
     def parse(self, **kwargs):
         """Parse the retrieved files into ``learning_curve``, ``metrics`` and ``model``."""
         from aiida_ilmlff.calculations.deepmd import LCURVE
-        from aiida_ilmlff.calculations.training import SPLIT_FILE
 
-        try:
-            _ = self.retrieved
-        except exceptions.NotExistent:
-            return self.exit_codes.ERROR_NO_RETRIEVED_FOLDER
-        walltime = self.node.exit_status == self.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status
-        split = json.loads(self._read(SPLIT_FILE) or '{}')
-        parameters = self.node.inputs.parameters.get_dict()
+        context = self._context()
+        if isinstance(context, ExitCode):
+            return context
+        walltime, split, parameters = context
 
         log = self._read('train.log')
         if log is None:
             if walltime:
                 return self.exit_codes.ERROR_OUT_OF_WALLTIME
-            detail = _last_error(self._read('train.err'))
+            detail = last_error(self._read('train.err'), ERROR_MARKERS)
             if detail != 'no error message':
                 return self.exit_codes.ERROR_TRAINING_FAILED.format(detail=detail)
             return self.exit_codes.ERROR_MISSING_LOG.format(filename='train.log')
@@ -113,7 +97,9 @@ class DeepmdTrainParser(Parser):
         if walltime:
             return self.exit_codes.ERROR_OUT_OF_WALLTIME
         if 'finished training' not in log:
-            return self.exit_codes.ERROR_TRAINING_FAILED.format(detail=_last_error(self._read('train.err') or log))
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(
+                detail=last_error(self._read('train.err') or log, ERROR_MARKERS)
+            )
         if not curve:
             return self.exit_codes.ERROR_MISSING_LEARNING_CURVE.format(filename=LCURVE)
 
@@ -121,14 +107,16 @@ class DeepmdTrainParser(Parser):
         names = self.retrieved.base.repository.list_object_names()
         if model_file not in names:
             if parameters.get('compress') and 'frozen_model.pb' in names:
-                return self.exit_codes.ERROR_COMPRESSION_FAILED.format(detail=_last_error(self._read('compress.err')))
+                return self.exit_codes.ERROR_COMPRESSION_FAILED.format(
+                    detail=last_error(self._read('compress.err'), ERROR_MARKERS)
+                )
             return self.exit_codes.ERROR_MISSING_MODEL.format(filename=model_file)
 
         temporary = kwargs.get('retrieved_temporary_folder')
         try:
             errors = self._split_errors(split, pathlib.Path(temporary) if temporary else None)
         except (OSError, ValueError, KeyError) as exception:
-            detail = f'dp test: {exception}; {_last_error(self._read("test.err"))}'
+            detail = f'dp test: {exception}; {last_error(self._read("test.err"), ERROR_MARKERS)}'
             return self.exit_codes.ERROR_MISSING_EVALUATION.format(detail=detail)
 
         wall = _WALL.search(log)

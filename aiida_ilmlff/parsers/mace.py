@@ -18,11 +18,10 @@ import typing as t
 
 import numpy as np
 from aiida import orm
-from aiida.common import exceptions
 from aiida.engine import ExitCode
-from aiida.parsers import Parser
 
 from aiida_ilmlff.parsers.evaluate import ERROR_UNITS, error_metrics, finite_or_none
+from aiida_ilmlff.parsers.training import TrainParser, last_error
 
 __all__ = ('MaceTrainParser', 'parse_error_table', 'parse_results_lines')
 
@@ -91,22 +90,8 @@ def _timestamp(log: str, marker: str) -> datetime.datetime | None:
     return None
 
 
-def _last_error(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if re.match(r'^[A-Za-z_.]*(Error|Exception)\b', line) or 'Error:' in line:
-            return line[:400]
-    return lines[-1][:400] if lines else 'no error message'
-
-
-class MaceTrainParser(Parser):
+class MaceTrainParser(TrainParser):
     """Parse a ``mace_run_train`` job; see :class:`~aiida_ilmlff.calculations.mace.MaceTrainCalculation`."""
-
-    def _read(self, name: str) -> str | None:
-        try:
-            return self.retrieved.base.repository.get_object_content(name)
-        except (FileNotFoundError, OSError):
-            return None
 
     def _find(self, folder: str, suffix: str) -> str | None:
         try:
@@ -121,15 +106,11 @@ class MaceTrainParser(Parser):
     def parse(self, **kwargs):
         """Parse the retrieved files into ``learning_curve``, ``metrics`` and ``model``."""
         from aiida_ilmlff.calculations.mace import EVAL_LOG, EVAL_OUTPUT
-        from aiida_ilmlff.calculations.training import SPLIT_FILE
 
-        try:
-            _ = self.retrieved
-        except exceptions.NotExistent:
-            return self.exit_codes.ERROR_NO_RETRIEVED_FOLDER
-        walltime = self.node.exit_status == self.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status
-        split = json.loads(self._read(SPLIT_FILE) or '{}')
-        parameters = self.node.inputs.parameters.get_dict()
+        context = self._context()
+        if isinstance(context, ExitCode):
+            return context
+        walltime, split, parameters = context
         stderr = self._read('mace_train.err') or ''
 
         log_name = self._find('logs', '.log')
@@ -138,7 +119,7 @@ class MaceTrainParser(Parser):
             if walltime:
                 return self.exit_codes.ERROR_OUT_OF_WALLTIME
             if stderr.strip():
-                return self.exit_codes.ERROR_TRAINING_FAILED.format(detail=_last_error(stderr))
+                return self.exit_codes.ERROR_TRAINING_FAILED.format(detail=last_error(stderr))
             return self.exit_codes.ERROR_MISSING_LOG.format(filename='logs/mace_run-<seed>.log')
 
         results_name = self._find('results', '_train.txt')
@@ -163,7 +144,7 @@ class MaceTrainParser(Parser):
             return self.exit_codes.ERROR_OUT_OF_WALLTIME
         lines = log.strip().splitlines()
         if not lines or 'Done' not in lines[-1]:
-            return self.exit_codes.ERROR_TRAINING_FAILED.format(detail=_last_error(stderr or log))
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(detail=last_error(stderr or log))
         if curve is None:
             return self.exit_codes.ERROR_MISSING_LEARNING_CURVE.format(filename='results/mace_run-<seed>_train.txt')
 
@@ -175,7 +156,7 @@ class MaceTrainParser(Parser):
         eval_path = pathlib.Path(temporary) / EVAL_OUTPUT if temporary else None
         if eval_path is None or not eval_path.is_file():
             return self.exit_codes.ERROR_MISSING_EVALUATION.format(
-                detail=f'{EVAL_OUTPUT} not found; {EVAL_LOG}: {_last_error(self._read(EVAL_LOG) or "")}'
+                detail=f'{EVAL_OUTPUT} not found; {EVAL_LOG}: {last_error(self._read(EVAL_LOG) or "")}'
             )
         try:
             errors = self._split_errors(eval_path, split)
