@@ -51,7 +51,7 @@ from aiida_ilmlff.runner.contract import validate_parameters
 from aiida_ilmlff.sampling.selection import F_HI, F_LO
 from aiida_ilmlff.sampling.split import train_valid_indices
 from aiida_ilmlff.workflows.label import LabelWorkChain
-from aiida_ilmlff.workflows.md import MDBaseWorkChain
+from aiida_ilmlff.workflows.md import MDBaseWorkChain, numbered_namespace
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, UnknownOverrideError, recursive_merge
 from aiida_ilmlff.workflows.protocols.checks import check_code_plugin, check_liquid_temperature
 from aiida_ilmlff.workflows.protocols.plain import is_set_by_parent, to_plain
@@ -479,7 +479,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         for key, value in cls.plain_inputs_to_nodes(codes, inputs, elements=frames.elements).items():
             builder[key] = value
         builder.frames = frames
-        builder.exploration.structures = _structures_namespace(structures)
+        builder.exploration.structures = numbered_namespace(structures, 'structure')
         return builder
 
     @staticmethod
@@ -1001,12 +1001,3 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 f'{self.inputs.max_iterations.value}): {self.ctx.frames.n_frames} frames; continue with '
                 'ActiveLearningWorkChain.get_builder_continuation(node, max_iterations=...)'
             )
-
-
-def _structures_namespace(structures: t.Any) -> dict[str, orm.Data]:
-    """``structures`` as the ``exploration.structures`` namespace (a node, a sequence or a mapping)."""
-    if isinstance(structures, t.Mapping):
-        return dict(structures)
-    if isinstance(structures, orm.Data):
-        structures = [structures]
-    return {f'structure_{i}': node for i, node in enumerate(structures)}

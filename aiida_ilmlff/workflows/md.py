@@ -29,19 +29,24 @@ from aiida_ilmlff.runner.contract import GUARDS, PARAMETERS
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
 from aiida_ilmlff.workflows.protocols.checks import check_code_plugin, check_liquid_temperature
 
-__all__ = ('MDBaseWorkChain', 'models_namespace')
+__all__ = ('MDBaseWorkChain', 'models_namespace', 'numbered_namespace')
 
 _GUARD_EXIT_CODES = [MDCalculation.exit_codes(guard.exit_label) for guard in GUARDS.values()]
 _STRIDES = ('traj_every', 'thermo_every', 'checkpoint_every')
 
 
+def numbered_namespace(nodes: t.Any, prefix: str) -> dict[str, orm.Data]:
+    """``nodes`` as a port namespace: a mapping is kept, a node or a sequence becomes ``<prefix>_0, <prefix>_1``."""
+    if isinstance(nodes, t.Mapping):
+        return dict(nodes)
+    if isinstance(nodes, orm.Data):
+        nodes = [nodes]
+    return {f'{prefix}_{i}': node for i, node in enumerate(nodes)}
+
+
 def models_namespace(models: t.Any) -> dict[str, orm.Data]:
     """``models`` as the ``models`` namespace: a mapping is kept, a node or a sequence becomes ``model_0, ...``."""
-    if isinstance(models, t.Mapping):
-        return dict(models)
-    if isinstance(models, orm.Data):
-        models = [models]
-    return {f'model_{i}': model for i, model in enumerate(models)}
+    return numbered_namespace(models, 'model')
 
 
 class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
