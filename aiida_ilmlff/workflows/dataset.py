@@ -62,16 +62,6 @@ HOT_GENERATOR = 'hot_md'
 # --------------------------------------------------------------------------------------------- validation
 
 
-def _value(node: t.Any) -> t.Any:
-    if isinstance(node, orm.Dict):
-        return node.get_dict()
-    if isinstance(node, orm.List):
-        return node.get_list()
-    if isinstance(node, orm.BaseType):
-        return node.value
-    return node
-
-
 def _get(mapping: t.Any, *path: str) -> t.Any:
     node = mapping
     for key in path:
@@ -99,13 +89,13 @@ def _check_trajectory(value: t.Mapping, namespace: str, file_key: str, format_ke
     if trajectory is None:
         return None
     section = _get(value, *namespace.split('.')) if namespace else value
-    fmt = _value(_get(section, format_key))
+    fmt = to_plain(_get(section, format_key))
     where = f'`{namespace}.{format_key}`' if namespace else f'`{format_key}`'
     if fmt is None:
         return f'{where}: give the format of `{namespace}.{file_key}` ({", ".join(TRAJECTORY_FORMATS)})'
     if fmt not in TRAJECTORY_FORMATS:
         return f'{where}: unknown trajectory format `{fmt}`; choose from {", ".join(TRAJECTORY_FORMATS)}'
-    settings = _value(_get(value, 'eq', 'sampling')) or {}
+    settings = to_plain(_get(value, 'eq', 'sampling')) or {}
     topology = _get(section, 'topology')
     try:
         with trajectory.as_path() as path:
@@ -124,7 +114,7 @@ def _check_trajectory(value: t.Mapping, namespace: str, file_key: str, format_ke
                 )
     except Exception as exception:  # any reader error is a bad input
         return f'`{namespace}.{file_key}`: cannot read it as `{fmt}`: {exception}'
-    composition = _value(value.get('composition'))
+    composition = to_plain(value.get('composition'))
     if is_set_by_parent(composition):
         return None  # checked by the parent, which knows the composition
     what = f'`{namespace}.{file_key}` ({trajectory.filename})'
@@ -160,7 +150,7 @@ def check_inputs(values: t.Mapping, context: t.Mapping | None = None) -> str | N
     """
     value = {**to_plain(values), **(context or {})}
     errors = []
-    composition = _value(value.get('composition'))
+    composition = to_plain(value.get('composition'))
     structure = value.get('structure')
     if composition is not None and structure is not None:
         errors.append('give either `composition` or `structure`, not both')
@@ -173,20 +163,20 @@ def check_inputs(values: t.Mapping, context: t.Mapping | None = None) -> str | N
             validate_composition(composition)
             density = value.get('box_density')
             if density is not None and not is_set_by_parent(density):
-                validate_density(_value(density))
+                validate_density(to_plain(density))
         except CompositionError as exception:
             errors.append(f'`composition`/`box_density`: {exception}')
-    n_eq, n_neq = int(_value(value.get('n_eq', 0)) or 0), int(_value(value.get('n_neq', 0)) or 0)
+    n_eq, n_neq = int(to_plain(value.get('n_eq', 0)) or 0), int(to_plain(value.get('n_neq', 0)) or 0)
     if n_eq < 0 or n_neq < 0:
         errors.append(f'`n_eq` and `n_neq` must be >= 0, got {n_eq} and {n_neq}')
     elif n_eq + n_neq == 0:
         errors.append('`n_eq` + `n_neq` = 0: nothing to generate; ask for at least one EQ or nEQ frame')
-    temperature = _value(value.get('temperature'))
+    temperature = to_plain(value.get('temperature'))
     if temperature is not None and not is_set_by_parent(temperature):
         message = check_liquid_temperature(temperature)
         if message:
             errors.append(message)
-    if int(_value(value.get('n_boxes', 1)) or 1) < 1:
+    if int(to_plain(value.get('n_boxes', 1)) or 1) < 1:
         errors.append('`n_boxes` must be >= 1')
 
     eq = value.get('eq') or {}
@@ -199,7 +189,7 @@ def check_inputs(values: t.Mapping, context: t.Mapping | None = None) -> str | N
             '`n_eq` > 0 needs an EQ source: `eq.trajectory` (a trajectory file), `eq.frames` (a FramesData '
             'trajectory, e.g. from MLFF MD) or the `aimd` namespace (CP2K AIMD; get_builder_from_protocol sets it)'
         )
-    sampling = {'n_max': max(n_eq, 1), **(_value(eq.get('sampling')) or {})}  # n_max is set from n_eq
+    sampling = {'n_max': max(n_eq, 1), **(to_plain(eq.get('sampling')) or {})}  # n_max is set from n_eq
     errors.extend(f'`eq.sampling`: {message}' for message in validate_import_settings(sampling))
     if eq.get('trajectory') is not None:
         message = _check_trajectory(value, 'eq', 'trajectory', 'trajectory_format')
@@ -207,11 +197,11 @@ def check_inputs(values: t.Mapping, context: t.Mapping | None = None) -> str | N
             errors.append(message)
 
     neq = value.get('neq') or {}
-    floor_value = _value(neq.get('min_distance'))
+    floor_value = to_plain(neq.get('min_distance'))
     floor = MIN_DISTANCE if floor_value is None else float(floor_value)
     if not floor > 0:
         errors.append(f'`neq.min_distance` must be > 0 A, got {floor}')
-    generators = dict(_value(neq.get('generators')) or {})
+    generators = dict(to_plain(neq.get('generators')) or {})
     hot = generators.pop(HOT_GENERATOR, None)
     if n_neq > 0:
         hot_weight = float((hot or {}).get('weight', 1.0)) if hot is not None else 0.0

@@ -70,10 +70,6 @@ CODE_PLUGINS = {
 }
 
 
-def _value(node: t.Any) -> t.Any:
-    return node.value if isinstance(node, orm.BaseType) else node
-
-
 def _composition_elements(composition: t.Mapping) -> tuple[dict[str, int], list[str]]:
     """``(ion name -> charge, sorted elements)`` of a composition; raises ``ValueError`` with the reason."""
     ions, elements, _, _ = _composition_facts(composition)
@@ -175,10 +171,10 @@ def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
     foundations = value.get('foundation_models') or {}
     if not architectures and not foundations:
         return 'nothing to compare: give `mace` and/or `deepmd` training inputs, or `foundation_models`'
-    fraction = _value(value.get('test_fraction', 0.2))
+    fraction = to_plain(value.get('test_fraction', 0.2))
     if not 0.0 < float(fraction) < 0.9:
         return f'`test_fraction` must be in (0, 0.9), got {fraction}'
-    message = check_liquid_temperature(_value(value.get('temperature', 450.0)))
+    message = check_liquid_temperature(to_plain(value.get('temperature', 450.0)))
     if message:
         return message
     for key, model in foundations.items():

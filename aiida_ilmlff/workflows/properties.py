@@ -60,12 +60,6 @@ _SET_BY_WORKCHAIN = ('md.code', 'md.structure', 'md.models', 'md.restart', 'md.f
 _NPT_ENSEMBLES = ('npt', 'npt_berendsen')
 
 
-def _value(node: t.Any) -> t.Any:
-    if isinstance(node, orm.Dict):
-        return node.get_dict()
-    return getattr(node, 'value', node)
-
-
 def structure_molecules(structure: orm.Data) -> tuple[list[str] | None, list[str]]:
     """``(species name of every molecule or None, element symbols)`` of a StructureData or FramesData.
 
