@@ -20,6 +20,7 @@ pytest_plugins = [
     'tests.fixtures.codes',
     'tests.fixtures.boxes',
     'tests.fixtures.models',
+    'tests.fixtures.parsers',
 ]
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -9,8 +9,6 @@ import json
 
 import pytest
 from aiida import orm
-from aiida.common import LinkType
-from aiida.engine import ProcessState
 
 from aiida_ilmlff.parsers.deepmd import DeepmdTrainParser
 from aiida_ilmlff.parsers.evaluate import EvaluateParser
@@ -20,35 +18,13 @@ from tests.fixtures.training import TINY_DEEPMD, TINY_MACE
 SPLIT = json.dumps({'n_frames': {'train': 4, 'valid': 2}, 'order': ['train', 'valid'], 'model_file': 'mace.model'})
 
 
-def _parse(parser_class, entry_point, files, tmp_path, inputs=None, exit_status=None):
-    """Run ``parser_class`` on a stored CalcJobNode with ``inputs`` and a retrieved folder holding ``files``."""
-    computer = orm.Computer(
-        label=f'parser-test-{tmp_path.name}',
-        hostname='localhost',
-        transport_type='core.local',
-        scheduler_type='core.direct',
-    ).store()
-    node = orm.CalcJobNode(computer=computer, process_type=f'aiida.calculations:{entry_point}')
-    for label, value in (inputs or {}).items():
-        node.base.links.add_incoming(value.store(), link_type=LinkType.INPUT_CALC, link_label=label)
-    node.set_process_state(ProcessState.RUNNING)
-    if exit_status is not None:
-        node.set_exit_status(exit_status)
-    node.store()
-    retrieved = orm.FolderData()
-    for name, content in files.items():
-        retrieved.base.repository.put_object_from_bytes(content.encode(), name)
-    retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
-    retrieved.store()
-    temporary = tmp_path / 'temporary'
-    temporary.mkdir()
-    results, calcfunction = parser_class.parse_from_node(
-        node, store_provenance=False, retrieved_temporary_folder=str(temporary)
-    )
-    return results, calcfunction
+def _parse(parse_folder, parser_class, entry_point, files, inputs=None, exit_status=None):
+    """Run ``parser_class`` on a retrieved folder holding ``files`` (name -> text) with ``inputs``."""
+    extra = {name: content.encode() for name, content in files.items()}
+    return parse_folder(parser_class, entry_point, {}, inputs=inputs, exit_status=exit_status, extra=extra)
 
 
-def test_mace_nan_loss_gives_410_and_keeps_the_learning_curve(aiida_profile, tmp_path):
+def test_mace_nan_loss_gives_410_and_keeps_the_learning_curve(parse_folder):
     results_lines = '\n'.join(
         json.dumps(line)
         for line in (
@@ -63,7 +39,7 @@ def test_mace_nan_loss_gives_410_and_keeps_the_learning_curve(aiida_profile, tmp
         'ilmlff_split.json': SPLIT,
     }
     results, calcfunction = _parse(
-        MaceTrainParser, 'ilmlff.mace.train', files, tmp_path, {'parameters': orm.Dict({**TINY_MACE, 'lr': 50.0})}
+        parse_folder, MaceTrainParser, 'ilmlff.mace.train', files, {'parameters': orm.Dict({**TINY_MACE, 'lr': 50.0})}
     )
     assert calcfunction.exit_status == 410
     assert 'epoch 0' in calcfunction.exit_message and 'learning rate 50' in calcfunction.exit_message
@@ -71,7 +47,7 @@ def test_mace_nan_loss_gives_410_and_keeps_the_learning_curve(aiida_profile, tmp
 
 
 @pytest.mark.parametrize('where', ['train.log', 'train.err'])
-def test_deepmd_nan_guard_gives_410(aiida_profile, tmp_path, where):
+def test_deepmd_nan_guard_gives_410(parse_folder, where):
     """deepmd-kit 3 aborts by itself on a NaN loss; the parser recognises its message."""
     message = (
         'RuntimeError: NaN detected at batch      10: trn: . Something went wrong, and it is meaningless to continue.\n'
@@ -84,17 +60,17 @@ def test_deepmd_nan_guard_gives_410(aiida_profile, tmp_path, where):
     if where == 'train.err':
         files['train.err'] = message
     _, calcfunction = _parse(
+        parse_folder,
         DeepmdTrainParser,
         'ilmlff.deepmd.train',
         files,
-        tmp_path,
         {'parameters': orm.Dict({**TINY_DEEPMD, 'start_lr': 1e30})},
     )
     assert calcfunction.exit_status == 410
     assert 'batch 10' in calcfunction.exit_message and '1e+30' in calcfunction.exit_message
 
 
-def test_evaluate_without_predictions_quotes_the_runner(aiida_profile, tmp_path):
+def test_evaluate_without_predictions_quotes_the_runner(parse_folder):
     files = {'evaluate.err': "ilmlff-runner evaluate: ValueError: model m0: elements ['Li'] are not in its type_map\n"}
-    _, calcfunction = _parse(EvaluateParser, 'ilmlff.evaluate', files, tmp_path)
+    _, calcfunction = _parse(parse_folder, EvaluateParser, 'ilmlff.evaluate', files)
     assert calcfunction.exit_status == 310 and "elements ['Li']" in calcfunction.exit_message
