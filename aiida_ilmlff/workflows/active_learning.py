@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import typing as t
 
+import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, if_, while_
@@ -57,11 +58,20 @@ from aiida_ilmlff.workflows.protocols.checks import check_code_plugin, check_liq
 from aiida_ilmlff.workflows.protocols.plain import is_set_by_parent, to_plain
 from aiida_ilmlff.workflows.train import TrainWorkChain
 
-__all__ = ('ActiveLearningWorkChain', 'check_inputs', 'normalise_stage', 'validate_inputs')
+__all__ = (
+    'ActiveLearningWorkChain',
+    'check_inputs',
+    'normalise_stage',
+    'reference_temperature',
+    'resolve_stage_temperatures',
+    'validate_inputs',
+)
 
 _STAGE_KEYS = {
     'ensemble': 'nve, nvt, npt or npt_berendsen (default nvt)',
     'temperatures_K': 'list of target temperatures [K] (or `temperature_K`, one number)',
+    'temperature_offsets_K': 'list of temperatures relative to the reference temperature [K] (protocols only: '
+    'get_builder_from_protocol turns them into `temperatures_K`)',
     'pressures_bar': 'list of target pressures [bar] for npt (or `pressure_bar`, one number)',
     'steps': 'MD steps of every run of the stage (required, > 0)',
     'structures': 'keys of `exploration.structures` to start from (default: all)',
@@ -81,6 +91,11 @@ def normalise_stage(stage: t.Mapping) -> dict:
     unknown = sorted(set(stage) - set(_STAGE_KEYS) - {'temperature_K', 'pressure_bar'})
     if unknown:
         raise ValueError(f'unknown key(s) {unknown}; known: {sorted(_STAGE_KEYS)}')
+    if 'temperature_offsets_K' in stage:
+        raise ValueError(
+            '`temperature_offsets_K` is only resolved by get_builder_from_protocol (offsets from the reference '
+            'temperature); give absolute `temperatures_K` here'
+        )
     steps = stage.get('steps')
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise ValueError(f'`steps` is {steps!r}: every stage needs a positive integer number of MD steps')
@@ -102,6 +117,51 @@ def normalise_stage(stage: t.Mapping) -> dict:
         stage['pressures_bar'] = [None]
     stage.setdefault('parameters', {})
     return stage
+
+
+def resolve_stage_temperatures(stages: t.Sequence[t.Mapping], temperature: float | None) -> list[dict]:
+    """The stages with every ``temperature_offsets_K`` turned into absolute ``temperatures_K``.
+
+    The protocols give their exploration temperatures relative to the system's temperature (``T + 0``,
+    ``T + 50 K``, ...), so that one protocol fits PYR14BF4 at 450 K and PYR14TFSI at 298 K alike: dpgen's practice of
+    exploring at and above the target temperature, to reach configurations the target MD will visit.
+
+    :param stages: stages as in ``exploration.stages``; those without ``temperature_offsets_K`` are kept as they are.
+    :param temperature: the reference temperature [K] (the pipeline's or the data set's).
+    :returns: new stage dicts.
+    :raises ValueError: if a stage has both offsets and ``temperatures_K``, offsets that are not numbers, or offsets
+        but no reference ``temperature``.
+    """
+    resolved = []
+    for index, raw in enumerate(stages):
+        stage = dict(raw)
+        if 'temperature_offsets_K' in stage:
+            offsets = stage.pop('temperature_offsets_K')
+            offsets = offsets if isinstance(offsets, (list, tuple)) else [offsets]
+            if 'temperatures_K' in stage or 'temperature_K' in stage:
+                raise ValueError(f'`exploration.stages[{index}]`: give `temperature_offsets_K` or `temperatures_K`, not both')
+            if not offsets or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in offsets):
+                raise ValueError(f'`exploration.stages[{index}].temperature_offsets_K` is {offsets!r}: give numbers in K')
+            if temperature is None:
+                raise ValueError(
+                    f'`exploration.stages[{index}]` gives temperatures relative to the reference temperature: pass '
+                    '`temperature` (K), or frames that record their MD temperature'
+                )
+            stage['temperatures_K'] = [float(temperature) + float(offset) for offset in offsets]
+        resolved.append(stage)
+    return resolved
+
+
+def reference_temperature(frames: FramesData) -> float | None:
+    """The temperature [K] the frames were sampled at: the median of the finite per-frame ``temperature`` of the
+    ``EQ`` frames (of all frames if none is ``EQ``), ``None`` if no frame records one."""
+    temperatures = np.asarray(frames.temperatures, dtype=float)
+    eq = np.asarray(frames.origins) == 'EQ'
+    for chosen in (temperatures[eq], temperatures):
+        finite = chosen[np.isfinite(chosen)]
+        if finite.size:
+            return float(np.median(finite))
+    return None
 
 
 def stage_runs(stage: dict, structures: t.Sequence[str]) -> list[dict]:
@@ -443,6 +503,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         overrides: t.Mapping | None = None,
         options: t.Mapping | None = None,
         architecture: str = 'mace',
+        temperature: float | None = None,
     ):
         """A builder from the protocols of ``active_learning.yaml`` (``fast``, ``balanced``, ``stringent``).
 
@@ -460,12 +521,17 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             (``protocol`` and the overrides of ``LabelWorkChain.get_builder_from_protocol``).
         :param architecture: ``mace`` or ``deepmd``.
         :param options: ``metadata.options`` merged into every job (training, MD, evaluation, labelling).
+        :param temperature: the reference temperature [K] of the protocol's exploration stages (they are given as
+            offsets from it); default: :func:`reference_temperature` of ``frames`` (their EQ frames' MD temperature).
         :raises ValueError: for an unknown protocol, architecture or override key, a missing code or one of
-            another plugin than its stage needs (the message names the key), or invalid sub-builders.
+            another plugin than its stage needs (the message names the key), invalid sub-builders, or stages
+            relative to a temperature that neither ``temperature`` nor the frames give.
         """
         codes = cls._resolve_codes(codes)
         if not isinstance(frames, FramesData):
             raise ValueError(f'`frames`: expected a labelled FramesData, got {type(frames).__name__}')
+        if temperature is None:
+            temperature = reference_temperature(frames)
         inputs = cls.get_plain_protocol_inputs(
             protocol,
             overrides,
@@ -474,6 +540,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             n_atoms=int(max(frames.n_atoms_per_frame)),
             options=options,
             architecture=architecture,
+            temperature=temperature,
         )
         builder = cls.get_builder()
         for key, value in cls.plain_inputs_to_nodes(codes, inputs, elements=frames.elements).items():
@@ -505,6 +572,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         n_atoms: int | None = None,
         options: t.Mapping | None = None,
         architecture: str = 'mace',
+        temperature: float | None = None,
     ) -> dict:
         """The protocol inputs as plain values (no frames, no structures, no nodes).
 
@@ -514,8 +582,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
         :param codes: ``{'train', 'runner', 'label'}`` codes (the label code chooses the labelling engine).
         :param elements: of the frames to label. :param n_atoms: atoms of the largest frame (labelling limit).
+        :param temperature: the reference temperature [K]: stages with ``temperature_offsets_K`` get
+            ``temperatures_K`` = ``temperature`` + offset (:func:`resolve_stage_temperatures`).
         :raises ValueError: an unknown protocol, architecture or override key (naming its path), a code of
-            another plugin than its stage needs, a temperature outside any liquid.
+            another plugin than its stage needs, a temperature outside any liquid, offsets without ``temperature``.
         """
         codes = cls._resolve_codes(codes)
         protocol = cls.check_protocol(protocol)
@@ -551,6 +621,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             raise exception.prefixed('label') from None
         exploration = inputs['exploration']
         exploration['options'] = recursive_merge(exploration.get('options', {}), dict(options or {}))
+        exploration['stages'] = resolve_stage_temperatures(exploration.get('stages') or [], temperature)
         message = check_inputs(
             {key: value for key, value in inputs.items() if key not in ('train', 'label')},
             {'structures': ['structure']} if not exploration.get('structures') else None,

@@ -8,7 +8,12 @@ from aiida.engine import run_get_node
 
 from aiida_ilmlff.common.geometry import min_pair_distance
 from aiida_ilmlff.sampling.selection import adaptive_lower_level, classify, correlation, select_indices
-from aiida_ilmlff.workflows.active_learning import ActiveLearningWorkChain, normalise_stage
+from aiida_ilmlff.workflows.active_learning import (
+    ActiveLearningWorkChain,
+    normalise_stage,
+    reference_temperature,
+    resolve_stage_temperatures,
+)
 from tests.fixtures import count_nodes
 
 
@@ -44,6 +49,53 @@ def test_stage_normalisation():
         normalise_stage({'ensemble': 'npt', 'temperatures_K': [450.0], 'steps': 10})
 
 
+def test_stage_temperatures_relative_to_the_reference():
+    """Protocol stages are offsets from the system's temperature: one protocol fits 450 K PYR14BF4 and 298 K TFSI."""
+    stages = [{'temperature_offsets_K': [0.0, 50.0], 'steps': 10}, {'temperatures_K': [400.0], 'steps': 10}]
+    resolved = resolve_stage_temperatures(stages, 298.0)
+    assert resolved[0]['temperatures_K'] == [298.0, 348.0] and 'temperature_offsets_K' not in resolved[0]
+    assert resolved[1] == stages[1]
+    assert stages[0]['temperature_offsets_K'] == [0.0, 50.0]  # the input is not changed
+    with pytest.raises(ValueError, match='pass `temperature`'):
+        resolve_stage_temperatures(stages, None)
+    with pytest.raises(ValueError, match='not both'):
+        resolve_stage_temperatures([{'temperature_offsets_K': [0.0], 'temperatures_K': [300.0], 'steps': 1}], 300.0)
+    with pytest.raises(ValueError, match='give numbers'):
+        resolve_stage_temperatures([{'temperature_offsets_K': ['hot'], 'steps': 1}], 300.0)
+    with pytest.raises(ValueError, match='only resolved by get_builder_from_protocol'):
+        normalise_stage({'temperature_offsets_K': [0.0], 'steps': 10})
+
+
+def test_protocol_stages_follow_the_temperature(standin_codes, copper_structure, aiida_profile):
+    """`fast` explores at T and T + 50 K; T defaults to the MD temperature recorded on the EQ frames."""
+    from aiida_ilmlff.data import FramesData
+
+    from .al_standins import copper_atoms
+
+    def build(frames, temperature=None):
+        builder = ActiveLearningWorkChain.get_builder_from_protocol(
+            standin_codes,
+            frames,
+            structures=copper_structure,
+            protocol='fast',
+            overrides={'train': {'valid_fraction': 0.5}},
+            temperature=temperature,
+        )
+        return [t for stage in builder.exploration.stages.get_list() for t in stage['temperatures_K']]
+
+    images = copper_atoms(4, 0)
+    unrecorded = FramesData.from_ase(images).store()
+    assert reference_temperature(unrecorded) is None
+    with pytest.raises(ValueError, match='pass `temperature`'):
+        build(unrecorded)
+    assert build(unrecorded, 298.0) == [298.0, 348.0]
+    for atoms in images:
+        atoms.info['temperature'] = 450.0
+    recorded = FramesData.from_ase(images, origin='EQ').store()
+    assert reference_temperature(recorded) == 450.0
+    assert build(recorded) == [450.0, 500.0]
+
+
 @pytest.mark.parametrize('protocol', ['fast', 'balanced', 'stringent'])
 def test_protocols_build_valid_builders(standin_codes, copper_frames, copper_structure, protocol):
     """Every protocol gives a builder whose inputs validate (labelling kept at `fast`: Cu has no DFT kinds)."""
@@ -53,6 +105,7 @@ def test_protocols_build_valid_builders(standin_codes, copper_frames, copper_str
         structures=copper_structure,
         protocol=protocol,
         overrides={'label': {'protocol': 'fast'}, 'train': {'valid_fraction': 0.5}},
+        temperature=450.0,
     )
     assert ActiveLearningWorkChain.spec().inputs.validate(builder._inputs(prune=True)) is None
     assert builder.selection.f_lo.value < builder.selection.f_hi.value
