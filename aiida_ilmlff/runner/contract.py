@@ -33,15 +33,19 @@ Model 0 drives the dynamics; the others (a committee) are evaluated on every sav
   max/min/avg over atoms of the per-atom force deviation sqrt(mean_k |F_k - <F>|^2) [eV/Å] (DP-GEN's
   definition) and ``devi_e``, the standard deviation of the model energies over the number of atoms [eV/atom].
 - ``checkpoint.json`` (format :data:`CHECKPOINT_FORMAT`): positions Å, velocities Å/fs, cell, step, time fs,
-  integrator state, V0 [Å^3]; after an early stop it holds the last good saved frame.
+  integrator state, V0 [Å^3], the ``bond`` guard's bonds (``bonds``: pairs of atom indices, ``bond_lengths_A``:
+  their lengths in the starting frame); after an early stop it holds the last good saved frame.
 - ``final.extxyz``: the checkpoint's structure, with ``mol_id`` and momenta; ``failure.extxyz``: the state
   that tripped a guard.
 - ``status.json``: ``status`` (one of :data:`MD_STATUSES`), ``exit_status``, ``reason``, steps done, the
-  guard that tripped (``guard.name``), timings.
+  guard that tripped (``guard``: ``name``, ``step``, ``time_fs``, ``value``, ``threshold``, ``atoms``, ``message``;
+  the ``bond`` guard adds ``bond``: atom indices ``i``/``j``, ``elements``, ``molecule`` index and ``species``
+  name, ``length_A``, ``reference_length_A``, ``stretch``), ``bond_guard`` (bonds watched, threshold, or why
+  off), timings.
 
 Exit statuses: :data:`EXIT_OK` 0 completed, :data:`EXIT_BAD_INPUT` 2, :data:`EXIT_MODEL_LOAD` 3 (a model
 cannot be loaded), :data:`EXIT_CALCULATOR_ERROR` 4, :data:`EXIT_WALLTIME` 10 (``max_wall_s`` or
-SIGTERM/SIGUSR1/SIGINT), 11-15 a guard (:data:`GUARDS`, each mapped to an ``ilmlff.md`` exit code 500-504).
+SIGTERM/SIGUSR1/SIGINT), 11-16 a guard (:data:`GUARDS`, each mapped to an ``ilmlff.md`` exit code 500-505).
 
 ``ilmlff-runner evaluate evaluate.json``
 ----------------------------------------
@@ -75,6 +79,7 @@ import typing as t
 
 __all__ = (
     'ARCHITECTURES',
+    'BOND_PERCEPTION_SCALE',
     'CHECKPOINT_FORMAT',
     'DEVIATION_COLUMNS',
     'DEVICES',
@@ -194,7 +199,16 @@ class Guard:
 #:                    (minimum image)
 #: ``volume``         \\|V / V0 - 1\\| > threshold (V0: the   0.5 (50 %)      15      504 ``ERROR_VOLUME_CHANGE``
 #:                    volume at step 0 of the simulation)
+#: ``bond``           a covalent bond of the starting frame   1.5 (x its      16      505 ``ERROR_BOND_BROKEN``
+#:                    is longer than threshold x its length   starting
+#:                    in that frame (minimum image)           length)
 #: =================  ======================================  ==============  ======  ===============================
+#:
+#: The ``bond`` guard: the bonds are the pairs of one molecule (``mol_id`` of the structure) closer than
+#: :data:`BOND_PERCEPTION_SCALE` x the sum of their covalent radii (ASE) in the starting frame of the
+#: simulation (step 0; a restart takes them and their lengths from the checkpoint). A stretch past
+#: ``max_bond_stretch`` means a molecule came apart (dissociated), not a thermal vibration: a C-H bond at 600 K
+#: fluctuates by a few per cent. Without ``mol_id`` the guard is off (``status.json`` says so).
 GUARDS: dict[str, Guard] = {
     guard.name: guard
     for guard in (
@@ -217,17 +231,33 @@ GUARDS: dict[str, Guard] = {
             'ERROR_VOLUME_CHANGE',
             'The cell volume changed by more than `max_volume_change` from its initial value.',
         ),
+        Guard(
+            'bond',
+            16,
+            505,
+            'ERROR_BOND_BROKEN',
+            'A covalent bond of the starting structure stretched past `max_bond_stretch` times its starting length: '
+            'a molecule came apart.',
+        ),
     )
 }
 
+#: Two atoms of one molecule are bonded (for the ``bond`` guard) when closer than this factor times the sum of
+#: their covalent radii in the starting frame; the same criterion as
+#: :data:`aiida_ilmlff.systems.checks.BOND_SCALE` (box checks) and :mod:`aiida_ilmlff.sampling.molecules`.
+BOND_PERCEPTION_SCALE = 1.2
+
 #: Default thresholds: the keys of the ``guards`` block of the MD parameters (``null`` switches a guard off);
-#: ``distance_every``: steps between two checks of the minimum distance.
+#: ``distance_every``: steps between two checks of the minimum distance; ``bond_every``: steps between two checks
+#: of the bonds (both are also checked on every saved frame, so no saved frame escapes them).
 GUARD_DEFAULTS: dict[str, float | int | None] = {
     'max_force_eV_A': 20.0,
     'max_temperature_factor': 5.0,
     'min_distance_A': 0.5,
     'max_volume_change': 0.5,
+    'max_bond_stretch': 1.5,
     'distance_every': 1,
+    'bond_every': 1,
 }
 
 
@@ -253,10 +283,20 @@ def validate_guards(value: t.Any) -> list[str]:
         number = value[key]
         if isinstance(number, bool) or not isinstance(number, (int, float)) or not number > 0:
             errors.append(f'`parameters.guards.{key}` must be a positive number or null (off), got {number!r}')
-    if 'distance_every' in value:
-        every = value['distance_every']
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            errors.append(f'`parameters.guards.distance_every` must be an integer >= 1, got {every!r}')
+    stretch = value.get('max_bond_stretch')
+    if stretch is not None:
+        if isinstance(stretch, bool) or not isinstance(stretch, (int, float)) or not math.isfinite(stretch):
+            errors.append(f'`parameters.guards.max_bond_stretch` must be a number > 1 or null (off), got {stretch!r}')
+        elif stretch <= 1:
+            errors.append(
+                f'`parameters.guards.max_bond_stretch` must be > 1 (a factor on the starting bond length: 1.5 stops '
+                f'a run when a bond is 1.5 times as long as at the start), got {stretch!r}; null switches it off'
+            )
+    for key in ('distance_every', 'bond_every'):
+        if key in value:
+            every = value[key]
+            if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+                errors.append(f'`parameters.guards.{key}` must be an integer >= 1, got {every!r}')
     return errors
 
 

@@ -3,22 +3,25 @@
 The guards, their thresholds, runner exit statuses and ``ilmlff.md`` exit codes are part of the contract
 (:data:`aiida_ilmlff.runner.contract.GUARDS`, :data:`~aiida_ilmlff.runner.contract.GUARD_DEFAULTS`): the
 daemon reads them there. This module checks every MD step against them: :class:`GuardChecker`, with a Verlet
-list (:class:`PairList`) for the minimum distance. Pure numpy; the pair search is
-:func:`aiida_ilmlff.common.geometry.pairs_within` (scipy k-d tree).
+list (:class:`PairList`) for the minimum distance and the covalent bonds of the starting frame
+(:class:`BondWatch`) for the ``bond`` guard. Pure numpy; the pair search is
+:func:`aiida_ilmlff.common.geometry.pairs_within` (scipy k-d tree), the bond perception ASE's
+:func:`~ase.neighborlist.neighbor_list` (imported when bonds are perceived).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 import typing as t
 
 import numpy as np
 
-from aiida_ilmlff.common.geometry import min_pair_distance, pairs_within, perpendicular_widths
+from aiida_ilmlff.common.geometry import minimum_image, min_pair_distance, pairs_within, perpendicular_widths
 
-from .contract import GUARD_DEFAULTS, GUARDS, Guard
+from .contract import BOND_PERCEPTION_SCALE, GUARD_DEFAULTS, GUARDS, Guard
 
-__all__ = ('GuardChecker', 'GuardFailure', 'PairList')
+__all__ = ('BondWatch', 'GuardChecker', 'GuardFailure', 'PairList')
 
 
 @dataclasses.dataclass
@@ -32,10 +35,13 @@ class GuardFailure:
     threshold: float
     atoms: list[int]
     message: str
+    extra: dict[str, t.Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, t.Any]:
-        """JSON-ready form (``name``, ``step``, ``time_fs``, ``value``, ``threshold``, ``atoms``, ``message``)."""
+        """JSON-ready form (``name``, ``step``, ``time_fs``, ``value``, ``threshold``, ``atoms``, ``message``, and
+        the guard's own details, e.g. ``bond`` for the ``bond`` guard)."""
         return {
+            **self.extra,
             'name': self.guard.name,
             'runner_status': self.guard.runner_status,
             'step': self.step,
@@ -103,15 +109,138 @@ class PairList:
         return distance, (int(self.pairs[best, 0]), int(self.pairs[best, 1]))
 
 
+class BondWatch:
+    """The covalent bonds of the starting frame and their lengths there: the topology the ``bond`` guard keeps.
+
+    Bonds are the pairs of atoms of one molecule (same ``mol_id``) closer than
+    :data:`~aiida_ilmlff.runner.contract.BOND_PERCEPTION_SCALE` x (r_i + r_j), with ASE's covalent radii
+    (Cordero et al., Dalton Trans. 2008), minimum image. Each check computes the minimum-image length of every
+    bond (:func:`~aiida_ilmlff.common.geometry.minimum_image`) and its stretch, length / starting length.
+
+    :param pairs: (n_bonds, 2) int atom indices, i < j. :param reference_lengths: (n_bonds,) Å.
+    :param numbers: (n_atoms,) atomic numbers. :param mol_id: (n_atoms,) molecule index of every atom.
+    :param molecules: species name of every molecule, or ``None``.
+    """
+
+    def __init__(
+        self,
+        pairs: np.ndarray,
+        reference_lengths: np.ndarray,
+        numbers: np.ndarray,
+        mol_id: np.ndarray,
+        molecules: t.Sequence[str] | None = None,
+    ) -> None:
+        self.pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        self.reference_lengths = np.asarray(reference_lengths, dtype=float).reshape(-1)
+        if len(self.pairs) != len(self.reference_lengths):
+            raise ValueError(f'{len(self.pairs)} bonds but {len(self.reference_lengths)} reference lengths')
+        if len(self.pairs) and not np.all(self.reference_lengths > 0):
+            raise ValueError('a bond of the starting frame has zero length')
+        self.numbers = np.asarray(numbers, dtype=np.int64)
+        self.mol_id = np.asarray(mol_id, dtype=np.int64)
+        self.molecules = None if molecules is None else list(molecules)
+        self.checks = 0
+        self.seconds = 0.0
+
+    @classmethod
+    def from_frame(
+        cls,
+        numbers: np.ndarray,
+        positions: np.ndarray,
+        cell: np.ndarray,
+        mol_id: np.ndarray,
+        molecules: t.Sequence[str] | None = None,
+        scale: float = BOND_PERCEPTION_SCALE,
+    ) -> BondWatch:
+        """Perceive the bonds of one periodic frame (positions (N, 3) Å, cell (3, 3) Å, ``mol_id`` (N,))."""
+        from ase import Atoms
+        from ase.data import covalent_radii
+        from ase.neighborlist import neighbor_list
+
+        numbers = np.asarray(numbers, dtype=np.int64)
+        mol_id = np.asarray(mol_id, dtype=np.int64)
+        if len(mol_id) != len(numbers):
+            raise ValueError(f'mol_id has {len(mol_id)} entries for {len(numbers)} atoms')
+        atoms = Atoms(numbers=numbers, positions=positions, cell=cell, pbc=True)
+        i, j, d = neighbor_list('ijd', atoms, scale * covalent_radii[numbers], self_interaction=False)
+        keep = (i < j) & (mol_id[i] == mol_id[j])
+        pairs = np.stack([i[keep], j[keep]], axis=1)
+        lengths = d[keep]
+        if len(pairs):  # a tiny cell can list one pair at two images: keep the shortest
+            order = np.lexsort((lengths, pairs[:, 1], pairs[:, 0]))
+            pairs, lengths = pairs[order], lengths[order]
+            first = np.ones(len(pairs), dtype=bool)
+            first[1:] = np.any(pairs[1:] != pairs[:-1], axis=1)
+            pairs, lengths = pairs[first], lengths[first]
+        return cls(pairs, lengths, numbers, mol_id, molecules)
+
+    def lengths(self, positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
+        """(n_bonds,) minimum-image bond lengths in Å of a frame (positions (N, 3) Å, cell (3, 3) Å)."""
+        if len(self.pairs) == 0:
+            return np.zeros(0)
+        delta = positions[self.pairs[:, 1]] - positions[self.pairs[:, 0]]
+        delta = minimum_image(delta, cell)
+        return np.sqrt(np.einsum('ij,ij->i', delta, delta))
+
+    def worst(self, positions: np.ndarray, cell: np.ndarray) -> tuple[int, float] | None:
+        """``(bond index, stretch)`` of the most stretched bond (length / starting length), or ``None`` (no bond)."""
+        started = time.perf_counter()
+        try:
+            if len(self.pairs) == 0:
+                return None
+            stretch = self.lengths(np.asarray(positions, dtype=float), np.asarray(cell, dtype=float))
+            stretch /= self.reference_lengths
+            index = int(np.argmax(stretch))
+            return index, float(stretch[index])
+        finally:
+            self.checks += 1
+            self.seconds += time.perf_counter() - started
+
+    def describe(self, index: int, length: float) -> dict[str, t.Any]:
+        """The bond ``index`` as a JSON-ready dict: ``i``, ``j``, ``elements``, ``molecule``, ``species``,
+        ``length_A``, ``reference_length_A``, ``stretch``, ``label`` (e.g. ``"BF4 #2: B(5)-F(7) 1.52x"``)."""
+        from ase.data import chemical_symbols
+
+        i, j = (int(k) for k in self.pairs[index])
+        molecule = int(self.mol_id[i])
+        species = self.molecules[molecule] if self.molecules and molecule < len(self.molecules) else None
+        elements = [chemical_symbols[self.numbers[i]], chemical_symbols[self.numbers[j]]]
+        reference = float(self.reference_lengths[index])
+        stretch = length / reference
+        return {
+            'i': i,
+            'j': j,
+            'elements': elements,
+            'molecule': molecule,
+            'species': species,
+            'length_A': float(length),
+            'reference_length_A': reference,
+            'stretch': float(stretch),
+            'label': f'{species or "molecule"} #{molecule}: {elements[0]}({i})-{elements[1]}({j}) '
+            f'{length:.2f} A = {stretch:.2f}x',
+        }
+
+    def to_checkpoint(self) -> dict[str, list]:
+        """``bonds`` and ``bond_lengths_A`` for the checkpoint (a restart keeps the starting frame's topology)."""
+        return {'bonds': self.pairs.tolist(), 'bond_lengths_A': self.reference_lengths.tolist()}
+
+
 class GuardChecker:
     """Checks one MD state against the guards.
 
     :param guards: the ``guards`` block (missing keys take :data:`GUARD_DEFAULTS`).
     :param target_temperature: K, the temperature the ``temperature`` guard scales (``None`` or 0: off).
     :param reference_volume: Å^3, V0 of the ``volume`` guard.
+    :param bonds: the bonds of the starting frame (``bond`` guard), or ``None`` (the guard is off).
     """
 
-    def __init__(self, guards: dict | None, target_temperature: float | None, reference_volume: float) -> None:
+    def __init__(
+        self,
+        guards: dict | None,
+        target_temperature: float | None,
+        reference_volume: float,
+        bonds: BondWatch | None = None,
+    ) -> None:
         settings = {**GUARD_DEFAULTS, **(guards or {})}
         self.max_force = settings['max_force_eV_A']
         self.max_temperature = (
@@ -122,6 +251,9 @@ class GuardChecker:
         self.min_distance = settings['min_distance_A']
         self.max_volume_change = settings['max_volume_change']
         self.distance_every = int(settings['distance_every'] or 1)
+        self.max_bond_stretch = settings['max_bond_stretch']
+        self.bond_every = int(settings['bond_every'] or 1)
+        self.bonds = bonds if self.max_bond_stretch is not None else None
         self.reference_volume = float(reference_volume)
         self.pair_list = PairList(float(self.min_distance)) if self.min_distance is not None else None
 
@@ -136,8 +268,13 @@ class GuardChecker:
         temperature: float,
         volume: float,
         check_distance: bool = True,
+        check_bonds: bool = True,
     ) -> GuardFailure | None:
-        """The first guard ``(energy [eV], forces (N, 3) [eV/Å], ...)`` trips, in the table's order, or ``None``."""
+        """The first guard ``(energy [eV], forces (N, 3) [eV/Å], ...)`` trips, in the table's order, or ``None``.
+
+        ``check_distance``/``check_bonds``: whether this step checks the minimum distance / the bonds (the run
+        loop checks them every ``distance_every``/``bond_every`` steps and on every saved frame).
+        """
         if not (np.isfinite(energy) and np.all(np.isfinite(forces)) and np.all(np.isfinite(positions))):
             bad = np.nonzero(~np.all(np.isfinite(forces), axis=1) | ~np.all(np.isfinite(positions), axis=1))[0]
             return GuardFailure(
@@ -198,5 +335,21 @@ class GuardChecker:
                     [],
                     f'volume {volume:.5g} A^3 is {100 * change:.1f} % away from V0 = {self.reference_volume:.5g} '
                     f'A^3 (> {100 * self.max_volume_change:.0f} %) at step {step}',
+                )
+        if self.bonds is not None and check_bonds:
+            worst = self.bonds.worst(positions, cell)
+            if worst is not None and worst[1] > self.max_bond_stretch:
+                index, stretch = worst
+                bond = self.bonds.describe(index, stretch * float(self.bonds.reference_lengths[index]))
+                return GuardFailure(
+                    GUARDS['bond'],
+                    step,
+                    time_fs,
+                    stretch,
+                    float(self.max_bond_stretch),
+                    [bond['i'], bond['j']],
+                    f'bond {bond["label"]} of its starting length {bond["reference_length_A"]:.2f} A '
+                    f'(> {self.max_bond_stretch}x) at step {step} (t = {time_fs:g} fs)',
+                    {'bond': bond},
                 )
         return None

@@ -44,7 +44,7 @@ from .contract import (
     THERMO_COLUMNS,
     resolve_parameters,
 )
-from .guards import GuardChecker, GuardFailure
+from .guards import BondWatch, GuardChecker, GuardFailure
 from .integrators import PASS_FORCES, integrator_state, make_integrator, restore_integrator_state, uses_fixcom
 
 __all__ = ('FRAME_BLOCK', 'InputError', 'MDRun', 'load_settings', 'main', 'run_md')
@@ -171,6 +171,7 @@ class MDRun:
                 'mol_id': None if self.mol_id is None else self.mol_id.tolist(),
                 'molecules': self.molecules,
                 'reference_volume_A3': self.reference_volume,
+                **(self.bonds.to_checkpoint() if self.bonds is not None else {}),
                 'integrator': snapshot.integrator,
                 'units': {'positions': 'angstrom', 'velocities': 'angstrom/fs', 'time': 'fs', 'masses': 'amu'},
             },
@@ -268,6 +269,38 @@ class MDRun:
             )
         self.timestep_fs = parameters['timestep_fs']
         self.total_mass = float(atoms.get_masses().sum())
+        self._setup_bonds()
+
+    def _setup_bonds(self) -> None:
+        """The bonds of the ``bond`` guard: from the checkpoint of a restart, else perceived in the starting frame."""
+        self.bonds: BondWatch | None = None
+        if self.parameters['guards']['max_bond_stretch'] is None:
+            self.bond_guard = {'off': '`max_bond_stretch` is null'}
+            return
+        if self.mol_id is None:
+            self.bond_guard = {'off': 'the structure has no `mol_id` (molecule of every atom)'}
+            return
+        checkpoint = self.checkpoint or {}
+        if checkpoint.get('bonds') is not None:
+            self.bonds = BondWatch(
+                np.array(checkpoint['bonds'], dtype=np.int64).reshape(-1, 2),
+                checkpoint['bond_lengths_A'],
+                self.atoms.numbers,
+                self.mol_id,
+                self.molecules,
+            )
+            source = 'checkpoint'
+        else:
+            self.bonds = BondWatch.from_frame(
+                self.atoms.numbers, self.atoms.positions, self.atoms.cell.array, self.mol_id, self.molecules
+            )
+            source = f'frame at step {self.first_step}'
+        self.bond_guard = {
+            'bonds': len(self.bonds.pairs),
+            'max_bond_stretch': self.parameters['guards']['max_bond_stretch'],
+            'bond_every': self.parameters['guards']['bond_every'],
+            'reference': source,
+        }
 
     def _load_models(self) -> None:
         if self._given_calculators is not None:
@@ -386,7 +419,7 @@ class MDRun:
     # -- main loop
 
     def run(self, handle_signals: bool = True) -> int:
-        """Run the MD; return the exit status (0 completed, 2, 3, 4, 10, 11-15; see the contract).
+        """Run the MD; return the exit status (0 completed, 2, 3, 4, 10, 11-16; see the contract).
 
         :param handle_signals: stop cleanly on SIGTERM, SIGUSR1 and SIGINT (as for the wall time); the previous
             handlers are put back at the end.
@@ -452,7 +485,7 @@ class MDRun:
         takes_forces = type(dyn).__name__ in PASS_FORCES
         restored = restore_integrator_state(dyn, (self.checkpoint or {}).get('integrator'))
         target = parameters['temperature_K'] or parameters['initial_temperature_K']
-        guards = GuardChecker(parameters['guards'], target, self.reference_volume)
+        guards = GuardChecker(parameters['guards'], target, self.reference_volume, self.bonds)
         committee = len(self.calculators) > 1
         observables = {'temperature': 'K'}
         if committee:
@@ -489,7 +522,7 @@ class MDRun:
         first, last, dt = self.first_step, parameters['steps'], self.timestep_fs
         traj_every, thermo_every = parameters['traj_every'], parameters['thermo_every']
         checkpoint_every = parameters['checkpoint_every']
-        distance_every = guards.distance_every
+        distance_every, bond_every = guards.distance_every, guards.bond_every
         max_wall = self.settings.get('max_wall_s')
         fresh = self.checkpoint is None
 
@@ -505,7 +538,10 @@ class MDRun:
             self._save_frame(first, self.first_time, energy, forces, temperature)
         self.last_good = self._snapshot(first, self.first_time)
         self._write_status(
-            integrator=type(dyn).__name__, integrator_state_restored=restored, first_time_fs=self.first_time
+            integrator=type(dyn).__name__,
+            integrator_state_restored=restored,
+            first_time_fs=self.first_time,
+            bond_guard=self.bond_guard,
         )
         print(
             f'ilmlff-runner md: {parameters["ensemble"]} ({type(dyn).__name__}), {len(atoms)} atoms, '
@@ -534,6 +570,7 @@ class MDRun:
                 temperature,
                 self._volume(),
                 check_distance=saving or segment % distance_every == 0,
+                check_bonds=saving or segment % bond_every == 0,
             )
             if failure is not None:
                 return self._guard_stop(failure, step)
@@ -586,6 +623,7 @@ class MDRun:
             loop_time_s=loop_time,
             loop_cpu_s=loop_cpu,
             steps_per_second=steps_done / loop_time if loop_time > 0 else None,
+            bond_guard=self._bond_guard_status(),
         )
         print(f'ilmlff-runner md: {stop_reason} at step {step} ({reason})', flush=True)
         return exit_status
@@ -611,8 +649,18 @@ class MDRun:
             checkpoint_time_fs=None if snapshot is None else snapshot.time_fs,
             n_frames=self.writer.n_frames,
             n_thermo=self.thermo.rows,
+            bond_guard=self._bond_guard_status(),
         )
         return failure.guard.runner_status
+
+    def _bond_guard_status(self) -> dict:
+        """``bond_guard`` of ``status.json``: what is watched, and the checks' count and cost (``check_us``)."""
+        status = dict(self.bond_guard)
+        if self.bonds is not None:
+            status['checks'] = self.bonds.checks
+            status['check_s'] = self.bonds.seconds
+            status['check_us'] = 1e6 * self.bonds.seconds / self.bonds.checks if self.bonds.checks else None
+        return status
 
 
 def load_settings(path: pathlib.Path) -> dict:
