@@ -32,10 +32,16 @@ from .lithium import (
     li_anion_contacts,
     li_clusters,
 )
-from .molecules import center_of_mass_matrix, molecular_centers_of_mass, species_groups
+from .molecules import MoleculeTree, center_of_mass_matrix, make_whole, molecular_centers_of_mass, species_groups
 from .msd import (
+    DIFFUSIVE_SLOPE_BAND,
+    MSD_TARGET_A2,
     YEH_HUMMER_XI,
+    BlockError,
     DiffusionResult,
+    MSDRegime,
+    block_diffusion_error,
+    classify_msd,
     diffusion_coefficient,
     local_loglog_slope,
     msd,
@@ -49,7 +55,13 @@ from .rdf import (
     rdf,
     running_coordination_number,
 )
-from .residence import ResidenceTime, residence_correlation, residence_time
+from .residence import (
+    ResidenceTime,
+    bound_fraction,
+    normalised_intermittent,
+    residence_correlation,
+    residence_time,
+)
 from .streaming import (
     LiEnvironment,
     TrajectoryMSD,
@@ -62,10 +74,13 @@ from .streaming import (
 from .trajectory import FORMAT, FORMAT_VERSION, Frames, TrajectoryReader, TrajectoryWriter
 
 __all__ = (
+    'DIFFUSIVE_SLOPE_BAND',
     'FORMAT',
     'FORMAT_VERSION',
+    'MSD_TARGET_A2',
     'YEH_HUMMER_XI',
     'AnalysisResult',
+    'BlockError',
     'ClusterDistribution',
     'ConformerFractions',
     'DiffusionResult',
@@ -73,6 +88,8 @@ __all__ = (
     'LiClusters',
     'LiContacts',
     'LiEnvironment',
+    'MSDRegime',
+    'MoleculeTree',
     'RDFAccumulator',
     'RDFResult',
     'ResidenceTime',
@@ -82,9 +99,12 @@ __all__ = (
     'TrajectoryWriter',
     'WrappedCoordinatesError',
     'block_average',
+    'block_diffusion_error',
+    'bound_fraction',
     'cell_volume',
     'center_of_mass_matrix',
     'check_unwrapped',
+    'classify_msd',
     'classify_cis_trans',
     'cluster_size_distribution',
     'conformers_from_trajectory',
@@ -99,11 +119,13 @@ __all__ = (
     'li_anion_contacts',
     'li_clusters',
     'li_environment_from_trajectory',
+    'make_whole',
     'local_loglog_slope',
     'minimum_image',
     'molecular_centers_of_mass',
     'msd',
     'msd_from_trajectory',
+    'normalised_intermittent',
     'pairs_within',
     'perpendicular_widths',
     'rdf',

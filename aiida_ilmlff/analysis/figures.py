@@ -72,14 +72,26 @@ def plot_density(time_fs, density_g_cm3, stages: t.Sequence[t.Mapping], converge
     return figure
 
 
-def plot_msd(lag_ps, curves: t.Mapping[str, np.ndarray], windows: t.Mapping[str, tuple[float, float]]):
-    """Log-log MSD per species with the fit window of each marked (shaded, and the fitted line)."""
+def plot_msd(
+    lag_ps,
+    curves: t.Mapping[str, np.ndarray],
+    windows: t.Mapping[str, tuple[float, float]],
+    regimes: t.Mapping[str, str] | None = None,
+):
+    """Log-log MSD per species: the fit window of a diffusive species shaded and drawn thick; a species whose MSD is
+    not diffusive (``regimes``: ``'sub-diffusive'`` or ``'ballistic'``) drawn dashed, labelled with its regime and
+    without a fit, since it has no diffusion coefficient."""
     figure = new_figure()
     axis = figure.subplots()
     lag_ps = np.asarray(lag_ps)
+    regimes = regimes or {}
     for i, (name, values) in enumerate(curves.items()):
         colour = f'C{i}'
         keep = lag_ps > 0
+        regime = regimes.get(name, 'diffusive')
+        if regime != 'diffusive':
+            axis.loglog(lag_ps[keep], values[keep], color=colour, linestyle='--', label=f'{name}: {regime}, no D')
+            continue
         axis.loglog(lag_ps[keep], values[keep], color=colour, label=name)
         if name in windows:
             start, end = windows[name]
@@ -92,19 +104,21 @@ def plot_msd(lag_ps, curves: t.Mapping[str, np.ndarray], windows: t.Mapping[str,
         axis.loglog(reference, 0.3 * scale * reference, color='0.5', linestyle=':', label='slope 1')
     axis.set_xlabel('lag time [ps]')
     axis.set_ylabel('centre-of-mass MSD [Å$^2$]')
-    axis.set_title('self-diffusion (shaded: fit windows)', fontsize=10)
+    axis.set_title('self-diffusion (shaded: fit windows; dashed: not diffusive, no D)', fontsize=10)
     axis.legend(fontsize=8)
     return figure
 
 
-def plot_rdf(r, curves: t.Mapping[str, tuple[np.ndarray, np.ndarray, float]]):
-    """g(r) of each pair (left axis) with its running coordination number (right axis, dashed) and cut-off."""
+def plot_rdf(r, curves: t.Mapping[str, tuple[np.ndarray, np.ndarray, float]], fallback: t.Collection[str] = ()):
+    """g(r) of each pair (left axis) with its running coordination number (right axis, dashed) and cut-off; pairs in
+    ``fallback`` (no first minimum within r_max: the cut-off is r_max) are labelled so."""
     figure = new_figure((7.0, 4.4))
     axis = figure.subplots()
     twin = axis.twinx()
     for i, (name, (g, cn, r_cut)) in enumerate(curves.items()):
         colour = f'C{i}'
-        axis.plot(r, g, color=colour, label=name)
+        label = f'{name} (cut-off fell back to r_max)' if name in fallback else name
+        axis.plot(r, g, color=colour, label=label)
         twin.plot(r, cn, color=colour, linestyle='--', linewidth=1.0)
         axis.axvline(r_cut, color=colour, linestyle=':', linewidth=0.8)
     axis.axhline(1.0, color='0.7', linewidth=0.6)
@@ -143,6 +157,10 @@ def calibration_png(deviation: np.ndarray, error: np.ndarray, f_lo: float, f_hi:
 def plot_comparison(comparison: t.Mapping[str, t.Any], path: str | pathlib.Path | io.BytesIO) -> None:
     """Bar charts of the comparison: force RMSE, energy RMSE, density and self-diffusion per ion (log scale).
 
+    Non-results are not drawn as numbers: a density whose stop rule did not hold (row ``converged`` false) is
+    hatched and marked 'not converged'; an ion without a D (``D[ion]['value']`` None) gets no bar, and its
+    ``regime`` (``'sub-diffusive'``, ``'ballistic'``) is written in its place when the row gives one.
+
     :param comparison: as for :func:`format_comparison_table`.
     :param path: PNG file path or a binary buffer.
     """
@@ -166,7 +184,12 @@ def plot_comparison(comparison: t.Mapping[str, t.Any], path: str | pathlib.Path 
     axes[1].bar(x, values('energy_rmse'), color='tab:orange')
     axes[1].set_ylabel('energy RMSE (meV/atom)')
     density, density_error = values('density'), values('density_error')
-    axes[2].bar(x, density, yerr=np.nan_to_num(density_error), color='tab:green', capsize=3)
+    bars = axes[2].bar(x, density, yerr=np.nan_to_num(density_error), color='tab:green', capsize=3)
+    for k, (bar, row) in enumerate(zip(bars, rows)):
+        if row.get('converged') is False and np.isfinite(density[k]):
+            bar.set_hatch('//')
+            bar.set_alpha(0.5)
+            axes[2].annotate('not converged', (x[k], density[k]), ha='center', va='bottom', fontsize=7, rotation=90)
     axes[2].set_ylabel('density (g/cm$^3$)')
     if np.isfinite(density).any():
         low = np.nanmin(density - np.nan_to_num(density_error))
@@ -177,6 +200,18 @@ def plot_comparison(comparison: t.Mapping[str, t.Any], path: str | pathlib.Path 
         d = np.array([np.nan if entry.get('value') is None else entry['value'] for entry in entries])
         e = np.array([entry.get('error') or 0.0 for entry in entries])
         axes[3].bar(x - 0.4 + width * (k + 0.5), d, width, yerr=e, capsize=2, label=ion)
+        for j, entry in enumerate(entries):
+            regime = entry.get('regime')
+            if entry.get('value') is None and regime not in (None, 'diffusive'):
+                axes[3].annotate(
+                    f'{ion}: {regime}',
+                    (x[j] - 0.4 + width * (k + 0.5), 0.02),
+                    xycoords=('data', 'axes fraction'),
+                    ha='center',
+                    va='bottom',
+                    fontsize=7,
+                    rotation=90,
+                )
     axes[3].set_ylabel('D (m$^2$/s)')
     if ions:
         axes[3].legend(fontsize=8)

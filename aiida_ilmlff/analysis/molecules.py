@@ -1,4 +1,4 @@
-"""Molecules: centres of mass and grouping by species."""
+"""Molecules: made whole across the periodic boundary, centres of mass and grouping by species."""
 
 from __future__ import annotations
 
@@ -6,8 +6,103 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import sparse
+from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
 
-__all__ = ('center_of_mass_matrix', 'molecular_centers_of_mass', 'species_groups')
+from aiida_ilmlff.common.geometry import minimum_image, validate_cell
+
+__all__ = ('MoleculeTree', 'center_of_mass_matrix', 'make_whole', 'molecular_centers_of_mass', 'species_groups')
+
+
+class MoleculeTree:
+    """Bond trees of the molecules of a frame, to make molecules whole in any later frame.
+
+    Within each molecule (atoms of one ``mol_id``) the minimum-image distances of every atom pair are taken and
+    their minimum spanning tree (``scipy.sparse.csgraph.minimum_spanning_tree``) gives the bonds: for an intact
+    molecule its edges are the covalent bonds (or the shortest contacts of atoms that are not bonded). The root
+    of each tree is the molecule's first atom. :meth:`apply` walks the trees level by level and puts every atom
+    at its parent's position plus the minimum-image bond vector, so the molecule is whole around its root atom
+    (whose position is kept: unwrapped roots keep the centres of mass continuous in time). This is what
+    ``MDAnalysis.transformations.unwrap`` / ``gmx trjconv -pbc mol`` do, on molecule ids instead of a topology.
+
+    :param positions: (N, 3) positions in Å of the reference frame (wrapped or not).
+    :param cell: (3, 3) cell in Å (rows are lattice vectors).
+    :param mol_id: (N,) molecule id per atom.
+    """
+
+    def __init__(self, positions, cell, mol_id) -> None:
+        positions = np.asarray(positions, dtype=float)
+        mol_id = np.asarray(mol_id)
+        if positions.ndim != 2 or positions.shape[1] != 3 or mol_id.shape != (len(positions),):
+            raise ValueError(f'positions must be (N, 3) and mol_id (N,), got {positions.shape} and {mol_id.shape}')
+        cell = validate_cell(cell)
+        children, parents, depths = [], [], []
+        for molecule in np.unique(mol_id):
+            atoms = np.nonzero(mol_id == molecule)[0]
+            if len(atoms) < 2:
+                continue
+            vectors = minimum_image(positions[atoms][None, :, :] - positions[atoms][:, None, :], cell)
+            distances = np.linalg.norm(vectors, axis=-1)
+            # zero distances would be read as 'no edge' by the sparse graph: coincident atoms still get linked
+            tree = minimum_spanning_tree(np.where(distances > 0, distances, 1e-9) * (1 - np.eye(len(atoms))))
+            order, predecessors = breadth_first_order(tree, 0, directed=False)
+            depth = np.zeros(len(atoms), dtype=np.int64)
+            for node in order[1:]:
+                depth[node] = depth[predecessors[node]] + 1
+            for node in order[1:]:
+                children.append(atoms[node])
+                parents.append(atoms[predecessors[node]])
+                depths.append(depth[node])
+        order = np.argsort(depths, kind='stable')
+        self.children = np.asarray(children, dtype=np.int64)[order]
+        self.parents = np.asarray(parents, dtype=np.int64)[order]
+        depths = np.asarray(depths, dtype=np.int64)[order]
+        self._levels = [np.nonzero(depths == d)[0] for d in np.unique(depths)]
+        self.n_atoms = len(positions)
+
+    def apply(self, positions, cell) -> np.ndarray:
+        """Positions with every molecule whole (a new float64 array).
+
+        :param positions: (N, 3) or (T, N, 3) positions in Å.
+        :param cell: (3, 3) cell, or (T, 3, 3) one per frame, in Å.
+        :returns: array of the shape of ``positions``.
+        :raises ValueError: shapes that do not match the tree.
+        """
+        x = np.array(positions, dtype=float)
+        single = x.ndim == 2
+        if single:
+            x = x[None]
+        if x.ndim != 3 or x.shape[1:] != (self.n_atoms, 3):
+            raise ValueError(f'positions must be (N, 3) or (T, N, 3) with N = {self.n_atoms}, got {x.shape}')
+        cell = validate_cell(cell)
+        cells = np.broadcast_to(cell, (len(x), 3, 3)) if cell.ndim == 2 else cell
+        if len(cells) != len(x):
+            raise ValueError(f'{len(cells)} cells for {len(x)} frames')
+        inverse = np.linalg.inv(cells)
+        for level in self._levels:
+            child, parent = self.children[level], self.parents[level]
+            bond = x[:, child] - x[:, parent]
+            fractional = np.einsum('tbi,tij->tbj', bond, inverse)
+            # bonds are far shorter than half a cell width, so rounding the fractional vector is the minimum image
+            bond -= np.einsum('tbi,tij->tbj', np.rint(fractional), cells)
+            x[:, child] = x[:, parent] + bond
+        return x[0] if single else x
+
+
+def make_whole(positions, cell, mol_id, reference=None) -> np.ndarray:
+    """Molecules made whole across the periodic boundary (see :class:`MoleculeTree`).
+
+    :param positions: (N, 3) or (T, N, 3) positions in Å.
+    :param cell: (3, 3) or (T, 3, 3) cell(s) in Å.
+    :param mol_id: (N,) molecule id per atom.
+    :param reference: (N, 3) frame whose bonds define the trees (default: the first frame of ``positions``).
+    :returns: positions of the same shape, each molecule whole around its first atom.
+    """
+    positions = np.asarray(positions, dtype=float)
+    first_cell = np.asarray(cell, dtype=float)
+    first_cell = first_cell[0] if first_cell.ndim == 3 else first_cell
+    if reference is None:
+        reference = positions if positions.ndim == 2 else positions[0]
+    return MoleculeTree(reference, first_cell, mol_id).apply(positions, cell)
 
 
 def center_of_mass_matrix(mol_id, masses, molecules=None) -> sparse.csr_matrix:
@@ -40,8 +135,8 @@ def center_of_mass_matrix(mol_id, masses, molecules=None) -> sparse.csr_matrix:
 def molecular_centers_of_mass(positions, mol_id, masses, molecules=None) -> np.ndarray:
     """Centre of mass of each molecule: ``R_m = sum_i m_i r_i / sum_i m_i`` over the atoms of m.
 
-    The positions must be unwrapped (whole molecules): a molecule split across the cell boundary
-    gives a meaningless centre.
+    The molecules must be whole: a molecule split across the cell boundary gives a meaningless centre
+    (make them whole first with :func:`make_whole`).
 
     :param positions: (N, 3) or (T, N, 3) unwrapped positions in Å.
     :param mol_id: (N,) molecule id per atom (non-negative integers).

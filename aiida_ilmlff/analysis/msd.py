@@ -11,13 +11,29 @@ from scipy import fft as sp_fft
 from ._common import ANGSTROM2_PER_FS_TO_M2_PER_S, BOLTZMANN_J_PER_K, AnalysisResult
 
 __all__ = (
+    'DIFFUSIVE_SLOPE_BAND',
+    'MSD_TARGET_A2',
     'YEH_HUMMER_XI',
+    'BlockError',
     'DiffusionResult',
+    'MSDRegime',
+    'block_diffusion_error',
+    'classify_msd',
     'diffusion_coefficient',
     'local_loglog_slope',
     'msd',
     'yeh_hummer_correction',
 )
+
+#: Band of the log-log slope d ln MSD / d ln t taken as diffusive (Einstein regime, slope 1). +-0.1 follows the
+#: beta criterion of Maginn et al., "Best Practices for Computing Transport Properties 1. Self-Diffusivity and
+#: Viscosity from Equilibrium Molecular Dynamics", LiveCoMS 1, 6324 (2019), section 5.1 (beta ~ 1 over the fit);
+#: del Popolo & Voth, J. Phys. Chem. B 108, 1744 (2004) used the same test for ionic liquids.
+DIFFUSIVE_SLOPE_BAND = (0.9, 1.1)
+#: MSD (Å^2) a species should reach before its D is trusted: about the square of an ion-pair diameter (~10 Å), i.e.
+#: each ion has left its first solvation cage (Maginn et al. 2019: molecules must move at least their own size).
+#: Used only to estimate how long a non-diffusive run would need.
+MSD_TARGET_A2 = 100.0
 
 #: Madelung-like constant of the cubic lattice in the Yeh-Hummer correction (J. Phys. Chem. B 108, 15873).
 YEH_HUMMER_XI = 2.837297
@@ -157,7 +173,7 @@ def _linear_fit(t: np.ndarray, y: np.ndarray):
     return slope, intercept, stderr
 
 
-def _automatic_window(values, timestep_fs, band, max_lag_fraction, min_points):
+def _automatic_window(values, timestep_fs, band, max_lag_fraction, min_points, min_span=2.0):
     max_lag = int(max_lag_fraction * (len(values) - 1))
     if max_lag < min_points:
         raise ValueError(
@@ -177,14 +193,16 @@ def _automatic_window(values, timestep_fs, band, max_lag_fraction, min_points):
             end += 1
         start_lag, end_lag = lags[k], lags[end + 1]
         span = math.log(end_lag / start_lag)
-        if end_lag - start_lag + 1 >= min_points and (best is None or span >= best[0]):
+        long_enough = end_lag - start_lag + 1 >= min_points and span >= math.log(min_span) - 1e-12
+        if long_enough and (best is None or span >= best[0]):
             best = (span, start_lag, end_lag)
         k = end + 1
     if best is None:
         beta_text = ', '.join(f'{b:.2f}' for b in beta)
         raise ValueError(
             f'no diffusive regime found: the local log-log slope of the MSD never stays within '
-            f'[{band[0]}, {band[1]}] over {min_points} or more lags up to {max_lag} frames '
+            f'[{band[0]}, {band[1]}] over {min_points} or more lags and a factor {min_span:g} in lag time up to '
+            f'{max_lag} frames '
             f'(slopes on the log grid: {beta_text}). Run longer, or pass window=(t_start_fs, t_end_fs).'
         )
     return int(best[1]), int(best[2])
@@ -196,9 +214,10 @@ def diffusion_coefficient(
     window: tuple[float, float] | None = None,
     *,
     dim: int = 3,
-    slope_band: tuple[float, float] = (0.9, 1.1),
+    slope_band: tuple[float, float] = DIFFUSIVE_SLOPE_BAND,
     max_lag_fraction: float = 0.25,
     min_points: int = 5,
+    min_span: float = 2.0,
 ) -> DiffusionResult:
     """Self-diffusion coefficient from the Einstein relation ``MSD(t) ~ 2 dim D t``.
 
@@ -209,8 +228,10 @@ def diffusion_coefficient(
     between consecutive points of a logarithmic lag grid (10 points per decade, see
     :func:`local_loglog_slope`) over lags up to ``max_lag_fraction`` (default a quarter) of the run,
     where enough time origins remain. The window is the run of consecutive grid intervals with beta in
-    ``slope_band`` (default 0.9-1.1: the diffusive regime) that spans the largest ratio of lag
-    times (the later one on a tie) and holds at least ``min_points`` lags. If no such run exists a
+    ``slope_band`` (default 0.9-1.1: the diffusive regime, :data:`DIFFUSIVE_SLOPE_BAND`) that spans the largest
+    ratio of lag times (the later one on a tie), holds at least ``min_points`` lags and spans at least a factor
+    ``min_span`` (default 2) in lag time, so that the crossover from the ballistic (slope 2) to the caged (slope
+    < 1) regime, which passes through slope 1 within a few lags, is not taken for diffusion. If no such run exists a
     ``ValueError`` says so: the trajectory did not reach the diffusive regime.
 
     Error: with per-particle input (T, N), N >= 2, each particle's MSD is fitted in the same window
@@ -236,26 +257,11 @@ def diffusion_coefficient(
     per_particle = values if values.ndim == 2 else None
     mean = values.mean(axis=1) if values.ndim == 2 else values
     n_frames = len(mean)
-    last_lag_fs = (n_frames - 1) * timestep_fs
 
     if window is None:
-        i0, i1 = _automatic_window(mean, timestep_fs, slope_band, max_lag_fraction, min_points)
+        i0, i1 = _automatic_window(mean, timestep_fs, slope_band, max_lag_fraction, min_points, min_span)
     else:
-        t0, t1 = (float(w) for w in window)
-        if t0 < 0 or t1 <= t0:
-            raise ValueError(f'window must be (t_start, t_end) with 0 <= t_start < t_end, got {window}')
-        if t1 > last_lag_fs * (1 + 1e-12):
-            raise ValueError(
-                f'fit window ends at {t1:g} fs but the MSD only reaches a lag of {last_lag_fs:g} fs '
-                f'({n_frames} frames x {timestep_fs:g} fs): the window is longer than the trajectory'
-            )
-        i0 = math.ceil(t0 / timestep_fs - 1e-9)
-        i1 = math.floor(t1 / timestep_fs + 1e-9)
-        if i1 - i0 + 1 < 3:
-            raise ValueError(
-                f'fit window {window} fs holds only {max(i1 - i0 + 1, 0)} frames '
-                f'(timestep {timestep_fs:g} fs): need at least 3'
-            )
+        i0, i1 = _window_indices(window, timestep_fs, n_frames)
 
     lags = np.arange(i0, i1 + 1)
     t = lags * float(timestep_fs)
@@ -286,6 +292,218 @@ def diffusion_coefficient(
         automatic_window=window is None,
         dim=dim,
         n_particles=1 if per_particle is None else per_particle.shape[1],
+    )
+
+
+def _window_indices(window, timestep_fs: float, n_frames: int) -> tuple[int, int]:
+    """Inclusive lag indices of a (t_start, t_end) window in fs; errors as :func:`diffusion_coefficient`."""
+    last_lag_fs = (n_frames - 1) * timestep_fs
+    t0, t1 = (float(w) for w in window)
+    if t0 < 0 or t1 <= t0:
+        raise ValueError(f'window must be (t_start, t_end) with 0 <= t_start < t_end, got {window}')
+    if t1 > last_lag_fs * (1 + 1e-12):
+        raise ValueError(
+            f'fit window ends at {t1:g} fs but the MSD only reaches a lag of {last_lag_fs:g} fs '
+            f'({n_frames} frames x {timestep_fs:g} fs): the window is longer than the trajectory'
+        )
+    i0 = math.ceil(t0 / timestep_fs - 1e-9)
+    i1 = math.floor(t1 / timestep_fs + 1e-9)
+    if i1 - i0 + 1 < 3:
+        raise ValueError(
+            f'fit window {window} fs holds only {max(i1 - i0 + 1, 0)} frames (timestep {timestep_fs:g} fs): need at least 3'
+        )
+    return i0, i1
+
+
+def _loglog_fit(values: np.ndarray, timestep_fs: float, i0: int, i1: int) -> float:
+    """Least-squares slope of ln MSD against ln t over lags i0..i1 (lags with MSD > 0 only); NaN if < 2 points."""
+    lags = np.arange(max(i0, 1), i1 + 1)
+    keep = values[lags] > 0
+    if keep.sum() < 2:
+        return float('nan')
+    slope, _, _ = _linear_fit(np.log(lags[keep] * float(timestep_fs)), np.log(values[lags][keep]))
+    return float(slope)
+
+
+@dataclasses.dataclass(frozen=True)
+class MSDRegime(AnalysisResult):
+    """Whether an MSD is diffusive, and if not how far it got.
+
+    Attributes:
+        regime: ``'diffusive'`` (log-log slope within ``slope_band`` over the window), ``'sub-diffusive'`` (below
+            it: caged motion) or ``'ballistic'`` (above it: inertial motion, the crossover not yet passed).
+        loglog_slope: least-squares slope of ln MSD vs ln t over ``window_fs``.
+        window_indices, window_fs: the fit window (diffusive, automatic or given) or, when no diffusive window
+            exists, the tail of the considered lags (the last factor 3 in lag time) the regime was judged on.
+        slope_band: the band of the log-log slope taken as diffusive.
+        msd_reached_A2: the MSD (Å^2) at the longest lag considered (the end of a given window, else
+            ``max_lag_fraction`` of the run).
+        max_lag_fs: that longest lag in fs.
+        msd_target_A2: MSD a species should reach before its D is trusted (:data:`MSD_TARGET_A2`).
+        time_needed_fs: non-diffusive only: estimated length of run (fs, after the discarded start) whose MSD
+            reaches ``msd_target_A2`` within ``max_lag_fraction`` of the run, extrapolating ``MSD ~ t^beta`` from
+            the longest lag with beta the tail slope clipped to [0.5, 1] (beta = 1 for a ballistic tail: a lower
+            bound, since the cage regime comes first). ``None`` when diffusive or the target is already reached.
+    """
+
+    regime: str
+    loglog_slope: float
+    window_indices: tuple[int, int]
+    window_fs: tuple[float, float]
+    slope_band: tuple[float, float]
+    msd_reached_A2: float
+    max_lag_fs: float
+    msd_target_A2: float
+    time_needed_fs: float | None
+
+    @property
+    def diffusive(self) -> bool:
+        """Whether the regime is diffusive."""
+        return self.regime == 'diffusive'
+
+
+def classify_msd(
+    msd_values,
+    timestep_fs: float,
+    window: tuple[float, float] | None = None,
+    *,
+    slope_band: tuple[float, float] = DIFFUSIVE_SLOPE_BAND,
+    max_lag_fraction: float = 0.25,
+    min_points: int = 5,
+    min_span: float = 2.0,
+    msd_target_A2: float = MSD_TARGET_A2,
+) -> MSDRegime:
+    """Diffusive, sub-diffusive or ballistic: the regime of an MSD over its fit window.
+
+    Given ``window``: the least-squares slope of ln MSD vs ln t over it must lie in ``slope_band``.
+    Automatic (``window=None``): diffusive when :func:`diffusion_coefficient`'s window rule finds a window (local
+    log-log slope within the band over at least ``min_points`` lags and a factor ``min_span`` in lag time, up to
+    ``max_lag_fraction`` of the run); otherwise the regime is judged on the slope over the last factor 3 of lags
+    up to that limit: above the band ``'ballistic'``, otherwise ``'sub-diffusive'``.
+    Criterion: Maginn et al., LiveCoMS 1, 6324 (2019), see :data:`DIFFUSIVE_SLOPE_BAND`.
+
+    :param msd_values: (T,) MSD in Å^2 at lags 0 .. T-1 (the mean over molecules).
+    :param timestep_fs: time between frames in fs.
+    :param window: optional (t_start, t_end) lag window in fs.
+    :returns: :class:`MSDRegime`.
+    :raises ValueError: malformed input, a window longer than the run, or too few frames for an automatic window.
+    """
+    values = np.asarray(msd_values, dtype=float)
+    if values.ndim != 1 or len(values) < 3:
+        raise ValueError(f'msd must have shape (T,) with T >= 3, got {values.shape}')
+    if not timestep_fs > 0:
+        raise ValueError(f'timestep_fs must be positive, got {timestep_fs}')
+    band = (float(slope_band[0]), float(slope_band[1]))
+    if not 0 < band[0] < 1 < band[1]:
+        raise ValueError(f'slope_band must be (low, high) with 0 < low < 1 < high, got {slope_band}')
+    if window is not None:
+        i0, i1 = _window_indices(window, timestep_fs, len(values))
+        slope = _loglog_fit(values, timestep_fs, i0, i1)
+        inside = math.isfinite(slope) and band[0] <= slope <= band[1]
+        max_lag = i1
+    else:
+        max_lag = int(max_lag_fraction * (len(values) - 1))
+        try:
+            i0, i1 = _automatic_window(values, timestep_fs, band, max_lag_fraction, min_points, min_span)
+            inside = True
+        except ValueError as exc:
+            if 'no diffusive regime' not in str(exc):
+                raise
+            i0, i1 = max(1, max_lag // 3), max_lag
+            inside = False
+        slope = _loglog_fit(values, timestep_fs, i0, i1)
+    if inside:
+        regime = 'diffusive'
+    elif math.isfinite(slope) and slope > 1.0:  # above the band, or (automatic window) noisy slopes above 1
+        regime = 'ballistic'
+    else:
+        regime = 'sub-diffusive'
+    reached = float(values[max_lag])
+    time_needed = None
+    if regime != 'diffusive' and reached < msd_target_A2:
+        beta = 1.0 if not math.isfinite(slope) else min(max(slope, 0.5), 1.0)
+        lag_needed = max_lag * timestep_fs * (msd_target_A2 / max(reached, 1e-12)) ** (1.0 / beta)
+        fraction = 1.0 if window is not None else max_lag_fraction
+        time_needed = float(lag_needed / fraction)
+    return MSDRegime(
+        regime=regime,
+        loglog_slope=float(slope),
+        window_indices=(int(i0), int(i1)),
+        window_fs=(float(i0 * timestep_fs), float(i1 * timestep_fs)),
+        slope_band=band,
+        msd_reached_A2=reached,
+        max_lag_fs=float(max_lag * timestep_fs),
+        msd_target_A2=float(msd_target_A2),
+        time_needed_fs=time_needed,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockError(AnalysisResult):
+    """The error of D from independent time blocks.
+
+    Attributes:
+        D_err: standard error of the mean of the block values, m^2/s.
+        D_blocks: (B,) D of each block in m^2/s.
+        n_blocks: B, the number of blocks used.
+        block_length_fs: length of each block in fs.
+        method: ``'blocks'``.
+    """
+
+    D_err: float
+    D_blocks: np.ndarray
+    n_blocks: int
+    block_length_fs: float
+    method: str = 'blocks'
+
+
+def block_diffusion_error(
+    positions, timestep_fs: float, window_indices: tuple[int, int], n_blocks: int = 5, *, dim: int = 3
+) -> BlockError:
+    """Standard error of D from B contiguous, non-overlapping time blocks of the run (block averaging).
+
+    The (T, N, d) unwrapped positions (molecular centres of mass) are cut into B blocks of ``T // B`` frames;
+    each block's MSD (averaged over the N particles) is fitted over the same lag window as the whole run, giving
+    B estimates D_b; the error is ``std(D_b, ddof=1) / sqrt(B)``. Blocks much longer than the correlation time
+    of the displacements are independent, so unlike the scatter over molecules of one run this error includes
+    the slow collective fluctuations of a liquid (Flyvbjerg & Petersen, J. Chem. Phys. 91, 461 (1989);
+    Maginn et al., LiveCoMS 1, 6324 (2019), section 6: independent segments or runs). B is lowered (to at
+    least 2) until every block holds the whole fit window.
+
+    :param positions: (T, N, d) unwrapped positions in Å (d = ``dim``).
+    :param timestep_fs: time between frames in fs.
+    :param window_indices: (i0, i1) inclusive lag indices of the fit window.
+    :param n_blocks: the number of blocks wanted (>= 2).
+    :returns: :class:`BlockError`.
+    :raises ValueError: fewer than 2 blocks can hold the fit window (run longer or use a shorter window).
+    """
+    x = np.asarray(positions, dtype=float)
+    if x.ndim != 3 or x.shape[2] != dim:
+        raise ValueError(f'positions must have shape (T, N, {dim}), got {x.shape}')
+    if n_blocks < 2:
+        raise ValueError(f'n_blocks must be at least 2, got {n_blocks}')
+    i0, i1 = (int(i) for i in window_indices)
+    n_frames = x.shape[0]
+    blocks = min(int(n_blocks), n_frames // (i1 + 1))
+    if blocks < 2:
+        raise ValueError(
+            f'the fit window ends at lag {i1} (frames): fewer than 2 independent blocks of the {n_frames}-frame run '
+            'hold it; run at least twice as long as the window'
+        )
+    length = n_frames // blocks
+    t = np.arange(i0, i1 + 1) * float(timestep_fs)
+    factor = ANGSTROM2_PER_FS_TO_M2_PER_S / (2 * dim)
+    values = []
+    for b in range(blocks):
+        curve = msd(x[b * length : (b + 1) * length])
+        slope, _, _ = _linear_fit(t, curve[i0 : i1 + 1])
+        values.append(float(slope) * factor)
+    values = np.asarray(values)
+    return BlockError(
+        D_err=float(np.std(values, ddof=1) / math.sqrt(blocks)),
+        D_blocks=values,
+        n_blocks=blocks,
+        block_length_fs=float(length * timestep_fs),
     )
 
 

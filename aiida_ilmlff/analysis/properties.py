@@ -16,13 +16,49 @@ import numpy as np
 
 from aiida_ilmlff.common.geometry import perpendicular_widths
 
-from .msd import diffusion_coefficient, yeh_hummer_correction
+from .msd import block_diffusion_error, classify_msd, diffusion_coefficient, yeh_hummer_correction
 from .rdf import first_minimum, running_coordination_number
-from .settings import ANALYSIS_SETTINGS, resolve_rdf_pairs, with_defaults
+from .settings import ANALYSIS_SETTINGS, resolve_rdf_pairs, viscosity_Pa_s, with_defaults
 from .streaming import msd_from_trajectory, rdf_from_trajectory
 from .trajectory import TrajectoryReader
 
-__all__ = ('analysis_window', 'coordination_cutoff', 'rdf_and_coordination', 'species_diffusion')
+__all__ = (
+    'GUARD_KEYS',
+    'analysis_window',
+    'coordination_cutoff',
+    'guard_problem',
+    'rdf_and_coordination',
+    'species_diffusion',
+)
+
+
+#: Keys under which an MD trajectory (node attributes or file metadata ``meta_<key>``) says that a guard of the MD
+#: runner tripped (:data:`aiida_ilmlff.runner.contract.GUARDS`, the covalent-topology guard included): a truthy
+#: value of any of them means the trajectory is not a physical liquid, and its properties are not computed.
+GUARD_KEYS = ('guard_tripped', 'guard', 'tripped_guard', 'broken_bonds')
+
+
+def guard_problem(*sources: t.Mapping[str, t.Any] | None) -> str | None:
+    """Why a trajectory must not be analysed (a guard of its MD tripped), or None.
+
+    :param sources: mappings to look in, e.g. the node's attributes and the file's metadata. A truthy
+        :data:`GUARD_KEYS` value, ``status == 'guard'``, or ``topology_intact`` / ``molecules_intact`` false counts.
+    :returns: a message naming the guard (and the broken bonds when given), or None when nothing tripped.
+    """
+    for source in sources:
+        if not source:
+            continue
+        tripped = [key for key in GUARD_KEYS if source.get(key) not in (None, False, '', [], {}, 0, 'none')]
+        if source.get('status') == 'guard':
+            tripped.append('status')
+        tripped += [key for key in ('topology_intact', 'molecules_intact') if source.get(key) is False]
+        if tripped:
+            details = ', '.join(f'{key}={source.get(key)!r}' for key in tripped)
+            return (
+                f'the MD trajectory tripped a guard ({details}): its molecules or dynamics are not physical, so no '
+                'property is computed from it; fix the model (more data, active learning) or the MD settings'
+            )
+    return None
 
 
 def analysis_window(path: str | os.PathLike, discard_ps: float) -> dict[str, t.Any]:
@@ -52,18 +88,33 @@ def analysis_window(path: str | os.PathLike, discard_ps: float) -> dict[str, t.A
 def species_diffusion(
     path: str | os.PathLike, settings: t.Mapping | None, temperature_K: float
 ) -> tuple[dict[str, dict], np.ndarray, dict[str, np.ndarray], dict[str, tuple[float, float]]]:
-    """Centre-of-mass self-diffusion coefficient of each species (Einstein relation, FFT MSD, streamed).
+    """Centre-of-mass self-diffusion of each species, reported as a D only where the MSD is diffusive.
 
-    D = slope / 6 from a least-squares fit over the window, error the standard error over molecules
-    (:func:`~aiida_ilmlff.analysis.diffusion_coefficient`). Window: ``msd_fit_window_ps``, or automatic (local
-    log-log slope within 0.9-1.1); when the run never reaches the diffusive regime, the fit falls back to the
-    lags from 1/5 to all of ``msd_max_lag_fraction`` of the run and the species gets ``diffusive: false``. With
-    ``viscosity_Pa_s`` the Yeh-Hummer correction is added for a box edge L = <V>^(1/3).
+    The MSD of the molecular centres of mass (molecules made whole, FFT MSD, streamed:
+    :func:`~aiida_ilmlff.analysis.msd_from_trajectory`) is classified by :func:`~aiida_ilmlff.analysis.classify_msd`:
+    ``diffusive`` when the log-log slope d ln MSD / d ln t lies within ``msd_slope_band`` (default 0.9-1.1,
+    Maginn et al., LiveCoMS 1, 6324 (2019)) over the fit window (``msd_fit_window_ps``, or automatic up to
+    ``msd_max_lag_fraction`` of the run), else ``sub-diffusive`` or ``ballistic``.
+
+    Diffusive: D = slope / 6 of a least-squares line over the window (Einstein relation); its error is the
+    standard error over ``msd_blocks`` independent time blocks (:func:`~aiida_ilmlff.analysis.block_diffusion_error`,
+    ``D_err_method: 'blocks'``), or, when the run is too short for two blocks holding the window, over molecules
+    (``'molecules'``, an underestimate: it misses slow collective fluctuations). With a viscosity
+    (``viscosity_mPa_s`` or ``viscosity_Pa_s``) the Yeh-Hummer value D + k_B T xi / (6 pi eta L), L = <V>^(1/3),
+    is given beside the raw D.
+
+    Not diffusive: no D. The entry says the MSD reached at the longest lag considered and ``time_needed_ps``, an
+    estimate of the production run (discarded start included) needed for the MSD to reach ``msd_target_A2``
+    within the lag window (:class:`~aiida_ilmlff.analysis.MSDRegime`); the Einstein slope of the window is kept
+    under ``not_a_result`` for inspection only.
 
     :param settings: the ``analysis`` settings (missing keys default). :param temperature_K: K.
-    :returns: ``(diffusion, lag_ps, curves, windows)``: species -> ``{D_m2_s, D_err_m2_s, fit_window_ps,
-        diffusive, loglog_slope, n_molecules, automatic_window[, D_yeh_hummer_m2_s, box_length_A]}``; the (L,)
-        lag times [ps]; species -> (L,) MSD [Å^2]; species -> fit window [ps].
+    :returns: ``(diffusion, lag_ps, curves, windows)``: species -> entry (keys: ``regime``, ``diffusive``,
+        ``loglog_slope``, ``slope_band``, ``fit_window_ps``, ``msd_reached_A2``, ``max_lag_ps``, ``n_molecules``,
+        ``automatic_window``; diffusive: ``D_m2_s``, ``D_err_m2_s``, ``D_err_method``, ``n_blocks``,
+        ``D_blocks_m2_s``, ``D_err_molecules_m2_s``[, ``D_yeh_hummer_m2_s``, ``box_length_A``,
+        ``viscosity_mPa_s``]; otherwise ``time_needed_ps``, ``msd_target_A2``, ``not_a_result``); the (L,) lag
+        times [ps]; species -> (L,) MSD [Å^2]; species -> the window judged [ps].
     :raises ValueError: no molecule names, absent species, wrapped coordinates, a window longer than the run.
     """
     settings = with_defaults(settings, ANALYSIS_SETTINGS)
@@ -74,46 +125,75 @@ def species_diffusion(
             raise ValueError('the trajectory has no molecule names: diffusion per species needs them')
         names = list(dict.fromkeys(info['species']))
     result = msd_from_trajectory(path, names, start=info['start'], remove_drift=settings['remove_drift'])
-    mean_volume = info['mean_volume']
+    box_length = info['mean_volume'] ** (1.0 / 3.0)
+    viscosity = viscosity_Pa_s(settings)
+    band = (float(settings['msd_slope_band'][0]), float(settings['msd_slope_band'][1]))
     lag_ps = result.lag_fs / 1000.0
     window = settings['msd_fit_window_ps']
+    window_fs = None if window is None else (1000.0 * window[0], 1000.0 * window[1])
+    dt = result.timestep_fs
     diffusion, curves, windows = {}, {}, {}
     for name in names:
         per_molecule = result.msd_per_molecule[name]
-        entry: dict[str, t.Any] = {'diffusive': True}
-        if window is not None:
-            fit = diffusion_coefficient(per_molecule, result.timestep_fs, (1000.0 * window[0], 1000.0 * window[1]))
-        else:
-            try:
-                fit = diffusion_coefficient(
-                    per_molecule, result.timestep_fs, max_lag_fraction=settings['msd_max_lag_fraction']
-                )
-            except ValueError:
-                max_lag = settings['msd_max_lag_fraction'] * float(result.lag_fs[-1])
-                fallback = (max(max_lag / 5.0, result.timestep_fs), max_lag)
-                if fallback[1] - fallback[0] < 2 * result.timestep_fs:
-                    fallback = (result.timestep_fs, float(result.lag_fs[-1]))
-                fit = diffusion_coefficient(per_molecule, result.timestep_fs, fallback)
-                entry['diffusive'] = False
-        entry.update(
-            {
-                'D_m2_s': fit.D,
-                'D_err_m2_s': None if not math.isfinite(fit.D_err) else fit.D_err,
-                'fit_window_ps': [fit.window_fs[0] / 1000.0, fit.window_fs[1] / 1000.0],
-                'loglog_slope': None if not math.isfinite(fit.loglog_slope) else fit.loglog_slope,
-                'n_molecules': int(per_molecule.shape[1]),
-                'automatic_window': window is None,
-            }
+        regime = classify_msd(
+            result.msd[name],
+            dt,
+            window_fs,
+            slope_band=band,
+            max_lag_fraction=settings['msd_max_lag_fraction'],
+            msd_target_A2=settings['msd_target_A2'],
         )
-        if settings['viscosity_Pa_s'] is not None:
-            entry['D_yeh_hummer_m2_s'] = yeh_hummer_correction(
-                fit.D, float(temperature_K), settings['viscosity_Pa_s'], mean_volume ** (1.0 / 3.0)
-            )
-            entry['box_length_A'] = mean_volume ** (1.0 / 3.0)
+        judged = [regime.window_fs[0] / 1000.0, regime.window_fs[1] / 1000.0]
+        entry: dict[str, t.Any] = {
+            'regime': regime.regime,
+            'diffusive': regime.diffusive,
+            'loglog_slope': _finite(regime.loglog_slope),
+            'slope_band': list(band),
+            'fit_window_ps': judged,
+            'msd_reached_A2': regime.msd_reached_A2,
+            'max_lag_ps': regime.max_lag_fs / 1000.0,
+            'n_molecules': int(per_molecule.shape[1]),
+            'automatic_window': window is None,
+        }
+        fit = diffusion_coefficient(per_molecule, dt, regime.window_fs)
+        if regime.diffusive:
+            entry['D_m2_s'] = fit.D
+            entry['D_err_molecules_m2_s'] = _finite(fit.D_err)
+            try:
+                blocks = block_diffusion_error(result.centres[name], dt, fit.window_indices, settings['msd_blocks'])
+            except ValueError:
+                entry.update({'D_err_m2_s': _finite(fit.D_err), 'D_err_method': 'molecules', 'n_blocks': 0})
+            else:
+                entry.update(
+                    {
+                        'D_err_m2_s': blocks.D_err,
+                        'D_err_method': 'blocks',
+                        'n_blocks': blocks.n_blocks,
+                        'D_blocks_m2_s': blocks.D_blocks.tolist(),
+                    }
+                )
+            if viscosity is not None:
+                entry['D_yeh_hummer_m2_s'] = yeh_hummer_correction(fit.D, float(temperature_K), viscosity, box_length)
+                entry['box_length_A'] = box_length
+                entry['viscosity_mPa_s'] = viscosity * 1e3
+        else:
+            needed = regime.time_needed_fs
+            entry['time_needed_ps'] = None if needed is None else settings['discard_ps'] + needed / 1000.0
+            entry['msd_target_A2'] = regime.msd_target_A2
+            entry['not_a_result'] = {
+                'einstein_slope_over_6_m2_s': fit.D,
+                'fit_window_ps': judged,
+                'why': f'the MSD is {regime.regime} (log-log slope {regime.loglog_slope:.2f}, diffusive within '
+                f'{band[0]}-{band[1]}): its slope is not a self-diffusion coefficient',
+            }
         diffusion[name] = entry
         curves[name] = result.msd[name]
-        windows[name] = tuple(entry['fit_window_ps'])
+        windows[name] = tuple(judged)
     return diffusion, lag_ps, curves, windows
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
 
 
 def coordination_cutoff(r, g, given: float | None = None) -> tuple[float, str]:
@@ -138,7 +218,11 @@ def rdf_and_coordination(path: str | os.PathLike, settings: t.Mapping | None) ->
     g(r) normalised as MDAnalysis ``InterRDF`` (:func:`~aiida_ilmlff.analysis.rdf_from_trajectory`); the
     coordination number integrates 4 pi rho g(r) r^2 to :func:`coordination_cutoff` (``cn_cutoffs_A`` if given).
 
-    :returns: ``coordination`` (pair -> ``{r_cut_A, cn, r_cut_source, selections}``), ``r`` (B,) Å, ``g`` and
+    Centre-of-mass selections are taken of whole molecules (:class:`~aiida_ilmlff.analysis.MoleculeTree`).
+
+    :returns: ``coordination`` (pair -> ``{r_cut_A, cn, r_cut_source, cutoff_fallback, selections}``;
+        ``cutoff_fallback`` is true when g(r) had no clear first minimum within r_max and the cut-off fell back to
+        r_max: that coordination number counts everything within r_max, not a first shell), ``r`` (B,) Å, ``g`` and
         ``cn`` (pair -> (B,) arrays, in pair order), ``r_cut`` (pair -> Å) and ``r_max`` (Å).
     """
     settings = with_defaults(settings, ANALYSIS_SETTINGS)
@@ -157,6 +241,7 @@ def rdf_and_coordination(path: str | os.PathLike, settings: t.Mapping | None) ->
             'r_cut_A': r_cut,
             'cn': float(result.coordination_number(r_cut)),
             'r_cut_source': source,
+            'cutoff_fallback': source == 'r_max',
             'selections': [a, b],
         }
         g[name], cn[name], r_cut_of[name] = result.g, running, r_cut

@@ -9,7 +9,10 @@ A contact series h_p(t) in {0, 1} (pair p bound at frame t) gives
   Breaks of at most ``tolerance`` frames may be ignored (IMM's t*).
 
 Both average over all pairs and all time origins (``T - tau`` of them for lag tau); C(0) = 1.
-In a finite system C_I decays to the bound fraction <h>, not to 0.
+In a finite system C_I decays to the bound fraction <h>, not to 0: integrated as it is, its lifetime grows with
+the length of the run. The intermittent lifetime is therefore taken from
+``(C_I(tau) - <h>) / (1 - <h>)`` (:func:`normalised_intermittent`), which decays to 0 (Luzar & Chandler,
+Nature 379, 55 (1996); Luzar, J. Chem. Phys. 113, 10663 (2000): the fluctuation ``delta h = h - <h>``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from scipy.optimize import curve_fit
 
 from ._common import AnalysisResult
 
-__all__ = ('ResidenceTime', 'residence_correlation', 'residence_time')
+__all__ = ('ResidenceTime', 'bound_fraction', 'normalised_intermittent', 'residence_correlation', 'residence_time')
 
 _FFT_BATCH_BYTES = 32 * 2**20
 
@@ -94,6 +97,39 @@ def residence_correlation(contacts, kind: str = 'continuous', *, tolerance: int 
     else:
         raise ValueError(f"kind must be 'continuous' or 'intermittent', got {kind!r}")
     return numerator * n_frames / (origins * total)
+
+
+def bound_fraction(contacts) -> float:
+    """<h>: the mean of a contact series over frames and over the pairs that are ever bound.
+
+    These are the pairs :func:`residence_correlation` keeps, so ``<h>`` is the long-time limit of its
+    intermittent function.
+
+    :param contacts: (T, ...) boolean contacts (all axes after the first are pairs).
+    :raises ValueError: no contact at all.
+    """
+    h = np.asarray(contacts, dtype=bool)
+    h = h.reshape(len(h), -1)
+    h = h[:, h.any(axis=0)]
+    if h.size == 0:
+        raise ValueError('no contact is ever formed: the bound fraction is undefined')
+    return float(h.mean())
+
+
+def normalised_intermittent(correlation, h_mean: float) -> np.ndarray:
+    """``(C_I(tau) - <h>) / (1 - <h>)``: the intermittent function with its finite-system plateau removed.
+
+    It is 1 at tau = 0 and decays to 0, so its integral (:func:`residence_time`) does not grow with the run
+    length (Luzar, J. Chem. Phys. 113, 10663 (2000)).
+
+    :param correlation: (T,) C_I from :func:`residence_correlation` (``kind='intermittent'``).
+    :param h_mean: the bound fraction <h> (:func:`bound_fraction` of the same contacts).
+    :returns: (T,) array.
+    :raises ValueError: ``h_mean`` not in (0, 1): pairs always bound have no lifetime within the run.
+    """
+    if not 0 < h_mean < 1:
+        raise ValueError(f'the bound fraction <h> must be within (0, 1), got {h_mean}: pairs never break in this run')
+    return (np.asarray(correlation, dtype=float) - h_mean) / (1.0 - h_mean)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ __all__ = (
     'LI_LIGANDS',
     'default_li_ligand',
     'is_number',
+    'viscosity_Pa_s',
     'resolve_rdf_pairs',
     'validate_analysis_settings',
     'with_defaults',
@@ -27,10 +28,28 @@ ANALYSIS_SETTINGS: dict[str, tuple[t.Any, str]] = {
         None,
         'species whose centre-of-mass self-diffusion is computed; null: every species of the structure; [] none',
     ),
-    'msd_fit_window_ps': (None, '[start, end] lag window (ps) of the MSD fit; null: automatic (log-log slope 0.9-1.1)'),
+    'msd_fit_window_ps': (
+        None,
+        '[start, end] lag window (ps) of the MSD fit; null: automatic (local log-log slope within msd_slope_band)',
+    ),
     'msd_max_lag_fraction': (0.25, 'longest lag considered by the automatic window, as a fraction of the run'),
+    'msd_slope_band': (
+        [0.9, 1.1],
+        '[low, high] log-log slope d ln MSD / d ln t counted as diffusive (Maginn et al., LiveCoMS 1, 6324 (2019)); '
+        'outside it no D is reported (regime sub-diffusive or ballistic)',
+    ),
+    'msd_target_A2': (
+        100.0,
+        'MSD (Å^2) a species should reach, about one ion-pair diameter squared; used for time_needed_ps only',
+    ),
+    'msd_blocks': (5, 'independent time blocks for the error of D (block averaging); lowered until each holds the fit'),
     'remove_drift': (True, 'subtract the centre-of-mass motion of the whole system before the MSD'),
-    'viscosity_Pa_s': (None, 'shear viscosity (Pa s); when given, D is also corrected for the box size (Yeh-Hummer)'),
+    'viscosity_mPa_s': (
+        None,
+        'shear viscosity (mPa s = cP); when given, D_yeh_hummer_m2_s = D + k_B T xi / (6 pi eta L) beside D '
+        '(Yeh & Hummer, J. Phys. Chem. B 108, 15873 (2004))',
+    ),
+    'viscosity_Pa_s': (None, 'the same viscosity in Pa s (give one of viscosity_mPa_s, viscosity_Pa_s)'),
     'rdf_pairs': (
         None,
         'list of [a, b] selections; a species name means its molecular centre of mass, otherwise selections '
@@ -59,6 +78,16 @@ def with_defaults(settings: t.Mapping | None, table: t.Mapping[str, tuple[t.Any,
     values = {key: default for key, (default, _) in table.items()}
     values.update(settings or {})
     return values
+
+
+def viscosity_Pa_s(settings: t.Mapping) -> float | None:
+    """The viscosity of the ``analysis`` settings in Pa s (from ``viscosity_mPa_s`` or ``viscosity_Pa_s``), or None."""
+    values = with_defaults(settings, ANALYSIS_SETTINGS)
+    if values['viscosity_mPa_s'] is not None:
+        return float(values['viscosity_mPa_s']) * 1e-3
+    if values['viscosity_Pa_s'] is not None:
+        return float(values['viscosity_Pa_s'])
+    return None
 
 
 def _species_selection(name: str, species: t.Collection[str]) -> str:
@@ -178,9 +207,29 @@ def validate_analysis_settings(
         errors.append(f'`analysis.msd_max_lag_fraction` must be within (0, 1], got {fraction!r}')
     if not isinstance(values['remove_drift'], bool):
         errors.append('`analysis.remove_drift` must be true or false')
-    viscosity = values['viscosity_Pa_s']
-    if viscosity is not None and (not is_number(viscosity) or viscosity <= 0):
-        errors.append(f'`analysis.viscosity_Pa_s` must be a positive number (Pa s), got {viscosity!r}')
+    for key, unit in (('viscosity_mPa_s', 'mPa s'), ('viscosity_Pa_s', 'Pa s')):
+        viscosity = values[key]
+        if viscosity is not None and (not is_number(viscosity) or viscosity <= 0):
+            errors.append(
+                f'`analysis.{key}` must be a positive number ({unit}), got {viscosity!r}: a viscosity must be > 0; '
+                'leave it out to skip the Yeh-Hummer correction'
+            )
+    if values['viscosity_mPa_s'] is not None and values['viscosity_Pa_s'] is not None:
+        errors.append('give one of `analysis.viscosity_mPa_s` and `analysis.viscosity_Pa_s`, not both')
+    band = values['msd_slope_band']
+    if (
+        not isinstance(band, list | tuple)
+        or len(band) != 2
+        or not all(is_number(b) for b in band)
+        or not 0 < band[0] < 1 < band[1]
+    ):
+        errors.append(f'`analysis.msd_slope_band` must be [low, high] with 0 < low < 1 < high, got {band!r}')
+    target = values['msd_target_A2']
+    if not is_number(target) or target <= 0:
+        errors.append(f'`analysis.msd_target_A2` must be a positive number (Å^2), got {target!r}')
+    blocks = values['msd_blocks']
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 2:
+        errors.append(f'`analysis.msd_blocks` must be an integer >= 2, got {blocks!r}')
     r_max = values['rdf_r_max_A']
     if r_max is not None and (not is_number(r_max) or r_max <= 0):
         errors.append(f'`analysis.rdf_r_max_A` must be a positive number (Å), got {r_max!r}')

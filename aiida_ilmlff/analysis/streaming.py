@@ -18,10 +18,16 @@ from .conformers import ConformerFractions, classify_cis_trans, tfsi_dihedral_at
 from .density import TimeSeriesStatistics, density, timeseries_statistics
 from .geometry import check_unwrapped, perpendicular_widths
 from .lithium import ClusterDistribution, cluster_size_distribution, li_anion_contacts
-from .molecules import center_of_mass_matrix
+from .molecules import MoleculeTree, center_of_mass_matrix
 from .msd import DiffusionResult, diffusion_coefficient, msd
 from .rdf import RDFAccumulator, RDFResult, first_minimum
-from .residence import ResidenceTime, residence_correlation, residence_time
+from .residence import (
+    ResidenceTime,
+    bound_fraction,
+    normalised_intermittent,
+    residence_correlation,
+    residence_time,
+)
 from .trajectory import TrajectoryReader
 
 __all__ = (
@@ -46,6 +52,7 @@ class TrajectoryMSD(AnalysisResult):
         msd_per_molecule: ``{group: (T, n) MSD in Å^2}`` of each molecule (for error estimates).
         molecules: ``{group: (n,) molecule ids}``.
         drift_removed: whether the system's centre-of-mass motion was subtracted.
+        centres: ``{group: (T, n, 3) centres of mass in Å}`` (unwrapped, drift removed if asked), for block errors.
     """
 
     lag_fs: np.ndarray
@@ -54,6 +61,7 @@ class TrajectoryMSD(AnalysisResult):
     msd_per_molecule: dict[str, np.ndarray]
     molecules: dict[str, np.ndarray]
     drift_removed: bool
+    centres: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def diffusion(self, group: str, window: tuple[float, float] | None = None, **kwargs) -> DiffusionResult:
         """D of a group (:func:`~aiida_ilmlff.analysis.diffusion_coefficient`), error from the molecules."""
@@ -82,9 +90,12 @@ def msd_from_trajectory(
 ) -> TrajectoryMSD:
     """MSD of molecular centres of mass, streaming the trajectory.
 
-    Reads the positions chunk by chunk, keeps the centres of mass of the selected molecules
-    (``T x n_mol x 3`` float64) and computes the FFT MSD (:func:`~aiida_ilmlff.analysis.msd`) of
-    each group. Consecutive frames are checked for wrapped coordinates (jumps > half a cell vector).
+    Reads the positions chunk by chunk, makes every molecule whole (:class:`~aiida_ilmlff.analysis.MoleculeTree`
+    built on the first analysed frame: a molecule cut by the cell in the starting frame, as in user-supplied or
+    active-learning structures, would otherwise give a centre of mass off the molecule), keeps the centres of
+    mass of the selected molecules (``T x n_mol x 3`` float64) and computes the FFT MSD
+    (:func:`~aiida_ilmlff.analysis.msd`) of each group. Consecutive frames are checked for wrapped coordinates
+    (jumps > half a cell vector).
 
     :param path: ilmlff HDF5 trajectory.
     :param groups: a species name (``'TFSI'``), a list of them, or ``{label: species name or molecule ids}``.
@@ -106,6 +117,8 @@ def msd_from_trajectory(
         if n_frames < 2:
             raise ValueError('the MSD needs at least 2 frames')
         timestep = reader.timestep_fs(window.step, window.start, window.stop)
+        first = reader[window.start]
+        tree = MoleculeTree(first.positions, first.cell, reader.mol_id)
         centres = np.empty((n_frames, len(all_ids), 3))
         drift = np.zeros((n_frames, 3)) if remove_drift else None
         mass_fraction = reader.masses / reader.masses.sum()
@@ -115,19 +128,20 @@ def msd_from_trajectory(
             positions = chunk.positions
             check_unwrapped(positions, chunk.cell, previous, first_frame=int(chunk.indices[0]))
             previous = positions[-1]
-            for t, frame in enumerate(positions):  # frame by frame: no temporary copy of the chunk
-                centres[offset + t] = weights @ frame
+            for t, (frame, cell) in enumerate(zip(positions, chunk.cell)):  # frame by frame: no copy of the chunk
+                centres[offset + t] = weights @ tree.apply(frame, cell)
             if remove_drift:
                 drift[offset : offset + len(positions)] = np.einsum('n,tnd->td', mass_fraction, positions)
             offset += len(positions)
             del positions, chunk
     if remove_drift:
         centres -= drift[:, None, :]
-    per_molecule, mean = {}, {}
+    per_molecule, mean, group_centres = {}, {}, {}
     first = 0
     for name, ids in selected.items():
         block = centres[:, first : first + len(ids)]
         first += len(ids)
+        group_centres[name] = block
         per_molecule[name] = msd(block, per_particle=True)
         mean[name] = per_molecule[name].mean(axis=1)
     return TrajectoryMSD(
@@ -137,6 +151,7 @@ def msd_from_trajectory(
         msd_per_molecule=per_molecule,
         molecules=selected,
         drift_removed=bool(remove_drift),
+        centres=group_centres,
     )
 
 
@@ -144,19 +159,22 @@ def _is_com(selection) -> bool:
     return isinstance(selection, str) and selection.endswith(':com')
 
 
-def _selection_positions(reader: TrajectoryReader, selection):
-    """(extractor, mol ids) for an atom selection or a ``'SPECIES:com'`` centre-of-mass selection."""
+def _selection_positions(reader: TrajectoryReader, selection, tree: MoleculeTree | None = None):
+    """(extractor(frame, cell), mol ids, is_com) for an atom selection or a ``'SPECIES:com'`` centre of mass.
+
+    Centres of mass are taken of whole molecules: ``tree`` (:class:`MoleculeTree`) makes them whole per frame.
+    """
     if _is_com(selection):
         molecules = reader.select_molecules(selection[: -len(':com')])
         weights = center_of_mass_matrix(reader.mol_id, reader.masses, molecules)
 
-        def extract(frame):
-            return weights @ frame
+        def extract(frame, cell):
+            return weights @ (frame if tree is None else tree.apply(frame, cell))
 
         return extract, molecules, True
     atoms = reader.select_atoms(selection)
 
-    def extract_atoms(frame):
+    def extract_atoms(frame, cell):
         return frame[atoms]
 
     return extract_atoms, reader.mol_id[atoms], False
@@ -188,8 +206,11 @@ def rdf_from_trajectory(
     :param n_bins: number of bins.
     :param exclude_intramolecular: drop pairs of atoms in the same molecule (and from the normalisation).
     :returns: :class:`~aiida_ilmlff.analysis.rdf.RDFResult`.
+    Centres of mass are taken after making the molecules whole in every frame
+    (:class:`~aiida_ilmlff.analysis.MoleculeTree` on the first analysed frame), so wrapped coordinates and
+    molecules cut by the cell are fine.
+
     :raises ValueError: an absent species/element, ``r_max`` too large for a cell.
-    :raises WrappedCoordinatesError: centres of mass requested from wrapped coordinates.
     """
     with TrajectoryReader(path) as reader:
         window = reader.frame_range(start, stop, stride)
@@ -198,10 +219,12 @@ def rdf_from_trajectory(
         same = b is None or (isinstance(a, str) and isinstance(b, str) and a == b)
         if not same and not isinstance(a, str) and not isinstance(b, str):
             same = np.array_equal(np.asarray(a), np.asarray(b))
-        extract_a, mol_a, com_a = _selection_positions(reader, a)
-        extract_b, mol_b, com_b = (extract_a, mol_a, com_a) if same else _selection_positions(reader, b)
-        if com_a or com_b:
-            reader.require_unwrapped()
+        tree = None
+        if _is_com(a) or _is_com(b):
+            first = reader[window.start]
+            tree = MoleculeTree(first.positions, first.cell, reader.mol_id)
+        extract_a, mol_a, com_a = _selection_positions(reader, a, tree)
+        extract_b, mol_b, com_b = (extract_a, mol_a, com_a) if same else _selection_positions(reader, b, tree)
         r_max = _max_r(reader, window) if r_max is None else float(r_max)
         accumulator = RDFAccumulator(
             r_max,
@@ -210,13 +233,9 @@ def rdf_from_trajectory(
             mol_id_a=mol_a if exclude_intramolecular else None,
             mol_id_b=None if same or not exclude_intramolecular else mol_b,
         )
-        previous = None
         for chunk in reader.iter_chunks(chunk_size, window.step, window.start, window.stop):
-            if com_a or com_b:
-                check_unwrapped(chunk.positions, chunk.cell, previous, first_frame=int(chunk.indices[0]))
-                previous = chunk.positions[-1]
             for frame, cell in zip(chunk.positions, chunk.cell):
-                accumulator.add_frame(extract_a(frame), None if same else extract_b(frame), cell)
+                accumulator.add_frame(extract_a(frame, cell), None if same else extract_b(frame, cell), cell)
     return accumulator.result()
 
 
@@ -233,7 +252,12 @@ class LiEnvironment(AnalysisResult):
         clusters: cluster-size statistics (:class:`ClusterDistribution`).
         lag_fs: (T,) lags of the correlation functions in fs.
         continuous, intermittent: (T,) residence correlation functions of Li-anion contacts.
-        lifetime_continuous, lifetime_intermittent: their lifetimes (integral, :func:`residence_time`).
+        bound_fraction: <h>, the fraction of (ever bound) Li-anion pairs bound, the plateau of ``intermittent``.
+        lifetime_continuous: the integral of ``continuous`` (:func:`residence_time`; its ``decayed`` flag says
+            whether C fell below 0.05 in the run, else the value is a lower bound).
+        lifetime_intermittent: the integral of ``(intermittent - <h>) / (1 - <h>)``
+            (:func:`~aiida_ilmlff.analysis.normalised_intermittent`) to its first zero, independent of the run
+            length once the run is much longer than it.
     """
 
     r_cut: float
@@ -248,6 +272,7 @@ class LiEnvironment(AnalysisResult):
     intermittent: np.ndarray
     lifetime_continuous: ResidenceTime | None
     lifetime_intermittent: ResidenceTime | None
+    bound_fraction: float | None = None
 
 
 def li_environment_from_trajectory(
@@ -312,17 +337,18 @@ def li_environment_from_trajectory(
     anion_counts = bound.sum(axis=2).ravel()
     distribution = np.bincount(anion_counts) / anion_counts.size
     continuous = intermittent = np.zeros(n_frames)
-    lifetime_c = lifetime_i = None
+    lifetime_c = lifetime_i = h_mean = None
     if bound.any() and n_frames >= 2:
         continuous = residence_correlation(bound, 'continuous', tolerance=tolerance)
         intermittent = residence_correlation(bound, 'intermittent')
+        h_mean = bound_fraction(bound)
         if n_frames >= 3:
             try:
                 lifetime_c = residence_time(continuous, timestep)
             except ValueError:
                 lifetime_c = None
             try:
-                lifetime_i = residence_time(intermittent, timestep)
+                lifetime_i = residence_time(normalised_intermittent(intermittent, h_mean), timestep)
             except ValueError:
                 lifetime_i = None
     return LiEnvironment(
@@ -338,6 +364,7 @@ def li_environment_from_trajectory(
         intermittent=intermittent,
         lifetime_continuous=lifetime_c,
         lifetime_intermittent=lifetime_i,
+        bound_fraction=h_mean,
     )
 
 

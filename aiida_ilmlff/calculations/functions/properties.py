@@ -20,13 +20,14 @@ import typing as t
 
 import numpy as np
 from aiida import orm
-from aiida.engine import calcfunction
+from aiida.engine import ExitCode, calcfunction
 
 from aiida_ilmlff.analysis.figures import plot_density, plot_msd, plot_rdf, png_buffer
 from aiida_ilmlff.analysis.npt import scale_to_density as scale_positions_to_density
 from aiida_ilmlff.analysis.npt import stage_density_statistics
-from aiida_ilmlff.analysis.properties import analysis_window, rdf_and_coordination, species_diffusion
+from aiida_ilmlff.analysis.properties import analysis_window, guard_problem, rdf_and_coordination, species_diffusion
 from aiida_ilmlff.analysis.settings import ANALYSIS_SETTINGS, default_li_ligand, with_defaults
+from aiida_ilmlff.analysis.trajectory import TrajectoryReader
 
 __all__ = (
     'analyse_diffusion',
@@ -37,7 +38,33 @@ __all__ = (
     'npt_stage_density',
     'scale_to_density',
     'summarise_density',
+    'trajectory_guard_problem',
 )
+
+#: Exit status of the analysis calcfunctions when their trajectory tripped an MD guard (5xx: physics).
+EXIT_TRAJECTORY_TRIPPED_GUARD = 530
+
+
+def trajectory_guard_problem(trajectory: orm.Data) -> str | None:
+    """Why the properties of ``trajectory`` must not be computed (an MD guard tripped), or None.
+
+    Looks at the node's attributes and the trajectory file's metadata (:func:`aiida_ilmlff.analysis.properties.
+    guard_problem`, keys :data:`~aiida_ilmlff.analysis.properties.GUARD_KEYS`). Work chains call it before
+    the analyses to skip them with a flag; the analysis calcfunctions call it too and refuse.
+    """
+    attributes = trajectory.base.attributes.all
+    problem = guard_problem(attributes)
+    if problem is not None:
+        return problem
+    with trajectory.as_path() as path, TrajectoryReader(path) as reader:
+        return guard_problem(reader.metadata)
+
+
+def _refusal(trajectory: orm.Data) -> ExitCode | None:
+    problem = trajectory_guard_problem(trajectory)
+    if problem is None:
+        return None
+    return ExitCode(EXIT_TRAJECTORY_TRIPPED_GUARD, f'ERROR_TRAJECTORY_TRIPPED_GUARD: {problem}')
 
 
 def _singlefile(figure, filename: str) -> orm.SinglefileData:
@@ -139,21 +166,27 @@ def scale_to_density(structure: orm.StructureData, density: orm.Dict) -> orm.Str
 
 @calcfunction
 def analyse_diffusion(trajectory: orm.Data, analysis: orm.Dict, temperature: orm.Float) -> dict[str, orm.Data]:
-    """Centre-of-mass self-diffusion coefficient of each species from the NVT trajectory.
+    """Centre-of-mass self-diffusion of each species from the NVT trajectory; a D only where the MSD is diffusive.
 
-    MSD by the FFT algorithm (:func:`aiida_ilmlff.analysis.msd_from_trajectory`, streamed); D = slope / 6 from a
-    least-squares fit over the window (Einstein relation), error the standard error over molecules
-    (:func:`aiida_ilmlff.analysis.diffusion_coefficient`). Window: ``analysis.msd_fit_window_ps``, or automatic
-    (local log-log slope within 0.9-1.1); when the run never reaches the diffusive regime, the fit falls back to
-    the lags from 1/5 to all of ``msd_max_lag_fraction`` of the run and the species gets ``diffusive: false``
-    (an apparent D: run longer). With ``viscosity_Pa_s`` the Yeh-Hummer correction (J. Phys. Chem. B 108,
-    15873 (2004)) is added as ``D_yeh_hummer_m2_s`` for a box edge L = <V>^(1/3).
+    :func:`aiida_ilmlff.analysis.properties.species_diffusion`: molecules made whole, FFT MSD of the centres of
+    mass (streamed), regime from the log-log slope over the fit window (``analysis.msd_slope_band``, default
+    0.9-1.1); diffusive: D = slope / 6 (Einstein) with its error from independent time blocks (block averaging,
+    Flyvbjerg & Petersen, J. Chem. Phys. 91, 461 (1989)) and, with a viscosity, the Yeh-Hummer value
+    (J. Phys. Chem. B 108, 15873 (2004)) beside it; otherwise ``regime`` sub-diffusive or ballistic, the MSD
+    reached and the time needed, and no D.
 
-    :returns: ``diffusion`` (Dict ``{species: {D_m2_s, D_err_m2_s, fit_window_ps, diffusive, loglog_slope,
-        n_molecules, automatic_window[, D_yeh_hummer_m2_s]}}``), ``msd`` (ArrayData: ``lag_ps`` and one
-        ``msd_<species>`` array in Å^2 per species; attribute ``species``) and ``figure`` (PNG, log-log).
+    :returns: ``diffusion`` (Dict ``{species: {regime, diffusive, loglog_slope, slope_band, fit_window_ps,
+        msd_reached_A2, max_lag_ps, n_molecules, automatic_window, and when diffusive D_m2_s, D_err_m2_s,
+        D_err_method, n_blocks, D_blocks_m2_s, D_err_molecules_m2_s[, D_yeh_hummer_m2_s, box_length_A,
+        viscosity_mPa_s], otherwise time_needed_ps, msd_target_A2, not_a_result}}``), ``msd`` (ArrayData:
+        ``lag_ps`` and one ``msd_<species>`` array in Å^2 per species; attributes ``species``, ``fit_window_ps``,
+        ``regime``) and ``figure`` (PNG, log-log; non-diffusive curves marked, no fit line).
+        Exit status 530 (``ERROR_TRAJECTORY_TRIPPED_GUARD``) when the trajectory tripped an MD guard.
     :raises ValueError: absent species, wrapped coordinates, a window longer than the trajectory.
     """
+    refusal = _refusal(trajectory)
+    if refusal is not None:
+        return refusal
     with trajectory.as_path() as path:
         diffusion, lag_ps, curves, windows = species_diffusion(path, analysis.get_dict(), temperature.value)
     arrays = orm.ArrayData()
@@ -163,7 +196,9 @@ def analyse_diffusion(trajectory: orm.Data, analysis: orm.Dict, temperature: orm
     arrays.base.attributes.set('species', list(curves))
     arrays.base.attributes.set('units', {'lag_ps': 'ps', 'msd_*': 'angstrom^2'})
     arrays.base.attributes.set('fit_window_ps', {name: list(w) for name, w in windows.items()})
-    figure = plot_msd(lag_ps, curves, windows)
+    regimes = {name: entry['regime'] for name, entry in diffusion.items()}
+    arrays.base.attributes.set('regime', regimes)
+    figure = plot_msd(lag_ps, curves, windows, regimes)
     return {'diffusion': orm.Dict(diffusion), 'msd': arrays, 'figure': _singlefile(figure, 'msd.png')}
 
 
@@ -178,12 +213,17 @@ def analyse_structure(trajectory: orm.Data, analysis: orm.Dict) -> dict[str, orm
     one grid up to ``rdf_r_max_A`` (default and at most half the smallest perpendicular cell width). The
     coordination number integrates 4 pi rho g(r) r^2 to the cut-off: ``cn_cutoffs_A`` if given, otherwise the
     first minimum of g (:func:`aiida_ilmlff.analysis.first_minimum`), otherwise (no clear minimum within r_max,
-    as in tiny boxes) r_max itself; ``r_cut_source`` says which.
+    as in tiny boxes) r_max itself; ``r_cut_source`` says which and ``cutoff_fallback`` is true for the last.
+    Centre-of-mass selections use whole molecules.
 
-    :returns: ``coordination`` (Dict ``{'a-b': {r_cut_A, cn, r_cut_source, selections}}``), ``rdf`` and ``cn``
+    :returns: ``coordination`` (Dict ``{'a-b': {r_cut_A, cn, r_cut_source, cutoff_fallback, selections}}``), ``rdf`` and ``cn``
         (ArrayData: ``r_A`` and ``g_<k>`` / ``cn_<k>`` per pair k, attribute ``pairs`` = the pair names in
         order) and ``figure`` (PNG: g(r) with the running CN on a twin axis).
+        Exit status 530 when the trajectory tripped an MD guard.
     """
+    refusal = _refusal(trajectory)
+    if refusal is not None:
+        return refusal
     with trajectory.as_path() as path:
         result = rdf_and_coordination(path, analysis.get_dict())
     pairs, r = list(result['coordination']), result['r']
@@ -196,7 +236,8 @@ def analyse_structure(trajectory: orm.Data, analysis: orm.Dict) -> dict[str, orm
         arrays.base.attributes.set('pairs', pairs)
         arrays.base.attributes.set('r_max_A', result['r_max'])
     curves = {name: (result['g'][name], result['cn'][name], result['r_cut'][name]) for name in pairs}
-    figure = plot_rdf(r, curves)
+    fallback = [name for name in pairs if result['coordination'][name]['cutoff_fallback']]
+    figure = plot_rdf(r, curves, fallback)
     return {
         'coordination': orm.Dict(result['coordination']),
         'rdf': rdf_arrays,
@@ -216,10 +257,18 @@ def analyse_li_environment(trajectory: orm.Data, analysis: orm.Dict) -> orm.Dict
     :returns: Dict with ``r_cut_A``, ``r_cut_from_rdf``, ``ligand``, ``ligand_cn``, ``anion_cn``,
         ``anion_cn_distribution`` (fraction of Li bound to 0, 1, ... anions), ``cluster_sizes``,
         ``cluster_fraction``, ``li_fraction`` (fraction of Li in clusters of each size), ``mean_cluster_size``,
-        ``compositions`` (``'1Li3A'``: count over frames), ``lifetime_continuous_ps`` and
-        ``lifetime_intermittent_ps`` (None when the run is too short to integrate them), ``n_frames``.
+        ``compositions`` (``'1Li3A'``: count over frames), ``lifetime_continuous_ps`` with
+        ``lifetime_continuous_decayed`` (whether C_C fell below 0.05 within the run; if not, the integral is a lower
+        bound), ``lifetime_intermittent_ps`` with ``lifetime_intermittent_decayed``: the integral of
+        ``(C_I - <h>) / (1 - <h>)`` (Luzar, J. Chem. Phys. 113, 10663 (2000)), which does not grow with the run
+        length, ``bound_fraction`` (<h>), ``lifetime_intermittent_method``; lifetimes None when the run is too short
+        to integrate them), ``n_frames``. Exit status 530 when the trajectory tripped an MD guard.
     """
     from aiida_ilmlff.analysis import li_environment_from_trajectory
+
+    refusal = _refusal(trajectory)
+    if refusal is not None:
+        return refusal
 
     settings = with_defaults(analysis.get_dict(), ANALYSIS_SETTINGS)
     with _opened(trajectory, settings['discard_ps']) as (path, info):
@@ -244,9 +293,17 @@ def analyse_li_environment(trajectory: orm.Data, analysis: orm.Dict) -> orm.Dict
             'lifetime_continuous_ps': None
             if result.lifetime_continuous is None
             else result.lifetime_continuous.tau_fs / 1000.0,
+            'lifetime_continuous_decayed': None
+            if result.lifetime_continuous is None
+            else result.lifetime_continuous.decayed,
             'lifetime_intermittent_ps': None
             if result.lifetime_intermittent is None
             else result.lifetime_intermittent.tau_fs / 1000.0,
+            'lifetime_intermittent_decayed': None
+            if result.lifetime_intermittent is None
+            else result.lifetime_intermittent.decayed,
+            'lifetime_intermittent_method': '(C_I - <h>) / (1 - <h>) integrated to its first zero',
+            'bound_fraction': result.bound_fraction,
             'n_frames': clusters.n_frames,
         }
     )
@@ -257,9 +314,14 @@ def analyse_tfsi_conformers(trajectory: orm.Data, analysis: orm.Dict) -> orm.Dic
     """Cis/trans populations of TFSI from the C-S...S-C dihedral (|phi| < 90 deg is cis) over the NVT run.
 
     :returns: Dict with ``cis_fraction``, ``trans_fraction`` (time averages), ``cis_fraction_std`` (over
-        frames), ``n_molecules``, ``n_frames``, ``cis_cut_deg``.
+        frames), ``n_molecules``, ``n_frames``, ``cis_cut_deg``. Exit status 530 when the trajectory tripped an
+        MD guard.
     """
     from aiida_ilmlff.analysis import conformers_from_trajectory
+
+    refusal = _refusal(trajectory)
+    if refusal is not None:
+        return refusal
 
     settings = with_defaults(analysis.get_dict(), ANALYSIS_SETTINGS)
     with _opened(trajectory, settings['discard_ps']) as (path, info):
