@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aiida_ilmlff.analysis import residence_correlation, residence_time
+from aiida_ilmlff.analysis import bound_fraction, normalised_intermittent, residence_correlation, residence_time
 
 
 def brute_force(h: np.ndarray, kind: str) -> np.ndarray:
@@ -76,3 +76,33 @@ def test_residence_errors():
         residence_correlation(np.ones((10, 3), dtype=bool), 'sticky')
     with pytest.raises(ValueError, match='method'):
         residence_time(np.linspace(1, 0, 10), 1.0, 'kww')
+
+
+def test_intermittent_lifetime_does_not_grow_with_the_run_length():
+    """Known answer (issue 16): on a two-state Markov contact series the intermittent lifetime of runs of length T
+    and 4T agree within 10 %, and both match -dt / ln(1 - p - q); the old integral of C_I (which levels off at
+    <h>, not 0) grows with the run."""
+    p_break, p_form, dt = 0.05, 0.02, 2.0
+    expected_tau = -dt / np.log(1 - p_break - p_form)
+    taus, raw = [], []
+    for n_frames, seed in ((4000, 11), (16000, 12)):
+        h = markov(np.random.default_rng(seed), n_frames, 40, p_break, p_form)
+        intermittent = residence_correlation(h, 'intermittent')
+        h_mean = bound_fraction(h)
+        assert h_mean == pytest.approx(p_form / (p_break + p_form), abs=0.03)
+        normalised = normalised_intermittent(intermittent, h_mean)
+        assert normalised[0] == pytest.approx(1.0)
+        lifetime = residence_time(normalised, dt)
+        assert lifetime.decayed
+        taus.append(lifetime.tau_fs)
+        raw.append(residence_time(intermittent, dt).tau_fs)
+    assert taus[1] == pytest.approx(taus[0], rel=0.10)
+    assert taus[0] == pytest.approx(expected_tau, rel=0.10) and taus[1] == pytest.approx(expected_tau, rel=0.10)
+    assert raw[1] > 2.5 * raw[0]  # the plateau <h> integrated over the run: proportional to its length
+
+
+def test_normalised_intermittent_errors():
+    with pytest.raises(ValueError, match='never break'):
+        normalised_intermittent(np.ones(5), 1.0)
+    with pytest.raises(ValueError, match='no contact'):
+        bound_fraction(np.zeros((5, 2), dtype=bool))
