@@ -171,3 +171,33 @@ def test_conformers_and_density_from_trajectory(tmp_path):
     _, series, stats = density_from_trajectory(path)
     assert series == pytest.approx(density(2 * masses.sum(), L**3))
     assert stats.mean == pytest.approx(series[0])
+
+
+def test_molecules_cut_by_the_cell_give_the_same_centre_of_mass_analyses(tmp_path, rng):
+    """A user-supplied or active-learning start has molecules cut by the cell (every atom wrapped in frame 0; the
+    trajectory is unwrapped in time from there): centre-of-mass MSD, RDF and the Li environment equal those of the
+    whole molecules, while centres of mass taken naively from the cut frame are off."""
+    positions, numbers, masses, mol_id, molecules = li_bf4_system(rng)
+    positions = positions + np.array([-1.0, 0.3, 0.0])  # the BF4 at the origin sits across the x = 0 face
+    shift = _cut_shift(positions[0])
+    cut = positions + shift  # a constant per-atom lattice shift: unwrapped in time, molecules cut
+    whole_path = write(tmp_path / 'whole.h5', positions, numbers, masses, mol_id, molecules)
+    cut_path = write(tmp_path / 'cut.h5', cut, numbers, masses, mol_id, molecules)
+    naive = molecular_centers_of_mass(cut[0], mol_id, masses)
+    true = molecular_centers_of_mass(positions[0], mol_id, masses)
+    assert np.abs(naive - true).max() > 1.0  # the corruption this guards against
+
+    expected, got = msd_from_trajectory(whole_path, 'BF4'), msd_from_trajectory(cut_path, 'BF4')
+    np.testing.assert_allclose(got.msd['BF4'], expected.msd['BF4'], atol=1e-9)
+    expected_rdf = rdf_from_trajectory(whole_path, 'BF4:com', 'Li:com', 7.5, 30)
+    got_rdf = rdf_from_trajectory(cut_path, 'BF4:com', 'Li:com', 7.5, 30)
+    np.testing.assert_allclose(got_rdf.g, expected_rdf.g, atol=1e-12)
+    expected_li = li_environment_from_trajectory(whole_path, 'Li', 'BF4:F', 2.5)
+    got_li = li_environment_from_trajectory(cut_path, 'Li', 'BF4:F', 2.5)
+    assert got_li.clusters.compositions == expected_li.clusters.compositions
+    assert got_li.anion_cn == expected_li.anion_cn
+
+
+def _cut_shift(frame):
+    fractional = frame / L
+    return (np.floor(fractional) * -L)[None]
