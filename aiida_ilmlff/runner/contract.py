@@ -105,6 +105,7 @@ __all__ = (
     'THERMO_COLUMNS',
     'Guard',
     'Parameter',
+    'broken_bond',
     'evaluate_settings',
     'guard_for_exit_status',
     'md_settings',
@@ -259,6 +260,19 @@ GUARD_DEFAULTS: dict[str, float | int | None] = {
     'distance_every': 1,
     'bond_every': 1,
 }
+
+
+def broken_bond(status: t.Mapping[str, t.Any] | None) -> dict[str, t.Any] | None:
+    """The bond that tripped the ``bond`` guard, from a run's ``status.json`` (``output_parameters``), or ``None``.
+
+    :returns: ``bond`` of the guard (``i``, ``j``, ``elements``, ``molecule``, ``species``, ``length_A``,
+        ``reference_length_A``, ``stretch``, ``label``) with the guard's ``step``, ``time_fs`` and ``threshold``
+        (the ``max_bond_stretch`` in force).
+    """
+    guard = (status or {}).get('guard') or {}
+    if guard.get('name') != 'bond' or not isinstance(guard.get('bond'), dict):
+        return None
+    return {**guard['bond'], 'step': guard.get('step'), 'time_fs': guard.get('time_fs'), 'threshold': guard.get('threshold')}
 
 
 def guard_for_exit_status(status: int) -> Guard | None:

@@ -19,8 +19,17 @@ stage's mean density and sets ``properties['density_g_cm3']['converged']`` to fa
 0, or with 510 ``ERROR_DENSITY_NOT_CONVERGED`` (after every output is attached) when
 ``density_convergence.fail_if_not_converged`` is true.
 
+Molecules stay molecules: when an NPT stage or the NVT production stops on the MD's ``bond`` guard (a covalent
+bond of the starting box stretched past ``max_bond_stretch``; ``ilmlff.md`` 505, after the restarts of
+:class:`~aiida_ilmlff.workflows.md.MDBaseWorkChain`), no property is computed from that trajectory: the work chain
+attaches ``properties`` with ``broken`` (which bond of which ion, how far, in which stage, at which step),
+``density_g_cm3`` ``None`` and no diffusion or coordination
+(:func:`~aiida_ilmlff.calculations.functions.md.broken_molecule_properties`), and ends with 511
+``ERROR_MOLECULE_BROKEN``. Any other failure of an MD stage (401/402) leaves no ``properties`` at all: a density
+is reported only from NPT stages that finished.
+
 Exit codes: 401 an NPT stage failed, 402 the NVT production failed, 350 an analysis failed, 510 (optional)
-density not converged. See ``docs/properties.md``.
+density not converged, 511 a molecule broke. See ``docs/properties.md``.
 """
 
 from __future__ import annotations
@@ -43,11 +52,12 @@ from aiida_ilmlff.calculations.functions.properties import (
     scale_to_density,
     summarise_density,
 )
+from aiida_ilmlff.calculations.functions.md import broken_molecule_properties
 from aiida_ilmlff.calculations.functions.trajectory import md_segment_inputs, merge_md_segments
 from aiida_ilmlff.calculations.md import structure_elements, validate_models
 from aiida_ilmlff.data import FramesData, MLFFModelData
 from aiida_ilmlff.data.trajectory import MDTrajectoryData
-from aiida_ilmlff.runner.contract import PARAMETERS
+from aiida_ilmlff.runner.contract import GUARDS, PARAMETERS, broken_bond
 from aiida_ilmlff.workflows.md import MDBaseWorkChain, models_namespace
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
 from aiida_ilmlff.workflows.protocols.checks import LIQUID_TEMPERATURE_K, check_code_plugin, check_liquid_temperature
@@ -270,7 +280,9 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
             'properties',
             valid_type=orm.Dict,
             help='density_g_cm3 {mean, error, n_stages, converged, ...}, temperature_K, diffusion {species: {D_m2_s, '
-            'D_err_m2_s, fit_window_ps, ...}}, coordination {"a-b": {r_cut_A, cn, ...}}, li_clusters, tfsi_conformers.',
+            'D_err_m2_s, fit_window_ps, ...}}, coordination {"a-b": {r_cut_A, cn, ...}}, li_clusters, tfsi_conformers. '
+            'When the MD broke a molecule (exit 511): broken {label, species, elements, i, j, stretch, stage, step, '
+            '...}, density_g_cm3 null, diffusion and coordination empty.',
         )
         spec.output_namespace('curves', valid_type=orm.ArrayData, dynamic=True, help='`msd`, `rdf`, `cn` curves.')
         spec.output_namespace(
@@ -298,6 +310,12 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
             'ERROR_DENSITY_NOT_CONVERGED',
             message='The density did not converge in {stages} NPT stages (all outputs were produced with the last '
             "stage's mean density).",
+        )
+        spec.exit_code(
+            511,
+            'ERROR_MOLECULE_BROKEN',
+            message='The model broke a molecule in {stage}: {bond}. No property was computed from that trajectory; '
+            '`properties.broken` names the bond.',
         )
 
     # ------------------------------------------------------------------------------------------ protocols
@@ -449,6 +467,9 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
         stage = len(self.ctx.stages) + 1
         node = self.ctx.npt[-1]
         if not node.is_finished_ok:
+            broken = self._broken_molecule(node, f'npt_{stage}')
+            if broken is not None:
+                return broken
             return self.exit_codes.ERROR_SUB_PROCESS_FAILED_NPT.format(stage=stage, pk=node.pk, status=node.exit_status)
         stats = npt_stage_density(node.outputs.thermo, metadata={'call_link_label': f'density_stage_{stage}'})
         self.ctx.stages.append(stats)
@@ -509,8 +530,40 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
         """The NVT run must have finished."""
         node = self.ctx.nvt
         if not node.is_finished_ok:
+            broken = self._broken_molecule(node, 'nvt')
+            if broken is not None:
+                return broken
             return self.exit_codes.ERROR_SUB_PROCESS_FAILED_NVT.format(pk=node.pk, status=node.exit_status)
         return None
+
+    def _broken_molecule(self, node, stage: str):
+        """When the MD work chain ``node`` stopped on the ``bond`` guard: attach ``properties`` with ``broken``
+        (and no density, diffusion or coordination) and return 511; otherwise ``None``."""
+        if node.exit_status != GUARDS['bond'].exit_status:
+            return None
+        calculations = sorted(
+            (
+                child
+                for child in node.called
+                if child.exit_status == GUARDS['bond'].exit_status and 'output_parameters' in child.outputs
+            ),
+            key=lambda child: child.ctime,
+        )
+        if not calculations or broken_bond(calculations[-1].outputs.output_parameters.get_dict()) is None:
+            return None
+        properties = broken_molecule_properties(
+            calculations[-1].outputs.output_parameters,
+            orm.Str(stage),
+            self.inputs.temperature,
+            metadata={'call_link_label': 'broken_molecule'},
+        )
+        bond = properties['broken']
+        self.report(
+            f'{stage} ({node.process_label}<{node.pk}>) broke a molecule: {bond["label"]} (> {bond["threshold"]}x its '
+            f'starting length) at step {bond["step"]}; no density, diffusion or structure is computed for this model'
+        )
+        self.out('properties', properties)
+        return self.exit_codes.ERROR_MOLECULE_BROKEN.format(stage=stage, bond=bond['label'])
 
     # ------------------------------------------------------------------------------------------ analysis
 

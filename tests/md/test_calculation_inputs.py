@@ -49,8 +49,9 @@ def md_inputs(runner_code, md_structure, fake_model, job_options):
         ({'temperature_K': -10.0}, '`parameters.temperature_K` must be > 0.0'),
         ({'ensemble': 'npt'}, '`parameters.pressure_bar` is required for ensemble `npt`'),
         ({'timestep_fs': 6.0}, '`parameters.timestep_fs` must be <= 5.0'),
+        ({'guards': {'max_bond_stretch': 1.0}}, '`parameters.guards.max_bond_stretch` must be > 1'),
     ],
-    ids=['negative-temperature', 'npt-without-pressure', 'timestep-above-5fs'],
+    ids=['negative-temperature', 'npt-without-pressure', 'timestep-above-5fs', 'bond-threshold-at-1'],
 )
 def test_bad_parameters_fail_before_submission(md_inputs, change, fragment):
     """Each bad parameter fails at process creation with a message naming the input; nothing is stored."""

@@ -104,6 +104,15 @@ def test_bad_input_names_the_input(builder, change, message):
     assert error is not None and message in error, error
 
 
+@pytest.mark.parametrize(('stage', 'value'), [('npt', 1.0), ('nvt', 0.5)])
+def test_bond_threshold_at_or_below_one_is_refused(builder, stage, value):
+    """A bond-guard threshold <= 1 (it would stop every run at its first vibration) is refused when it is set."""
+    parameters = builder[stage].md.parameters.get_dict()
+    parameters['guards'] = {**parameters.get('guards', {}), 'max_bond_stretch': value}
+    with pytest.raises(ValueError, match=r'`parameters.guards.max_bond_stretch` must be > 1 \(a factor on the starting'):
+        builder[stage].md.parameters = orm.Dict(parameters)
+
+
 def test_structure_without_molecule_ids(builder, box_atoms, model_stub):
     """Per-species diffusion (the default) needs molecule ids; element pairs without diffusion do not."""
     bare = orm.StructureData(ase=box_atoms)
