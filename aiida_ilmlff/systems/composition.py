@@ -20,12 +20,14 @@ import math
 import numbers
 from collections.abc import Mapping
 
+from .density import reference_density
 from .errors import CompositionError
 from .ions import Ion, get_ion, is_library_ion, known_ions, resolve_ion_name, unknown_ion_message
 
 __all__ = (
     'DENSITY_RANGE',
     'Composition',
+    'reference_density',
     'salt_in_il_composition',
     'validate_composition',
     'validate_density',

@@ -47,6 +47,7 @@ from aiida_ilmlff.data.level_of_theory import cp2k_level_of_theory
 from aiida_ilmlff.sampling import MIN_DISTANCE, TRAJECTORY_FORMATS, validate_generators
 from aiida_ilmlff.sampling.perturb import generator_counts
 from aiida_ilmlff.sampling.settings import SAMPLING_SETTINGS, validate_import_settings
+from aiida_ilmlff.systems.composition import reference_density
 from aiida_ilmlff.workflows.aimd import MD_DEFAULTS, AimdWorkChain, validate_md
 from aiida_ilmlff.workflows.label import LabelWorkChain
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, UnknownOverrideError, recursive_merge
@@ -265,8 +266,10 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         spec.input(
             'box_density',
             valid_type=orm.Float,
-            default=lambda: orm.Float(1.2),
-            help='Density of the boxes built from `composition` [g/cm^3] (PYR14BF4 liquid: ~1.2).',
+            required=False,
+            help='Density of the boxes built from `composition` [g/cm^3]. Default: the reference liquid density of '
+            'the composition at `temperature`, aiida_ilmlff.systems.composition.reference_density (experimental '
+            'where known, e.g. PYR14TFSI 1.40 g/cm^3 at 298 K; otherwise estimated from ion volumes).',
         )
         spec.input(
             'temperature',
@@ -537,7 +540,6 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         label_code, aimd_code = cls._resolve_codes(codes)
         elements = sorted(set(elements))
         nodes: dict[str, t.Any] = {
-            'box_density': orm.Float(inputs['box_density']),
             'temperature': orm.Float(inputs['temperature']),
             'seed': orm.Int(inputs['seed']),
             'n_boxes': orm.Int(inputs['n_boxes']),
@@ -550,6 +552,8 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             },
             'label': LabelWorkChain.plain_inputs_to_nodes(label_code, inputs['label'], elements=elements),
         }
+        if inputs.get('box_density') is not None:
+            nodes['box_density'] = orm.Float(inputs['box_density'])
         if 'aimd' in inputs:
             cp2k = LabelWorkChain.plain_inputs_to_nodes(aimd_code, {'cp2k': inputs['aimd']['cp2k']}, elements=elements)
             nodes['aimd'] = {'cp2k': cp2k['cp2k'], 'md': orm.Dict(inputs['aimd']['md'])}
@@ -607,6 +611,8 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             builder[key] = value
         if composition is not None:
             builder.composition = orm.Dict(composition)
+            if inputs.get('box_density') is None:
+                builder.box_density = orm.Float(round(reference_density(composition, inputs['temperature']), 4))
         else:
             builder.structure = structure
 
@@ -689,11 +695,23 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             self.ctx.boxes = [self.inputs.structure]
             return None
         seed = self.inputs.seed.value
+        if 'box_density' in self.inputs:
+            density = self.inputs.box_density
+        else:
+            try:
+                value = reference_density(self.inputs.composition.get_dict(), self.inputs.temperature.value)
+            except ValueError as exception:
+                return self.exit_codes.ERROR_BOX_FAILED.format(message=str(exception))
+            density = orm.Float(round(value, 4))
+            self.report(
+                f'box density {density.value} g/cm^3: reference_density of the composition at '
+                f'{self.inputs.temperature.value} K (no `box_density` given)'
+            )
         for k in range(self.inputs.n_boxes.value):
             try:
                 box = build_ionic_liquid_box(
                     self.inputs.composition,
-                    self.inputs.box_density,
+                    density,
                     orm.Int(seed + k),
                     metadata={'call_link_label': f'box_{k}'},
                 )

@@ -30,6 +30,23 @@ def test_fast_builder(cp2k_code):
     assert builder.aimd.cp2k.cp2k.metadata.options.environment_variables == {'OMP_NUM_THREADS': '1'}
 
 
+def test_box_density_follows_the_ions(cp2k_code):
+    """Without `box_density` the boxes are built at the composition's reference density at `temperature`:
+    PYR14BF4 at 450 K 1.20 g/cm^3, PYR14TFSI at 298 K 1.40 g/cm^3 (not PYR14BF4's number); an override wins."""
+    from aiida_ilmlff.systems.composition import reference_density
+
+    bf4 = DatasetWorkChain.get_builder_from_protocol(cp2k_code, PYR14BF4, protocol='fast')
+    assert bf4.box_density.value == pytest.approx(1.20, abs=1e-3)
+    tfsi = {'PYR14': 1, 'TFSI': 1}
+    builder = DatasetWorkChain.get_builder_from_protocol(
+        cp2k_code, tfsi, protocol='fast', overrides={'temperature': 298.15}
+    )
+    assert builder.box_density.value == pytest.approx(reference_density(tfsi, 298.15), abs=1e-4)
+    assert builder.box_density.value == pytest.approx(1.40, abs=1e-3)
+    given = DatasetWorkChain.get_builder_from_protocol(cp2k_code, tfsi, protocol='fast', overrides={'box_density': 1.3})
+    assert given.box_density.value == 1.3
+
+
 @pytest.mark.parametrize(
     ('overrides', 'expected'),
     [
