@@ -49,10 +49,10 @@ GARDAS_COUTINHO_B_PER_K = 6.652e-4
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentalDensity:
-    """A measured liquid density: ``density`` g/cm^3 at ``temperature_K`` (1 bar), and where it comes from."""
+    """A measured liquid density: ``density`` g/cm^3 at ``temperature`` [K] (1 bar), and where it comes from."""
 
     density: float
-    temperature_K: float
+    temperature: float
     source: str
 
 
@@ -108,15 +108,15 @@ def ion_vdw_volume(ion: t.Any) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class DensityReference:
-    """What :func:`density_reference` returns: ``density`` g/cm^3 at ``temperature_K``; ``method``
+    """What :func:`density_reference` returns: ``density`` g/cm^3 at ``temperature`` [K]; ``method``
     (``experimental`` or ``estimate``); ``sources`` (the measurements used, with their references);
-    ``volume_A3`` of the whole composition."""
+    ``volume`` [Å^3] of the whole composition."""
 
     density: float
-    temperature_K: float
+    temperature: float
     method: str
     sources: tuple[str, ...]
-    volume_A3: float
+    volume: float
 
 
 def density_reference(composition: Mapping[str, t.Any], temperature_K: float) -> DensityReference:
@@ -140,6 +140,7 @@ def density_reference(composition: Mapping[str, t.Any], temperature_K: float) ->
     volume = 0.0
     sources = []
     scale = _volume_factor(temperature)
+
     # Take whole measured ion pairs first (the largest count first), the rest by effective ion volumes.
     def pairs_available(item):
         (cation, anion), _ = item
@@ -154,10 +155,10 @@ def density_reference(composition: Mapping[str, t.Any], temperature_K: float) ->
             continue
         pair_mass = c.mass * abs(a.charge) + a.mass * abs(c.charge)
         pair_volume = pair_mass / (entry.density / AMU_A3_TO_G_CM3)
-        volume += n_pairs * pair_volume * scale / _volume_factor(entry.temperature_K)
+        volume += n_pairs * pair_volume * scale / _volume_factor(entry.temperature)
         remaining[cation] -= n_pairs * abs(a.charge)
         remaining[anion] -= n_pairs * abs(c.charge)
-        sources.append(f'{cation}{anion}: {entry.density} g/cm^3 at {entry.temperature_K:g} K ({entry.source})')
+        sources.append(f'{cation}{anion}: {entry.density} g/cm^3 at {entry.temperature:g} K ({entry.source})')
     rest = {name: count for name, count in remaining.items() if count > 0}
     for name, count in rest.items():
         volume += count * PACKING_FACTOR * ion_vdw_volume(ions[name]) * scale / _volume_factor(298.15)

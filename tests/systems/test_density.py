@@ -32,7 +32,7 @@ def test_packing_factor_is_the_mean_of_the_room_temperature_table():
     450 K excepted: its ~317 A^3 per pair is denser than the estimate, see docs/systems.md)."""
     ratios = []
     for (cation, anion), entry in EXPERIMENTAL_DENSITIES.items():
-        if entry.temperature_K != 298.15:
+        if entry.temperature != 298.15:
             continue
         c, a = get_ion(cation), get_ion(anion)
         volume = (c.mass + a.mass) * AMU_A3_TO_G_CM3 / entry.density
