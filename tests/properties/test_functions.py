@@ -22,6 +22,7 @@ from aiida_ilmlff.calculations.functions.properties import (
     collect_properties,
     scale_to_density,
     summarise_density,
+    trajectory_guard_problem,
 )
 from aiida_ilmlff.data.trajectory import MDTrajectoryData
 
@@ -94,16 +95,25 @@ def trajectory(aiida_profile, trajectory_file):
 
 
 def test_diffusion_of_a_random_walk(trajectory):
-    """Known D within the statistical error; automatic window found; Yeh-Hummer added with a viscosity."""
-    result = analyse_diffusion(trajectory, orm.Dict({'viscosity_Pa_s': 0.05}), orm.Float(300.0))
+    """Known D within the statistical error (from time blocks); diffusive regime found; Yeh-Hummer beside the raw D."""
+    result = analyse_diffusion(trajectory, orm.Dict({'viscosity_mPa_s': 50.0}), orm.Float(300.0))
     diffusion = result['diffusion'].get_dict()
     assert set(diffusion) == {'BF4', 'Li', 'TFSI'}
     bf4 = diffusion['BF4']
-    assert bf4['diffusive'] and bf4['automatic_window'] and bf4['n_molecules'] == 12
+    assert bf4['regime'] == 'diffusive' and bf4['diffusive'] and bf4['automatic_window'] and bf4['n_molecules'] == 12
+    assert bf4['slope_band'] == [0.9, 1.1] and 0.9 <= bf4['loglog_slope'] <= 1.1
     assert bf4['D_m2_s'] == pytest.approx(D_EXACT, rel=0.25)
+    assert bf4['D_err_method'] == 'blocks' and bf4['n_blocks'] >= 2 and len(bf4['D_blocks_m2_s']) == bf4['n_blocks']
     assert abs(bf4['D_m2_s'] - D_EXACT) < 4 * bf4['D_err_m2_s']
+    assert bf4['D_err_molecules_m2_s'] > 0
+    assert 'time_needed_ps' not in bf4 and 'not_a_result' not in bf4
     assert 0 <= bf4['fit_window_ps'][0] < bf4['fit_window_ps'][1] <= 1.0
-    assert bf4['D_yeh_hummer_m2_s'] > bf4['D_m2_s'] and bf4['box_length_A'] == pytest.approx(L)
+    box_m = L * 1e-10
+    correction = 2.837297 * 1.380649e-23 * 300.0 / (6 * np.pi * 0.05 * box_m)
+    assert bf4['D_yeh_hummer_m2_s'] == pytest.approx(bf4['D_m2_s'] + correction, rel=1e-9)
+    assert bf4['box_length_A'] == pytest.approx(L) and bf4['viscosity_mPa_s'] == pytest.approx(50.0)
+    same = analyse_diffusion(trajectory, orm.Dict({'viscosity_Pa_s': 0.05}), orm.Float(300.0))['diffusion']
+    assert same['BF4']['D_yeh_hummer_m2_s'] == pytest.approx(bf4['D_yeh_hummer_m2_s'], rel=1e-12)
     msd = result['msd']
     assert msd.get_array('lag_ps')[1] == pytest.approx(0.01)
     assert msd.base.attributes.get('species') == ['BF4', 'Li', 'TFSI']
@@ -119,8 +129,8 @@ def test_diffusion_with_a_window_and_discarded_start(trajectory):
     assert not diffusion['TFSI']['automatic_window'] and 'D_yeh_hummer_m2_s' not in diffusion['TFSI']
 
 
-def test_diffusion_without_a_diffusive_regime_falls_back(aiida_profile, tmp_path):
-    """Caged molecules (oscillating, no drift): the fallback window is used and flagged."""
+def test_diffusion_without_a_diffusive_regime_reports_no_d(aiida_profile, tmp_path):
+    """Caged molecules (oscillating, no drift): sub-diffusive, the MSD reached and the time needed, and no D."""
     rng = np.random.default_rng(3)
     n_frames, n_mol = 200, 8
     centres = rng.uniform(2, L - 2, (n_mol, 3))
@@ -129,9 +139,17 @@ def test_diffusion_without_a_diffusive_regime_falls_back(aiida_profile, tmp_path
     with TrajectoryWriter(path, [3] * n_mol, [6.94] * n_mol, np.arange(n_mol), ['Li'] * n_mol) as out:
         out.append(np.arange(n_frames) * DT_FS, positions, np.diag([L, L, L]))
     node = MDTrajectoryData.from_file(path).store()
-    entry = analyse_diffusion(node, orm.Dict({}), orm.Float(300.0))['diffusion']['Li']
-    assert entry['diffusive'] is False
+    result = analyse_diffusion(node, orm.Dict({'viscosity_mPa_s': 50.0}), orm.Float(300.0))
+    entry = result['diffusion']['Li']
+    assert entry['regime'] == 'sub-diffusive' and entry['diffusive'] is False and entry['loglog_slope'] < 0.9
+    for key in ('D_m2_s', 'D_err_m2_s', 'D_yeh_hummer_m2_s'):
+        assert key not in entry
     assert entry['fit_window_ps'][1] == pytest.approx(0.25 * 199 * DT_FS / 1000, rel=0.05)
+    assert entry['max_lag_ps'] == pytest.approx(entry['fit_window_ps'][1])
+    assert entry['msd_reached_A2'] == pytest.approx(2 * 3 * 0.2**2, rel=0.3)  # 2 x 3 sigma^2: the cage
+    assert entry['time_needed_ps'] > 2.0 and entry['msd_target_A2'] == 100.0
+    assert 'not a self-diffusion coefficient' in entry['not_a_result']['why']
+    assert result['msd'].base.attributes.get('regime') == {'Li': 'sub-diffusive'}
 
 
 def test_structure_rdf_and_coordination(trajectory):
@@ -155,6 +173,8 @@ def test_structure_rdf_and_coordination(trajectory):
     short = analyse_structure(trajectory, orm.Dict({'rdf_pairs': [['BF4', 'TFSI']], 'rdf_r_max_A': 4.0}))
     entry = short['coordination']['BF4-TFSI']
     assert entry['r_cut_source'] == 'r_max' and entry['r_cut_A'] == pytest.approx(short['rdf'].get_array('r_A')[-1])
+    assert entry['cutoff_fallback'] is True
+    assert li_f['cutoff_fallback'] is False and coordination['BF4-BF4']['cutoff_fallback'] is False
 
 
 def test_li_environment_and_tfsi_conformers(trajectory):
@@ -162,6 +182,10 @@ def test_li_environment_and_tfsi_conformers(trajectory):
     assert li['ligand'] == 'BF4:F' and li['r_cut_from_rdf'] and 1.9 < li['r_cut_A'] < 3.5
     assert li['anion_cn'] == pytest.approx(1.0) and li['ligand_cn'] == pytest.approx(1.0)
     assert li['cluster_sizes'] == [2] and li['compositions'] == {'1Li1A': 6 * 400}
+    # Li bound for the whole run: the continuous function never decays (flagged), <h> = 1 for the bound pairs
+    assert li['lifetime_continuous_decayed'] is False and li['lifetime_continuous_ps'] > 0
+    assert li['bound_fraction'] == pytest.approx(1.0) and li['lifetime_intermittent_ps'] is None
+    assert li['lifetime_intermittent_decayed'] is None and 'C_I - <h>' in li['lifetime_intermittent_method']
     given = analyse_li_environment(trajectory, orm.Dict({'li_ligand': 'BF4:F', 'li_cutoff_A': 2.2})).get_dict()
     assert given['r_cut_A'] == 2.2 and not given['r_cut_from_rdf']
     conformers = analyse_tfsi_conformers(trajectory, orm.Dict({})).get_dict()
@@ -246,3 +270,34 @@ def test_default_rdf_pairs():
         'Li-BF4:F': ('Li:com', 'BF4:F'),
     }
     assert resolve_rdf_pairs({'rdf_pairs': [['Li', 'TFSI:O']]}, ['Li', 'TFSI']) == {'Li-TFSI:O': ('Li:com', 'TFSI:O')}
+
+
+@pytest.mark.parametrize(
+    ('where', 'value'),
+    [('attribute', {'guard_tripped': True, 'guard': 'bonds'}), ('file', {'guard': 'bonds'}), ('file', {'status': 'guard'})],
+)
+def test_a_trajectory_that_tripped_a_guard_is_not_analysed(aiida_profile, tmp_path, where, value):
+    """Molecules broke (or another guard tripped): every analysis refuses with exit status 530 and computes nothing."""
+    positions, numbers, masses, mol_id, molecules = synthetic_system(np.random.default_rng(5), n_frames=30)
+    path = tmp_path / 'broken.h5'
+    metadata = value if where == 'file' else None
+    with TrajectoryWriter(path, numbers, masses, mol_id, molecules, dtype='float64', metadata=metadata) as out:
+        out.append(np.arange(len(positions)) * DT_FS, positions, np.diag([L, L, L]))
+    node = MDTrajectoryData.from_file(path)
+    if where == 'attribute':
+        node.base.attributes.set_many(value)
+    node.store()
+    assert 'tripped a guard' in trajectory_guard_problem(node)
+    for function, args in (
+        (analyse_diffusion, (orm.Dict({}), orm.Float(300.0))),
+        (analyse_structure, (orm.Dict({}),)),
+        (analyse_li_environment, (orm.Dict({'li_ligand': 'BF4:F'}),)),
+        (analyse_tfsi_conformers, (orm.Dict({}),)),
+    ):
+        outputs, process = function.run_get_node(node, *args)
+        assert process.exit_status == 530 and outputs == {}
+        assert 'ERROR_TRAJECTORY_TRIPPED_GUARD' in process.exit_message
+
+
+def test_an_intact_trajectory_has_no_guard_problem(trajectory):
+    assert trajectory_guard_problem(trajectory) is None
