@@ -310,7 +310,8 @@ def _window_indices(window, timestep_fs: float, n_frames: int) -> tuple[int, int
     i1 = math.floor(t1 / timestep_fs + 1e-9)
     if i1 - i0 + 1 < 3:
         raise ValueError(
-            f'fit window {window} fs holds only {max(i1 - i0 + 1, 0)} frames (timestep {timestep_fs:g} fs): need at least 3'
+            f'fit window {window} fs holds only {max(i1 - i0 + 1, 0)} frames '
+            f'(timestep {timestep_fs:g} fs): need at least 3'
         )
     return i0, i1
 
@@ -336,12 +337,12 @@ class MSDRegime(AnalysisResult):
         window_indices, window_fs: the fit window (diffusive, automatic or given) or, when no diffusive window
             exists, the tail of the considered lags (the last factor 3 in lag time) the regime was judged on.
         slope_band: the band of the log-log slope taken as diffusive.
-        msd_reached_A2: the MSD (Å^2) at the longest lag considered (the end of a given window, else
+        msd_reached: the MSD (Å^2) at the longest lag considered (the end of a given window, else
             ``max_lag_fraction`` of the run).
         max_lag_fs: that longest lag in fs.
-        msd_target_A2: MSD a species should reach before its D is trusted (:data:`MSD_TARGET_A2`).
+        msd_target: MSD (Å^2) a species should reach before its D is trusted (:data:`MSD_TARGET_A2`).
         time_needed_fs: non-diffusive only: estimated length of run (fs, after the discarded start) whose MSD
-            reaches ``msd_target_A2`` within ``max_lag_fraction`` of the run, extrapolating ``MSD ~ t^beta`` from
+            reaches ``msd_target`` within ``max_lag_fraction`` of the run, extrapolating ``MSD ~ t^beta`` from
             the longest lag with beta the tail slope clipped to [0.5, 1] (beta = 1 for a ballistic tail: a lower
             bound, since the cage regime comes first). ``None`` when diffusive or the target is already reached.
     """
@@ -351,9 +352,9 @@ class MSDRegime(AnalysisResult):
     window_indices: tuple[int, int]
     window_fs: tuple[float, float]
     slope_band: tuple[float, float]
-    msd_reached_A2: float
+    msd_reached: float
     max_lag_fs: float
-    msd_target_A2: float
+    msd_target: float
     time_needed_fs: float | None
 
     @property
@@ -431,9 +432,9 @@ def classify_msd(
         window_indices=(int(i0), int(i1)),
         window_fs=(float(i0 * timestep_fs), float(i1 * timestep_fs)),
         slope_band=band,
-        msd_reached_A2=reached,
+        msd_reached=reached,
         max_lag_fs=float(max_lag * timestep_fs),
-        msd_target_A2=float(msd_target_A2),
+        msd_target=float(msd_target_A2),
         time_needed_fs=time_needed,
     )
 

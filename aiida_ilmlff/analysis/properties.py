@@ -150,7 +150,7 @@ def species_diffusion(
             'loglog_slope': _finite(regime.loglog_slope),
             'slope_band': list(band),
             'fit_window_ps': judged,
-            'msd_reached_A2': regime.msd_reached_A2,
+            'msd_reached_A2': regime.msd_reached,
             'max_lag_ps': regime.max_lag_fs / 1000.0,
             'n_molecules': int(per_molecule.shape[1]),
             'automatic_window': window is None,
@@ -179,7 +179,7 @@ def species_diffusion(
         else:
             needed = regime.time_needed_fs
             entry['time_needed_ps'] = None if needed is None else settings['discard_ps'] + needed / 1000.0
-            entry['msd_target_A2'] = regime.msd_target_A2
+            entry['msd_target_A2'] = regime.msd_target
             entry['not_a_result'] = {
                 'einstein_slope_over_6_m2_s': fit.D,
                 'fit_window_ps': judged,

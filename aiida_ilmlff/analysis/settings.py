@@ -15,9 +15,9 @@ __all__ = (
     'LI_LIGANDS',
     'default_li_ligand',
     'is_number',
-    'viscosity_Pa_s',
     'resolve_rdf_pairs',
     'validate_analysis_settings',
+    'viscosity_Pa_s',
     'with_defaults',
 )
 

@@ -160,7 +160,7 @@ def _is_com(selection) -> bool:
 
 
 def _selection_positions(reader: TrajectoryReader, selection, tree: MoleculeTree | None = None):
-    """(extractor(frame, cell), mol ids, is_com) for an atom selection or a ``'SPECIES:com'`` centre of mass.
+    """(extractor(frame, cell), mol ids) for an atom selection or a ``'SPECIES:com'`` centre of mass.
 
     Centres of mass are taken of whole molecules: ``tree`` (:class:`MoleculeTree`) makes them whole per frame.
     """
@@ -171,13 +171,13 @@ def _selection_positions(reader: TrajectoryReader, selection, tree: MoleculeTree
         def extract(frame, cell):
             return weights @ (frame if tree is None else tree.apply(frame, cell))
 
-        return extract, molecules, True
+        return extract, molecules
     atoms = reader.select_atoms(selection)
 
     def extract_atoms(frame, cell):
         return frame[atoms]
 
-    return extract_atoms, reader.mol_id[atoms], False
+    return extract_atoms, reader.mol_id[atoms]
 
 
 def _max_r(reader: TrajectoryReader, window: slice) -> float:
@@ -223,8 +223,8 @@ def rdf_from_trajectory(
         if _is_com(a) or _is_com(b):
             first = reader[window.start]
             tree = MoleculeTree(first.positions, first.cell, reader.mol_id)
-        extract_a, mol_a, com_a = _selection_positions(reader, a, tree)
-        extract_b, mol_b, com_b = (extract_a, mol_a, com_a) if same else _selection_positions(reader, b, tree)
+        extract_a, mol_a = _selection_positions(reader, a, tree)
+        extract_b, mol_b = (extract_a, mol_a) if same else _selection_positions(reader, b, tree)
         r_max = _max_r(reader, window) if r_max is None else float(r_max)
         accumulator = RDFAccumulator(
             r_max,

@@ -159,7 +159,7 @@ def test_a_short_langevin_run_is_ballistic_and_says_how_long_it_needs():
     regime = classify_msd(curve, 1.0)
     assert regime.regime == 'ballistic' and not regime.diffusive
     assert regime.loglog_slope > 1.8
-    assert regime.msd_reached_A2 == pytest.approx(curve[99])
+    assert regime.msd_reached == pytest.approx(curve[99])
     # extrapolated with slope 1 (a lower bound) to 100 Å^2 within a quarter of the run
     expected = 99.0 * (100.0 / curve[99]) / 0.25
     assert regime.time_needed_fs == pytest.approx(expected)
@@ -218,8 +218,9 @@ def _coverage(n_seeds, shared_fraction, n_frames=1200, n_particles=10, dt_fs=10.
 def test_block_error_of_d_covers_the_true_d_at_the_stated_rate():
     """Known answer (issue 16): over many seeds of random walks with known D, the block error (1 sigma) covers the
     true D in about 68 % of the runs (accepted: 55-85 %; measured 74-79 % for 300 seeds: the whole-run D scatters a
-    little less than one block's, so the error is slightly conservative). With motion shared by all molecules (collective fluctuations, as in a liquid), the scatter over
-    molecules covers far less often, the block error still at the stated rate."""
+    little less than one block's, so the error is slightly conservative). With motion shared by all
+    molecules (collective fluctuations, as in a liquid), the scatter over molecules covers far less often, the block
+    error still at the stated rate."""
     blocks, molecules = _coverage(300, 0.0)
     assert 0.55 <= blocks <= 0.85, blocks
     assert 0.5 <= molecules <= 0.85, molecules  # independent walkers: molecules are independent samples too

@@ -274,7 +274,11 @@ def test_default_rdf_pairs():
 
 @pytest.mark.parametrize(
     ('where', 'value'),
-    [('attribute', {'guard_tripped': True, 'guard': 'bonds'}), ('file', {'guard': 'bonds'}), ('file', {'status': 'guard'})],
+    [
+        ('attribute', {'guard_tripped': True, 'guard': 'bonds'}),
+        ('file', {'guard': 'bonds'}),
+        ('file', {'status': 'guard'}),
+    ],
 )
 def test_a_trajectory_that_tripped_a_guard_is_not_analysed(aiida_profile, tmp_path, where, value):
     """Molecules broke (or another guard tripped): every analysis refuses with exit status 530 and computes nothing."""

@@ -216,9 +216,9 @@ def analyse_structure(trajectory: orm.Data, analysis: orm.Dict) -> dict[str, orm
     as in tiny boxes) r_max itself; ``r_cut_source`` says which and ``cutoff_fallback`` is true for the last.
     Centre-of-mass selections use whole molecules.
 
-    :returns: ``coordination`` (Dict ``{'a-b': {r_cut_A, cn, r_cut_source, cutoff_fallback, selections}}``), ``rdf`` and ``cn``
-        (ArrayData: ``r_A`` and ``g_<k>`` / ``cn_<k>`` per pair k, attribute ``pairs`` = the pair names in
-        order) and ``figure`` (PNG: g(r) with the running CN on a twin axis).
+    :returns: ``coordination`` (Dict ``{'a-b': {r_cut_A, cn, r_cut_source, cutoff_fallback, selections}}``),
+        ``rdf`` and ``cn`` (ArrayData: ``r_A`` and ``g_<k>`` / ``cn_<k>`` per pair k, attribute ``pairs`` = the
+        pair names in order) and ``figure`` (PNG: g(r) with the running CN on a twin axis).
         Exit status 530 when the trajectory tripped an MD guard.
     """
     refusal = _refusal(trajectory)
