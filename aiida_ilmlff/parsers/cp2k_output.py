@@ -33,6 +33,7 @@ __all__ = (
     'parse_cp2k_stdout',
     'parse_cp2k_stress',
     'scf_failed',
+    'unconverged_evaluations',
     'xtb_charge_abort',
 )
 
@@ -62,6 +63,22 @@ _FLOAT = r'[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[EeDd][-+]?\d+)?'
 def scf_failed(text: str) -> bool:
     """Whether ``text`` (CP2K's main output, or a part of it) reports an SCF that did not converge."""
     return any(marker in text for marker in SCF_NOT_CONVERGED_MARKERS)
+
+
+#: The line CP2K prints after every force evaluation (one per single point, one per MD step).
+FORCE_EVAL_ENERGY_LINE = re.compile(r'ENERGY\|\s+Total FORCE_EVAL')
+
+
+def unconverged_evaluations(text: str) -> list[int]:
+    """0-based indices of the force evaluations in ``text`` (CP2K's main output) whose SCF did not converge.
+
+    Evaluation ``k`` is the text between the ``k``-th and ``k+1``-th ``ENERGY| Total FORCE_EVAL`` lines (its SCF
+    messages come before its energy line); a trailing evaluation without an energy line yet (a running job, or
+    one killed while it ran) is included, so a monitor reading a live output sees the failure as soon as CP2K
+    prints it. In an MD run evaluation 0 is the initial step and evaluation ``k`` is MD step ``first_step + k``.
+    """
+    segments = FORCE_EVAL_ENERGY_LINE.split(text)
+    return [k for k, segment in enumerate(segments) if scf_failed(segment)]
 
 
 def xtb_charge_abort(text: str) -> bool:
