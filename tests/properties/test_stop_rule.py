@@ -80,3 +80,31 @@ def test_npt_stage_density_detects_the_equilibrated_part(aiida_profile):
     assert 0.4 < result['equilibrated_fraction'] < 0.9
     assert abs(result['drift_g_cm3_per_ps']) < 0.002
     assert result['mean_volume_A3'] == pytest.approx(1000.0, rel=0.005)
+
+
+def test_the_density_result_says_when_the_stop_rule_did_not_hold(aiida_profile):
+    """Two stages still drifting apart: the stop rule fails, and the density result and its figure say so."""
+    from aiida import orm
+
+    from aiida_ilmlff.calculations.functions.properties import npt_stage_density, summarise_density
+
+    rng = np.random.default_rng(2)
+    stages, times, densities = {}, [], []
+    for k, (start, level) in enumerate([(0.0, 1.10), (5000.0, 1.16)], 1):
+        time_fs = start + np.arange(1000) * 5.0
+        rho = level + 0.01 * (time_fs - start) / 5000.0 + rng.normal(0, 0.002, len(time_fs))
+        thermo = orm.ArrayData()
+        thermo.set_array('time_fs', time_fs)
+        thermo.set_array('density_g_cm3', rho)
+        thermo.set_array('volume_A3', 1000.0 / rho)
+        stages[f'stage_{k}'] = npt_stage_density(thermo)
+        times.append(time_fs)
+        densities.append(rho)
+    converged, why = density_stop_rule([stages[key].get_dict() for key in ('stage_1', 'stage_2')])
+    assert converged is False and 'drifts' in why
+    log = orm.ArrayData()
+    log.set_array('time_fs', np.concatenate(times))
+    log.set_array('density_g_cm3', np.concatenate(densities))
+    summary = summarise_density(log, orm.Bool(converged), **stages)
+    assert summary['density']['converged'] is False
+    assert summary['figure'].get_content('rb')[:8] == b'\x89PNG\r\n\x1a\n'
