@@ -71,6 +71,14 @@ def test_label_three_frames_fast_and_finite_differences(cp2k_code, libf4_frames,
     calcs = _calcjobs(node)
     assert calcs[0].inputs.parameters['GLOBAL']['WALLTIME'] == 570  # 95 % of max_wallclock_seconds = 600
     assert 'aiida-forces-1_0.xyz' in calcs[0].outputs.retrieved.base.repository.list_object_names()
+    # the protocol computes the analytical stress of every frame (eV/Å^3, ASE sign)
+    assert node.inputs.compute_stress.value is True
+    assert calcs[0].inputs.parameters['FORCE_EVAL']['STRESS_TENSOR'] == 'ANALYTICAL'
+    assert 'aiida-stress-1_0.stress_tensor' in calcs[0].outputs.retrieved.base.repository.list_object_names()
+    assert labelled.base.attributes.get('has_stress') is True and labelled.base.attributes.get('n_stress') == 3
+    stresses = labelled.stresses
+    assert stresses.shape == (3, 3, 3) and np.isfinite(stresses).all()
+    assert np.abs(stresses).max() > 0.0
 
     # Central differences of the CP2K energy on the Li atom (index 0) of frame 0, all three directions.
     h = 1.0e-3

@@ -64,6 +64,7 @@ def test_plain_protocol_inputs_make_no_nodes(cp2k_code):
     )
     assert _nodes_in(values) == []
     assert set(values) == {'max_concurrent', 'compute_stress', 'max_rejected_fraction', 'quality_control', 'cp2k'}
+    assert values['compute_stress'] is True  # every protocol labels the stress (CP2K analytical, pw.x tstress)
     kinds = values['cp2k']['cp2k']['parameters']['FORCE_EVAL']['SUBSYS']['KIND']
     assert [kind['_'] for kind in kinds] == ['B', 'F', 'Li']
     assert values['cp2k']['cp2k']['metadata']['options']['max_wallclock_seconds'] == 60
@@ -185,3 +186,14 @@ def test_box_beyond_the_protocol_is_rejected(cp2k_code):
         cp2k_code, frames, overrides={'meta_parameters': {'max_atoms': 2000}}
     )
     assert builder.frames.pk == frames.pk
+
+
+@pytest.mark.parametrize('protocol', ['fast', 'balanced', 'stringent'])
+def test_every_protocol_computes_the_stress(cp2k_code, protocol):
+    """The stress is on by default wherever the level of theory gives one: CP2K prints the analytical stress."""
+    values = LabelWorkChain.get_plain_protocol_inputs(protocol, code=cp2k_code, elements=['Li', 'B', 'F'])
+    assert values['compute_stress'] is True
+    engine = Cp2kEngine(LabelWorkChain.plain_inputs_to_nodes(cp2k_code, values)['cp2k'], compute_stress=True)
+    assert engine.parameters['FORCE_EVAL']['STRESS_TENSOR'] == 'ANALYTICAL'
+    assert engine.parameters['FORCE_EVAL']['PRINT']['STRESS_TENSOR'] == {'_': 'ON', 'FILENAME': 'stress'}
+    assert 'aiida-stress-1_0.stress_tensor' in engine.settings['additional_retrieve_list']
