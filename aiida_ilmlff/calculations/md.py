@@ -20,7 +20,14 @@ from aiida.engine import CalcJob
 
 from aiida_ilmlff.data import FramesData, MLFFModelData
 from aiida_ilmlff.data.trajectory import MDTrajectoryData
-from aiida_ilmlff.runner.contract import DEVICES, GUARDS, MD_OUTPUTS, md_settings, validate_parameters
+from aiida_ilmlff.runner.contract import (
+    CHECKPOINT_FORMAT,
+    DEVICES,
+    GUARDS,
+    MD_OUTPUTS,
+    md_settings,
+    validate_parameters,
+)
 
 __all__ = ('ENGINES', 'SETTINGS', 'MDCalculation', 'ordered_models', 'structure_elements')
 
@@ -136,6 +143,17 @@ def validate_inputs(inputs: t.Mapping, ctx) -> str | None:
         expected = len(structure[index]) if isinstance(structure, FramesData) else len(structure.sites)
         if n_atoms is not None and n_atoms != expected:
             return f'`restart` holds {n_atoms} atoms but `structure` has {expected}'
+    reference = inputs.get('bond_reference')
+    if reference is not None:
+        expected = len(structure[index]) if isinstance(structure, FramesData) else len(structure.sites)
+        if reference.base.attributes.get('format', None) != CHECKPOINT_FORMAT:
+            return f'`bond_reference` must be the `checkpoint` output of an ilmlff.md run ({CHECKPOINT_FORMAT})'
+        n_atoms = reference.base.attributes.get('n_atoms', None)
+        if n_atoms is not None and n_atoms != expected:
+            return (
+                f'`bond_reference` holds {n_atoms} atoms but `structure` has {expected}: give the checkpoint of a '
+                'run of this box'
+            )
     return None
 
 
@@ -145,6 +163,7 @@ class MDCalculation(CalcJob):
     _INPUT_FILE = 'md.json'
     _STRUCTURE_FILE = 'structure.extxyz'
     _RESTART_FILE = 'restart.json'
+    _BOND_REFERENCE_FILE = 'bond_reference.json'
     _STDOUT = 'runner.out'
     _STDERR = 'runner.err'
 
@@ -200,6 +219,14 @@ class MDCalculation(CalcJob):
             required=False,
             help='Checkpoint of an earlier run (its `checkpoint` output): positions, velocities, cell, step, time and '
             'thermostat state to continue from.',
+        )
+        spec.input(
+            'bond_reference',
+            valid_type=orm.SinglefileData,
+            required=False,
+            help='Checkpoint of an earlier run of the same box (e.g. the last NPT stage for an NVT production): the '
+            '`bond` guard keeps its bonds and their starting lengths (those of the first structure of that chain of '
+            'runs) instead of perceiving them in `structure`. A `restart` checkpoint takes precedence.',
         )
         spec.input(
             'settings',
@@ -333,6 +360,11 @@ class MDCalculation(CalcJob):
         if 'restart' in self.inputs:
             local_copy_list.append((self.inputs.restart.uuid, self.inputs.restart.filename, self._RESTART_FILE))
             restart = self._RESTART_FILE
+        bond_reference = None
+        if 'bond_reference' in self.inputs:
+            reference = self.inputs.bond_reference
+            local_copy_list.append((reference.uuid, reference.filename, self._BOND_REFERENCE_FILE))
+            bond_reference = self._BOND_REFERENCE_FILE
 
         runner_settings = md_settings(
             self._STRUCTURE_FILE,
@@ -343,6 +375,7 @@ class MDCalculation(CalcJob):
             threads=int(settings.get('threads', 1)),
             device=settings.get('device', 'cpu'),
             max_wall_s=self._max_wall(settings),
+            bond_reference=bond_reference,
         )
         with folder.open(self._INPUT_FILE, 'w') as handle:
             json.dump(runner_settings, handle, indent=1, allow_nan=False)

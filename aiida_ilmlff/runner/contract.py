@@ -18,7 +18,8 @@ Settings (``md.json``, written by the CalcJob with :func:`md_settings`)::
       "parameters": {...},               # the MD parameters: PARAMETERS, checked by validate_parameters
       "restart": null,                   # or a checkpoint JSON written by an earlier run
       "threads": 1, "device": "cpu",
-      "max_wall_s": null                 # stop cleanly (exit 10) before this many seconds of wall time
+      "max_wall_s": null,                # stop cleanly (exit 10) before this many seconds of wall time
+      "bond_reference": null             # or a checkpoint of an earlier run: the bond guard keeps its bonds
     }
 
 Model 0 drives the dynamics; the others (a committee) are evaluated on every saved frame. Outputs
@@ -272,7 +273,12 @@ def broken_bond(status: t.Mapping[str, t.Any] | None) -> dict[str, t.Any] | None
     guard = (status or {}).get('guard') or {}
     if guard.get('name') != 'bond' or not isinstance(guard.get('bond'), dict):
         return None
-    return {**guard['bond'], 'step': guard.get('step'), 'time_fs': guard.get('time_fs'), 'threshold': guard.get('threshold')}
+    return {
+        **guard['bond'],
+        'step': guard.get('step'),
+        'time_fs': guard.get('time_fs'),
+        'threshold': guard.get('threshold'),
+    }
 
 
 def guard_for_exit_status(status: int) -> Guard | None:
@@ -472,12 +478,15 @@ def md_settings(
     threads: int = 1,
     device: str = 'cpu',
     max_wall_s: float | None = None,
+    bond_reference: str | None = None,
 ) -> dict[str, t.Any]:
     """The content of ``md.json`` (see the module docstring); file paths are relative to the job folder.
 
     :param models: one entry per model, the first drives the dynamics: ``key``, ``path``, ``architecture``
         (:data:`ARCHITECTURES`), ``dtype``; other keys (``uuid``, ``sha256``) are carried along for the parser.
     :param max_wall_s: seconds of wall time after which the runner stops cleanly (exit 10), or ``None``.
+    :param bond_reference: a checkpoint of an earlier run of the same box whose ``bonds`` and
+        ``bond_lengths_A`` the ``bond`` guard keeps (instead of perceiving them in the structure), or ``None``.
     """
     return {
         'format': MD_SETTINGS_FORMAT,
@@ -490,6 +499,7 @@ def md_settings(
         'threads': int(threads),
         'device': device,
         'max_wall_s': max_wall_s,
+        'bond_reference': bond_reference,
     }
 
 

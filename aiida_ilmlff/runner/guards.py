@@ -17,7 +17,7 @@ import typing as t
 
 import numpy as np
 
-from aiida_ilmlff.common.geometry import minimum_image, min_pair_distance, pairs_within, perpendicular_widths
+from aiida_ilmlff.common.geometry import min_pair_distance, minimum_image, pairs_within, perpendicular_widths
 
 from .contract import BOND_PERCEPTION_SCALE, GUARD_DEFAULTS, GUARDS, Guard
 

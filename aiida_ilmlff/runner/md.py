@@ -272,7 +272,8 @@ class MDRun:
         self._setup_bonds()
 
     def _setup_bonds(self) -> None:
-        """The bonds of the ``bond`` guard: from the checkpoint of a restart, else perceived in the starting frame."""
+        """The bonds of the ``bond`` guard: from the checkpoint of a restart, else from the ``bond_reference``
+        checkpoint of the settings, else perceived in the starting frame."""
         self.bonds: BondWatch | None = None
         if self.parameters['guards']['max_bond_stretch'] is None:
             self.bond_guard = {'off': '`max_bond_stretch` is null'}
@@ -280,7 +281,14 @@ class MDRun:
         if self.mol_id is None:
             self.bond_guard = {'off': 'the structure has no `mol_id` (molecule of every atom)'}
             return
-        checkpoint = self.checkpoint or {}
+        checkpoint, source = self.checkpoint or {}, 'checkpoint'
+        if checkpoint.get('bonds') is None and self.settings.get('bond_reference'):
+            name = self.settings['bond_reference']
+            checkpoint, source = json.loads((self.workdir / name).read_text()), 'bond_reference'
+            if checkpoint.get('format') != CHECKPOINT_FORMAT:
+                raise InputError(f'{name} (bond_reference) is not an {CHECKPOINT_FORMAT} file')
+            if checkpoint.get('numbers') != self.atoms.numbers.tolist():
+                raise InputError(f'{name} (bond_reference): its atoms differ from those of the structure')
         if checkpoint.get('bonds') is not None:
             self.bonds = BondWatch(
                 np.array(checkpoint['bonds'], dtype=np.int64).reshape(-1, 2),
@@ -289,7 +297,6 @@ class MDRun:
                 self.mol_id,
                 self.molecules,
             )
-            source = 'checkpoint'
         else:
             self.bonds = BondWatch.from_frame(
                 self.atoms.numbers, self.atoms.positions, self.atoms.cell.array, self.mol_id, self.molecules

@@ -4,10 +4,12 @@ Handlers (each action is written to the work chain's report):
 
 - wall time (``ERROR_OUT_OF_WALLTIME`` 400, or the scheduler's 120 when a checkpoint came back): continue
   from the ``checkpoint`` output with the same parameters (``steps`` counts the whole simulation).
-- a guard (500-504): restart from the checkpoint, which holds the last good saved frame, with the time step
-  halved; ``steps`` grows so that the simulated time stays the same and the output strides double so that
-  frames stay evenly spaced in time. After ``max_guard_restarts`` such restarts the work chain fails with
-  the guard's exit code.
+- a guard (500-505, 505 the ``bond`` guard: a molecule came apart): restart from the checkpoint, which holds the
+  last good saved frame, with the time step halved; ``steps`` grows so that the simulated time stays the same and
+  the output strides double so that frames stay evenly spaced in time. The checkpoint carries the starting
+  frame's bonds, so the restart keeps the topology and reference lengths of the ``bond`` guard. After
+  ``max_guard_restarts`` such restarts the work chain fails with the guard's exit code (a model that breaks
+  molecules at any time step ends with 505).
 
 When more than one calculation contributed frames, the outputs ``trajectory``, ``thermo`` and
 ``deviation`` are the joined segments (:func:`~aiida_ilmlff.calculations.functions.trajectory.merge_md_segments`,

@@ -19,7 +19,9 @@ stage's mean density and sets ``properties['density_g_cm3']['converged']`` to fa
 0, or with 510 ``ERROR_DENSITY_NOT_CONVERGED`` (after every output is attached) when
 ``density_convergence.fail_if_not_converged`` is true.
 
-Molecules stay molecules: when an NPT stage or the NVT production stops on the MD's ``bond`` guard (a covalent
+Molecules stay molecules: every stage's ``bond`` guard measures against the bonds and lengths of the input
+structure (the NPT stages continue from each other's checkpoints; the NVT run gets the last one as
+``md.bond_reference``). When an NPT stage or the NVT production stops on the MD's ``bond`` guard (a covalent
 bond of the starting box stretched past ``max_bond_stretch``; ``ilmlff.md`` 505, after the restarts of
 :class:`~aiida_ilmlff.workflows.md.MDBaseWorkChain`), no property is computed from that trajectory: the work chain
 attaches ``properties`` with ``broken`` (which bond of which ion, how far, in which stage, at which step),
@@ -42,6 +44,7 @@ from aiida.engine import ToContext, WorkChain, append_, while_
 
 from aiida_ilmlff.analysis.npt import DENSITY_CONVERGENCE, density_stop_rule, validate_density_convergence
 from aiida_ilmlff.analysis.settings import ANALYSIS_SETTINGS, validate_analysis_settings
+from aiida_ilmlff.calculations.functions.md import broken_molecule_properties
 from aiida_ilmlff.calculations.functions.properties import (
     analyse_diffusion,
     analyse_li_environment,
@@ -52,7 +55,6 @@ from aiida_ilmlff.calculations.functions.properties import (
     scale_to_density,
     summarise_density,
 )
-from aiida_ilmlff.calculations.functions.md import broken_molecule_properties
 from aiida_ilmlff.calculations.functions.trajectory import md_segment_inputs, merge_md_segments
 from aiida_ilmlff.calculations.md import structure_elements, validate_models
 from aiida_ilmlff.data import FramesData, MLFFModelData
@@ -66,7 +68,7 @@ from aiida_ilmlff.workflows.protocols.plain import is_set_by_parent, to_plain
 __all__ = ('PropertiesWorkChain', 'structure_molecules', 'validate_inputs')
 
 #: Inputs of ``ilmlff.md`` that the work chain sets itself in the ``npt`` and ``nvt`` namespaces.
-_SET_BY_WORKCHAIN = ('md.code', 'md.structure', 'md.models', 'md.restart', 'md.frame_index')
+_SET_BY_WORKCHAIN = ('md.code', 'md.structure', 'md.models', 'md.restart', 'md.frame_index', 'md.bond_reference')
 _NPT_ENSEMBLES = ('npt', 'npt_berendsen')
 
 
@@ -520,6 +522,9 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
         """Submit the NVT production run from the scaled structure (fresh velocities at the temperature)."""
         inputs = self._md_inputs('nvt')
         inputs.md.structure = self.ctx.nvt_structure
+        # the bond guard of the NVT run keeps the bonds and lengths of the starting box (carried by the NPT
+        # checkpoints), not those of the NPT's last frame
+        inputs.md.bond_reference = self.ctx.checkpoint
         inputs.md.parameters = orm.Dict(inputs.md.parameters)
         inputs.metadata = {'call_link_label': 'nvt'}
         node = self.submit(MDBaseWorkChain, **inputs)

@@ -127,7 +127,9 @@ def test_pulled_apart_molecule_stops_on_its_bond(runner_workdir, box_atoms):
     assert sorted(bond['elements']) == ['B', 'F']
     assert bond['species'] == 'BF4' == list(molecules)[bond['molecule']]
     assert bond['stretch'] == pytest.approx(guard['value']) and bond['stretch'] > 1.5 == guard['threshold']
-    assert bond['reference_length_A'] == pytest.approx(lengths[np.flatnonzero((pairs == [bond['i'], bond['j']]).all(1))[0]])
+    assert bond['reference_length_A'] == pytest.approx(
+        lengths[np.flatnonzero((pairs == [bond['i'], bond['j']]).all(1))[0]]
+    )
     assert 'BF4' in bond['label'] and 'B(' in bond['label'] and 'F(' in bond['label']
     assert 0 < guard['step'] < 2000 and guard['time_fs'] == pytest.approx(0.5 * guard['step'])
     # the state that broke is written; the last good frame (checkpoint) still has the bond within 1.5x
@@ -187,6 +189,31 @@ def test_restart_keeps_the_starting_bonds(runner_workdir, box_atoms, tmp_path, c
     checkpoint = json.loads((second / MD_OUTPUTS['checkpoint']).read_text())
     assert checkpoint['bonds'] == first['bonds'] and checkpoint['bond_lengths_A'] == first['bond_lengths_A']
     np.testing.assert_allclose(sorted(first['bond_lengths_A']), sorted(lengths), rtol=1e-7)  # extxyz digits
+
+
+def test_bond_reference_carries_the_topology_to_a_new_run(runner_workdir, box_atoms, tmp_path):
+    """A fresh run (new structure, new velocities) given ``bond_reference`` keeps that checkpoint's bonds and
+    starting lengths; a checkpoint of other atoms is refused (exit 2)."""
+    pairs, lengths = _bonds(box_atoms)
+    assert run_md(_settings(_nvt(600.0, 100)), runner_workdir, False, [MorseBonds(pairs, lengths)]) == 0
+    checkpoint = (runner_workdir / MD_OUTPUTS['checkpoint']).read_text()
+    second = tmp_path / 'second'
+    second.mkdir()
+    final = read(runner_workdir / MD_OUTPUTS['final'])
+    write(str(second / 'structure.extxyz'), final, format='extxyz')
+    (second / 'reference.json').write_text(checkpoint)
+    settings = {**_settings(_nvt(600.0, 20)), 'bond_reference': 'reference.json'}
+    assert run_md(settings, second, False, [MorseBonds(pairs, lengths)]) == 0
+    assert _status(second)['bond_guard']['reference'] == 'bond_reference'
+    assert (
+        json.loads((second / MD_OUTPUTS['checkpoint']).read_text())['bond_lengths_A']
+        == json.loads(checkpoint)['bond_lengths_A']
+    )
+    other = json.loads(checkpoint)
+    other['numbers'] = other['numbers'][::-1]
+    (second / 'reference.json').write_text(json.dumps(other))
+    assert run_md(settings, second, False, [MorseBonds(pairs, lengths)]) == 2
+    assert 'bond_reference' in _status(second)['reason']
 
 
 def test_without_molecule_ids_the_guard_is_off_and_says_so(runner_workdir, box_atoms):
@@ -271,7 +298,9 @@ def test_bond_perception_scale_is_the_project_s():
 )
 def test_bond_threshold_at_or_below_one_is_refused(value, fragment):
     """A threshold <= 1 would stop every run at its first vibration: a clear error naming the key."""
-    errors = contract.validate_parameters({'ensemble': 'nve', 'steps': 10, 'initial_temperature_K': 300.0, 'guards': {'max_bond_stretch': value}})
+    errors = contract.validate_parameters(
+        {'ensemble': 'nve', 'steps': 10, 'initial_temperature_K': 300.0, 'guards': {'max_bond_stretch': value}}
+    )
     assert len(errors) == 1 and 'parameters.guards.max_bond_stretch' in errors[0] and fragment in errors[0], errors
 
 
@@ -293,7 +322,9 @@ def test_bond_check_cost(box_atoms):
         atoms.arrays['mol_id'] = np.concatenate(
             [box_atoms.arrays['mol_id'] + k * n_molecules for k in range(repeat**3)]
         )
-        watch = guard_module.BondWatch.from_frame(atoms.numbers, atoms.positions, atoms.cell.array, atoms.arrays['mol_id'])
+        watch = guard_module.BondWatch.from_frame(
+            atoms.numbers, atoms.positions, atoms.cell.array, atoms.arrays['mol_id']
+        )
         assert len(watch.pairs) == 34 * 2 * repeat**3  # PYR14+ 30 bonds (10 heavy-atom, 20 C-H) + BF4- 4, 2 pairs
         positions, cell = atoms.positions, atoms.cell.array
         started = time.perf_counter()

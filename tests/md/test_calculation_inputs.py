@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -73,6 +74,14 @@ def test_models_must_cover_the_structure_elements(md_inputs, fake_model):
     assert count_nodes() == before
 
 
+def _checkpoint_node(n_atoms):
+    from aiida_ilmlff.runner.contract import CHECKPOINT_FORMAT
+
+    node = orm.SinglefileData(io.BytesIO(b'{}'), filename='checkpoint.json')
+    node.base.attributes.set_many({'format': CHECKPOINT_FORMAT, 'n_atoms': n_atoms})
+    return node
+
+
 def test_other_input_checks(md_inputs, fake_model):
     """No model, an unknown engine, bad settings, frame_index with a StructureData: clear messages."""
     cases = [
@@ -85,6 +94,8 @@ def test_other_input_checks(md_inputs, fake_model):
             {'parameters': orm.Dict({**NVT, 'initial_velocities': 'from_structure'})},
             'a StructureData has no velocities',
         ),
+        ({'bond_reference': _checkpoint_node(12)}, '`bond_reference` holds 12 atoms but `structure` has 70'),
+        ({'bond_reference': orm.SinglefileData(io.BytesIO(b'{}'), filename='x.json')}, 'must be the `checkpoint`'),
     ]
     for change, fragment in cases:
         with pytest.raises(ValueError) as excinfo:

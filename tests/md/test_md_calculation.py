@@ -51,6 +51,12 @@ def _check_nvt_run(node, n_atoms=70):
     assert node.outputs.checkpoint.base.attributes.get('step') == 200
     assert node.outputs.output_parameters['status'] == 'completed'
     assert node.outputs.output_parameters['steps_done'] == 200
+    # the bond guard watched every covalent bond of the box (PYR14+ 30, BF4- 4; 2 pairs) on every step, unless off
+    bond_guard = node.outputs.output_parameters['bond_guard']
+    if node.inputs.parameters.get('guards', {}).get('max_bond_stretch', 1.5) is not None:
+        assert bond_guard['bonds'] == 68 and bond_guard['checks'] == 201 and bond_guard['max_bond_stretch'] == 1.5
+    else:
+        assert 'null' in bond_guard['off']
 
 
 @pytest.mark.slow
@@ -81,13 +87,42 @@ def test_nvt_bussi_deepmd(runner_code, md_structure, deepmd_model, job_options):
         'code': runner_code,
         'structure': md_structure,
         'models': {'model_0': deepmd_model},
-        # the under-trained DeePMD is an almost ideal gas: atoms may overlap and forces spike (21.3 eV/Å > 20 at
-        # step 64 with one build of the cached model), so those two guards are off here; the thermostat is under test
+        # the under-trained DeePMD is an almost ideal gas: atoms may overlap, forces spike (21.3 eV/Å > 20 at
+        # step 64 with one build of the cached model) and molecules come apart (a PYR14 C-H at 1.53x its starting
+        # length at step 15 with another), so those three guards are off here; the thermostat is under test
         'parameters': orm.Dict(
-            _nvt(thermostat='bussi', tau_t_fs=25.0, guards={'min_distance_A': None, 'max_force_eV_A': None})
+            _nvt(
+                thermostat='bussi',
+                tau_t_fs=25.0,
+                guards={'min_distance_A': None, 'max_force_eV_A': None, 'max_bond_stretch': None},
+            )
         ),
         'metadata': {'options': job_options},
     }
     _, node = run_get_node(MDCalculation, **inputs)
     _check_nvt_run(node)
     assert 'deviation' not in node.outputs
+
+
+def test_bond_guard_ends_the_calculation_with_505(runner_code, md_structure, mace_model, job_options):
+    """A real run with the bond threshold at 1.02 x: the first thermal stretch past 2 % stops it with 505
+    ``ERROR_BOND_BROKEN``; the bond (atoms, elements, ion, stretch, step) is in ``output_parameters`` and the
+    frames before it are attached."""
+    inputs = {
+        'code': runner_code,
+        'structure': md_structure,
+        'models': {'model_0': mace_model},
+        'parameters': orm.Dict(_nvt(guards={'max_bond_stretch': 1.02})),
+        'metadata': {'options': job_options},
+    }
+    _, node = run_get_node(MDCalculation, **inputs)
+    assert node.exit_status == 505 == MDCalculation.exit_codes.ERROR_BOND_BROKEN.status, node.exit_message
+    guard = node.outputs.output_parameters['guard']
+    bond = guard['bond']
+    assert guard['name'] == 'bond' and guard['value'] > 1.02 and guard['threshold'] == 1.02
+    assert bond['species'] in ('PYR14', 'BF4') and len(bond['elements']) == 2 and bond['stretch'] > 1.02
+    assert bond['label'] in node.exit_message and f'step {guard["step"]}' in node.exit_message
+    mol_id = node.inputs.structure.base.attributes.get('mol_id')
+    assert mol_id[bond['i']] == mol_id[bond['j']] == bond['molecule']
+    assert node.outputs.checkpoint.base.attributes.get('step') < guard['step']
+    assert node.outputs.trajectory.n_frames >= 1

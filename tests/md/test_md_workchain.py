@@ -121,3 +121,25 @@ def test_guard_failure_halves_the_timestep(runner_code, md_structure, mace_model
     else:
         assert node.exit_status == md_runs[1].exit_status and node.exit_status in guard_codes
         assert 'giving up' in report
+
+
+def test_broken_bond_is_handled_like_the_other_guards(runner_code, md_structure, mace_model, job_options):
+    """The ``bond`` guard (505) gets the guard handler: one restart from the last good frame with the time step
+    halved, on the starting frame's bonds (from the checkpoint); when it trips again the work chain ends with 505.
+    The real tiny MACE with the threshold at 1.02x (a thermal stretch of 2 % counts as broken)."""
+    builder = _builder(
+        runner_code, md_structure, mace_model, job_options, steps=40, timestep_fs=1.0, traj_every=2,
+        thermo_every=2, checkpoint_every=2, temperature_K=450.0, guards={'max_bond_stretch': 1.02},
+    )  # fmt: skip
+    builder.max_guard_restarts = orm.Int(1)
+    _, node = run_get_node(builder)
+    md_runs = sorted((c for c in node.called if c.process_label == 'MDCalculation'), key=lambda n: n.ctime)
+    report = get_workchain_report(node, 'REPORT')
+    assert [run.exit_status for run in md_runs] == [505, 505], report
+    assert node.exit_status == 505 == MDBaseWorkChain.exit_codes.ERROR_BOND_BROKEN.status
+    assert 'tripped the `bond` guard' in report and 'with the time step halved: 1 fs -> 0.5 fs' in report
+    assert 'giving up' in report
+    second = md_runs[1]
+    assert second.inputs.restart.uuid == md_runs[0].outputs.checkpoint.uuid
+    assert second.outputs.output_parameters['bond_guard']['reference'] == 'checkpoint'
+    assert second.outputs.output_parameters['guard']['bond']['reference_length_A'] > 0

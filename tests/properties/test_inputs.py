@@ -53,9 +53,7 @@ def test_protocols_give_valid_builders(runner_code, md_structure, model_stub):
     fast = PropertiesWorkChain.get_protocol_inputs('fast')
     assert fast['density_convergence']['tolerance_g_cm3'] == 0.02
     with pytest.raises(ValueError, match='`protocol`: unknown protocol `quick`'):
-        PropertiesWorkChain.get_builder_from_protocol(
-            runner_code, md_structure, models=model_stub, protocol='quick'
-        )
+        PropertiesWorkChain.get_builder_from_protocol(runner_code, md_structure, models=model_stub, protocol='quick')
 
 
 @pytest.mark.parametrize(
@@ -109,7 +107,9 @@ def test_bond_threshold_at_or_below_one_is_refused(builder, stage, value):
     """A bond-guard threshold <= 1 (it would stop every run at its first vibration) is refused when it is set."""
     parameters = builder[stage].md.parameters.get_dict()
     parameters['guards'] = {**parameters.get('guards', {}), 'max_bond_stretch': value}
-    with pytest.raises(ValueError, match=r'`parameters.guards.max_bond_stretch` must be > 1 \(a factor on the starting'):
+    with pytest.raises(
+        ValueError, match=r'`parameters.guards.max_bond_stretch` must be > 1 \(a factor on the starting'
+    ):
         builder[stage].md.parameters = orm.Dict(parameters)
 
 

@@ -67,3 +67,37 @@ def test_fast_protocol_produces_every_output(runner_code, md_structure, mace_mod
         from aiida_ilmlff.analysis import density as density_of
 
         assert density_of(reader.masses, reader.volumes(0, 1)[0]) == pytest.approx(density['mean'], rel=1e-6)
+
+
+@pytest.mark.parametrize('stage', ['npt', 'nvt'])
+def test_broken_molecule_gives_no_properties(runner_code, md_structure, mace_model, job_options, stage):
+    """A model that breaks a bond (here: the real tiny MACE with the bond guard at 1.02x, so that the first thermal
+    stretch past 2 % counts as broken) gets no density, diffusion or structure: ``properties.broken`` names the
+    bond and the stage, the work chain ends with 511."""
+    strict = {'md': {'parameters': {'guards': {'max_bond_stretch': 1.02}}}, 'max_guard_restarts': 0}
+    overrides = {stage: strict}
+    if stage == 'nvt':  # one short NPT stage first (its density is then *not* reported either)
+        overrides['npt'] = {'md': {'parameters': {'steps': 200}}}
+        overrides['max_npt_stages'] = 1
+    builder = PropertiesWorkChain.get_builder_from_protocol(
+        runner_code, md_structure, models=[mace_model], protocol='fast', options=job_options, overrides=overrides
+    )
+    _, node = run_get_node(builder)
+    report = get_workchain_report(node, 'REPORT')
+    print(report)
+    assert node.exit_status == 511 == PropertiesWorkChain.exit_codes.ERROR_MOLECULE_BROKEN.status, node.exit_message
+    properties = node.outputs.properties.get_dict()
+    broken = properties['broken']
+    assert broken['stage'] == ('npt_1' if stage == 'npt' else 'nvt')
+    assert broken['species'] in ('PYR14', 'BF4') and broken['stretch'] > 1.02 == broken['threshold']
+    assert properties['density_g_cm3'] is None and properties['diffusion'] == {} and properties['coordination'] == {}
+    assert broken['label'] in node.exit_message and 'broke a molecule' in report
+    assert 'curves' not in node.outputs and 'nvt_trajectory' not in node.outputs
+    analyses = [n for n in node.called_descendants if n.process_label.startswith('analyse_')]
+    assert analyses == []
+    if stage == 'nvt':  # the NVT bond guard measured against the input box's bonds, carried by the NPT checkpoint
+        nvt_runs = [
+            n for n in node.called_descendants if n.process_label == 'MDCalculation' and 'bond_reference' in n.inputs
+        ]
+        assert len(nvt_runs) == 1
+        assert nvt_runs[0].outputs.output_parameters['bond_guard']['reference'] == 'bond_reference'
