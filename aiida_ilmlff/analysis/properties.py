@@ -38,17 +38,25 @@ __all__ = (
 GUARD_KEYS = ('guard_tripped', 'guard', 'tripped_guard', 'broken_bonds')
 
 
+def _tripped(key: str, value: t.Any) -> bool:
+    if key == 'guard' and isinstance(value, t.Mapping):
+        return bool(value.get('name'))  # the runner's status.json: {'name': 'bond', 'bond': {...}, ...}
+    return value not in (None, False, '', [], {}, 0, 'none')
+
+
 def guard_problem(*sources: t.Mapping[str, t.Any] | None) -> str | None:
     """Why a trajectory must not be analysed (a guard of its MD tripped), or None.
 
-    :param sources: mappings to look in, e.g. the node's attributes and the file's metadata. A truthy
-        :data:`GUARD_KEYS` value, ``status == 'guard'``, or ``topology_intact`` / ``molecules_intact`` false counts.
+    :param sources: mappings to look in, e.g. the node's attributes, the file's metadata, the ``output_parameters``
+        (``status.json``) of the MD run that wrote it. A truthy :data:`GUARD_KEYS` value (for ``guard``: a name,
+        or a dict with a ``name``, as the runner writes), ``status == 'guard'``, or ``topology_intact`` /
+        ``molecules_intact`` false counts.
     :returns: a message naming the guard (and the broken bonds when given), or None when nothing tripped.
     """
     for source in sources:
         if not source:
             continue
-        tripped = [key for key in GUARD_KEYS if source.get(key) not in (None, False, '', [], {}, 0, 'none')]
+        tripped = [key for key in GUARD_KEYS if _tripped(key, source.get(key))]
         if source.get('status') == 'guard':
             tripped.append('status')
         tripped += [key for key in ('topology_intact', 'molecules_intact') if source.get(key) is False]

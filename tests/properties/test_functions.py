@@ -305,3 +305,38 @@ def test_a_trajectory_that_tripped_a_guard_is_not_analysed(aiida_profile, tmp_pa
 
 def test_an_intact_trajectory_has_no_guard_problem(trajectory):
     assert trajectory_guard_problem(trajectory) is None
+
+
+@pytest.mark.parametrize(('exit_status', 'refused'), [(505, True), (502, True), (0, False)])
+def test_the_md_run_that_wrote_a_trajectory_is_looked_at(
+    aiida_profile, aiida_localhost, tmp_path, exit_status, refused
+):
+    """A trajectory output of an ``ilmlff.md`` run that stopped on a guard (505: bond, 502: temperature) is refused;
+    one of a finished run (status completed, no guard) is not."""
+    from aiida.common.links import LinkType
+
+    positions, numbers, masses, mol_id, molecules = synthetic_system(np.random.default_rng(6), n_frames=20)
+    path = tmp_path / 'segment.h5'
+    with TrajectoryWriter(path, numbers, masses, mol_id, molecules, dtype='float64') as out:
+        out.append(np.arange(len(positions)) * DT_FS, positions, np.diag([L, L, L]))
+    calculation = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:ilmlff.md')
+    calculation.set_process_state('finished')
+    calculation.set_exit_status(exit_status)
+    calculation.store()
+    status = {'status': 'guard' if exit_status else 'completed', 'guard': None}
+    if exit_status == 505:
+        status['guard'] = {'name': 'bond', 'bond': {'label': 'C1-N2 of PYR14 #0'}}
+    parameters = orm.Dict(status)
+    parameters.base.links.add_incoming(calculation, LinkType.CREATE, 'output_parameters')
+    parameters.store()
+    node = MDTrajectoryData.from_file(path)
+    node.base.links.add_incoming(calculation, LinkType.CREATE, 'trajectory')
+    node.store()
+    problem = trajectory_guard_problem(node)
+    if refused:
+        name = {505: 'bond', 502: 'temperature'}[exit_status]
+        assert f'<{calculation.pk}>, which stopped on the `{name}` guard' in problem
+        _, process = analyse_structure.run_get_node(node, orm.Dict({}))
+        assert process.exit_status == 530
+    else:
+        assert problem is None

@@ -28,6 +28,7 @@ from aiida_ilmlff.analysis.npt import stage_density_statistics
 from aiida_ilmlff.analysis.properties import analysis_window, guard_problem, rdf_and_coordination, species_diffusion
 from aiida_ilmlff.analysis.settings import ANALYSIS_SETTINGS, default_li_ligand, with_defaults
 from aiida_ilmlff.analysis.trajectory import TrajectoryReader
+from aiida_ilmlff.runner.contract import GUARDS
 
 __all__ = (
     'analyse_diffusion',
@@ -45,19 +46,44 @@ __all__ = (
 EXIT_TRAJECTORY_TRIPPED_GUARD = 530
 
 
+def _creator_guard_problem(node: orm.Data) -> str | None:
+    """A guard that tripped in the process that made ``node`` (an ``ilmlff.md`` run: its exit status or its
+    ``output_parameters``). A trajectory merged from segments (``merge_md_segments``) is not looked through: the MD
+    work chain that merged them recovered from any guard of a segment by restarting from a good checkpoint."""
+    creator = node.creator
+    if creator is None:
+        return None
+    guard = next((g for g in GUARDS.values() if creator.exit_status == g.exit_status), None)
+    if guard is not None and creator.process_type and 'ilmlff.md' in creator.process_type:
+        return (
+            f'the MD trajectory comes from {creator.process_label or "ilmlff.md"}<{creator.pk}>, which stopped on the '
+            f'`{guard.name}` guard ({guard.exit_label}): no property is computed from it'
+        )
+    parameters = creator.outputs.output_parameters if 'output_parameters' in creator.outputs else None
+    if isinstance(parameters, orm.Dict):
+        problem = guard_problem(parameters.get_dict())
+        if problem is not None:
+            return problem
+    return None
+
+
 def trajectory_guard_problem(trajectory: orm.Data) -> str | None:
     """Why the properties of ``trajectory`` must not be computed (an MD guard tripped), or None.
 
-    Looks at the node's attributes and the trajectory file's metadata (:func:`aiida_ilmlff.analysis.properties.
-    guard_problem`, keys :data:`~aiida_ilmlff.analysis.properties.GUARD_KEYS`). Work chains call it before
-    the analyses to skip them with a flag; the analysis calcfunctions call it too and refuse.
+    Looks at the node's attributes, the trajectory file's metadata (:func:`aiida_ilmlff.analysis.properties.
+    guard_problem`, keys :data:`~aiida_ilmlff.analysis.properties.GUARD_KEYS`) and the provenance: the ``ilmlff.md``
+    run that wrote it (exit status of a guard, :data:`aiida_ilmlff.runner.contract.GUARDS`, or ``status: 'guard'``
+    in its ``output_parameters``). Work chains call it before the
+    analyses to skip them with a flag; the analysis calcfunctions call it too and refuse.
     """
-    attributes = trajectory.base.attributes.all
-    problem = guard_problem(attributes)
+    problem = guard_problem(trajectory.base.attributes.all)
     if problem is not None:
         return problem
     with trajectory.as_path() as path, TrajectoryReader(path) as reader:
-        return guard_problem(reader.metadata)
+        problem = guard_problem(reader.metadata)
+    if problem is not None:
+        return problem
+    return _creator_guard_problem(trajectory) if trajectory.is_stored else None
 
 
 def _refusal(trajectory: orm.Data) -> ExitCode | None:
