@@ -32,6 +32,7 @@ __all__ = (
     'parse_cp2k_forces',
     'parse_cp2k_stdout',
     'parse_cp2k_stress',
+    'parse_cp2k_stress_per_evaluation',
     'scf_failed',
     'unconverged_evaluations',
     'xtb_charge_abort',
@@ -196,3 +197,21 @@ def parse_cp2k_stress(text: str) -> np.ndarray:
         raise ValueError('the CP2K stress tensor block does not have x, y and z rows')
     stress_gpa = np.array([rows['x'], rows['y'], rows['z']], dtype=np.float64)
     return -stress_gpa * EV_PER_A3_PER_GPA
+
+
+def parse_cp2k_stress_per_evaluation(text: str) -> np.ndarray:
+    """The stress of every force evaluation printed in CP2K's main output; ``(K, 3, 3)`` eV/Å^3, ASE sign.
+
+    With ``FORCE_EVAL/PRINT/STRESS_TENSOR`` on and no ``FILENAME``, CP2K prints a ``STRESS| ... stress tensor
+    [GPa]`` block right after each ``ENERGY| Total FORCE_EVAL`` line (one per MD step). Row ``k`` is the stress of
+    evaluation ``k`` (the numbering of :func:`unconverged_evaluations`), ``nan`` where its block is missing.
+    """
+    segments = FORCE_EVAL_ENERGY_LINE.split(text)[1:]  # segment k follows the energy line of evaluation k
+    out = np.full((len(segments), 3, 3), np.nan)
+    for k, segment in enumerate(segments):
+        head = re.split(r'MD\|\s+Step number|SCF WAVEFUNCTION OPTIMIZATION', segment, maxsplit=1)[0]
+        try:
+            out[k] = parse_cp2k_stress(head)
+        except ValueError:
+            continue
+    return out

@@ -11,7 +11,10 @@ Pure text parsing (numpy, ASE units; no AiiDA). Files of ``PROJECT aiida`` (the 
     [Hartree], conserved quantity [Hartree], CPU time [s]. The potential energy (converted to eV) is the label.
 ``aiida.out``
     the main output: a force evaluation whose SCF did not converge (the markers of
-    :mod:`aiida_ilmlff.parsers.cp2k_output`) marks its step as unconverged, and such a frame never becomes a label.
+    :mod:`aiida_ilmlff.parsers.cp2k_output`) marks its step as unconverged; neither it nor any later step of the
+    trajectory becomes a label (they were propagated with unconverged forces). With
+    ``FORCE_EVAL/PRINT/STRESS_TENSOR`` on it also holds the analytical stress of every step (GPa, CP2K's sign),
+    converted to eV/Å^3 with the ASE sign (positive under tension).
 
 Conversions use ASE's constants (CODATA 2014), as :mod:`aiida_ilmlff.parsers.cp2k_output`:
 1 Hartree = 27.211386 eV, 1 Hartree/bohr = 51.422067 eV/Å.
@@ -27,15 +30,17 @@ import typing as t
 import numpy as np
 from ase import units
 
-from aiida_ilmlff.parsers.cp2k_output import scf_failed
+from aiida_ilmlff.parsers.cp2k_output import parse_cp2k_stress_per_evaluation, unconverged_evaluations
 
 __all__ = (
     'CP2K_ENER_FILE',
     'CP2K_FRC_FILE',
     'CP2K_POS_FILE',
     'Cp2kMdRun',
+    'after_first_unconverged',
     'aimd_summary',
     'labelled_steps',
+    'md_step_stresses',
     'merge_runs',
     'parse_cp2k_ener',
     'parse_cp2k_md',
@@ -62,6 +67,7 @@ class Cp2kMdRun:
         temperatures: ``(T,)`` instantaneous temperature in K (``nan`` if unknown).
         conserved: ``(T,)`` conserved quantity in eV (``nan`` if unknown).
         unconverged: ``(T,)`` bool, the SCF of the step did not converge.
+        stresses: ``(T, 3, 3)`` eV/Å^3, ASE sign (``nan`` where the output printed none).
     """
 
     steps: np.ndarray
@@ -73,6 +79,11 @@ class Cp2kMdRun:
     temperatures: np.ndarray
     conserved: np.ndarray
     unconverged: np.ndarray
+    stresses: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.stresses is None:
+            self.stresses = np.full((len(self.steps), 3, 3), np.nan)
 
 
 def _float(text: str) -> float:
@@ -150,17 +161,32 @@ def parse_cp2k_ener(text: str) -> dict[str, np.ndarray]:
     return columns
 
 
+def _evaluation_steps(stdout: str, first_step: int) -> list[int]:
+    """MD step of each force evaluation of a run: ``first_step``, then the ``MD| Step number <n>`` that follow."""
+    return [int(first_step)] + [int(n) for n in re.findall(r'MD\|\s+Step number\s+(\d+)', stdout)]
+
+
 def unconverged_md_steps(stdout: str, first_step: int) -> set[int]:
     """MD steps whose force evaluation had an unconverged SCF, read from CP2K's main output.
 
     The first force evaluation of a run is its initial step ``first_step``; every later one is followed by
-    ``MD| Step number <n>``. An evaluation failed when its SCF messages (between two ``ENERGY| Total
-    FORCE_EVAL`` lines) contain one of CP2K's SCF failure markers
-    (:func:`~aiida_ilmlff.parsers.cp2k_output.scf_failed`).
+    ``MD| Step number <n>``. An evaluation failed when its SCF messages (before its ``ENERGY| Total FORCE_EVAL``
+    line) contain one of CP2K's SCF failure markers
+    (:func:`~aiida_ilmlff.parsers.cp2k_output.unconverged_evaluations`; a last evaluation cut short by a killed
+    job counts as the step after the last numbered one).
     """
-    segments = re.split(r'ENERGY\|\s+Total FORCE_EVAL', stdout)[:-1]
-    numbers = [int(first_step)] + [int(n) for n in re.findall(r'MD\|\s+Step number\s+(\d+)', stdout)]
-    return {step for segment, step in zip(segments, numbers) if scf_failed(segment)}
+    numbers = _evaluation_steps(stdout, first_step)
+    failed = set()
+    for k in unconverged_evaluations(stdout):
+        failed.add(numbers[k] if k < len(numbers) else numbers[-1] + (k - len(numbers) + 1))
+    return failed
+
+
+def md_step_stresses(stdout: str, first_step: int) -> dict[int, np.ndarray]:
+    """MD step -> analytical stress ``(3, 3)`` eV/Å^3 (ASE sign) of every evaluation that printed one."""
+    numbers = _evaluation_steps(stdout, first_step)
+    stresses = parse_cp2k_stress_per_evaluation(stdout)
+    return {numbers[k]: stresses[k] for k in range(min(len(numbers), len(stresses))) if np.isfinite(stresses[k]).all()}
 
 
 def parse_cp2k_md(pos_text: str, frc_text: str | None, ener_text: str | None, stdout: str | None = None) -> Cp2kMdRun:
@@ -198,9 +224,14 @@ def parse_cp2k_md(pos_text: str, frc_text: str | None, ener_text: str | None, st
                 temperatures[k] = columns['temperature'][row]
                 conserved[k] = columns['conserved'][row] * units.Hartree
     unconverged = np.zeros(n_frames, dtype=bool)
+    stresses = np.full((n_frames, 3, 3), np.nan)
     if stdout:
         failed = unconverged_md_steps(stdout, first_step)
         unconverged = np.array([int(s) in failed for s in steps], dtype=bool)
+        by_step = md_step_stresses(stdout, first_step)
+        for k, step in enumerate(steps):
+            if int(step) in by_step:
+                stresses[k] = by_step[int(step)]
     return Cp2kMdRun(
         steps=steps,
         times=times,
@@ -211,11 +242,17 @@ def parse_cp2k_md(pos_text: str, frc_text: str | None, ener_text: str | None, st
         temperatures=temperatures,
         conserved=conserved,
         unconverged=unconverged,
+        stresses=stresses,
     )
 
 
 def merge_runs(runs: list[Cp2kMdRun]) -> Cp2kMdRun:
-    """Join consecutive runs of one MD (restarts) by step number; a later run's frame replaces an earlier one.
+    """Join consecutive runs of one MD (restarts) by step number.
+
+    A run that starts at step ``s`` supersedes every frame of the earlier runs from step ``s`` on: a restart after
+    the walltime continues where the last run stopped, and a run re-done from its own start (the SCF ladder of
+    ``ilmlff.cp2k.base``) replaces the failed run completely, so no frame of a run that went on after an
+    unconverged step survives past the point where the re-run took over.
 
     :raises ValueError: if ``runs`` is empty or the runs hold other atoms.
     """
@@ -225,6 +262,9 @@ def merge_runs(runs: list[Cp2kMdRun]) -> Cp2kMdRun:
     for r, run in enumerate(runs):
         if run.symbols != runs[0].symbols:
             raise ValueError(f'restart {r} of the MD holds other atoms than the first run')
+        if len(run.steps):
+            start = int(run.steps[0])
+            chosen = {step: where for step, where in chosen.items() if step < start}
         for k, step in enumerate(run.steps):
             chosen[int(step)] = (r, k)
     order = sorted(chosen)
@@ -242,12 +282,21 @@ def merge_runs(runs: list[Cp2kMdRun]) -> Cp2kMdRun:
         temperatures=take('temperatures'),
         conserved=take('conserved'),
         unconverged=take('unconverged').astype(bool),
+        stresses=take('stresses').reshape(-1, 3, 3),
     )
 
 
+def after_first_unconverged(run: Cp2kMdRun) -> np.ndarray:
+    """``(T,)`` bool: the steps at or after the first step whose SCF did not converge (all False if none did)."""
+    bad = np.asarray(run.unconverged, dtype=bool)
+    return np.cumsum(bad) > 0
+
+
 def labelled_steps(run: Cp2kMdRun) -> np.ndarray:
-    """``(T,)`` bool: the steps that give a label (converged SCF, finite energy and forces)."""
-    return ~run.unconverged & np.isfinite(run.energies) & np.isfinite(run.forces).all(axis=(1, 2))
+    """``(T,)`` bool: the steps that give a label: before the first unconverged step (a trajectory propagated with
+    unconverged forces is not a sample of the level of theory), with finite energy and forces."""
+    finite = np.isfinite(run.energies) & np.isfinite(run.forces).all(axis=(1, 2))
+    return ~after_first_unconverged(run) & finite
 
 
 def step_perturbations(run: Cp2kMdRun, index: t.Sequence[int]) -> list[dict[str, t.Any]]:
@@ -288,7 +337,10 @@ def aimd_summary(
         'last_step': int(run.steps[-1]),
         'time_fs': [float(run.times[0]), float(run.times[-1])],
         'unconverged_steps': [int(s) for s in run.steps[run.unconverged]],
-        'steps_without_labels': [int(s) for s in run.steps[~good & ~run.unconverged]],
+        'first_unconverged_step': int(run.steps[run.unconverged][0]) if run.unconverged.any() else None,
+        'n_steps_after_unconverged': int((after_first_unconverged(run) & ~run.unconverged).sum()),
+        'steps_without_labels': [int(s) for s in run.steps[~good & ~after_first_unconverged(run)]],
+        'n_frames_with_stress': int(np.isfinite(run.stresses[good]).all(axis=(1, 2)).sum()),
         'n_runs': n_runs,
         'temperature_mean': float(finite_t.mean()) if finite_t.size else None,
         'temperature_std': float(finite_t.std()) if finite_t.size else None,
@@ -296,5 +348,11 @@ def aimd_summary(
         'conserved_drift_meV_per_atom_per_ps': drift,
         'potential_energy_mean_eV': float(run.energies[good].mean()),
         'level_of_theory': level_of_theory,
-        'units': {'energy': 'eV', 'forces': 'eV/Angstrom', 'positions': 'Angstrom', 'time': 'fs'},
+        'units': {
+            'energy': 'eV',
+            'forces': 'eV/Angstrom',
+            'positions': 'Angstrom',
+            'time': 'fs',
+            'stress': 'eV/Angstrom^3',
+        },
     }

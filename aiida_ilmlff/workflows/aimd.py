@@ -5,17 +5,24 @@ same protocol as the ``ilmlff.label`` single points (``LabelWorkChain.get_builde
 frames carry the same level-of-theory fingerprint and can be merged with labelled nEQ frames without
 relabelling. The work chain adds ``GLOBAL/RUN_TYPE MD`` and a ``MOTION`` section (:func:`md_parameters`),
 runs :class:`~aiida_ilmlff.workflows.cp2k_base.IlmlffCp2kBaseWorkChain` (restarts on walltime continue the
-MD from CP2K's restart file) and reads positions, forces and potential energies of every printed step from
-the retrieved ``aiida-pos-1.xyz``, ``aiida-frc-1.xyz`` and ``aiida-1.ener`` (Å, Hartree/bohr, Hartree,
-converted to Å, eV/Å, eV) with :func:`~aiida_ilmlff.calculations.functions.sampling.parse_cp2k_md`.
+MD from CP2K's restart file) and reads positions, forces, potential energies and the analytical stress of every
+printed step from the retrieved ``aiida-pos-1.xyz``, ``aiida-frc-1.xyz``, ``aiida-1.ener`` and ``aiida.out``
+(Å, Hartree/bohr, Hartree, GPa; converted to Å, eV/Å, eV, eV/Å^3 with the ASE sign) with
+:func:`~aiida_ilmlff.calculations.functions.sampling.parse_cp2k_md`.
 
-An MD step whose SCF did not converge (CP2K with OT prints a warning and goes on) is left out of the
-trajectory and listed in the summary; the SCF-ladder handler of the base work chain, which would rerun the
-whole MD, is switched off here (``handler_overrides``).
+**No trajectory past a failed SCF.** CP2K 2023.1 with OT does not stop when an SCF fails: it prints a warning and
+propagates the unconverged forces (measured: a 106-atom GFN1-xTB AIMD unconverged from step 0 reached 72,000 K at
+step 1). The CP2K job therefore runs under the ``ilmlff.cp2k.scf`` monitor
+(:mod:`aiida_ilmlff.calculations.monitors`), which kills it at the first unconverged step
+(``md.max_unconverged_steps``, default 0); the base work chain then re-runs the MD from its start one rung up the
+SCF ladder and, after the last rung, stops with its exit code 510, which this work chain forwards as 401. No frame
+from the first unconverged step on is ever a label (:func:`~aiida_ilmlff.sampling.cp2k_md.labelled_steps`), and a
+failed AIMD gives no trajectory. For GFN-xTB, CP2K's own ``CHECK_ATOMIC_CHARGES`` stays on in the MD
+(``md.check_atomic_charges``): an abort on it climbs the same ladder instead of switching the check off.
 
-Outputs: ``trajectory`` (``FramesData``, origin ``import``, every converged printed step, labelled) and
-``summary`` (``Dict``). Exit codes: 320 the trajectory could not be parsed (fatal), 401 the CP2K MD work chain
-(the sub-process) failed.
+Outputs: ``trajectory`` (``FramesData``, origin ``import``, every converged printed step before the first
+unconverged one, labelled with energy, forces and stress) and ``summary`` (``Dict``). Exit codes: 320 the
+trajectory could not be parsed (fatal), 401 the CP2K MD work chain (the sub-process) failed.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain
 
 from aiida_ilmlff.calculations.functions.sampling import parse_cp2k_md
+from aiida_ilmlff.calculations.monitors import SCF_MONITOR_ENTRY_POINT
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.data.level_of_theory import cp2k_level_of_theory
 from aiida_ilmlff.sampling.cp2k_md import CP2K_ENER_FILE
@@ -37,7 +45,10 @@ from aiida_ilmlff.workflows.protocols.checks import check_code_plugin
 __all__ = ('MD_DEFAULTS', 'AimdWorkChain', 'md_parameters', 'validate_inputs', 'validate_md')
 
 #: MD settings (the ``md`` input): temperature [K], timestep [fs], steps, CSVR time constant [fs], print
-#: stride [steps], random seed (velocities and thermostat).
+#: stride [steps], random seed (velocities and thermostat); ``max_unconverged_steps``: unconverged SCF steps the
+#: job may run through before the monitor kills it (0: the first; frames from the first one on are never used
+#: whatever the value); ``check_atomic_charges``: GFN-xTB's ``CHECK_ATOMIC_CHARGES`` in the MD (CP2K's safety
+#: check, on); ``stress``: print the analytical stress of every step.
 MD_DEFAULTS: dict[str, t.Any] = {
     'temperature': 450.0,
     'timestep_fs': 0.5,
@@ -45,6 +56,9 @@ MD_DEFAULTS: dict[str, t.Any] = {
     'thermostat_timecon_fs': 50.0,
     'print_every': 1,
     'seed': 1,
+    'max_unconverged_steps': 0,
+    'check_atomic_charges': True,
+    'stress': True,
 }
 
 
@@ -66,6 +80,12 @@ def validate_md(value: orm.Dict | None, _: t.Any = None) -> str | None:
     for key in ('steps', 'print_every'):
         if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < 1:
             return f'`md.{key}` must be a positive integer, got {s[key]!r}'
+    value = s['max_unconverged_steps']
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return f'`md.max_unconverged_steps` must be an integer >= 0 (0: stop at the first), got {value!r}'
+    for key in ('check_atomic_charges', 'stress'):
+        if not isinstance(s[key], bool):
+            return f'`md.{key}` must be true or false, got {s[key]!r}'
     if not isinstance(s['seed'], int) or not 0 <= s['seed'] < 2**31:
         return f'`md.seed` must be an integer in [0, 2**31), got {s["seed"]!r}'
     if float(s['timestep_fs']) > 2.0:
@@ -81,13 +101,43 @@ def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
     return check_code_plugin(code, 'cp2k', 'cp2k.cp2k.code')
 
 
+def _subsection(section: dict, key: str) -> dict:
+    match = next((k for k in section if str(k).upper() == key), None)
+    if match is None or not isinstance(section[match], dict):
+        section.pop(match, None) if match is not None else None
+        match = key
+        section[match] = {}
+    return section[match]
+
+
+def _set_force_eval_options(force_eval: dict, s: t.Mapping[str, t.Any]) -> None:
+    """Stress printing and the xTB charge check in ``force_eval`` (in place; see :func:`md_parameters`)."""
+    if s['stress']:
+        for key in [k for k in force_eval if str(k).upper() == 'STRESS_TENSOR']:
+            force_eval.pop(key)
+        force_eval['STRESS_TENSOR'] = 'ANALYTICAL'
+        printing = _subsection(force_eval, 'PRINT')
+        for key in [k for k in printing if str(k).upper() == 'STRESS_TENSOR']:
+            printing.pop(key)
+        printing['STRESS_TENSOR'] = {'_': 'ON', 'EACH': {'MD': int(s['print_every'])}}
+    qs = next((v for k, v in _subsection(force_eval, 'DFT').items() if str(k).upper() == 'QS'), None)
+    method = next((v for k, v in qs.items() if str(k).upper() == 'METHOD'), '') if isinstance(qs, dict) else ''
+    if str(method).upper() == 'XTB':
+        xtb = _subsection(qs, 'XTB')
+        for key in [k for k in xtb if str(k).upper() == 'CHECK_ATOMIC_CHARGES']:
+            xtb.pop(key)
+        xtb['CHECK_ATOMIC_CHARGES'] = bool(s['check_atomic_charges'])
+
+
 def md_parameters(parameters: dict, md: t.Mapping[str, t.Any]) -> dict:
     """A copy of the CP2K ``parameters`` set up for NVT MD with the CSVR thermostat.
 
     ``GLOBAL/RUN_TYPE MD`` and ``SEED``; ``MOTION/MD`` (``ENSEMBLE NVT``, ``STEPS``, ``TIMESTEP`` [fs],
     ``TEMPERATURE`` [K], ``THERMOSTAT/TYPE CSVR`` with ``TIMECON`` [fs]); ``MOTION/PRINT`` trajectory and forces
-    (XYZ) every ``print_every`` steps. The ``FORCE_EVAL`` (the level of theory) is not touched. Initial
-    velocities: Maxwell-Boltzmann at ``TEMPERATURE`` (CP2K's default).
+    (XYZ) every ``print_every`` steps. Initial velocities: Maxwell-Boltzmann at ``TEMPERATURE`` (CP2K's default).
+    The level of theory is not changed; in ``FORCE_EVAL`` only what does not change energies: with ``stress``,
+    ``STRESS_TENSOR ANALYTICAL`` and ``PRINT/STRESS_TENSOR`` into the main output (every step); for GFN-xTB,
+    ``XTB/CHECK_ATOMIC_CHARGES`` = ``check_atomic_charges``.
     """
     s = {**MD_DEFAULTS, **md}
     params = copy.deepcopy(parameters)
@@ -98,6 +148,9 @@ def md_parameters(parameters: dict, md: t.Mapping[str, t.Any]) -> dict:
     glob['SEED'] = int(s['seed'])
     for key in [k for k in params if str(k).upper() == 'MOTION']:
         params.pop(key)
+    force_eval = next((v for k, v in params.items() if str(k).upper() == 'FORCE_EVAL'), None)
+    if isinstance(force_eval, dict):
+        _set_force_eval_options(force_eval, s)
     each = {'EACH': {'MD': int(s['print_every'])}}
     params['MOTION'] = {
         'MD': {
@@ -146,15 +199,18 @@ class AimdWorkChain(WorkChain):
             default=lambda: orm.Dict(MD_DEFAULTS),
             validator=validate_md,
             help='MD settings: temperature [K], timestep_fs, steps, thermostat_timecon_fs (CSVR), print_every '
-            '[steps], seed. Missing keys take the defaults of MD_DEFAULTS.',
+            '[steps], seed, max_unconverged_steps (0: the SCF monitor stops the job at the first unconverged '
+            'step), check_atomic_charges (GFN-xTB), stress (analytical stress of every step). Missing keys take '
+            'the defaults of MD_DEFAULTS.',
         )
         spec.inputs.validator = validate_inputs
         spec.outline(cls.setup, cls.run_md, cls.inspect_md, cls.results)
         spec.output(
             'trajectory',
             valid_type=FramesData,
-            help='FramesData of every converged printed MD step: positions [Å], energy [eV], forces [eV/Å], '
-            'origin `import`, the level-of-theory fingerprint, step and time in `perturbation`.',
+            help='FramesData of every printed MD step before the first unconverged one: positions [Å], energy '
+            '[eV], forces [eV/Å], stress [eV/Å^3, ASE sign], origin `import`, the level-of-theory fingerprint, '
+            'step and time in `perturbation`.',
         )
         spec.output('summary', valid_type=orm.Dict, help='Steps, dropped steps, temperature and drift statistics.')
         spec.exit_code(320, 'ERROR_OUTPUT_PARSING', message='The MD trajectory could not be read: {message}')
@@ -191,9 +247,12 @@ class AimdWorkChain(WorkChain):
         settings['additional_retrieve_list'] = retrieve
         calc.settings = orm.Dict(settings)
         inputs.cp2k = calc
-        overrides = inputs.handler_overrides.get_dict() if 'handler_overrides' in inputs else {}
-        overrides.setdefault('handle_scf_not_converged', {'enabled': False})
-        inputs.handler_overrides = orm.Dict(overrides)
+        monitors = dict(calc.get('monitors', {}))
+        if not any(m.get_dict().get('entry_point') == SCF_MONITOR_ENTRY_POINT for m in monitors.values()):
+            limit = int(self.ctx.md_settings['max_unconverged_steps'])
+            kwargs = {'max_unconverged_steps': limit}
+            monitors['scf'] = orm.Dict({'entry_point': SCF_MONITOR_ENTRY_POINT, 'kwargs': kwargs})
+        calc.monitors = monitors
         inputs.metadata = {**dict(inputs.get('metadata', {})), 'call_link_label': 'cp2k_md'}
         return ToContext(md=self.submit(IlmlffCp2kBaseWorkChain, **inputs))
 

@@ -20,6 +20,13 @@ Differences from the parent work chain:
   by ``ATOMIC`` when the file is absent). After the last rung the work chain stops with exit code 510.
   The ladder changes only how the SCF is solved; the 300 K smearing of rung 2 changes the energy of a
   system with a gap of more than ~0.5 eV by far less than 1 meV (ionic liquids have gaps of several eV).
+* :meth:`handle_scf_monitor` (priority 550): the ``ilmlff.cp2k.scf`` monitor
+  (:mod:`aiida_ilmlff.calculations.monitors`) killed the job at an unconverged SCF (exit 150): climb the same
+  ladder. An MD run (``RUN_TYPE MD``) is re-run from where the failed run started (the same parent folder and
+  restart file), never continued from the failed run, whose last steps were propagated with unconverged forces.
+  After the last rung :meth:`stop_on_scf_monitor` (priority 549) stops the work chain with exit code 510; disable
+  ``handle_scf_monitor`` (``handler_overrides``) to stop at the first failure without the ladder. The same rule
+  applies to an MD that finished (exit 0) with more unconverged steps than the monitor allows.
 * :meth:`handle_xtb_atomic_charges`: GFN-xTB's ``CHECK_ATOMIC_CHARGES`` aborts CP2K on strongly distorted
   frames ("Atomic charges outside chemical range"); the check is switched off and the run restarted. It
   is a sanity check of CP2K, not part of the method, so the energies are unchanged.
@@ -38,7 +45,8 @@ import typing as t
 from aiida import engine, orm
 from aiida_cp2k.workchains.base import Cp2kBaseWorkChain, Cp2kCalculation
 
-from aiida_ilmlff.parsers.cp2k_output import parse_cp2k_stdout, scf_failed, xtb_charge_abort
+from aiida_ilmlff.calculations.monitors import SCF_MONITOR_ENTRY_POINT, is_scf_monitor_stop
+from aiida_ilmlff.parsers.cp2k_output import parse_cp2k_stdout, unconverged_evaluations, xtb_charge_abort
 
 __all__ = (
     'SCF_LADDER',
@@ -187,6 +195,42 @@ class IlmlffCp2kBaseWorkChain(Cp2kBaseWorkChain):
         if updated is not parameters:
             self.ctx.inputs.parameters = orm.Dict(updated)
 
+    def _is_md(self) -> bool:
+        """Whether the run is a molecular dynamics (``GLOBAL/RUN_TYPE MD``)."""
+        glob = next((v for k, v in self.ctx.inputs.parameters.get_dict().items() if str(k).upper() == 'GLOBAL'), {})
+        run_type = next((v for k, v in (glob or {}).items() if str(k).upper() == 'RUN_TYPE'), '')
+        return str(run_type).upper() == 'MD'
+
+    def _allowed_unconverged(self) -> int:
+        """Unconverged force evaluations the ``ilmlff.cp2k.scf`` monitor of the inputs tolerates (0 without one)."""
+        for monitor in (self.ctx.inputs.get('monitors') or {}).values():
+            settings = monitor.get_dict() if isinstance(monitor, orm.Dict) else dict(monitor)
+            if settings.get('entry_point') == SCF_MONITOR_ENTRY_POINT:
+                return int((settings.get('kwargs') or {}).get('max_unconverged_steps', 0))
+        return 0
+
+    def _climb_ladder(self, calc: orm.CalcJobNode, reason: str) -> engine.ProcessHandlerReport | None:
+        """Apply the next SCF-ladder rung and restart (``None`` when the ladder is exhausted).
+
+        A single point restarts from the failed run's wavefunction; an MD re-runs the failed run from its own start
+        (parent folder unchanged), so that no step computed with unconverged forces is continued.
+        """
+        if self.ctx.scf_rung >= len(SCF_LADDER):
+            return None
+        self.ctx.scf_rung += 1
+        name, description = SCF_LADDER[self.ctx.scf_rung - 1]
+        self.ctx.inputs.parameters = orm.Dict(apply_scf_rung(self.ctx.inputs.parameters.get_dict(), self.ctx.scf_rung))
+        if self._is_md():
+            start = 'MD re-run from the start of the failed run'
+        else:
+            self._restart_from(calc)
+            start = 'restarting from its wavefunction'
+        self.report(
+            f'{reason} in {calc.process_label}<{calc.pk}>: SCF ladder rung {self.ctx.scf_rung}/{len(SCF_LADDER)} '
+            f'`{name}` ({description}), {start}'
+        )
+        return engine.ProcessHandlerReport(True)
+
     def _restart_from(self, calc: orm.CalcJobNode) -> None:
         """Use ``calc``'s work directory as ``parent_calc_folder`` (for the wavefunction restart)."""
         if 'remote_folder' in calc.outputs:
@@ -212,32 +256,42 @@ class IlmlffCp2kBaseWorkChain(Cp2kBaseWorkChain):
         )
         return engine.ProcessHandlerReport(True)
 
+    @engine.process_handler(priority=550, exit_codes=[Cp2kCalculation.exit_codes.STOPPED_BY_MONITOR])
+    def handle_scf_monitor(self, calc):
+        """The ``ilmlff.cp2k.scf`` monitor killed the job at an unconverged SCF: climb the SCF ladder."""
+        if not is_scf_monitor_stop(calc):
+            return None
+        return self._climb_ladder(calc, 'The SCF monitor stopped the job')
+
+    @engine.process_handler(priority=549, exit_codes=[Cp2kCalculation.exit_codes.STOPPED_BY_MONITOR])
+    def stop_on_scf_monitor(self, calc):
+        """The SCF monitor killed the job and no rung is left (or the ladder handler is off): exit code 510."""
+        if not is_scf_monitor_stop(calc):
+            return None
+        self.report(f'{calc.process_label}<{calc.pk}>: {calc.exit_message}; no SCF-ladder rung left: stopping')
+        return engine.ProcessHandlerReport(True, self.exit_codes.ERROR_SCF_NOT_CONVERGED)
+
     @engine.process_handler(priority=500)
     def handle_scf_not_converged(self, calc):
-        """The SCF failed (exit 450, or exit 0 with an SCF failure marker in the output): climb the SCF ladder."""
+        """The SCF failed (exit 450, or exit 0 with an SCF failure marker in the output): climb the SCF ladder.
+
+        A finished MD counts as failed when more force evaluations than the SCF monitor tolerates (0 without a
+        monitor) did not converge.
+        """
         if calc.exit_status == Cp2kCalculation.exit_codes.ERROR_SCF_NOT_CONVERGED.status:
             pass
         elif calc.exit_status == 0:
-            if not scf_failed(read_cp2k_stdout(calc)):
+            if len(unconverged_evaluations(read_cp2k_stdout(calc))) <= self._allowed_unconverged():
                 return None
         else:
             return None
-
-        if self.ctx.scf_rung >= len(SCF_LADDER):
+        report = self._climb_ladder(calc, 'SCF did not converge')
+        if report is None:
             self.report(
                 f'SCF of {calc.process_label}<{calc.pk}> did not converge after the last rung of the SCF ladder'
             )
             return engine.ProcessHandlerReport(True, self.exit_codes.ERROR_SCF_NOT_CONVERGED)
-
-        self.ctx.scf_rung += 1
-        name, description = SCF_LADDER[self.ctx.scf_rung - 1]
-        self.ctx.inputs.parameters = orm.Dict(apply_scf_rung(self.ctx.inputs.parameters.get_dict(), self.ctx.scf_rung))
-        self._restart_from(calc)
-        self.report(
-            f'SCF did not converge in {calc.process_label}<{calc.pk}>: SCF ladder rung {self.ctx.scf_rung}/'
-            f'{len(SCF_LADDER)} `{name}` ({description}), restarting from its wavefunction'
-        )
-        return engine.ProcessHandlerReport(True)
+        return report
 
     @engine.process_handler(priority=401, exit_codes=[
         Cp2kCalculation.exit_codes.ERROR_OUT_OF_WALLTIME,

@@ -1,6 +1,7 @@
 """Reading CP2K MD files (units, steps, unconverged SCF, restarts), on a real 8-step GFN1-xTB run of Li+ BF4-.
 
-``data/cp2k_md_libf4``: CP2K 2023.1, ``md.inp`` on ``frame.xyz`` (6 atoms, 8 Å box), NVT CSVR at 600 K, 0.5 fs.
+``data/cp2k_md_libf4``: CP2K 2023.1, ``md.inp`` on ``frame.xyz`` (6 atoms, 8 Å box), NVT CSVR at 600 K, 0.5 fs,
+with the analytical stress of every step printed into ``aiida.out`` (``STRESS_TENSOR ANALYTICAL``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from ase import units
 from ase.io import read
 
 from aiida_ilmlff.calculations.functions.sampling import parse_cp2k_md
+from aiida_ilmlff.parsers.cp2k_output import parse_cp2k_stress, unconverged_evaluations
 from aiida_ilmlff.sampling.cp2k_md import (
+    labelled_steps,
     merge_runs,
     parse_cp2k_ener,
     parse_cp2k_xyz_trajectory,
@@ -60,6 +63,34 @@ def test_unconverged_steps_are_found():
     assert unconverged_md_steps(broken, first_step=0) == {3}
     run = parse_run(pos, frc, ener, broken)
     assert run.unconverged.tolist() == [k == 3 for k in range(9)]
+    # Step 3 and every later step were propagated with unconverged forces: none of them is a label.
+    assert labelled_steps(run).tolist() == [k < 3 for k in range(9)]
+
+
+def test_a_killed_job_counts_its_last_evaluation():
+    """A monitor reads the output while CP2K runs: the SCF warning of a step whose energy line is not yet written
+    already counts (evaluation 9 of a run cut after step 8's energy)."""
+    *_, out = _texts()
+    assert unconverged_evaluations(out) == []
+    running = out + '\n  *** SCF run NOT converged ***\n'
+    assert unconverged_evaluations(running) == [9]
+    assert unconverged_md_steps(running, first_step=0) == {9}
+
+
+def test_stress_of_every_step():
+    """Every step carries CP2K's analytical stress, converted from GPa (positive under compression) to eV/Å^3 with
+    the ASE sign: the first block of the output is step 0, the last step 8."""
+    pos, frc, ener, out = _texts()
+    run = parse_run(pos, frc, ener, out)
+    assert run.stresses.shape == (9, 3, 3) and np.isfinite(run.stresses).all()
+    blocks = out.split('STRESS| Analytical stress tensor [GPa]')
+    assert len(blocks) == 10
+    assert np.allclose(run.stresses[0], parse_cp2k_stress('STRESS| Analytical stress tensor [GPa]' + blocks[1]))
+    assert np.allclose(run.stresses[8], parse_cp2k_stress(out))
+    assert np.allclose(run.stresses, np.transpose(run.stresses, (0, 2, 1)))  # symmetric
+    trace_gpa = [float(line.split()[-1]) for line in out.splitlines() if 'STRESS| 1/3 Trace' in line]
+    assert np.allclose(-np.trace(run.stresses, axis1=1, axis2=2) / 3 / units.GPa, trace_gpa, rtol=1e-8)
+    assert len({round(float(v), 12) for v in run.stresses[:, 0, 0]}) == 9  # one stress per step, not one copy
 
 
 def test_restarts_merge_by_step():
@@ -72,6 +103,14 @@ def test_restarts_merge_by_step():
     assert merged.steps.tolist() == list(range(13))
     assert np.allclose(merged.energies[:4], first.energies[:4])
     assert np.allclose(merged.energies[4:], second.energies)
+    assert np.allclose(merged.stresses[4:], second.stresses)
+    # A run re-done from step 0 (the SCF ladder) replaces the failed run entirely, also past its own end.
+    redo = parse_run(pos, frc, ener, out)
+    redo.steps, redo.energies = redo.steps[:5], redo.energies[:5] - 2.0
+    for name in ('times', 'positions', 'forces', 'temperatures', 'conserved', 'unconverged', 'stresses'):
+        setattr(redo, name, getattr(redo, name)[:5])
+    replaced = merge_runs([first, redo])
+    assert replaced.steps.tolist() == list(range(5)) and np.allclose(replaced.energies, first.energies[:5] - 2.0)
     with pytest.raises(ValueError, match='no CP2K MD run'):
         merge_runs([])
 
@@ -108,7 +147,12 @@ def test_parse_cp2k_md_calcfunction():
     settings = orm.Dict({'level_of_theory': 'cp2k/GFN1-xTB:test', 'temperature': 600.0, 'timestep_fs': 0.5})
     outputs = parse_cp2k_md(structure=structure, settings=settings, run_00=folder)
     trajectory, summary = outputs['trajectory'], outputs['summary'].get_dict()
-    assert len(trajectory) == 8 and summary['unconverged_steps'] == [5]
+    # Steps 0-4 only: step 5 did not converge and steps 6-8 followed from its forces.
+    assert len(trajectory) == 5 and summary['unconverged_steps'] == [5]
+    assert summary['first_unconverged_step'] == 5 and summary['n_steps_after_unconverged'] == 3
+    assert [frame.info['perturbation']['step'] for frame in trajectory.to_ase()] == [0, 1, 2, 3, 4]
+    assert trajectory.stresses.shape == (5, 3, 3) and np.isfinite(trajectory.stresses).all()
+    assert summary['n_frames_with_stress'] == 5 and summary['units']['stress'] == 'eV/Angstrom^3'
     assert trajectory.is_labelled and list(set(trajectory.levels_of_theory)) == ['cp2k/GFN1-xTB:test']
     assert set(trajectory.origins) == {'import'} and np.allclose(trajectory.temperatures, 600.0)
     assert trajectory.mol_ids.tolist()[:6] == [0, 1, 1, 1, 1, 1]

@@ -168,9 +168,9 @@ def parse_cp2k_md(structure: orm.StructureData, settings: orm.Dict, **retrieved:
     :param settings: ``level_of_theory`` (fingerprint written on every frame), ``temperature`` (K, the
         thermostat target, recorded per frame), ``timestep_fs``.
     :param retrieved: ``run_00``, ``run_01``, ... the retrieved folders in run order (restarts continue the MD).
-    :returns: ``trajectory`` (``FramesData``, origin ``import``, energy eV, forces eV/Å; frames whose SCF did not
-        converge left out) and ``summary`` (``Dict``: steps, dropped steps, temperature statistics, drift of the
-        conserved quantity).
+    :returns: ``trajectory`` (``FramesData``, origin ``import``, energy eV, forces eV/Å, stress eV/Å^3 (ASE sign)
+        where CP2K printed it; no frame from the first step whose SCF did not converge on) and ``summary``
+        (``Dict``: steps, dropped and unconverged steps, temperature statistics, drift of the conserved quantity).
     :raises ValueError: if a run lacks the trajectory files or atoms disagree with the structure.
     """
     from aiida_ilmlff.sampling.cp2k_md import (
@@ -215,6 +215,7 @@ def parse_cp2k_md(structure: orm.StructureData, settings: orm.Dict, **retrieved:
     molecules = structure.base.attributes.get('molecules', None)
     index = np.flatnonzero(labelled_steps(run))
     perturbations = step_perturbations(run, index)
+    stress = run.stresses[index]
     calcs = [folder.creator for name, folder in sorted(retrieved.items())]
     source = calcs[-1].uuid if calcs and calcs[-1] is not None else ''
     trajectory = FramesData.from_arrays(
@@ -224,6 +225,7 @@ def parse_cp2k_md(structure: orm.StructureData, settings: orm.Dict, **retrieved:
         atoms0.pbc,
         energy=run.energies[index],
         forces=run.forces[index],
+        stress=stress if np.isfinite(stress).any() else None,
         mol_id=mol_id,
         origin='import',
         temperature=float(temperature) if temperature is not None else float('nan'),
