@@ -380,14 +380,15 @@ def classify_msd(
     Automatic (``window=None``): diffusive when :func:`diffusion_coefficient`'s window rule finds a window (local
     log-log slope within the band over at least ``min_points`` lags and a factor ``min_span`` in lag time, up to
     ``max_lag_fraction`` of the run); otherwise the regime is judged on the slope over the last factor 3 of lags
-    up to that limit: above the band ``'ballistic'``, otherwise ``'sub-diffusive'``.
+    up to that limit: above 1 ``'ballistic'``, otherwise ``'sub-diffusive'``. A run too short to hold
+    ``min_points`` lags within ``max_lag_fraction`` is judged on its last factor 3 of all lags, and never diffusive.
     Criterion: Maginn et al., LiveCoMS 1, 6324 (2019), see :data:`DIFFUSIVE_SLOPE_BAND`.
 
     :param msd_values: (T,) MSD in Å^2 at lags 0 .. T-1 (the mean over molecules).
     :param timestep_fs: time between frames in fs.
     :param window: optional (t_start, t_end) lag window in fs.
     :returns: :class:`MSDRegime`.
-    :raises ValueError: malformed input, a window longer than the run, or too few frames for an automatic window.
+    :raises ValueError: malformed input or a window longer than the run.
     """
     values = np.asarray(msd_values, dtype=float)
     if values.ndim != 1 or len(values) < 3:
@@ -404,14 +405,19 @@ def classify_msd(
         max_lag = i1
     else:
         max_lag = int(max_lag_fraction * (len(values) - 1))
-        try:
-            i0, i1 = _automatic_window(values, timestep_fs, band, max_lag_fraction, min_points, min_span)
-            inside = True
-        except ValueError as exc:
-            if 'no diffusive regime' not in str(exc):
-                raise
+        if max_lag < min_points:  # too short a run to look for a window: judged on all its lags, never diffusive
+            max_lag = len(values) - 1
             i0, i1 = max(1, max_lag // 3), max_lag
             inside = False
+        else:
+            try:
+                i0, i1 = _automatic_window(values, timestep_fs, band, max_lag_fraction, min_points, min_span)
+                inside = True
+            except ValueError as exc:
+                if 'no diffusive regime' not in str(exc):
+                    raise
+                i0, i1 = max(1, max_lag // 3), max_lag
+                inside = False
         slope = _loglog_fit(values, timestep_fs, i0, i1)
     if inside:
         regime = 'diffusive'

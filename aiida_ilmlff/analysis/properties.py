@@ -163,7 +163,10 @@ def species_diffusion(
             'n_molecules': int(per_molecule.shape[1]),
             'automatic_window': window is None,
         }
-        fit = diffusion_coefficient(per_molecule, dt, regime.window_fs)
+        try:
+            fit = diffusion_coefficient(per_molecule, dt, regime.window_fs)
+        except ValueError:  # fewer than 3 lags to fit: a run of 3-4 frames, never diffusive
+            fit = None
         if regime.diffusive:
             entry['D_m2_s'] = fit.D
             entry['D_err_molecules_m2_s'] = _finite(fit.D_err)
@@ -189,7 +192,7 @@ def species_diffusion(
             entry['time_needed_ps'] = None if needed is None else settings['discard_ps'] + needed / 1000.0
             entry['msd_target_A2'] = regime.msd_target
             entry['not_a_result'] = {
-                'einstein_slope_over_6_m2_s': fit.D,
+                'einstein_slope_over_6_m2_s': None if fit is None else fit.D,
                 'fit_window_ps': judged,
                 'why': f'the MSD is {regime.regime} (log-log slope {regime.loglog_slope:.2f}, diffusive within '
                 f'{band[0]}-{band[1]}): its slope is not a self-diffusion coefficient',

@@ -152,6 +152,19 @@ def test_diffusion_without_a_diffusive_regime_reports_no_d(aiida_profile, tmp_pa
     assert result['msd'].base.attributes.get('regime') == {'Li': 'sub-diffusive'}
 
 
+def test_a_run_too_short_for_a_window_is_not_diffusive(aiida_profile, tmp_path):
+    """8 frames: no fit window fits in a quarter of the run; the regime is still judged, and no D is given."""
+    positions, numbers, masses, mol_id, molecules = synthetic_system(np.random.default_rng(8), n_frames=8)
+    path = tmp_path / 'short.h5'
+    with TrajectoryWriter(path, numbers, masses, mol_id, molecules, dtype='float64') as out:
+        out.append(np.arange(len(positions)) * DT_FS, positions, np.diag([L, L, L]))
+    node = MDTrajectoryData.from_file(path).store()
+    diffusion = analyse_diffusion(node, orm.Dict({'diffusion_species': ['BF4']}), orm.Float(300.0))['diffusion']
+    entry = diffusion['BF4']
+    assert entry['regime'] in ('sub-diffusive', 'ballistic') and 'D_m2_s' not in entry
+    assert entry['max_lag_ps'] == pytest.approx(7 * DT_FS / 1000) and entry['time_needed_ps'] > 0
+
+
 def test_structure_rdf_and_coordination(trajectory):
     """Li-F contact at 1.9 Å: first minimum found, CN = 1; centre-of-mass pairs by default."""
     settings = {'li_ligand': 'BF4:F', 'rdf_bins': 240, 'cn_cutoffs_A': {'BF4-BF4': 5.0}}
