@@ -4,7 +4,7 @@ The workflow of Park, Ryu & Lee (arXiv:2503.18249), end to end::
 
     composition + protocol
       -> ilmlff.dataset            EQ + nEQ frames labelled by DFT (or a ready labelled `frames` input)
-      -> hold_out_test_set         one held-out `test` set shared by every model (stratified by origin)
+      -> hold_out_test_set         one held-out `test` set shared by every model (whole blocks, time gap)
       -> ilmlff.active_learning    optional: grow the training set by committee deviation
       -> ilmlff.train (MACE), ilmlff.train (DeePMD)     committees on the same final training set
          + optional foundation models, fine-tuned (ilmlff.mace.train.base) and run as they are
@@ -39,6 +39,7 @@ from aiida_ilmlff.calculations.evaluate import EvaluateCalculation
 from aiida_ilmlff.calculations.functions.comparison import compare_models, plot_property_curves
 from aiida_ilmlff.calculations.functions.frames import hold_out_test_set
 from aiida_ilmlff.data import FramesData, MLFFModelData
+from aiida_ilmlff.sampling.split import BLOCK_SPLIT_DEFAULTS, validate_block_split
 from aiida_ilmlff.workflows import active_learning, dataset, properties, train
 from aiida_ilmlff.workflows.active_learning import ActiveLearningWorkChain
 from aiida_ilmlff.workflows.dataset import DatasetWorkChain
@@ -174,6 +175,13 @@ def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
     fraction = to_plain(value.get('test_fraction', 0.2))
     if not 0.0 < float(fraction) < 0.9:
         return f'`test_fraction` must be in (0, 0.9), got {fraction}'
+    messages = validate_block_split(
+        fraction,
+        to_plain(value.get('test_gap_fs', BLOCK_SPLIT_DEFAULTS['test_gap_fs'])),
+        to_plain(value.get('test_block_fs', BLOCK_SPLIT_DEFAULTS['test_block_fs'])),
+    )
+    if messages:
+        return '; '.join(messages)
     message = check_liquid_temperature(to_plain(value.get('temperature', 450.0)))
     if message:
         return message
@@ -248,7 +256,24 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             'test_fraction',
             valid_type=orm.Float,
             default=lambda: orm.Float(0.2),
-            help='Fraction of the data set held out as the test set shared by every model (stratified by origin).',
+            help='Fraction of the data set held out as the test set shared by every model, drawn as whole blocks '
+            '(AIMD segments with their perturbation families, active-learning iterations); every origin with two '
+            'blocks or more is in it. Whole blocks make the fraction coarse: the `test_split` output gives the counts.',
+        )
+        spec.input(
+            'test_gap_fs',
+            valid_type=orm.Float,
+            default=lambda: orm.Float(BLOCK_SPLIT_DEFAULTS['test_gap_fs']),
+            help='Minimum time [fs] between a test frame and any training frame of the same trajectory (>= 0; a '
+            "perturbed frame counts at its parent's time). Training frames inside the gap are left out of both sets "
+            '(counted in `test_split.n_excluded_by_gap`).',
+        )
+        spec.input(
+            'test_block_fs',
+            valid_type=orm.Float,
+            default=lambda: orm.Float(BLOCK_SPLIT_DEFAULTS['test_block_fs']),
+            help='Length [fs] of one held-out AIMD segment (> 0): the trajectories are cut into segments of this '
+            'length, each with the perturbation families of its frames, and the test set takes whole segments.',
         )
         spec.input('split_seed', valid_type=orm.Int, default=lambda: orm.Int(0), help='Seed of the test split.')
         spec.expose_inputs(
@@ -338,6 +363,14 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             'test_set',
             valid_type=FramesData,
             help='The held-out test set shared by every model (the `test` output of hold_out_test_set).',
+        )
+        spec.output(
+            'test_split',
+            valid_type=orm.Dict,
+            required=False,
+            help='How the test set was held out (the `split` output of hold_out_test_set): its blocks, the gap '
+            '`test_gap_fs`, frames left out by the gap, counts per origin, the smallest train-test time distance per '
+            'trajectory `min_gap_fs` and `leak_free`.',
         )
         spec.output_namespace(
             'models', valid_type=MLFFModelData, dynamic=True, help='Models by comparison row (`mace`, `deepmd`, ...).'
@@ -438,6 +471,8 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         builder.box_density = orm.Float(box_density)
         builder.test_fraction = orm.Float(float(inputs['test_fraction']))
         builder.split_seed = orm.Int(int(inputs['split_seed']))
+        builder.test_gap_fs = orm.Float(float(inputs['test_gap_fs']))
+        builder.test_block_fs = orm.Float(float(inputs['test_block_fs']))
 
         if frames is not None:
             builder.frames = frames
@@ -515,7 +550,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
 
         use_active_learning = inputs.get('active_learning', False) if active_learning is None else active_learning
         if use_active_learning:
-            builder.active_learning = cls._active_learning_inputs(codes, elements, n_atoms, meta, options)
+            builder.active_learning = cls._active_learning_inputs(codes, elements, n_atoms, meta, options, temperature)
 
         message = validate_inputs({**builder._inputs(prune=True), **({'frames': frames} if frames else {})})
         if message:
@@ -556,7 +591,8 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             raise exception.prefixed(f'meta_parameters.{stage}_overrides') from None
 
     @classmethod
-    def _active_learning_inputs(cls, codes, elements, n_atoms, meta, options) -> dict:
+    def _active_learning_inputs(cls, codes, elements, n_atoms, meta, options, temperature: float) -> dict:
+        """The active-learning inputs; its exploration temperatures are offsets from the pipeline's ``temperature``."""
         architecture = meta.get('active_learning_architecture', 'mace')
         missing = sorted({'label', 'runner', architecture} - set(codes))
         if missing:
@@ -571,6 +607,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
                 n_atoms=n_atoms,
                 options=options or None,
                 architecture=architecture,
+                temperature=temperature,
             )
         return ActiveLearningWorkChain.plain_inputs_to_nodes(al_codes, plain, elements=elements)
 
@@ -629,7 +666,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         return None
 
     def split_test_set(self):
-        """Hold out one test set shared by every model (stratified by origin)."""
+        """Hold out one test set shared by every model: whole blocks, a time gap away from the training frames."""
         frames = self.inputs.frames if 'frames' in self.inputs else self.ctx.dataset.outputs.frames
         self.out('dataset', frames)
         try:
@@ -637,15 +674,23 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
                 frames,
                 self.inputs.test_fraction,
                 self.inputs.split_seed,
+                test_gap_fs=self.inputs.test_gap_fs,
+                test_block_fs=self.inputs.test_block_fs,
                 metadata={'call_link_label': 'split_test_set'},
             )
         except Exception as exception:
             return self.exit_codes.ERROR_SPLIT_FAILED.format(message=str(exception))
         self.ctx.training_set, self.ctx.test_set = result['train'], result['test']
         self.out('test_set', self.ctx.test_set)
+        self.out('test_split', result['split'])
+        split = result['split'].get_dict()
+        without = split['origins_without_test_block']
         self.report(
             f'stage 2/5 split: {self.ctx.training_set.n_frames} frames for training, '
-            f'{self.ctx.test_set.n_frames} held out as the shared test set FramesData<{self.ctx.test_set.pk}>'
+            f'{self.ctx.test_set.n_frames} held out as the shared test set FramesData<{self.ctx.test_set.pk}> '
+            f'({split["n_test_blocks"]} of {split["n_blocks"]} blocks, {split["test_by_origin"]}); '
+            f'{split["n_excluded_by_gap"]} frames left out within the {split["test_gap_fs"]:g} fs gap'
+            + (f'; no test block for {without} (a single block each)' if without else '')
         )
         return None
 

@@ -42,6 +42,10 @@ def test_protocol_builder_is_valid(codes):
     assert builder.mace.committee_size.value == 2 and builder.deepmd.committee_size.value == 2
     assert builder.temperature.value == 450.0
     assert builder.properties.nvt.md.parameters['temperature_K'] == 450.0
+    # The held-out test set of `fast`: 25 fs segments of its 150 fs AIMD, 10 fs apart from training frames.
+    assert builder.test_gap_fs.value == 10.0 and builder.test_block_fs.value == 25.0
+    # Models trained on stress: the NPT barostat has its normal coupling again (tau_p 1 ps, not 10 ps).
+    assert builder.properties.npt.md.parameters['tau_p_fs'] == 1000.0
     assert 'composition' not in builder.dataset
     with_al = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, active_learning=True, temperature_K=470.0)
     assert validate_inputs(with_al._inputs(prune=True)) is None
@@ -56,6 +60,8 @@ def test_protocol_builder_is_valid(codes):
         ({'composition': {'PYR14': 2, 'XYZ9': 2}}, 'XYZ9'),
         ({'composition': PYR14BF4, 'protocol': 'quick'}, 'unknown protocol `quick`'),
         ({'composition': PYR14BF4, 'overrides': {'test_fraction': 0.95}}, 'test_fraction'),
+        ({'composition': PYR14BF4, 'overrides': {'test_gap_fs': -5.0}}, r'`test_gap_fs` must be >= 0 fs'),
+        ({'composition': PYR14BF4, 'overrides': {'test_block_fs': 0.0}}, r'`test_block_fs` must be > 0 fs'),
         ({'composition': PYR14BF4, 'temperature_K': 1500.0}, '`temperature` = 1500 K is outside any ionic liquid'),
         ({'composition': PYR14BF4, 'temperature_K': 25.0}, r'outside any ionic liquid \(200-1000 K'),
         ({'composition': {'PYR14': 40, 'BF4': 40}}, '1400 atoms, more than the 1000'),
@@ -75,7 +81,8 @@ def test_protocol_builder_is_valid(codes):
     ],
 )
 def test_bad_input_fails_before_submission(codes, kwargs, message):
-    """A non-neutral composition, an unknown ion or protocol, a bad test fraction: ValueError, nothing stored."""
+    """A non-neutral composition, an unknown ion or protocol, a bad test fraction, gap or block: ValueError, nothing
+    stored."""
     before = count_nodes()
     with pytest.raises(ValueError, match=message):
         builder = PipelineWorkChain.get_builder_from_protocol(codes, **kwargs)

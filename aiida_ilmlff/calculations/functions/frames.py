@@ -1,4 +1,5 @@
-"""Calcfunctions on frame sets: merge, split into train/valid/test, select (cheap, so in the provenance graph).
+"""Calcfunctions on frame sets: merge, split into train/valid/test, hold out a leak-free test set of whole blocks,
+select (cheap, so in the provenance graph).
 
 Each returns new ``FramesData`` nodes linked to its inputs. Errors are raised as ``ValueError`` with the
 reason and the fix; the calcfunction node is then marked excepted and nothing is returned.
@@ -8,11 +9,18 @@ from __future__ import annotations
 
 import numpy as np
 from aiida import orm
+from aiida.common import exceptions
 from aiida.engine import calcfunction
 
 from aiida_ilmlff.data.frame_arrays import FrameArrays
 from aiida_ilmlff.data.frames import FramesData
-from aiida_ilmlff.sampling.split import SPLIT_NAMES, split_indices
+from aiida_ilmlff.sampling.split import (
+    BLOCK_SPLIT_DEFAULTS,
+    SPLIT_NAMES,
+    block_test_split,
+    frame_records,
+    split_indices,
+)
 
 __all__ = ('hold_out_test_set', 'merge_frames', 'select_frames', 'split_frames')
 
@@ -66,23 +74,70 @@ def split_frames(
     return {name: FramesData._from_frame_arrays(arrays.select(index)) for name, index in zip(SPLIT_NAMES, parts)}
 
 
+def _parent_lookup():
+    """``(source uuid, index) -> (trajectory, time_fs)`` of a perturbed frame's parent, read from the parent frame set
+    (loaded by uuid; ``None`` when it is not a stored ``FramesData`` or the parent frame has no time)."""
+    from aiida_ilmlff.sampling.split import frame_records
+
+    cache: dict[str, list | None] = {}
+
+    def parent(uuid: str, index: int):
+        if uuid not in cache:
+            try:
+                node = orm.load_node(uuid)
+            except (exceptions.NotExistent, exceptions.MultipleObjectsError, ValueError, TypeError):
+                # not a node of this profile: the family has no known time
+                node = None
+            cache[uuid] = (
+                frame_records(node.origins, node.sources, node.perturbations, node.iterations)
+                if isinstance(node, FramesData)
+                else None
+            )
+        records = cache[uuid]
+        if records is None or not 0 <= index < len(records) or not records[index].trajectory:
+            return None
+        return records[index].trajectory, records[index].time_fs
+
+    return parent
+
+
 @calcfunction
-def hold_out_test_set(frames: FramesData, test_fraction: orm.Float, seed: orm.Int) -> dict[str, FramesData]:
-    """Hold out a ``test`` set of ``frames`` (the rest is ``train``), stratified by origin.
+def hold_out_test_set(
+    frames: FramesData,
+    test_fraction: orm.Float,
+    seed: orm.Int,
+    test_gap_fs: orm.Float | None = None,
+    test_block_fs: orm.Float | None = None,
+) -> dict[str, orm.Data]:
+    """Hold out a ``test`` set of whole blocks of ``frames``, a time gap away from the ``train`` set.
 
-    The one stratified split (:func:`~aiida_ilmlff.sampling.split.split_indices` with fractions
-    ``(1 - test_fraction, test_fraction)``): the same frames as ``split_frames`` with those two fractions.
+    :func:`~aiida_ilmlff.sampling.split.block_test_split`: the blocks are AIMD segments of ``test_block_fs``
+    (frames of one ``source`` with ``time_fs`` in their ``perturbation``), perturbation families (nEQ frames of one
+    parent: ``source`` + ``perturbation.source_index``; the parent's trajectory and time are read from the parent
+    frame set, loaded by uuid) and active-learning iterations; every origin with two blocks or more is in the test
+    set; training frames of a trajectory within ``test_gap_fs`` of a test frame are left out of both sets.
 
-    :param test_fraction: ``Float`` in (0, 1). :param seed: ``Int`` seed.
-    :returns: ``{'train': FramesData, 'test': FramesData}``, frames in their original order.
-    :raises ValueError: for a fraction outside (0, 1) or a split that would be empty.
+    :param test_fraction: ``Float`` in (0, 1). :param seed: ``Int`` >= 0.
+    :param test_gap_fs: ``Float`` >= 0 [fs] (default 25). :param test_block_fs: ``Float`` > 0 [fs] (default 100).
+    :returns: ``{'train': FramesData, 'test': FramesData, 'split': Dict}``, frames in their original order;
+        ``split`` records the blocks, the gap and the counts (see ``block_test_split``), with ``excluded_indices``
+        (frames of ``frames`` in neither set) and ``test_indices``.
+    :raises ValueError: invalid settings, a fraction that leaves no test block, or no training frame left.
     """
-    fraction = float(test_fraction.value)
-    train, test = split_indices(frames.origins, [1.0 - fraction, fraction], seed.value, True)
+    settings = {
+        'test_gap_fs': float(test_gap_fs.value) if test_gap_fs is not None else BLOCK_SPLIT_DEFAULTS['test_gap_fs'],
+        'test_block_fs': float(test_block_fs.value)
+        if test_block_fs is not None
+        else BLOCK_SPLIT_DEFAULTS['test_block_fs'],
+    }
+    records = frame_records(frames.origins, frames.sources, frames.perturbations, frames.iterations, _parent_lookup())
+    split = block_test_split(records, float(test_fraction.value), int(seed.value), **settings)
     arrays = frames.get_arrays()
+    summary = {**split.summary, 'test_indices': split.test, 'excluded_indices': split.excluded}
     return {
-        'train': FramesData._from_frame_arrays(arrays.select(train)),
-        'test': FramesData._from_frame_arrays(arrays.select(test)),
+        'train': FramesData._from_frame_arrays(arrays.select(np.asarray(split.train, dtype=np.int64))),
+        'test': FramesData._from_frame_arrays(arrays.select(np.asarray(split.test, dtype=np.int64))),
+        'split': orm.Dict(summary),
     }
 
 
