@@ -107,7 +107,8 @@ def species_diffusion(
     Diffusive: D = slope / 6 of a least-squares line over the window (Einstein relation); its error is the
     standard error over ``msd_blocks`` independent time blocks (:func:`~aiida_ilmlff.analysis.block_diffusion_error`,
     ``D_err_method: 'blocks'``), or, when the run is too short for two blocks holding the window, over molecules
-    (``'molecules'``, an underestimate: it misses slow collective fluctuations). With a viscosity
+    (``'molecules'``, an underestimate: it misses slow collective fluctuations; ``'fit'``, the least-squares error of
+    the slope, for a single molecule). With a viscosity
     (``viscosity_mPa_s`` or ``viscosity_Pa_s``) the Yeh-Hummer value D + k_B T xi / (6 pi eta L), L = <V>^(1/3),
     is given beside the raw D.
 
@@ -173,7 +174,8 @@ def species_diffusion(
             try:
                 blocks = block_diffusion_error(result.centres[name], dt, fit.window_indices, settings['msd_blocks'])
             except ValueError:
-                entry.update({'D_err_m2_s': _finite(fit.D_err), 'D_err_method': 'molecules', 'n_blocks': 0})
+                method = 'molecules' if fit.D_err_method == 'particles' else 'fit'  # 'fit': one molecule
+                entry.update({'D_err_m2_s': _finite(fit.D_err), 'D_err_method': method, 'n_blocks': 0})
             else:
                 entry.update(
                     {

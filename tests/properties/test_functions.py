@@ -127,6 +127,12 @@ def test_diffusion_with_a_window_and_discarded_start(trajectory):
     assert list(diffusion) == ['TFSI']
     assert diffusion['TFSI']['fit_window_ps'] == pytest.approx([0.1, 0.5])
     assert not diffusion['TFSI']['automatic_window'] and 'D_yeh_hummer_m2_s' not in diffusion['TFSI']
+    # a window longer than half the analysed run: no two time blocks hold it, the error is over molecules, and says so
+    settings = {'diffusion_species': ['BF4'], 'msd_fit_window_ps': [0.1, 2.0], 'discard_ps': 0.5}
+    bf4 = analyse_diffusion(trajectory, orm.Dict(settings), orm.Float(300.0))['diffusion']['BF4']
+    assert bf4['regime'] == 'diffusive', bf4
+    assert bf4['D_err_method'] == 'molecules' and bf4['n_blocks'] == 0
+    assert bf4['D_err_m2_s'] == bf4['D_err_molecules_m2_s'] > 0
 
 
 def test_diffusion_without_a_diffusive_regime_reports_no_d(aiida_profile, tmp_path):
