@@ -28,8 +28,9 @@ Differences from the parent work chain:
   ``handle_scf_monitor`` (``handler_overrides``) to stop at the first failure without the ladder. The same rule
   applies to an MD that finished (exit 0) with more unconverged steps than the monitor allows.
 * :meth:`handle_xtb_atomic_charges`: GFN-xTB's ``CHECK_ATOMIC_CHARGES`` aborts CP2K on strongly distorted
-  frames ("Atomic charges outside chemical range"); the check is switched off and the run restarted. It
-  is a sanity check of CP2K, not part of the method, so the energies are unchanged.
+  frames ("Atomic charges outside chemical range"); for a single point the check is switched off and the run
+  restarted (a sanity check of CP2K, not part of the method: the energies are unchanged). In an MD it stays on:
+  the SCF ladder is climbed and, after the last rung, the work chain stops with 320.
 * :meth:`handle_cp2k_abort`: any other ``[ABORT]`` stops the work chain with exit code 320 and CP2K's message.
 
 Exit codes (AiiDA bands): 300, 310 (aiida-cp2k), 301/302 (sub-process excepted/killed), 320 CP2K aborted
@@ -238,9 +239,21 @@ class IlmlffCp2kBaseWorkChain(Cp2kBaseWorkChain):
 
     @engine.process_handler(priority=600, exit_codes=[Cp2kCalculation.exit_codes.ERROR_OUTPUT_CONTAINS_ABORT])
     def handle_xtb_atomic_charges(self, calc):
-        """GFN-xTB aborted on its atomic-charge check: switch ``CHECK_ATOMIC_CHARGES`` off and restart."""
+        """GFN-xTB aborted on its atomic-charge check: switch ``CHECK_ATOMIC_CHARGES`` off and restart.
+
+        In an MD the check stays on: charges outside the chemical range there mean a failing SCF or a trajectory
+        running away, so the SCF ladder is climbed (the MD re-run from its start) and, after the last rung, the
+        work chain stops with exit code 320 and the reason.
+        """
         if not xtb_charge_abort(read_cp2k_stdout(calc)):
             return None
+        if self._is_md():
+            report = self._climb_ladder(calc, 'The GFN-xTB atomic-charge check aborted the MD')
+            if report is not None:
+                return report
+            message = 'GFN-xTB atomic charges outside the chemical range in an MD, at every rung of the SCF ladder'
+            self.report(f'{calc.process_label}<{calc.pk}>: {message}')
+            return engine.ProcessHandlerReport(True, self.exit_codes.ERROR_CP2K_ABORTED.format(message=message))
         params = self.ctx.inputs.parameters.get_dict()
         xtb = _section(params, 'FORCE_EVAL', 'DFT', 'QS', 'XTB')
         previous = _pop(xtb, 'CHECK_ATOMIC_CHARGES')

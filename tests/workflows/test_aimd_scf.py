@@ -1,0 +1,173 @@
+"""No trajectory past a failed SCF: the ``ilmlff.cp2k.scf`` monitor, the handlers of ``ilmlff.cp2k.base`` and a real
+CP2K AIMD whose SCF cannot converge."""
+
+from __future__ import annotations
+
+import re
+import types
+
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_ilmlff.calculations.monitors import SCF_MONITOR_MESSAGE, cp2k_scf_monitor, is_scf_monitor_stop
+from aiida_ilmlff.workflows.aimd import MD_DEFAULTS, AimdWorkChain, md_parameters, validate_md
+from aiida_ilmlff.workflows.cp2k_base import IlmlffCp2kBaseWorkChain
+from tests.fixtures.codes import options
+
+CONVERGED = """ ENERGY| Total FORCE_EVAL ( QS ) energy [a.u.]:   -55.18
+ MD| Step number                                   1
+ ENERGY| Total FORCE_EVAL ( QS ) energy [a.u.]:   -55.17
+"""
+FAILED = '  *** SCF run NOT converged ***\n'
+
+
+class _Transport:
+    """A stand-in transport serving one file; ``grep_status`` 2 makes the monitor copy the whole file instead."""
+
+    def __init__(self, text: str, grep_status: int = 0):
+        self.text, self.grep_status, self.commands = text, grep_status, []
+
+    def isfile(self, path):
+        return path.endswith('aiida.out')
+
+    def exec_command_wait(self, command):
+        self.commands.append(command)
+        return self.grep_status, self.text, ''
+
+    def getfile(self, remote, local):
+        with open(local, 'w') as handle:
+            handle.write(self.text)
+
+
+def _node():
+    return types.SimpleNamespace(get_remote_workdir=lambda: '/scratch/job', get_option=lambda name: 'aiida.out')
+
+
+@pytest.mark.parametrize('grep_status', [0, 2])
+def test_monitor_kills_at_the_first_unconverged_step(grep_status):
+    assert cp2k_scf_monitor(_node(), _Transport(CONVERGED, grep_status)) is None
+    # Step 2 is being computed and its SCF has just failed: kill now, before its forces move the atoms.
+    result = cp2k_scf_monitor(_node(), _Transport(CONVERGED + FAILED, grep_status))
+    assert result is not None and result.action.value == 'kill' and result.retrieve and result.parse
+    assert result.message.startswith(SCF_MONITOR_MESSAGE) and 'evaluations 2 ' in result.message
+    # A stated few may be tolerated.
+    assert cp2k_scf_monitor(_node(), _Transport(CONVERGED + FAILED, grep_status), max_unconverged_steps=1) is None
+
+
+def test_monitor_reads_only_the_lines_it_needs():
+    transport = _Transport(CONVERGED)
+    cp2k_scf_monitor(_node(), transport)
+    assert transport.commands and transport.commands[0].startswith('grep -E ')
+    assert "'/scratch/job/aiida.out'" in transport.commands[0] or '/scratch/job/aiida.out' in transport.commands[0]
+
+
+def test_monitor_entry_point_and_signature():
+    from aiida.engine.processes.calcjobs.monitors import CalcJobMonitor
+
+    monitor = CalcJobMonitor(entry_point='ilmlff.cp2k.scf', kwargs={'max_unconverged_steps': 0})
+    assert monitor.load_entry_point() is cp2k_scf_monitor
+    with pytest.raises(ValueError, match='does not accept'):
+        CalcJobMonitor(entry_point='ilmlff.cp2k.scf', kwargs={'steps': 1})
+
+
+def test_handler_order():
+    """The monitor's stop is handled before the generic handlers: ladder first, then the clear failure (510)."""
+    handlers = {h.__name__: (h.priority, h.enabled) for h in IlmlffCp2kBaseWorkChain.get_process_handlers()}
+    assert handlers['handle_scf_monitor'] == (550, True)
+    assert handlers['stop_on_scf_monitor'] == (549, True)
+    assert handlers['handle_scf_not_converged'][0] < 549
+
+
+def test_md_settings():
+    """The MD prints the analytical stress of every step and keeps xTB's charge check on; bad settings are refused."""
+    params = {'FORCE_EVAL': {'METHOD': 'QS', 'DFT': {'QS': {'METHOD': 'XTB', 'XTB': {'CHECK_ATOMIC_CHARGES': False}}}}}
+    md = md_parameters(params, MD_DEFAULTS)
+    assert md['FORCE_EVAL']['STRESS_TENSOR'] == 'ANALYTICAL'
+    assert md['FORCE_EVAL']['PRINT']['STRESS_TENSOR'] == {'_': 'ON', 'EACH': {'MD': 1}}
+    assert md['FORCE_EVAL']['DFT']['QS']['XTB']['CHECK_ATOMIC_CHARGES'] is True
+    assert params['FORCE_EVAL']['DFT']['QS']['XTB']['CHECK_ATOMIC_CHARGES'] is False  # the input is not changed
+    off = md_parameters(params, {**MD_DEFAULTS, 'stress': False, 'check_atomic_charges': False})
+    assert (
+        'STRESS_TENSOR' not in off['FORCE_EVAL']
+        and off['FORCE_EVAL']['DFT']['QS']['XTB']['CHECK_ATOMIC_CHARGES'] is False
+    )
+    assert 'max_unconverged_steps' in validate_md(orm.Dict({'max_unconverged_steps': -1}))
+    assert 'check_atomic_charges' in validate_md(orm.Dict({'check_atomic_charges': 'yes'}))
+
+
+@pytest.mark.timeout(600)
+def test_aimd_with_an_scf_that_cannot_converge_stops_at_once(cp2k_code):
+    """A real CP2K GFN1-xTB AIMD of one PYR14BF4 ion pair (35 atoms) with MAX_SCF 1, EPS_SCF 1e-9 and no outer SCF:
+    step 0 does not converge; the monitor kills the job within its first steps (of 5000), the base work chain
+    stops with 510 (the ladder is switched off here, so that the test stays short), the AIMD fails (401) and gives
+    no trajectory: no frame of it can enter a data set."""
+    from aiida_ilmlff.systems import build_ionic_liquid
+    from aiida_ilmlff.workflows.dataset import DatasetWorkChain
+
+    composition = {'PYR14': 1, 'BF4': 1}
+    dataset = DatasetWorkChain.get_builder_from_protocol(cp2k_code, composition, protocol='fast')
+    parameters = dataset.aimd.cp2k.cp2k.parameters.get_dict()
+    scf = parameters['FORCE_EVAL']['DFT']['SCF']
+    scf.pop('OUTER_SCF')
+    scf.update({'MAX_SCF': 1, 'EPS_SCF': 1.0e-9})
+    builder = AimdWorkChain.get_builder()
+    builder.structure = orm.StructureData(ase=build_ionic_liquid(composition, 1.2, seed=0))
+    builder.cp2k.cp2k.code = cp2k_code
+    builder.cp2k.cp2k.parameters = orm.Dict(parameters)
+    builder.cp2k.cp2k.metadata.options = options(600)
+    builder.cp2k.max_iterations = orm.Int(3)
+    builder.cp2k.handler_overrides = orm.Dict({'handle_scf_monitor': {'enabled': False}})
+    builder.md = orm.Dict({'steps': 5000, 'temperature': 450.0})
+
+    results, node = run_get_node(builder)
+    assert node.exit_status == AimdWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_MD.status
+    assert 'trajectory' not in results
+    base = node.called[0]
+    assert base.exit_status == IlmlffCp2kBaseWorkChain.exit_codes.ERROR_SCF_NOT_CONVERGED.status
+    calcs = [n for n in base.called if isinstance(n, orm.CalcJobNode)]
+    assert len(calcs) == 1 and is_scf_monitor_stop(calcs[0]), calcs[0].exit_message
+    assert 'evaluations 0' in calcs[0].exit_message  # the initial step already failed
+    out = calcs[0].outputs.retrieved.base.repository.get_object_content('aiida.out')
+    steps = len(re.findall(r'MD\| Step number', out))
+    print(f'\nkilled after {steps} MD steps: {calcs[0].exit_message}')
+    assert steps < 500  # of 5000: stopped within its first steps, not after the whole run
+    assert 'PROGRAM ENDED' not in out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_aimd_scf_ladder_reruns_the_md_from_its_start(cp2k_code):
+    """MAX_SCF 1 without an outer SCF at EPS_SCF 1e-6: the monitor kills the first run at step 0, the ladder's
+    first rung (OT CG, 50 x 20 SCF steps) converges and re-runs the MD from step 0; the trajectory holds the
+    re-run's frames only, each with its stress."""
+    import numpy as np
+
+    from aiida_ilmlff.systems import build_ionic_liquid
+    from aiida_ilmlff.workflows.dataset import DatasetWorkChain
+
+    composition = {'PYR14': 1, 'BF4': 1}
+    dataset = DatasetWorkChain.get_builder_from_protocol(cp2k_code, composition, protocol='fast')
+    parameters = dataset.aimd.cp2k.cp2k.parameters.get_dict()
+    scf = parameters['FORCE_EVAL']['DFT']['SCF']
+    scf.pop('OUTER_SCF')
+    scf.update({'MAX_SCF': 1, 'EPS_SCF': 1.0e-6})
+    builder = AimdWorkChain.get_builder()
+    builder.structure = orm.StructureData(ase=build_ionic_liquid(composition, 1.2, seed=0))
+    builder.cp2k.cp2k.code = cp2k_code
+    builder.cp2k.cp2k.parameters = orm.Dict(parameters)
+    builder.cp2k.cp2k.metadata.options = options(600)
+    builder.cp2k.max_iterations = orm.Int(3)
+    builder.md = orm.Dict({'steps': 6, 'temperature': 450.0})
+
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    calcs = sorted((n for n in node.called[0].called if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime)
+    assert len(calcs) == 2 and is_scf_monitor_stop(calcs[0]) and calcs[1].is_finished_ok
+    rerun = calcs[1].inputs.parameters.get_dict()['FORCE_EVAL']['DFT']['SCF']
+    assert rerun['OT']['MINIMIZER'] == 'CG' and rerun['MAX_SCF'] >= 50
+    assert 'parent_calc_folder' not in calcs[1].inputs  # a re-run from the start, not a continuation
+    trajectory, summary = results['trajectory'], results['summary'].get_dict()
+    steps = [frame.info['perturbation']['step'] for frame in trajectory.to_ase()]
+    assert steps == list(range(7)) and summary['unconverged_steps'] == []
+    assert trajectory.stresses.shape == (7, 3, 3) and np.isfinite(trajectory.stresses).all()
