@@ -138,7 +138,7 @@ class ResidenceTime(AnalysisResult):
 
     Attributes:
         tau_fs: lifetime in fs.
-        method: ``'integral'`` or ``'exp'``.
+        method: ``'integral'``, ``'exp'`` or ``'integral_tail'``.
         t_max_fs: end of the integration / fit range in fs.
         amplitude: fitted amplitude A (``'exp'``; 1.0 for ``'integral'``).
         decayed: whether C fell below 0.05 within the range (else the integral underestimates tau).
@@ -160,6 +160,10 @@ def residence_time(
     ``t_max_fs``, or the last lag; exact for C = exp(-t / tau) that has decayed.
     ``'exp'``: least-squares fit of ``C(t) = A exp(-t / tau)`` over lags up to the first where C < 0.05
     (or ``t_max_fs``), where the estimate is not yet noise.
+    ``'integral_tail'``: the integral up to the first lag where C < 0.05 plus the exponential tail beyond it,
+    ``C(t_end) tau_exp`` (``tau_exp`` from ``'exp'``); for functions estimated with noise at long lags, such as the
+    normalised intermittent function (:func:`normalised_intermittent`), whose first zero depends on the noise. If
+    C never drops below 0.05 it is the plain integral, with ``decayed`` false.
 
     :param correlation: (T,) C(t) at lags 0 .. T-1 frames.
     :param timestep_fs: time between frames in fs.
@@ -193,4 +197,13 @@ def residence_time(
         except RuntimeError as exc:
             raise ValueError(f'exponential fit of C(t) failed: {exc}') from exc
         return ResidenceTime(float(tau), 'exp', float(t[end]), float(amplitude), bool(len(below) > 0))
-    raise ValueError(f"method must be 'integral' or 'exp', got {method!r}")
+    if method == 'integral_tail':
+        below = np.nonzero(c[: last + 1] < 0.05)[0]
+        if not len(below):
+            plain = residence_time(c, timestep_fs, 'integral', t_max_fs=t_max_fs)
+            return dataclasses.replace(plain, method='integral_tail')
+        end = int(below[0])
+        fit = residence_time(c, timestep_fs, 'exp', t_max_fs=t_max_fs)
+        tau = float(np.trapezoid(c[: end + 1], t[: end + 1])) + max(float(c[end]), 0.0) * fit.tau_fs
+        return ResidenceTime(tau, 'integral_tail', float(t[end]), 1.0, True)
+    raise ValueError(f"method must be 'integral', 'exp' or 'integral_tail', got {method!r}")

@@ -256,8 +256,8 @@ class LiEnvironment(AnalysisResult):
         lifetime_continuous: the integral of ``continuous`` (:func:`residence_time`; its ``decayed`` flag says
             whether C fell below 0.05 in the run, else the value is a lower bound).
         lifetime_intermittent: the integral of ``(intermittent - <h>) / (1 - <h>)``
-            (:func:`~aiida_ilmlff.analysis.normalised_intermittent`) to its first zero, independent of the run
-            length once the run is much longer than it.
+            (:func:`~aiida_ilmlff.analysis.normalised_intermittent`) down to 0.05 plus its exponential tail
+            (``residence_time(..., 'integral_tail')``), independent of the run length once the run is much longer.
     """
 
     r_cut: float
@@ -348,7 +348,7 @@ def li_environment_from_trajectory(
             except ValueError:
                 lifetime_c = None
             try:
-                lifetime_i = residence_time(normalised_intermittent(intermittent, h_mean), timestep)
+                lifetime_i = residence_time(normalised_intermittent(intermittent, h_mean), timestep, 'integral_tail')
             except ValueError:
                 lifetime_i = None
     return LiEnvironment(

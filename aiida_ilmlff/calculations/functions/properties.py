@@ -328,7 +328,7 @@ def analyse_li_environment(trajectory: orm.Data, analysis: orm.Dict) -> orm.Dict
             'lifetime_intermittent_decayed': None
             if result.lifetime_intermittent is None
             else result.lifetime_intermittent.decayed,
-            'lifetime_intermittent_method': '(C_I - <h>) / (1 - <h>) integrated to its first zero',
+            'lifetime_intermittent_method': '(C_I - <h>) / (1 - <h>) integrated to 0.05 plus its exponential tail',
             'bound_fraction': result.bound_fraction,
             'n_frames': clusters.n_frames,
         }
