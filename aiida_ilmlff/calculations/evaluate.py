@@ -4,7 +4,9 @@ Runs ``ilmlff-runner evaluate evaluate.json`` on the compute node (the ``ilmlff-
 ``aiida-ilmlff setup``; settings, output files and exit statuses: :mod:`aiida_ilmlff.runner.contract`). The
 frames go to the job folder as extended XYZ, each model file is copied verbatim from its node, and an
 ``evaluate.json`` lists them. The parser reads the predictions and computes, in numpy, the errors against
-the reference labels (when the frames have them), the committee force deviation and a parity plot.
+the reference labels (when the frames have them: absolute and relative force errors, per element and per origin,
+the pressure error, energies raw and aligned by per-element offsets), the committee force deviation and a parity
+plot.
 """
 
 from __future__ import annotations
@@ -76,10 +78,13 @@ def validate_inputs(inputs: t.Mapping, _) -> str | None:
 class EvaluateCalculation(CalcJob):
     """Evaluate MLFF models on frames with the compute-node runner.
 
-    Outputs: ``predictions`` (ArrayData: ``energy`` (M, N) eV, ``forces`` (M, T, 3) eV/Å, ``n_atoms`` (N,),
-    ``numbers`` (T,), and for M > 1 ``force_deviation_max`` (N,) eV/Å, the dpgen committee deviation
-    max_i sqrt(<|F_i - <F_i>|^2>) over models, and ``energy_deviation_per_atom`` (N,) eV/atom); ``metrics``
-    (Dict: errors per model and of the committee mean when labels exist, deviation summary, throughput);
+    Outputs: ``predictions`` (ArrayData: ``energy`` (M, N) eV, ``forces`` (M, T, 3) eV/Å, ``stress`` (M, N, 3, 3)
+    eV/Å^3 (ASE sign; nan for non-periodic frames), ``n_atoms`` (N,), ``numbers`` (T,), and for M > 1
+    ``force_deviation_max`` (N,) eV/Å, the dpgen committee deviation max_i sqrt(<|F_i - <F_i>|^2>) over models, and
+    ``energy_deviation_per_atom`` (N,) eV/atom); ``metrics`` (Dict: per model ``errors`` and ``committee_mean``
+    when labels exist, as :func:`~aiida_ilmlff.parsers.evaluate.detailed_errors`: energy and force RMSE/MAE,
+    ``force_rmse_relative``, ``per_element``, ``per_origin``, ``pressure_rmse_kbar`` over ``n_stress_frames``,
+    ``energy_rmse_aligned_meV_per_atom``; deviation summary, throughput);
     ``parity`` (ArrayData) and ``parity_plot`` (PNG SinglefileData) when the frames are labelled.
     """
 
@@ -111,7 +116,12 @@ class EvaluateCalculation(CalcJob):
         spec.inputs['metadata']['options']['parser_name'].default = 'ilmlff.evaluate'
 
         spec.output('predictions', valid_type=orm.ArrayData, help='Per-frame energies and per-atom forces.')
-        spec.output('metrics', valid_type=orm.Dict, help='Errors, committee deviation summary and throughput.')
+        spec.output(
+            'metrics',
+            valid_type=orm.Dict,
+            help='Errors per model and of the committee mean (energy raw and aligned by per-element offsets, force '
+            'absolute and relative, per element, per origin, pressure in kbar), committee deviation, throughput.',
+        )
         spec.output('parity', valid_type=orm.ArrayData, required=False, help='Reference vs predicted values.')
         spec.output('parity_plot', valid_type=orm.SinglefileData, required=False, help='Parity plot (PNG).')
         spec.default_output_node = 'metrics'

@@ -2,7 +2,8 @@
 
 The command behind the ``ilmlff.evaluate`` CalcJob. Settings, output files and exit statuses are the contract
 in :mod:`aiida_ilmlff.runner.contract` (``evaluate.json`` -> ``predictions.npz`` and
-``evaluate_summary.json``). Models are loaded by the runner's one loader,
+``evaluate_summary.json``; ``predictions.npz`` also holds ``stress`` (n_models, n_frames, 3, 3) eV/Å^3, ASE
+sign, nan for frames that are not periodic). Models are loaded by the runner's one loader,
 :func:`aiida_ilmlff.runner.calculators.load_calculator`, as for the MD; MACE models are then evaluated frame
 by frame through their ASE calculator, DeePMD models through the calculator's ``DeepPot`` with the frames
 batched by atom ordering. torch / mace and deepmd / tensorflow are imported only when a model of their
@@ -31,9 +32,16 @@ def _read_frames(path: pathlib.Path):
     return read(str(path), index=':')
 
 
-def _predict_each(calculator, frames) -> tuple[np.ndarray, list[np.ndarray], float]:
-    """Energies (eV) and forces (eV/Å) of ``frames``, one ASE calculation per frame."""
+def _periodic(atoms) -> bool:
+    """Whether a frame has a stress: periodic in all three directions with a finite, non-zero volume."""
+    return bool(np.all(atoms.pbc)) and abs(float(atoms.cell.volume)) > 1e-9
+
+
+def _predict_each(calculator, frames) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, float]:
+    """Energies (eV), forces (eV/Å) and stresses (3x3 eV/Å^3, ASE sign; nan for non-periodic frames) of
+    ``frames``, one ASE calculation per frame."""
     energies = np.empty(len(frames))
+    stresses = np.full((len(frames), 3, 3), np.nan)
     forces = []
     start = time.perf_counter()
     for i, atoms in enumerate(frames):
@@ -41,13 +49,18 @@ def _predict_each(calculator, frames) -> tuple[np.ndarray, list[np.ndarray], flo
         work.calc = calculator
         energies[i] = work.get_potential_energy()
         forces.append(np.asarray(work.get_forces(), dtype=float))
-    return energies, forces, time.perf_counter() - start
+        if _periodic(work) and 'stress' in getattr(calculator, 'implemented_properties', ('stress',)):
+            stresses[i] = np.asarray(work.get_stress(voigt=False), dtype=float)
+    return energies, forces, stresses, time.perf_counter() - start
 
 
-def _predict_deepmd(potential, frames, key: str) -> tuple[np.ndarray, list[np.ndarray], float]:
-    """Energies (eV) and forces (eV/Å) with a DeePMD ``DeepPot``, frames batched by atom ordering."""
+def _predict_deepmd(potential, frames, key: str) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, float]:
+    """Energies (eV), forces (eV/Å) and stresses (eV/Å^3) with a DeePMD ``DeepPot``, frames batched by atom
+    ordering. The stress of a periodic frame is ``-(W + W^T) / 2 / V`` from the virial ``W`` [eV] (the sign and
+    symmetrisation of ``deepmd.calculator.DP``); nan for non-periodic frames."""
     type_map = list(potential.get_type_map())
     energies = np.empty(len(frames))
+    stresses = np.full((len(frames), 3, 3), np.nan)
     forces: list[np.ndarray | None] = [None] * len(frames)
     groups: dict[tuple, list[int]] = {}
     for i, atoms in enumerate(frames):
@@ -60,26 +73,29 @@ def _predict_deepmd(potential, frames, key: str) -> tuple[np.ndarray, list[np.nd
     for symbols, indices in groups.items():
         atom_types = [type_map.index(s) for s in symbols]
         coords = np.array([frames[i].positions.reshape(-1) for i in indices])
-        if all(frames[i].pbc.all() for i in indices):
-            cells = np.array([frames[i].cell.array.reshape(-1) for i in indices])
-        else:
-            cells = None
-        energy, force, _ = potential.eval(coords, cells, atom_types)
+        periodic = all(frames[i].pbc.all() for i in indices)
+        cells = np.array([frames[i].cell.array.reshape(-1) for i in indices]) if periodic else None
+        energy, force, virial = potential.eval(coords, cells, atom_types)[:3]
         energy = np.asarray(energy).reshape(len(indices))
         force = np.asarray(force).reshape(len(indices), len(symbols), 3)
+        virial = np.asarray(virial).reshape(len(indices), 3, 3)
         for j, i in enumerate(indices):
             energies[i] = energy[j]
             forces[i] = force[j]
-    return energies, forces, time.perf_counter() - start
+            if periodic and _periodic(frames[i]):
+                stresses[i] = -0.5 * (virial[j] + virial[j].T) / abs(frames[i].cell.volume)
+    return energies, forces, stresses, time.perf_counter() - start
 
 
-def predict(model: dict[str, t.Any], calculator, frames) -> tuple[np.ndarray, list[np.ndarray], float]:
+def predict(model: dict[str, t.Any], calculator, frames) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, float]:
     """Predictions of one loaded model on ``frames`` (a list of ASE ``Atoms``).
 
     :param model: the model entry of the settings (``key``, ``architecture``).
     :param calculator: its calculator from :func:`~aiida_ilmlff.runner.calculators.load_calculator`; a DeePMD
         calculator (``deepmd.calculator.DP``) is evaluated in batches through its ``DeepPot`` (``.dp``).
-    :returns: energies (n_frames,) eV, forces [(n_atoms_i, 3) eV/Å per frame], wall time [s].
+    :returns: energies (n_frames,) eV, forces [(n_atoms_i, 3) eV/Å per frame], stresses (n_frames, 3, 3) eV/Å^3
+        in ASE's sign (positive under tension; pressure = -trace/3), nan for frames that are not periodic in
+        all three directions, and the wall time [s].
     :raises ValueError: a frame has an element the DeePMD model's type map lacks.
     """
     potential = getattr(calculator, 'dp', None) if model.get('architecture') == 'deepmd' else None
@@ -103,12 +119,14 @@ def evaluate_models(config: dict, workdir: pathlib.Path) -> dict:
     device = config.get('device', 'cpu')
     n_atoms = np.array([len(atoms) for atoms in frames], dtype=int)
     numbers = np.concatenate([atoms.numbers for atoms in frames]) if frames else np.zeros(0, int)
-    energies, forces, summary = [], [], {'models': {}, 'n_frames': len(frames), 'n_atoms': int(n_atoms.sum())}
+    energies, forces, stresses = [], [], []
+    summary = {'models': {}, 'n_frames': len(frames), 'n_atoms': int(n_atoms.sum())}
     for model in config['models']:
         model = dict(model, path=str(workdir / model['path']))
         calculator = calculators.load_calculator(model, device=device, threads=config.get('threads'))
-        energy, force, seconds = predict(model, calculator, frames)
+        energy, force, stress, seconds = predict(model, calculator, frames)
         energies.append(energy)
+        stresses.append(stress)
         forces.append(np.concatenate(force) if force else np.zeros((0, 3)))
         summary['models'][model['key']] = {
             'architecture': model['architecture'],
@@ -119,6 +137,7 @@ def evaluate_models(config: dict, workdir: pathlib.Path) -> dict:
         workdir / config.get('output', EVALUATE_OUTPUTS['predictions']),
         energy=np.array(energies, dtype=float).reshape(len(config['models']), len(frames)),
         forces=np.array(forces, dtype=float).reshape(len(config['models']), int(n_atoms.sum()), 3),
+        stress=np.array(stresses, dtype=float).reshape(len(config['models']), len(frames), 3, 3),
         n_atoms=n_atoms,
         numbers=numbers,
         model_keys=np.array([m['key'] for m in config['models']], dtype=str),
