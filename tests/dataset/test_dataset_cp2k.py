@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
+from ase import units
 
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.workflows.dataset import DatasetWorkChain
@@ -47,6 +48,15 @@ def test_small_dataset_aimd_and_label_agree(cp2k_code):
     from aiida_ilmlff.workflows.label import LabelWorkChain
 
     eq = frames.select(np.flatnonzero(frames.origins == 'EQ'))
+    # The AIMD printed CP2K's analytical stress at every step (eV/Å^3, ASE sign): every EQ frame carries one, and
+    # the AIMD ran with GFN-xTB's CHECK_ATOMIC_CHARGES on, under the SCF monitor.
+    assert eq.stresses is not None and np.isfinite(eq.stresses).all()
+    pressures_gpa = -np.trace(eq.stresses, axis1=1, axis2=2) / 3 / units.GPa
+    assert np.all(np.abs(pressures_gpa) < 20.0), pressures_gpa
+    aimd = next(n for n in node.called if n.process_label == 'AimdWorkChain')
+    calc = next(n for n in aimd.called_descendants if isinstance(n, orm.CalcJobNode))
+    xtb = calc.inputs.parameters.get_dict()['FORCE_EVAL']['DFT']['QS']['XTB']
+    assert xtb['CHECK_ATOMIC_CHARGES'] is True and 'scf' in calc.inputs.monitors
     label_builder = LabelWorkChain.get_builder_from_protocol(
         cp2k_code,
         eq.store(),
@@ -60,6 +70,10 @@ def test_small_dataset_aimd_and_label_agree(cp2k_code):
     assert list(single.levels_of_theory) == list(eq.levels_of_theory)
     energy_error = np.abs(single.energies - eq.energies).max()
     force_error = np.abs(single.forces - eq.forces).max()
+    if single.stresses is not None:  # the label protocol prints the stress too: the same analytical stress
+        stress_error = np.nanmax(np.abs(single.stresses - eq.stresses)) / units.GPa
+        print(f'AIMD vs single point: max |dsigma| = {stress_error:.2e} GPa')
+        assert stress_error < 0.05
     print(f'\nAIMD vs single point: max |dE| = {energy_error:.2e} eV, max |dF| = {force_error:.2e} eV/A')
     assert energy_error < 2e-4 and force_error < 5e-3
 
