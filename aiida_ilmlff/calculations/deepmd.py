@@ -12,7 +12,9 @@ The code is ``dp`` (deepmd-kit 3.2.0). The job runs, one after the other (``Code
 defaults: an ``se_e2_a`` descriptor whose ``sel`` (maximum neighbours per type within ``rcut``) is counted
 from the frames of every split with ASE's neighbour list and multiplied by ``sel_factor`` (1.2); the
 ``type_map`` is the sorted elements. The frames are written as DeePMD npy systems with
-``FramesData.export(..., 'deepmd')``.
+``FramesData.export(..., 'deepmd')``: frames with a stress go to systems with ``virial.npy``
+(``virial = -stress x volume`` [eV]), frames without one to systems without it, so a mixed set trains the virial
+term only on the frames that have one (deepmd-kit sets ``find_virial = 0`` for a system without ``virial.npy``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ import typing as t
 import numpy as np
 from aiida.common import datastructures
 
-from aiida_ilmlff.calculations.training import SPLIT_FILE, BaseTrainCalculation, Option, ParameterSchema
+from aiida_ilmlff.calculations.training import (
+    SPLIT_FILE,
+    STRESS_MODES,
+    BaseTrainCalculation,
+    Option,
+    ParameterSchema,
+    stress_decision,
+)
 from aiida_ilmlff.data import MLFFModelData
 
 __all__ = ('DeepmdTrainCalculation', 'count_sel')
@@ -60,8 +69,14 @@ SCHEMA = ParameterSchema(
         'limit_pref_e': Option(_NUMBER, 'final energy prefactor', minimum=0.0),
         'start_pref_f': Option(_NUMBER, 'initial force prefactor', minimum=0.0),
         'limit_pref_f': Option(_NUMBER, 'final force prefactor', minimum=0.0),
-        'start_pref_v': Option(_NUMBER, 'initial virial prefactor (needs stress labels)', minimum=0.0),
+        'start_pref_v': Option(_NUMBER, 'initial virial prefactor (frames with a stress label only)', minimum=0.0),
         'limit_pref_v': Option(_NUMBER, 'final virial prefactor', minimum=0.0),
+        'train_stress': Option(
+            (str,),
+            "'on' (prefactors as given; a virial prefactor > 0 with no stress label in `train` is refused), 'auto' "
+            "(the virial term only when a frame of `train` has a stress; the protocols' default), 'off' (never)",
+            choices=STRESS_MODES,
+        ),
         'numb_steps': Option((int,), 'training steps (batches)', minimum=1),
         'batch_size': Option((str, int), "frames per batch, or 'auto'"),
         'disp_freq': Option((int,), 'steps between lcurve.out lines', minimum=1),
@@ -99,6 +114,7 @@ DEFAULTS: dict[str, t.Any] = {
     'save_freq': 10000,
     'seed': 0,
     'compress': False,
+    'train_stress': 'on',
 }
 
 
@@ -124,8 +140,16 @@ def count_sel(frames_list: t.Sequence, type_map: t.Sequence[str], rcut: float) -
     return [int(c) for c in counts]
 
 
-def build_input(parameters: t.Mapping, type_map: list[str], sel: list[int], systems: t.Mapping) -> dict:
-    """The DeePMD ``input.json`` for ``parameters`` (already merged with :data:`DEFAULTS`)."""
+def virial_weighted(parameters: t.Mapping) -> bool:
+    """Whether ``parameters`` (merged with :data:`DEFAULTS`) give the virial term a prefactor > 0."""
+    return bool(parameters['start_pref_v'] or parameters['limit_pref_v'])
+
+
+def build_input(
+    parameters: t.Mapping, type_map: list[str], sel: list[int], systems: t.Mapping, use_stress: bool = True
+) -> dict:
+    """The DeePMD ``input.json`` for ``parameters`` (already merged with :data:`DEFAULTS`); the virial prefactors
+    are written only with ``use_stress`` (the virial term is trained)."""
     p = dict(parameters)
     seed = int(p['seed'])
     data: dict[str, t.Any] = {
@@ -171,7 +195,7 @@ def build_input(parameters: t.Mapping, type_map: list[str], sel: list[int], syst
             'save_ckpt': CHECKPOINT,
         },
     }
-    if p['start_pref_v'] or p['limit_pref_v']:
+    if use_stress and virial_weighted(p):
         data['loss'].update(start_pref_v=float(p['start_pref_v']), limit_pref_v=float(p['limit_pref_v']))
     return data
 
@@ -212,12 +236,19 @@ class DeepmdTrainCalculation(BaseTrainCalculation):
             return f'`sel` needs one integer per element of the type map {sorted(elements)}, got {sel}'
         if isinstance(parameters['batch_size'], str) and parameters['batch_size'] != 'auto':
             return f"`batch_size` must be an integer or 'auto', got {parameters['batch_size']!r}"
-        if parameters['start_pref_v'] or parameters['limit_pref_v']:
-            for port in ('train', 'valid'):
-                frames = inputs.get(port)
-                if frames is not None and frames.base.attributes.get('n_stress', 0) != frames.n_frames:
-                    return f'virial loss terms need a stress label on every frame of `{port}`'
-        return None
+        _, problem = stress_decision(
+            inputs['train'],
+            virial_weighted(parameters),
+            parameters['train_stress'],
+            '`parameters.start_pref_v`/`limit_pref_v`',
+        )
+        return problem
+
+    def use_stress(self) -> bool:
+        """Whether this job trains the virial term (:func:`~aiida_ilmlff.calculations.training.stress_decision`)."""
+        parameters = {**DEFAULTS, **self.inputs.parameters.get_dict()}
+        use, _ = stress_decision(self.inputs.train, virial_weighted(parameters), parameters['train_stress'], '')
+        return use
 
     def model_filename(self) -> str:
         """The deployable model file: ``compressed_model.pb`` when compressing, else ``frozen_model.pb``."""
@@ -239,6 +270,7 @@ class DeepmdTrainCalculation(BaseTrainCalculation):
         systems: dict[str, list[str]] = {}
         symbols: dict[str, list[str]] = {}
         frames_per_system: dict[str, int] = {}
+        volumes: dict[str, list[float]] = {}
         for name, frames in splits.items():
             root = pathlib.Path(folder.abspath) / 'data' / name
             frames.export(root, 'deepmd', type_map=type_map)
@@ -251,6 +283,9 @@ class DeepmdTrainCalculation(BaseTrainCalculation):
                 frames_per_system[relative] = sum(
                     int(np.load(coord, mmap_mode='r').shape[0]) for coord in type_raw.parent.glob('set.*/coord.npy')
                 )
+                if any(type_raw.parent.glob('set.*/virial.npy')):
+                    boxes = [np.load(box).reshape(-1, 3, 3) for box in sorted(type_raw.parent.glob('set.*/box.npy'))]
+                    volumes[relative] = np.abs(np.linalg.det(np.concatenate(boxes))).tolist()
         if parameters['sel'] == 'auto':
             counted = count_sel(list(splits.values()), type_map, parameters['rcut'])
             sel = [max(1, math.ceil(c * parameters['sel_factor'])) for c in counted]
@@ -263,11 +298,13 @@ class DeepmdTrainCalculation(BaseTrainCalculation):
             systems=systems,
             symbols=symbols,
             frames_per_system=frames_per_system,
+            volumes=volumes,
+            stress_trained=self.use_stress(),
             order=[n for n in ('train', 'valid', 'test') if n in splits],
             model_file=self.model_filename(),
         )
         with folder.open(INPUT_FILE, 'w') as handle:
-            json.dump(build_input(parameters, type_map, sel, systems), handle, indent=1)
+            json.dump(build_input(parameters, type_map, sel, systems, self.use_stress()), handle, indent=1)
         with folder.open(SPLIT_FILE, 'w') as handle:
             handle.write(self.split_json(record))
 
@@ -302,5 +339,5 @@ class DeepmdTrainCalculation(BaseTrainCalculation):
             *[f'{code.stdout_name[:-4]}.log' for code in codes],
             *[code.stderr_name for code in codes],
         ]
-        calcinfo.retrieve_temporary_list = ['detail.e.out', 'detail.f.out']
+        calcinfo.retrieve_temporary_list = ['detail.e.out', 'detail.f.out', 'detail.v.out']
         return calcinfo

@@ -18,7 +18,14 @@ import typing as t
 from aiida import orm
 from aiida.common import datastructures
 
-from aiida_ilmlff.calculations.training import SPLIT_FILE, BaseTrainCalculation, Option, ParameterSchema
+from aiida_ilmlff.calculations.training import (
+    SPLIT_FILE,
+    STRESS_MODES,
+    BaseTrainCalculation,
+    Option,
+    ParameterSchema,
+    stress_decision,
+)
 from aiida_ilmlff.data import MLFFModelData
 
 __all__ = ('MaceTrainCalculation',)
@@ -52,10 +59,27 @@ SCHEMA = ParameterSchema(
             "isolated-atom energies [eV] as {symbol: energy}; or 'average' (least-squares fit to the "
             "training energies, the default, logged as a warning) or, when fine-tuning, 'foundation'",
         ),
-        'loss': Option((str,), 'loss function', choices=('weighted', 'ef', 'forces_only', 'stress', 'huber')),
+        'loss': Option(
+            (str,),
+            "loss function: 'stress' (MSE of energy per atom, forces and stress; the protocols' choice), "
+            "'weighted'/'ef' (energy and forces), 'huber'/'universal' (Huber terms incl. stress), 'forces_only'",
+            choices=('weighted', 'ef', 'forces_only', 'stress', 'huber', 'universal'),
+        ),
         'energy_weight': Option(_NUMBER, 'weight of the energy term of the loss', minimum=0.0),
         'forces_weight': Option(_NUMBER, 'weight of the forces term of the loss', minimum=0.0),
-        'stress_weight': Option(_NUMBER, 'weight of the stress term (loss stress/huber)', minimum=0.0),
+        'stress_weight': Option(
+            _NUMBER,
+            'weight of the stress term [per (eV/Å^3)^2] (losses stress/huber/universal; mace default 1.0); frames '
+            'without REF_stress get a stress weight 0 in MACE, so a mixed set adds no fake zero stress',
+            minimum=0.0,
+        ),
+        'train_stress': Option(
+            (str,),
+            "'on' (the loss as given; a stress weight > 0 with no stress label in `train` is refused), 'auto' (the "
+            "stress term only when a frame of `train` has a stress; the protocols' default), 'off' (never); not a "
+            'mace_run_train option',
+            choices=STRESS_MODES,
+        ),
         'config_type_weights': Option((dict,), 'energy weight per config_type (origin), e.g. {"EQ": 1.0, "nEQ": 0.5}'),
         'max_num_epochs': Option(_POSITIVE_INT, 'number of epochs', minimum=1),
         'patience': Option(_POSITIVE_INT, 'epochs without validation improvement before stopping', minimum=1),
@@ -73,6 +97,7 @@ SCHEMA = ParameterSchema(
         'swa_lr': Option(_NUMBER, 'stage-two learning rate', minimum=0.0),
         'swa_energy_weight': Option(_NUMBER, 'stage-two energy weight', minimum=0.0),
         'swa_forces_weight': Option(_NUMBER, 'stage-two forces weight', minimum=0.0),
+        'swa_stress_weight': Option(_NUMBER, 'stage-two stress weight (loss stress)', minimum=0.0),
         'eval_interval': Option(_POSITIVE_INT, 'validate every n epochs', minimum=1),
         'default_dtype': Option(
             (str,), 'floating-point precision of training and of the model', choices=('float32', 'float64')
@@ -94,12 +119,32 @@ FIXED_OPTIONS = {
 _FLAGS = ('ema', 'swa')
 
 
+def stress_weighted(parameters: t.Mapping) -> bool:
+    """Whether MACE ``parameters`` give the stress a weight > 0: loss ``stress``/``huber``/``universal`` and
+    ``stress_weight`` > 0 (mace_run_train's default 1.0 when absent)."""
+    return (
+        parameters.get('loss') in ('stress', 'huber', 'universal') and float(parameters.get('stress_weight', 1.0)) > 0
+    )
+
+
+def _stress_evaluable(splits: t.Mapping) -> bool:
+    """Whether ``mace_eval_configs --compute_stress`` can run and is useful: a frame has a stress and every frame is
+    fully periodic (the stress needs a volume)."""
+    import numpy as np
+
+    frames = list(splits.values())
+    if not any(int(f.base.attributes.get('n_stress', 0) or 0) for f in frames):
+        return False
+    return all(bool(np.all(f.pbcs)) for f in frames)
+
+
 class MaceTrainCalculation(BaseTrainCalculation):
     """Train a MACE model with ``mace_run_train``; optional fine-tuning of a ``foundation_model``.
 
     Outputs: ``model`` (MLFFModelData: architecture ``mace``, backend ``torch``, elements, r_cut [Å], dtype,
-    sha256, seed), ``metrics`` (Dict of errors per split in meV/atom and meV/Å, per element, plus MACE's own
-    table), ``learning_curve`` (ArrayData per epoch). Exit codes: see :class:`BaseTrainCalculation` and
+    sha256, seed), ``metrics`` (Dict of errors per split in meV/atom and meV/Å, per element, the stress error
+    ``stress_rmse`` [meV/Å^3] and ``pressure_rmse`` [kbar] over the frames with a stress, ``stress_trained``, plus
+    MACE's own table), ``learning_curve`` (ArrayData per epoch). Exit codes: see :class:`BaseTrainCalculation` and
     docs/training.md.
     """
 
@@ -157,12 +202,16 @@ class MaceTrainCalculation(BaseTrainCalculation):
             return f"`E0s` must be a {{symbol: energy}} dict, 'average' or 'foundation', got {e0s!r}"
         elif e0s == 'foundation' and foundation is None:
             return "`E0s`='foundation' needs a `foundation_model`"
-        if parameters.get('loss') == 'stress':
-            for port in ('train', 'valid'):
-                frames = inputs.get(port)
-                if frames is not None and frames.base.attributes.get('n_stress', 0) != frames.n_frames:
-                    return f'loss `stress` needs a stress label on every frame of `{port}`'
-        return None
+        _, problem = stress_decision(
+            inputs['train'], stress_weighted(parameters), parameters.get('train_stress'), '`parameters.stress_weight`'
+        )
+        return problem
+
+    def use_stress(self) -> bool:
+        """Whether this job fits the stress term (see :func:`~aiida_ilmlff.calculations.training.stress_decision`)."""
+        parameters = self.inputs.parameters.get_dict()
+        use, _ = stress_decision(self.inputs.train, stress_weighted(parameters), parameters.get('train_stress'), '')
+        return use
 
     # ------------------------------------------------------------------ submission
 
@@ -196,6 +245,16 @@ class MaceTrainCalculation(BaseTrainCalculation):
             options['test_file'] = 'test.xyz'
         options['E0s'] = self._e0s_argument(parameters.pop('E0s', None))
         parameters.pop('seed', None)
+        parameters.pop('train_stress', None)
+        if not self.use_stress():
+            # no stress term: the energy-forces loss (or the Huber losses with a zero stress weight)
+            if parameters.get('loss') in ('huber', 'universal'):
+                parameters.update(stress_weight=0.0, swa_stress_weight=0.0)
+            else:
+                if parameters.get('loss') == 'stress':
+                    parameters['loss'] = 'weighted'
+                parameters.pop('stress_weight', None)
+                parameters.pop('swa_stress_weight', None)
         if 'foundation_model' in self.inputs:
             options['foundation_model'] = FOUNDATION_FILE
             options['multiheads_finetuning'] = 'False'
@@ -232,6 +291,8 @@ class MaceTrainCalculation(BaseTrainCalculation):
         record['order'] = [name for name in ('train', 'valid', 'test') if name in splits]
         record['elements'] = self.elements_of(splits)
         record['model_file'] = self.model_filename()
+        record['stress_trained'] = self.use_stress()
+        record['stress_evaluated'] = evaluate_stress = _stress_evaluable(splits)
         with folder.open(SPLIT_FILE, 'w') as handle:
             handle.write(self.split_json(record))
 
@@ -266,6 +327,7 @@ class MaceTrainCalculation(BaseTrainCalculation):
             f'--device={parameters.get("device", "cpu")}',
             f'--default_dtype={parameters.get("default_dtype", "float64")}',
             f'--batch_size={parameters.get("valid_batch_size", parameters.get("batch_size", 10))}',
+            *(['--compute_stress'] if evaluate_stress else []),
         ]
         calcinfo.append_text = (
             f'if [ -f {self.model_filename()} ]; then\n    {shlex.join(evaluate)} > {EVAL_LOG} 2>&1\nfi\n'

@@ -21,11 +21,43 @@ from aiida.engine import CalcJob
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.sampling.split import train_valid_indices
 
-__all__ = ('SPLIT_FILE', 'BaseTrainCalculation', 'Option', 'ParameterSchema')
+__all__ = ('SPLIT_FILE', 'STRESS_MODES', 'BaseTrainCalculation', 'Option', 'ParameterSchema', 'stress_decision')
 
 #: JSON file written beside the inputs: the frame counts and, for a ``valid_fraction`` split, the indices.
 SPLIT_FILE = 'ilmlff_split.json'
 MIN_FRAMES = 2
+
+#: Values of the ``train_stress`` parameter of both training CalcJobs: ``on`` (the loss settings as given; a stress
+#: or virial weight > 0 with no stress label in ``train`` is refused before submission), ``auto`` (as given when
+#: at least one frame of ``train`` has a stress, else the stress/virial term is dropped: the protocols' default) and
+#: ``off`` (the stress/virial term is always dropped). Absent means ``on``.
+STRESS_MODES = ('auto', 'on', 'off')
+
+
+def stress_decision(train: FramesData, weighted: bool, mode: str | None, weight_name: str) -> tuple[bool, str | None]:
+    """Whether a training job fits the stress (virial) term, or why its inputs are refused.
+
+    :param train: the ``train`` frames (their ``n_stress`` attribute: frames with a stress label).
+    :param weighted: whether the loss settings give the stress (virial) term a weight > 0.
+    :param mode: ``train_stress`` (:data:`STRESS_MODES`; ``None`` means ``on``).
+    :param weight_name: the parameter(s) that weigh the term, named in the error message.
+    :returns: ``(use_stress, error)``: ``error`` is a message for the validator or ``None``. Frames without a
+        stress in a mixed set never contribute to the term (MACE weighs them 0, DeePMD's ``find_virial`` is 0 for
+        the systems written without ``virial.npy``).
+    """
+    mode = mode or 'on'
+    has_stress = int(train.base.attributes.get('n_stress', 0) or 0) > 0
+    if mode == 'off' or not weighted:
+        return False, None
+    if has_stress:
+        return True, None
+    if mode == 'auto':
+        return False, None
+    return False, (
+        f'{weight_name} > 0 but no frame of `train` has a stress label ({train.n_frames} frames, n_stress 0): label '
+        'the frames with `compute_stress` (ilmlff.label), set the stress/virial weight to 0, or set `train_stress` '
+        "to 'auto' (train the stress only where the data have it)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,8 +3,10 @@
 Reads only retrieved files: ``train.log`` / ``freeze.log`` / ``compress.log`` / ``test.log`` (the
 ``-l`` logs of each ``dp`` command), their ``.err`` files, ``lcurve.out``, ``ilmlff_split.json`` (type map,
 systems and their atom symbols) and, from the temporary retrieved folder, the ``dp test`` detail files
-``detail.e.out`` (total energies) and ``detail.f.out`` (force components) of one ``dp test`` over every
-split, written to full precision; their rows follow the order of the ``# testing system :`` lines of ``test.log``.
+``detail.e.out`` (total energies), ``detail.f.out`` (force components) and, for the systems written with
+``virial.npy``, ``detail.v.out`` (virials [eV]) of one ``dp test`` over every split, written to full precision;
+their rows follow the order of the ``# testing system :`` lines of ``test.log``. The stress error is computed from
+the virials as ``stress = -virial / volume`` (the volumes of the written frames are in ``ilmlff_split.json``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from aiida import orm
 from aiida.engine import ExitCode
 
 from aiida_ilmlff.parsers.evaluate import ERROR_UNITS, error_metrics, finite_or_none
-from aiida_ilmlff.parsers.training import TrainParser, last_error
+from aiida_ilmlff.parsers.training import STRESS_UNITS, TrainParser, last_error, stress_metrics
 
 __all__ = ('DeepmdTrainParser', 'parse_lcurve')
 
@@ -78,7 +80,14 @@ class DeepmdTrainParser(TrainParser):
             for key, value in curve.items():
                 learning_curve.set_array(key, value)
             learning_curve.base.attributes.set(
-                'units', {'rmse_e_*': 'eV/atom', 'rmse_f_*': 'eV/Å', 'rmse_val/rmse_trn': 'DeePMD loss', 'lr': '1'}
+                'units',
+                {
+                    'rmse_e_*': 'eV/atom',
+                    'rmse_f_*': 'eV/Å',
+                    'rmse_v_*': 'eV/atom (virial per atom)',
+                    'rmse_val/rmse_trn': 'DeePMD loss',
+                    'lr': '1',
+                },
             )
             self.out('learning_curve', learning_curve)
             trn = [name for name in curve if name.endswith('_trn') or name.endswith('_val')]
@@ -123,7 +132,8 @@ class DeepmdTrainParser(TrainParser):
         steps = int(curve['step'][-1]) if 'step' in curve and len(curve['step']) else None
         metrics = {
             **errors,
-            'units': ERROR_UNITS,
+            'units': {**ERROR_UNITS, **STRESS_UNITS},
+            'stress_trained': bool(split.get('stress_trained', False)),
             'evaluated_with': f'dp --tf test on {model_file}',
             'n_steps': steps,
             'training_seconds': float(wall.group(1)) if wall else None,
@@ -170,7 +180,40 @@ class DeepmdTrainParser(TrainParser):
             errors[name] = error_metrics(
                 e[:, 1], e[:, 0], np.array(part['n']), f[:, 3:6], f[:, 0:3], np.concatenate(part['z'])
             )
+        volumes = split.get('volumes') or {}
+        if volumes:
+            for name, values in self._stress_errors(order, split, split_of, volumes, temporary).items():
+                errors[name].update(values)
         return errors
+
+    @staticmethod
+    def _stress_errors(order, split, split_of, volumes, temporary: pathlib.Path) -> dict[str, dict]:
+        """Stress errors per split from ``detail.v.out`` (rows: the systems with ``virial.npy``, in test order;
+        columns: 9 reference then 9 predicted virial components [eV]); ``stress = -virial / volume``."""
+        path = temporary / 'detail.v.out'
+        if not path.is_file():
+            return {}
+        virial = np.loadtxt(path, ndmin=2)
+        reference: dict[str, list] = {name: [] for name in split['order']}
+        predicted: dict[str, list] = {name: [] for name in split['order']}
+        row = 0
+        for system in order:
+            if system not in volumes:
+                continue
+            volume = np.asarray(volumes[system], dtype=float)[:, None]
+            block = virial[row : row + len(volume)]
+            row += len(volume)
+            if len(block) != len(volume):
+                break
+            reference[split_of[system]].append(-block[:, :9] / volume)
+            predicted[split_of[system]].append(-block[:, 9:18] / volume)
+        if row != len(virial):  # not the layout expected: no stress errors rather than wrong ones
+            return {}
+        return {
+            name: stress_metrics(np.concatenate(predicted[name]), np.concatenate(reference[name]))
+            for name in split['order']
+            if reference[name]
+        }
 
     def _model_node(self, model_file: str, split: dict, parameters: dict):
         from aiida_ilmlff.data import MLFFModelData

@@ -21,7 +21,7 @@ from aiida import orm
 from aiida.engine import ExitCode
 
 from aiida_ilmlff.parsers.evaluate import ERROR_UNITS, error_metrics, finite_or_none
-from aiida_ilmlff.parsers.training import TrainParser, last_error
+from aiida_ilmlff.parsers.training import STRESS_UNITS, TrainParser, last_error, stress_metrics
 
 __all__ = ('MaceTrainParser', 'parse_error_table', 'parse_results_lines')
 
@@ -32,8 +32,10 @@ def parse_results_lines(text: str) -> dict[str, np.ndarray]:
     """Learning curve from MACE's results JSON lines.
 
     :returns: ``epoch`` (E,) with ``train_loss`` (E,) the mean batch loss of each epoch, and ``eval_epoch``
-        (V,) with ``valid_loss``, ``valid_energy_rmse`` [meV/atom], ``valid_force_rmse`` [meV/Å] (V,); the
-        initial evaluation (before training) has epoch -1. Non-finite losses are kept as nan/inf.
+        (V,) with ``valid_loss``, ``valid_energy_rmse`` [meV/atom], ``valid_force_rmse`` [meV/Å] (V,) and, when
+        MACE computes the stress (loss ``stress``...), ``valid_stress_rmse`` [meV/Å^3] (MACE's own number: frames
+        without a stress count with a zero reference there); the initial evaluation (before training) has epoch
+        -1. Non-finite losses are kept as nan/inf.
     """
     train: dict[int, list[float]] = {}
     evaluations = []
@@ -52,6 +54,7 @@ def parse_results_lines(text: str) -> dict[str, np.ndarray]:
                     float(record.get('loss', math.nan)),
                     float(record.get('rmse_e_per_atom', math.nan)) * 1000.0,
                     float(record.get('rmse_f', math.nan)) * 1000.0,
+                    float(record['rmse_stress']) * 1000.0 if record.get('rmse_stress') is not None else math.nan,
                 )
             )
     epochs = sorted(train)
@@ -59,25 +62,32 @@ def parse_results_lines(text: str) -> dict[str, np.ndarray]:
         'epoch': np.array(epochs, dtype=int),
         'train_loss': np.array([np.mean(train[e]) for e in epochs], dtype=float),
     }
-    table = np.array(evaluations, dtype=float).reshape(-1, 4)
+    table = np.array(evaluations, dtype=float).reshape(-1, 5)
     curve['eval_epoch'] = table[:, 0].astype(int)
     curve['valid_loss'] = table[:, 1]
     curve['valid_energy_rmse'] = table[:, 2]
     curve['valid_force_rmse'] = table[:, 3]
+    if np.isfinite(table[:, 4]).any():
+        curve['valid_stress_rmse'] = table[:, 4]
     return curve
 
 
 def parse_error_table(log: str) -> dict[str, dict[str, float]]:
-    """MACE's final ``PerAtomRMSE`` tables (printed to 0.1 meV) as ``{row: {energy_rmse, force_rmse, ...}}``."""
+    """MACE's final ``PerAtomRMSE`` (or, with a stress loss, ``PerAtomRMSEstressvirials``) tables, printed to
+    0.1 meV, as ``{row: {energy_rmse, force_rmse, relative_force_rmse_percent[, stress_rmse]}}`` (stress in
+    meV/Å^3)."""
     rows: dict[str, dict[str, float]] = {}
+    number = r'\s*([-\d.naife]+)\s*\|'
+    pattern = re.compile(r'\|\s*(\S+)\s*\|' + number * 3 + f'(?:{number})?')
+    names = ('energy_rmse', 'force_rmse', 'relative_force_rmse_percent', 'stress_rmse')
     for line in log.splitlines():
-        match = re.search(r'\|\s*(\S+)\s*\|\s*([-\d.naife]+)\s*\|\s*([-\d.naife]+)\s*\|\s*([-\d.naife]+)\s*\|', line)
+        match = pattern.search(line)
         if match and match.group(1) != 'config_type':
             try:
-                values = [float(match.group(k)) for k in (2, 3, 4)]
+                values = [float(match.group(k)) for k in (2, 3, 4, 5) if match.group(k) is not None]
             except ValueError:
                 continue
-            rows[match.group(1)] = dict(zip(('energy_rmse', 'force_rmse', 'relative_force_rmse_percent'), values))
+            rows[match.group(1)] = dict(zip(names, values))
     return rows
 
 
@@ -130,7 +140,13 @@ class MaceTrainParser(TrainParser):
             for key, value in curve.items():
                 learning_curve.set_array(key, value)
             learning_curve.base.attributes.set(
-                'units', {'loss': 'MACE loss', 'valid_energy_rmse': 'meV/atom', 'valid_force_rmse': 'meV/Å'}
+                'units',
+                {
+                    'loss': 'MACE loss',
+                    'valid_energy_rmse': 'meV/atom',
+                    'valid_force_rmse': 'meV/Å',
+                    'valid_stress_rmse': 'meV/Å^3',
+                },
             )
             self.out('learning_curve', learning_curve)
             bad = [int(e) for e, loss in zip(curve['epoch'], curve['train_loss']) if not np.isfinite(loss)] + [
@@ -168,13 +184,14 @@ class MaceTrainParser(TrainParser):
         training_seconds = (end - start).total_seconds() if start and end else None
         metrics: dict[str, t.Any] = {
             **errors,
-            'units': ERROR_UNITS,
+            'units': {**ERROR_UNITS, **STRESS_UNITS},
+            'stress_trained': bool(split.get('stress_trained', False)),
             'evaluated_with': f'mace_eval_configs on {model_file} ({parameters.get("default_dtype", "float64")})',
             'reported_by_mace': parse_error_table(log),
             'n_epochs': n_epochs,
             'training_seconds': training_seconds,
             'seconds_per_epoch': training_seconds / n_epochs if training_seconds and n_epochs else None,
-            'split': {k: v for k, v in split.items() if k != 'model_file'},
+            'split': {k: v for k, v in split.items() if k not in ('model_file', 'stress_trained', 'stress_evaluated')},
         }
         self.out('metrics', orm.Dict(finite_or_none(metrics)))
         self.out('model', self._model_node(model_file, split, parameters))
@@ -201,6 +218,14 @@ class MaceTrainParser(TrainParser):
                 np.concatenate([atoms.arrays['REF_forces'] for atoms in part]),
                 np.concatenate([atoms.numbers for atoms in part]),
             )
+            if split.get('stress_evaluated'):
+                nan = np.full(9, np.nan)
+                errors[name].update(
+                    stress_metrics(
+                        np.array([np.reshape(atoms.info['MACE_stress'], 9) for atoms in part]),
+                        np.array([np.reshape(atoms.info.get('REF_stress', nan), 9) for atoms in part]),
+                    )
+                )
         return errors
 
     def _model_node(self, model_file: str, split: dict, parameters: dict):

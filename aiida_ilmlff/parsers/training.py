@@ -1,5 +1,5 @@
 """What the two training parsers (``ilmlff.mace.train``, ``ilmlff.deepmd.train``) share: reading retrieved files,
-the job's context (wall time hit, split, parameters) and the last error line of a log."""
+the job's context (wall time hit, split, parameters), the last error line of a log and the stress errors."""
 
 from __future__ import annotations
 
@@ -7,11 +7,18 @@ import json
 import re
 import typing as t
 
+import numpy as np
 from aiida.common import exceptions
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
-__all__ = ('TrainParser', 'last_error')
+__all__ = ('STRESS_UNITS', 'TrainParser', 'last_error', 'stress_metrics')
+
+#: Units of the keys of :func:`stress_metrics`.
+STRESS_UNITS = {'stress_rmse': 'meV/Å^3', 'stress_mae': 'meV/Å^3', 'pressure_rmse': 'kbar'}
+
+#: kbar per eV/Å^3 (ASE constants, CODATA 2014: 1 eV/Å^3 = 160.21766 GPa).
+KBAR_PER_EV_A3 = 1602.1766208
 
 
 def last_error(text: str | None, extra_markers: t.Sequence[str] = ()) -> str:
@@ -26,6 +33,31 @@ def last_error(text: str | None, extra_markers: t.Sequence[str] = ()) -> str:
         ):
             return line[:400]
     return lines[-1][:400] if lines else 'no error message'
+
+
+def stress_metrics(predicted: t.Any, reference: t.Any) -> dict[str, t.Any]:
+    """Stress errors of predictions against reference labels, over the frames whose reference is finite.
+
+    :param predicted: ``(N, 3, 3)`` (or ``(N, 9)``) eV/Å^3. :param reference: same shape, eV/Å^3 with the same sign
+        convention; ``nan`` rows (frames without a stress label) are skipped.
+    :returns: ``n_stress_frames``; with at least one frame also ``stress_rmse`` and ``stress_mae`` [meV/Å^3] over the
+        9 components, and ``pressure_rmse`` [kbar] of ``P = -trace(stress)/3`` (the pressure error; 1 eV/Å^3 =
+        1602.1766 kbar). Errors are ``None`` when no frame has a stress.
+    """
+    predicted = np.asarray(predicted, dtype=float).reshape(-1, 9)
+    reference = np.asarray(reference, dtype=float).reshape(-1, 9)
+    rows = np.isfinite(reference).all(axis=1) & np.isfinite(predicted).all(axis=1)
+    result: dict[str, t.Any] = {'n_stress_frames': int(rows.sum())}
+    if not rows.any():
+        return {**result, 'stress_rmse': None, 'stress_mae': None, 'pressure_rmse': None}
+    delta = predicted[rows] - reference[rows]
+    pressure = -(delta[:, 0] + delta[:, 4] + delta[:, 8]) / 3.0
+    return {
+        **result,
+        'stress_rmse': float(np.sqrt(np.mean(delta**2)) * 1000.0),
+        'stress_mae': float(np.mean(np.abs(delta)) * 1000.0),
+        'pressure_rmse': float(np.sqrt(np.mean(pressure**2)) * KBAR_PER_EV_A3),
+    }
 
 
 class TrainParser(Parser):

@@ -17,7 +17,7 @@ from tests.fixtures.training import LEVEL_OF_THEORY, LIBF4_RECIPE, cached_libf4_
 
 @pytest.fixture(scope='session')
 def cp2k_labelled_atoms(pytestconfig) -> list:
-    """36 Li+ BF4- frames labelled by CP2K GFN1-xTB (energy eV, forces eV/Å), as ASE Atoms (cached on disk)."""
+    """36 Li+ BF4- frames labelled by CP2K GFN1-xTB (energy eV, forces eV/Å, stress eV/Å^3), as ASE Atoms (cached)."""
     folder = cache_folder(pytestconfig, LIBF4_RECIPE)
     if not (folder / 'libf4_36_0.npz').exists() and find_executable('cp2k.psmp') is None:
         pytest.skip('cp2k.psmp not installed')
@@ -28,9 +28,24 @@ def cp2k_labelled_atoms(pytestconfig) -> list:
     return atoms
 
 
+def without_stress(atoms_list: list) -> list:
+    """Copies of ``atoms_list`` whose labels keep energy and forces but not the stress."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    copies = []
+    for atoms in atoms_list:
+        copy = atoms.copy()
+        copy.info = dict(atoms.info)
+        copy.calc = SinglePointCalculator(copy, energy=atoms.get_potential_energy(), forces=atoms.get_forces())
+        copies.append(copy)
+    return copies
+
+
 @pytest.fixture(scope='session')
 def frames(aiida_profile, cp2k_labelled_atoms) -> dict:
-    """Stored FramesData ``all`` (36), ``train`` (24), ``valid`` (6) and ``test`` (6), CP2K-labelled."""
+    """Stored FramesData ``all`` (36), ``train`` (24), ``valid`` (6) and ``test`` (6), CP2K-labelled with energy,
+    forces and stress; ``mixed`` (the 24 ``train`` frames, the stress kept on the first 12 only) and ``no_stress``
+    (the 24 ``train`` frames without any stress)."""
     from aiida_ilmlff.data import FramesData
 
     atoms = cp2k_labelled_atoms
@@ -39,5 +54,7 @@ def frames(aiida_profile, cp2k_labelled_atoms) -> dict:
         'train': FramesData.from_ase(atoms[:24], label='LiBF4 train'),
         'valid': FramesData.from_ase(atoms[24:30], label='LiBF4 valid'),
         'test': FramesData.from_ase(atoms[30:36], label='LiBF4 test'),
+        'mixed': FramesData.from_ase(atoms[:12] + without_stress(atoms[12:24]), label='LiBF4 train, half stress'),
+        'no_stress': FramesData.from_ase(without_stress(atoms[:24]), label='LiBF4 train, no stress'),
     }
     return {key: node.store() for key, node in nodes.items()}

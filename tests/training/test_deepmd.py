@@ -21,11 +21,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope='module')
 def deepmd_run(aiida_profile, frames):
-    """One tiny DeePMD training with a test split (module-scoped)."""
+    """One tiny DeePMD training with the virial term and a test split (module-scoped); the training set mixes frames
+    with a stress (12, one system with virial.npy) and without (12, a system without)."""
     code = localhost_code('dp')
     inputs = {
         'code': code,
-        'train': frames['train'],
+        'train': frames['mixed'],
         'valid': frames['valid'],
         'test': frames['test'],
         'parameters': orm.Dict(TINY_DEEPMD),
@@ -61,6 +62,13 @@ def test_deepmd_training_outputs(deepmd_run):
     # the last lcurve line is the training-batch error at the last step; dp test's agrees in magnitude
     data = json.loads(node.outputs.retrieved.base.repository.get_object_content('input.json'))
     assert data['model']['descriptor']['sel'] == metrics['sel']
+    # the virial term: trained on the frames with a stress; stress errors of the frozen model from dp test's virials
+    assert data['loss']['start_pref_v'] == TINY_DEEPMD['start_pref_v'] and metrics['stress_trained'] is True
+    assert len(data['training']['training_data']['systems']) == 2
+    for split, n in (('train', 12), ('valid', 6), ('test', 6)):
+        assert metrics[split]['n_stress_frames'] == n
+        assert metrics[split]['stress_rmse'] > 0 and metrics[split]['pressure_rmse'] > 0
+    assert np.isfinite(curve.get_array('rmse_v_trn')).all()
 
 
 def test_evaluate_reproduces_deepmd_metrics(deepmd_run, frames, evaluate_code):

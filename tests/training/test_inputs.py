@@ -421,3 +421,151 @@ def test_committee_submits_each_member_with_the_member_inputs(mace_train_code, f
         assert inputs['mace']['metadata']['options']['max_wallclock_seconds'] == 3600
         inputs = {key: value for key, value in inputs.items() if key != 'metadata'}
         assert MaceTrainBaseWorkChain.spec().inputs.validate(inputs) is None
+
+
+# ------------------------------------------------------------------ stress and virial terms
+
+
+def test_stress_weight_without_any_stress_label_rejected(mace_train_code, dp_code, frames):
+    """A stress (virial) weight > 0 on a training set without a single stress label: a clear error, nothing stored."""
+    _assert_rejected(
+        MaceTrainCalculation,
+        {**_mace_inputs(mace_train_code, frames), 'train': frames['no_stress']},
+        '`parameters.stress_weight` > 0 but no frame of `train` has a stress label',
+        "`train_stress` to 'auto'",
+    )
+    deepmd = {
+        'code': dp_code,
+        'train': frames['no_stress'],
+        'valid': frames['valid'],
+        'parameters': orm.Dict(TINY_DEEPMD),
+        'metadata': {'options': job_options()},
+    }
+    _assert_rejected(
+        DeepmdTrainCalculation, deepmd, '`parameters.start_pref_v`/`limit_pref_v` > 0 but no frame of `train`'
+    )
+    # the same check runs for a work chain before submission (explicit `on` in the protocol's parameters)
+    with pytest.raises(ValueError, match='no frame of `train` has a stress label'):
+        MaceTrainBaseWorkChain.get_builder_from_protocol(
+            mace_train_code, frames['no_stress'], overrides={'mace': {'parameters': {'train_stress': 'on'}}}
+        )
+    # a zero weight, or `off`, is fine; a bad mode is refused by the schema
+    assert (
+        MaceTrainCalculation.validate_extra(
+            {**_mace_inputs(mace_train_code, frames, stress_weight=0.0), 'train': frames['no_stress']}
+        )
+        is None
+    )
+    _assert_rejected(MaceTrainCalculation, _mace_inputs(mace_train_code, frames, train_stress='yes'), 'train_stress')
+
+
+def test_protocols_train_stress_where_the_data_have_it(mace_train_code, dp_code, frames, tmp_path):
+    """The protocols weigh the stress (MACE loss `stress`, DeePMD virial prefactors) with `train_stress: auto`: the
+    term is on for a set with stress labels and dropped, without error, for a set with none."""
+    for protocol in ('fast', 'balanced', 'stringent'):
+        mace = MaceTrainBaseWorkChain.get_plain_protocol_inputs(protocol)['mace']['parameters']
+        assert (mace['loss'], mace['stress_weight'], mace['train_stress']) == ('stress', 10.0, 'auto')
+        if mace.get('swa'):
+            assert mace['swa_stress_weight'] == 10.0
+        deepmd = DeepmdTrainBaseWorkChain.get_plain_protocol_inputs(protocol)['deepmd']['parameters']
+        assert (deepmd['start_pref_v'], deepmd['limit_pref_v'], deepmd['train_stress']) == (0.02, 1.0, 'auto')
+    cases = (('train', True), ('mixed', True), ('no_stress', False))
+    for index, (name, expected) in enumerate(cases):
+        builder = MaceTrainBaseWorkChain.get_builder_from_protocol(mace_train_code, frames[name])
+        inputs = {**dict(builder.mace._inputs(prune=True)), 'valid': frames['valid']}
+        inputs.pop('valid_fraction', None)
+        folder_path = tmp_path / f'mace_{index}'
+        folder_path.mkdir()
+        calcinfo, folder = _prepare(MaceTrainCalculation, inputs, folder_path)
+        arguments = calcinfo.codes_info[0].cmdline_params
+        split = json.loads(open(folder.get_abs_path('ilmlff_split.json')).read())
+        assert split['stress_trained'] is expected, name
+        if expected:
+            assert '--loss=stress' in arguments and '--stress_weight=10.0' in arguments
+            assert '--stress_key=REF_stress' in arguments
+        else:
+            assert '--loss=weighted' in arguments and not any(a.startswith('--stress_weight') for a in arguments)
+        assert not any(a.startswith('--train_stress') for a in arguments)
+        # the model is evaluated on the stress wherever a frame has one (the valid frames all have)
+        assert '--compute_stress' in calcinfo.append_text
+
+        builder = DeepmdTrainBaseWorkChain.get_builder_from_protocol(dp_code, frames[name])
+        inputs = {**dict(builder.deepmd._inputs(prune=True)), 'valid': frames['valid']}
+        inputs.pop('valid_fraction', None)
+        folder_path = tmp_path / f'deepmd_{index}'
+        folder_path.mkdir()
+        _, folder = _prepare(DeepmdTrainCalculation, inputs, folder_path)
+        loss = json.loads(open(folder.get_abs_path('input.json')).read())['loss']
+        split = json.loads(open(folder.get_abs_path('ilmlff_split.json')).read())
+        assert split['stress_trained'] is expected, name
+        assert (loss.get('start_pref_v'), loss.get('limit_pref_v')) == ((0.02, 1.0) if expected else (None, None))
+
+
+def test_mixed_set_job_files(mace_train_code, dp_code, frames, tmp_path):
+    """A set mixing frames with and without stress: MACE's train.xyz has REF_stress only on the frames that have one
+    (mace 0.3.16 weighs the others' stress 0); DeePMD gets one system with virial.npy and one without, the virial
+    being -stress x volume in eV."""
+    inputs = {**_mace_inputs(mace_train_code, frames), 'train': frames['mixed']}
+    (tmp_path / 'mace').mkdir()
+    calcinfo, folder = _prepare(MaceTrainCalculation, inputs, tmp_path / 'mace')
+    assert '--loss=stress' in calcinfo.codes_info[0].cmdline_params
+    assert open(folder.get_abs_path('train.xyz')).read().count('REF_stress') == 12
+    assert open(folder.get_abs_path('valid.xyz')).read().count('REF_stress') == 6
+
+    inputs = {
+        'code': dp_code,
+        'train': frames['mixed'],
+        'valid': frames['valid'],
+        'parameters': orm.Dict(TINY_DEEPMD),
+        'metadata': {'options': job_options()},
+    }
+    (tmp_path / 'dp').mkdir()
+    _, folder = _prepare(DeepmdTrainCalculation, inputs, tmp_path / 'dp')
+    data = json.loads(open(folder.get_abs_path('input.json')).read())
+    systems = data['training']['training_data']['systems']
+    assert len(systems) == 2
+    with_virial = [s for s in systems if list((tmp_path / 'dp' / 'sandbox' / s).glob('set.*/virial.npy'))]
+    assert len(with_virial) == 1
+    root = tmp_path / 'dp' / 'sandbox' / with_virial[0]
+    virial = np.load(next(root.glob('set.*/virial.npy'))).reshape(-1, 3, 3)
+    boxes = np.load(next(root.glob('set.*/box.npy'))).reshape(-1, 3, 3)
+    assert len(virial) == 12
+    stress = frames['mixed'].stresses[:12]
+    np.testing.assert_allclose(virial, -stress * np.abs(np.linalg.det(boxes))[:, None, None], rtol=1e-12)
+    split = json.loads(open(folder.get_abs_path('ilmlff_split.json')).read())
+    assert split['stress_trained'] is True and sorted(split['volumes']) == [with_virial[0], 'data/valid/BF4Li']
+    assert split['volumes'][with_virial[0]] == pytest.approx([512.0] * 12)
+    assert data['loss']['start_pref_v'] == 0.02 and data['loss']['limit_pref_v'] == 1.0
+
+
+def test_stress_metrics_known_answer():
+    """Stress RMSE over the 9 components in meV/Å^3, pressure RMSE in kbar; frames without a reference skipped."""
+    from aiida_ilmlff.parsers.training import stress_metrics
+
+    reference = np.zeros((3, 3, 3))
+    reference[2] = np.nan  # a frame without a stress label
+    predicted = np.zeros((3, 3, 3))
+    predicted[0] = np.eye(3) * 1.0e-3  # 1 meV/Å^3 on the diagonal: P = -1e-3 eV/Å^3 = -1.602 kbar
+    predicted[2] = 5.0  # ignored
+    metrics = stress_metrics(predicted, reference)
+    assert metrics['n_stress_frames'] == 2
+    assert metrics['stress_rmse'] == pytest.approx(np.sqrt(3 / 18))
+    assert metrics['stress_mae'] == pytest.approx(3 / 18)
+    assert metrics['pressure_rmse'] == pytest.approx(1.6021766208 / np.sqrt(2))
+    empty = stress_metrics(predicted, np.full((3, 3, 3), np.nan))
+    assert empty == {'n_stress_frames': 0, 'stress_rmse': None, 'stress_mae': None, 'pressure_rmse': None}
+
+
+def test_parse_mace_stress_error_table():
+    log = (
+        '+-------------+---------------------+------------------+-------------------+------------------------+\n'
+        '| config_type | RMSE E / meV / atom | RMSE F / meV / A | relative F RMSE % | RMSE Stress / meV / A3 |\n'
+        '+-------------+---------------------+------------------+-------------------+------------------------+\n'
+        '| train_Default |       12.3          |      456.7       |       34.56       |          7.8           |\n'
+    )
+    assert parse_error_table(log)['train_Default'] == {
+        'energy_rmse': 12.3,
+        'force_rmse': 456.7,
+        'relative_force_rmse_percent': 34.56,
+        'stress_rmse': 7.8,
+    }

@@ -21,11 +21,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope='module')
 def mace_run(aiida_profile, frames):
-    """One tiny MACE training on train/valid/test (module-scoped: several tests read it)."""
+    """One tiny MACE training with the stress term (loss `stress`) on train/valid/test (module-scoped: several tests
+    read it); the training set mixes frames with a stress (12) and without (12)."""
     code = localhost_code('mace_train')
     inputs = {
         'code': code,
-        'train': frames['train'],
+        'train': frames['mixed'],
         'valid': frames['valid'],
         'test': frames['test'],
         'parameters': orm.Dict(TINY_MACE),
@@ -58,11 +59,21 @@ def test_mace_training_outputs(mace_run):
     assert reported['train_Default']['energy_rmse'] == pytest.approx(metrics['train']['energy_rmse'], abs=0.051)
     assert reported['valid_Default']['force_rmse'] == pytest.approx(metrics['valid']['force_rmse'], abs=0.051)
     assert metrics['n_epochs'] == TINY_MACE['max_num_epochs']
+    # the stress term: trained, and the stress error of the saved model over the frames that have a stress
+    assert metrics['stress_trained'] is True
+    assert metrics['units']['stress_rmse'] == 'meV/Å^3' and metrics['units']['pressure_rmse'] == 'kbar'
+    for split, n in (('train', 12), ('valid', 6), ('test', 6)):
+        assert metrics[split]['n_stress_frames'] == n
+        assert metrics[split]['stress_rmse'] > 0 and metrics[split]['pressure_rmse'] > 0
+    assert reported['valid_Default']['stress_rmse'] == pytest.approx(metrics['valid']['stress_rmse'], abs=0.051)
+    log = node.outputs.retrieved.base.repository.get_object_content(f'logs/mace_run-{TINY_MACE["seed"]}.log')
+    assert 'WeightedEnergyForcesStressLoss' in log and 'stress_weight=10.000' in log
 
     curve = node.outputs.learning_curve
     assert list(curve.get_array('epoch')) == list(range(TINY_MACE['max_num_epochs']))
     assert np.isfinite(curve.get_array('train_loss')).all()
     assert curve.get_array('valid_force_rmse').shape == (TINY_MACE['max_num_epochs'] + 1,)
+    assert np.isfinite(curve.get_array('valid_stress_rmse')).all()
 
 
 def test_evaluate_reproduces_training_metrics(mace_run, frames, evaluate_code):
