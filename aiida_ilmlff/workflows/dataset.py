@@ -48,6 +48,7 @@ from aiida_ilmlff.sampling import MIN_DISTANCE, TRAJECTORY_FORMATS, validate_gen
 from aiida_ilmlff.sampling.perturb import generator_counts
 from aiida_ilmlff.sampling.settings import SAMPLING_SETTINGS, validate_import_settings
 from aiida_ilmlff.systems.composition import reference_density
+from aiida_ilmlff.systems.density import UNKNOWN_LIQUID_TEMPERATURE, default_temperature
 from aiida_ilmlff.workflows.aimd import MD_DEFAULTS, AimdWorkChain, validate_md
 from aiida_ilmlff.workflows.label import LabelWorkChain
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, UnknownOverrideError, recursive_merge
@@ -276,7 +277,9 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             valid_type=orm.Float,
             default=lambda: orm.Float(450.0),
             help='Temperature of the EQ MD [K] (the AIMD thermostat; recorded on EQ frames). PYR14BF4 melts at '
-            f'~424 K: simulate its liquid above that. Must lie in {LIQUID_TEMPERATURE_K[0]:g}-'
+            f'~424 K: simulate its liquid above that; PYR14TFSI and its LiTFSI mixtures are liquid at 298 K '
+            '(get_builder_from_protocol picks aiida_ilmlff.systems.density.default_temperature of the composition '
+            'unless given). Must lie in {LIQUID_TEMPERATURE_K[0]:g}-'
             f'{LIQUID_TEMPERATURE_K[1]:g} K: below, every ionic liquid is a glass or a crystal; above, it has '
             'decomposed.',
         )
@@ -489,6 +492,8 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         protocol = cls.check_protocol(protocol)
         inputs = cls.get_protocol_inputs(protocol, overrides)
         meta = inputs.pop('meta_parameters')
+        if inputs.get('temperature') is None:  # no composition to follow (a structure, or a parent's call)
+            inputs['temperature'] = UNKNOWN_LIQUID_TEMPERATURE
         message = check_liquid_temperature(inputs['temperature'])
         if message:
             raise ValueError(message)
@@ -603,6 +608,8 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         composition, elements, n_atoms = cls._elements_and_atoms(composition, structure)
         eq_source = 'trajectory' if trajectory is not None else 'frames' if eq_frames is not None else None
         protocol = cls.check_protocol(protocol)
+        if composition is not None and cls.get_protocol_inputs(protocol, overrides).get('temperature') is None:
+            overrides = {**(overrides or {}), 'temperature': default_temperature(composition)}
         inputs = cls.get_plain_protocol_inputs(
             protocol, overrides, codes=codes, elements=elements, n_atoms=n_atoms, options=options, eq_source=eq_source
         )

@@ -32,7 +32,8 @@ def test_fast_builder(cp2k_code):
 
 def test_box_density_follows_the_ions(cp2k_code):
     """Without `box_density` the boxes are built at the composition's reference density at `temperature`:
-    PYR14BF4 at 450 K 1.20 g/cm^3, PYR14TFSI at 298 K 1.40 g/cm^3 (not PYR14BF4's number); an override wins."""
+    PYR14BF4 at 450 K 1.20 g/cm^3, PYR14TFSI at 298 K 1.40 g/cm^3 (not PYR14BF4's number); an override wins;
+    without `temperature` each liquid gets its own default (PYR14BF4 450 K, PYR14TFSI 298.15 K)."""
     from aiida_ilmlff.systems.composition import reference_density
 
     bf4 = DatasetWorkChain.get_builder_from_protocol(cp2k_code, PYR14BF4, protocol='fast')
@@ -43,6 +44,11 @@ def test_box_density_follows_the_ions(cp2k_code):
     )
     assert builder.box_density.value == pytest.approx(reference_density(tfsi, 298.15), abs=1e-4)
     assert builder.box_density.value == pytest.approx(1.40, abs=1e-3)
+    # Without a temperature, PYR14TFSI (liquid at room temperature) is simulated at 298.15 K, not PYR14BF4's 450 K.
+    default = DatasetWorkChain.get_builder_from_protocol(cp2k_code, tfsi, protocol='fast')
+    assert default.temperature.value == 298.15 and default.aimd.md['temperature'] == 298.15
+    assert default.box_density.value == pytest.approx(1.40, abs=1e-3)
+    assert bf4.temperature.value == 450.0
     given = DatasetWorkChain.get_builder_from_protocol(cp2k_code, tfsi, protocol='fast', overrides={'box_density': 1.3})
     assert given.box_density.value == 1.3
 

@@ -64,3 +64,14 @@ def test_bad_temperature(temperature):
 def test_bad_composition():
     with pytest.raises(CompositionError, match='net charge'):
         reference_density({'PYR14': 2, 'BF4': 1}, 450.0)
+
+
+def test_default_temperature_follows_the_ions():
+    """PYR14TFSI and its LiTFSI mixtures are liquid at 298 K; PYR14BF4 melts at 424 K: 450 K; no data: 450 K."""
+    from aiida_ilmlff.systems.density import default_temperature
+
+    assert default_temperature({'PYR14': 10, 'TFSI': 10}) == 298.15
+    assert default_temperature({'Li': 2, 'PYR14': 8, 'TFSI': 10}) == 298.15
+    assert default_temperature({'BMIM': 4, 'PF6': 4}) == 298.15
+    assert default_temperature({'PYR14': 2, 'BF4': 2}) == 450.0
+    assert default_temperature({'PYR13': 4, 'FSI': 4}) == 450.0
