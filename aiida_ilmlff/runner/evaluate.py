@@ -56,8 +56,8 @@ def _predict_each(calculator, frames) -> tuple[np.ndarray, list[np.ndarray], np.
 
 def _predict_deepmd(potential, frames, key: str) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, float]:
     """Energies (eV), forces (eV/Å) and stresses (eV/Å^3) with a DeePMD ``DeepPot``, frames batched by atom
-    ordering. The stress of a periodic frame is ``-(W + W^T) / 2 / V`` from the virial ``W`` [eV] (the sign and
-    symmetrisation of ``deepmd.calculator.DP``); nan for non-periodic frames."""
+    ordering and periodicity. The stress of a periodic frame is ``-(W + W^T) / 2 / V`` from the virial ``W`` [eV]
+    (the sign and symmetrisation of ``deepmd.calculator.DP``); nan for non-periodic frames."""
     type_map = list(potential.get_type_map())
     energies = np.empty(len(frames))
     stresses = np.full((len(frames), 3, 3), np.nan)
@@ -68,12 +68,11 @@ def _predict_deepmd(potential, frames, key: str) -> tuple[np.ndarray, list[np.nd
         missing = sorted(set(symbols) - set(type_map))
         if missing:
             raise ValueError(f'model {key}: elements {missing} are not in its type_map {type_map}')
-        groups.setdefault(symbols, []).append(i)
+        groups.setdefault((symbols, _periodic(atoms)), []).append(i)
     start = time.perf_counter()
-    for symbols, indices in groups.items():
+    for (symbols, periodic), indices in groups.items():
         atom_types = [type_map.index(s) for s in symbols]
         coords = np.array([frames[i].positions.reshape(-1) for i in indices])
-        periodic = all(frames[i].pbc.all() for i in indices)
         cells = np.array([frames[i].cell.array.reshape(-1) for i in indices]) if periodic else None
         energy, force, virial = potential.eval(coords, cells, atom_types)[:3]
         energy = np.asarray(energy).reshape(len(indices))
@@ -82,7 +81,7 @@ def _predict_deepmd(potential, frames, key: str) -> tuple[np.ndarray, list[np.nd
         for j, i in enumerate(indices):
             energies[i] = energy[j]
             forces[i] = force[j]
-            if periodic and _periodic(frames[i]):
+            if periodic:
                 stresses[i] = -0.5 * (virial[j] + virial[j].T) / abs(frames[i].cell.volume)
     return energies, forces, stresses, time.perf_counter() - start
 
