@@ -239,9 +239,9 @@ class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         limit = self.inputs.max_guard_restarts.value
         message = node.exit_message or guard.message
         if self.ctx.guard_restarts >= limit:
+            tried = f'again after {limit} restart(s) with smaller time steps' if limit else '(max_guard_restarts is 0)'
             self.report(
-                f'{node.process_label}<{node.pk}> tripped the `{guard.name}` guard again after {limit} restart(s) '
-                f'with smaller time steps: giving up ({message})'
+                f'{node.process_label}<{node.pk}> tripped the `{guard.name}` guard {tried}: giving up ({message})'
             )
             return ProcessHandlerReport(True, exit_code)
         checkpoint = node.outputs.checkpoint if 'checkpoint' in node.outputs else None

@@ -630,9 +630,19 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
         self.out('npt_trajectory', self.ctx.npt_trajectory)
         self.out('nvt_trajectory', self.ctx.nvt.outputs.trajectory)
         density = self.ctx.density.get_dict()
-        lines = [f'density {density["mean"]:.4f} ± {density["error"]:.4f} g/cm^3']
+        lines = [
+            f'density {density["mean"]:.4f} ± {density["error"]:.4f} g/cm^3'
+            + ('' if density.get('converged', True) else ' (stop rule did not hold)')
+        ]
         for species, entry in properties['diffusion'].items():
-            error = entry['D_err_m2_s']
+            if entry.get('D_m2_s') is None:  # not diffusive over the fit window: no D (analysis.properties)
+                lines.append(
+                    f'D({species}): none, {entry.get("regime", "not diffusive")} (MSD reached '
+                    f'{entry.get("msd_reached_A2", float("nan")):.3g} A^2; needs about '
+                    f'{entry.get("time_needed_ps") or float("nan"):.3g} ps)'
+                )
+                continue
+            error = entry.get('D_err_m2_s')
             lines.append(
                 f'D({species}) = {entry["D_m2_s"]:.3e} ± {error if error is not None else float("nan"):.1e} m^2/s'
             )

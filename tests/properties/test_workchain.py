@@ -42,7 +42,11 @@ def test_fast_protocol_produces_every_output(runner_code, md_structure, mace_mod
     assert properties['temperature_K'] == 450.0
     for species in ('PYR14', 'BF4'):
         entry = properties['diffusion'][species]
-        assert entry['D_m2_s'] > 0, entry
+        if entry['diffusive']:
+            assert entry['D_m2_s'] > 0, entry
+        else:  # 1.2 ps of a 2-pair box is rarely diffusive: then no D, the regime and the MSD reached instead
+            assert entry.get('D_m2_s') is None and entry['regime'] != 'diffusive' and entry['msd_reached_A2'] > 0, entry
+            assert f'D({species}): none' in report
         start_ps, end_ps = entry['fit_window_ps']
         assert 0 <= start_ps < end_ps <= 1.0  # 1.2 ps NVT, the first 0.2 ps discarded
     assert set(properties['coordination']) == {'PYR14-PYR14', 'PYR14-BF4', 'BF4-BF4'}
