@@ -1,7 +1,8 @@
 """``ilmlff.pipeline`` at the smallest size with the real codes: CP2K GFN1-xTB, mace_run_train, dp, the runner.
 
 Composition PYR14BF4 x2 (70 atoms): a 40-step AIMD gives 4 EQ frames, 4 rattled nEQ frames are labelled by
-single points; 2 frames are held out; committees of 2 tiny MACE and 2 tiny DeePMD models; ilmlff.evaluate on
+single points; whole 5 fs segments of the AIMD (with the nEQ frames made from their frames) are held out, 2 fs
+apart from the training frames; committees of 2 tiny MACE and 2 tiny DeePMD models; ilmlff.evaluate on
 the held-out frames; ilmlff.properties with short NPT and NVT runs; the comparison. Then ``aiida-ilmlff
 report`` prints the same table from the graph, and the provenance query finds the CP2K calculations behind
 the MACE density.
@@ -14,10 +15,13 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from aiida.cmdline.utils.common import get_workchain_report
 from aiida.engine import run_get_node
 
+from aiida_ilmlff.calculations.functions.frames import frame_records_of
+from aiida_ilmlff.sampling.split import time_gaps
 from aiida_ilmlff.workflows.pipeline import PipelineWorkChain
 from tests.fixtures.boxes import PYR14BF4
 
@@ -35,6 +39,10 @@ RELAXED_GUARDS = {'min_distance_A': None, 'max_force_eV_A': None, 'max_temperatu
 #: The smallest pipeline: every stage runs, each as briefly as it can and still mean something.
 SMALLEST = {
     'test_fraction': 0.25,
+    # The 40-step AIMD spans 20 fs: segments of 5 fs (each with the nEQ frames made from its EQ frames), 2 fs apart
+    # from the training frames.
+    'test_block_fs': 5.0,
+    'test_gap_fs': 2.0,
     'meta_parameters': {
         'committee_size': 2,
         'mace_overrides': {'valid_fraction': 0.34},
@@ -78,20 +86,48 @@ def test_smallest_pipeline(pipeline_codes, aiida_profile, tmp_path):
     print(f'ilmlff.pipeline smallest: {wall:.0f} s wall')
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
 
-    # The shared test set and the training set partition the data set.
+    # The shared test set, the training set and the frames left out by the time gap partition the data set.
     dataset, training, test = node.outputs.dataset, node.outputs.training_set, node.outputs.test_set
+    split = node.outputs.test_split.get_dict()
     assert dataset.base.attributes.get('origin_counts') == {'EQ': 4, 'nEQ': 4}
-    assert training.n_frames + test.n_frames == dataset.n_frames and test.n_frames == 2
+    assert training.n_frames + test.n_frames + split['n_excluded_by_gap'] == dataset.n_frames
+    assert test.n_frames == split['n_test'] >= 1 and split['test_gap_fs'] == 2.0
+    assert f'{split["n_excluded_by_gap"]} frames left out within the 2 fs gap' in report
+    # No test frame lies within the stated time gap of a training frame of the same trajectory (nEQ frames at their
+    # parent EQ frame's time). The AIMD frames do carry their trajectory and time, so the check is not empty.
+    records = frame_records_of(dataset)
+    assert all(r.trajectory and r.time_fs >= 0 for r in records), records
+    excluded = set(split['excluded_indices'])
+    test_index = split['test_indices']
+    train_index = [i for i in range(dataset.n_frames) if i not in excluded and i not in set(test_index)]
+    assert len(train_index) == training.n_frames
+    assert np.allclose(
+        training.positions, dataset.get_arrays().select(np.asarray(train_index, dtype=np.int64)).positions
+    )
+    for i in test_index:
+        for j in train_index:
+            if records[i].trajectory == records[j].trajectory:
+                assert abs(records[i].time_fs - records[j].time_fs) >= split['test_gap_fs'], (i, j, split)
+    assert all(gap >= 2.0 for gap in time_gaps(records, train_index, test_index).values())
 
     # The comparison: a MACE and a DeePMD row with errors on the same test set, density and D per ion.
     comparison = node.outputs.comparison.get_dict()
     assert set(comparison['rows']) == {'mace', 'deepmd'}
     for row in comparison['rows'].values():
-        assert row['n_test_frames'] == 2 and row['committee_size'] == 2
+        assert row['n_test_frames'] == test.n_frames and row['committee_size'] == 2
         assert row['force_rmse'] > 0 and row['energy_rmse'] >= 0
         assert 0.3 < row['density'] < 3.0, row
         for ion in ('PYR14', 'BF4'):
             assert row['D'][ion]['value'] is not None and row['D'][ion]['value'] > 0, row
+    # The evaluation's errors: relative force error, per origin and per element, pressure over the frames with a
+    # reference stress, energies raw and aligned.
+    for row, metrics in node.outputs.evaluation.items():
+        errors = metrics.get_dict()['committee_mean']
+        assert 0 < errors['force_rmse_relative'] < 10, (row, errors)
+        assert set(errors['per_origin']) == set(split['test_by_origin'])
+        assert set(errors['per_element']) == {'B', 'C', 'F', 'H', 'N'}
+        assert 'pressure_rmse_kbar' in errors and 0 <= errors['n_stress_frames'] <= test.n_frames
+        assert 'energy_rmse_aligned_meV_per_atom' in errors
     for name in ('comparison', 'curves'):
         assert node.outputs.figures[name].get_content('rb')[:8] == PNG
     assert set(node.outputs.models) == {'mace', 'deepmd'}

@@ -22,7 +22,7 @@ from aiida_ilmlff.sampling.split import (
     split_indices,
 )
 
-__all__ = ('hold_out_test_set', 'merge_frames', 'select_frames', 'split_frames')
+__all__ = ('frame_records_of', 'hold_out_test_set', 'merge_frames', 'select_frames', 'split_frames')
 
 
 @calcfunction
@@ -101,6 +101,14 @@ def _parent_lookup():
     return parent
 
 
+def frame_records_of(frames: FramesData) -> list:
+    """The :class:`~aiida_ilmlff.sampling.split.FrameRecord` of every frame of ``frames`` as ``hold_out_test_set``
+    sees them: trajectory and time of AIMD frames, perturbation families placed at their parent's time (the parent
+    frame set looked up by uuid), AL iterations. Use it with :func:`~aiida_ilmlff.sampling.split.time_gaps` to check
+    a split."""
+    return frame_records(frames.origins, frames.sources, frames.perturbations, frames.iterations, _parent_lookup())
+
+
 @calcfunction
 def hold_out_test_set(
     frames: FramesData,
@@ -130,7 +138,7 @@ def hold_out_test_set(
         if test_block_fs is not None
         else BLOCK_SPLIT_DEFAULTS['test_block_fs'],
     }
-    records = frame_records(frames.origins, frames.sources, frames.perturbations, frames.iterations, _parent_lookup())
+    records = frame_records_of(frames)
     split = block_test_split(records, float(test_fraction.value), int(seed.value), **settings)
     arrays = frames.get_arrays()
     summary = {**split.summary, 'test_indices': split.test, 'excluded_indices': split.excluded}
