@@ -65,6 +65,7 @@ Settings (``evaluate.json``, written with :func:`evaluate_settings`)::
 
 Outputs (:data:`EVALUATE_OUTPUTS`): ``predictions.npz`` (no pickle) with the arrays :data:`PREDICTION_ARRAYS`:
 ``energy`` (n_models, n_frames) eV, ``forces`` (n_models, n_atoms_total, 3) eV/Å (frames concatenated),
+``stress`` (n_models, n_frames, 3, 3) eV/Å^3 (ASE sign; nan for frames not periodic in all three directions),
 ``n_atoms`` (n_frames,), ``numbers`` (n_atoms_total,), ``model_keys`` (n_models,); and
 ``evaluate_summary.json``: per model its architecture, wall time ``seconds`` (loading excluded) and
 ``atom_frames_per_second``; ``n_frames``, ``n_atoms`` and the package ``versions``. Exit statuses:
@@ -169,7 +170,7 @@ DEVIATION_COLUMNS = ('step', 'time_fs', 'max_devi_f', 'min_devi_f', 'avg_devi_f'
 #: Default output file names of ``ilmlff-runner evaluate`` (the settings may name others).
 EVALUATE_OUTPUTS = {'predictions': 'predictions.npz', 'summary': 'evaluate_summary.json'}
 #: Arrays of ``predictions.npz``.
-PREDICTION_ARRAYS = ('energy', 'forces', 'n_atoms', 'numbers', 'model_keys')
+PREDICTION_ARRAYS = ('energy', 'forces', 'stress', 'n_atoms', 'numbers', 'model_keys')
 
 # ---------------------------------------------------------------------------------------------- guards
 
