@@ -188,27 +188,31 @@ class DeepmdTrainParser(TrainParser):
 
     @staticmethod
     def _stress_errors(order, split, split_of, volumes, temporary: pathlib.Path) -> dict[str, dict]:
-        """Stress errors per split from ``detail.v.out`` (rows: the systems with ``virial.npy``, in test order;
-        columns: 9 reference then 9 predicted virial components [eV]); ``stress = -virial / volume``."""
+        """Stress errors per split from ``detail.v.out`` (columns: 9 reference then 9 predicted virial components
+        [eV]; rows: the frames of the tested systems in test order; deepmd-kit 3.2.0 writes every system, those
+        without ``virial.npy`` with a zero reference, which are skipped here); ``stress = -virial / volume``."""
         path = temporary / 'detail.v.out'
         if not path.is_file():
             return {}
         virial = np.loadtxt(path, ndmin=2)
+        counts = {system: int(split['frames_per_system'][system]) for system in order}
+        if len(virial) == sum(counts.values()):
+            tested = order  # every system has rows
+        elif len(virial) == sum(counts[system] for system in order if system in volumes):
+            tested = [system for system in order if system in volumes]
+        else:  # not a layout this parser knows: no stress errors rather than wrong ones
+            return {}
         reference: dict[str, list] = {name: [] for name in split['order']}
         predicted: dict[str, list] = {name: [] for name in split['order']}
         row = 0
-        for system in order:
+        for system in tested:
+            block = virial[row : row + counts[system]]
+            row += counts[system]
             if system not in volumes:
                 continue
             volume = np.asarray(volumes[system], dtype=float)[:, None]
-            block = virial[row : row + len(volume)]
-            row += len(volume)
-            if len(block) != len(volume):
-                break
             reference[split_of[system]].append(-block[:, :9] / volume)
             predicted[split_of[system]].append(-block[:, 9:18] / volume)
-        if row != len(virial):  # not the layout expected: no stress errors rather than wrong ones
-            return {}
         return {
             name: stress_metrics(np.concatenate(predicted[name]), np.concatenate(reference[name]))
             for name in split['order']

@@ -306,3 +306,32 @@ def test_lazy_load_from_packed_repository(ase_frames):
     loaded = orm.load_node(node.pk)
     assert np.array_equal(loaded.get_positions(3), ase_frames[3].positions)
     assert_same_frames(node.get_arrays(), loaded.get_arrays())
+
+
+def test_deepmd_virial_known_answer_and_mixed_stress(tmp_path):
+    """A compressed 10 Å box (stress -0.001 eV/Å^3 on the diagonal, ASE sign: P = +1.6 kbar) has virial +1 eV on the
+    diagonal (virial = -stress x volume, dpdata's convention). Frames without a stress go to their own system, which
+    has no virial.npy (a DeePMD system has virials for all its frames or none); the round trip restores the mix."""
+    numbers = [5, 9, 9, 9, 9]
+    positions = np.array([[[5.0, 5, 5], [6.4, 5, 5], [5, 6.4, 5], [5, 5, 6.4], [3.6, 5, 5]]] * 3)
+    positions[1:] += 0.1
+    stress = np.full((3, 3, 3), np.nan)
+    stress[0] = np.diag([-1.0e-3] * 3)
+    stress[2] = np.diag([-1.0e-3, 0.0, 2.0e-3])
+    node = FramesData.from_arrays(
+        numbers, positions, np.eye(3) * 10.0, energy=[-1.0, -2.0, -3.0], forces=np.zeros((3, 5, 3)), stress=stress
+    )
+    assert node.base.attributes.get('has_stress') is True and node.base.attributes.get('n_stress') == 2
+    out = tmp_path / 'dp'
+    node.export(out, 'deepmd')
+    names = sorted(p.parent.name for p in out.rglob('type.raw'))
+    assert len(names) == 2
+    with_virial = [name for name in names if (out / name / 'set.000' / 'virial.npy').is_file()]
+    assert len(with_virial) == 1
+    virial = np.load(out / with_virial[0] / 'set.000' / 'virial.npy').reshape(-1, 3, 3)
+    np.testing.assert_allclose(virial[0], np.eye(3) * 1.0, rtol=1e-12)  # eV
+    np.testing.assert_allclose(np.diag(virial[1]), [1.0, 0.0, -2.0], rtol=1e-12, atol=1e-15)
+    back = FramesData.from_file(out, 'deepmd')
+    assert back.base.attributes.get('n_stress') == 2
+    np.testing.assert_allclose(back.stresses[[0, 2]], stress[[0, 2]], rtol=1e-12, atol=1e-18)
+    assert np.isnan(back.stresses[1]).all()
