@@ -139,9 +139,13 @@ def resolve_stage_temperatures(stages: t.Sequence[t.Mapping], temperature: float
             offsets = stage.pop('temperature_offsets_K')
             offsets = offsets if isinstance(offsets, (list, tuple)) else [offsets]
             if 'temperatures_K' in stage or 'temperature_K' in stage:
-                raise ValueError(f'`exploration.stages[{index}]`: give `temperature_offsets_K` or `temperatures_K`, not both')
+                raise ValueError(
+                    f'`exploration.stages[{index}]`: give `temperature_offsets_K` or `temperatures_K`, not both'
+                )
             if not offsets or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in offsets):
-                raise ValueError(f'`exploration.stages[{index}].temperature_offsets_K` is {offsets!r}: give numbers in K')
+                raise ValueError(
+                    f'`exploration.stages[{index}].temperature_offsets_K` is {offsets!r}: give numbers in K'
+                )
             if temperature is None:
                 raise ValueError(
                     f'`exploration.stages[{index}]` gives temperatures relative to the reference temperature: pass '
