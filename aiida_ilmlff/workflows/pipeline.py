@@ -204,6 +204,27 @@ def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
     return '\n'.join(messages) if messages else None
 
 
+def _error_line(metrics: dict) -> str:
+    """One line of test-set errors of model 0 (the model that drives the MD): force RMSE absolute and relative,
+    energy RMSE raw and aligned, pressure RMSE and the frames it used."""
+    models = metrics.get('models') or {}
+    errors = (models[sorted(models)[0]].get('errors') if models else None) or {}
+    if not errors:
+        return 'no reference labels on the test set'
+
+    def number(key: str, fmt: str) -> str:
+        value = errors.get(key)
+        return format(value, fmt) if isinstance(value, (int, float)) else 'n/a'
+
+    return (
+        f'test-set force RMSE {number("force_rmse", ".1f")} meV/Å (relative {number("force_rmse_relative", ".3f")}), '
+        f'energy RMSE {number("energy_rmse", ".2f")} meV/atom '
+        f'(aligned {number("energy_rmse_aligned_meV_per_atom", ".2f")}), '
+        f'pressure RMSE {number("pressure_rmse_kbar", ".2f")} kbar over {errors.get("n_stress_frames", 0)} frames '
+        f'with a reference stress'
+    )
+
+
 class PipelineWorkChain(ProtocolMixin, WorkChain):
     """Data set -> (active learning) -> MACE and DeePMD committees -> test-set errors, MD properties -> comparison."""
 
@@ -826,6 +847,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
                 self._drop(row)
                 continue
             metrics[row] = node.outputs.metrics
+            self.report(f'{row}: {_error_line(node.outputs.metrics.get_dict())}')
         if not metrics:
             return self.exit_codes.ERROR_SUB_PROCESS_FAILED_EVALUATION.format(rows=', '.join(self.ctx.failed))
         self.out('evaluation', metrics)

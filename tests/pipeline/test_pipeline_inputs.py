@@ -193,3 +193,24 @@ def test_committees_are_launched_with_their_architecture_and_members(codes, monk
         assert cls is TrainWorkChain and inputs['architecture'].value == name
         assert inputs['train'].uuid == training_set.uuid and list(inputs['member']) == [name, 'max_iterations']
         assert inputs['member'][name]['code'].uuid == codes[name].uuid
+
+
+def test_stage_four_error_line():
+    """The report line of each row's test-set errors: model 0's force RMSE (absolute, relative), energy (raw,
+    aligned) and pressure RMSE with the frames it used; `n/a` where a number is not determined."""
+    from aiida_ilmlff.workflows.pipeline import _error_line
+
+    errors = {
+        'force_rmse': 172.8,
+        'force_rmse_relative': 0.1234,
+        'energy_rmse': 3.2,
+        'energy_rmse_aligned_meV_per_atom': None,
+        'pressure_rmse_kbar': 4.25,
+        'n_stress_frames': 10,
+    }
+    line = _error_line({'models': {'model_1': {'errors': {}}, 'model_0': {'errors': errors}}})
+    assert line == (
+        'test-set force RMSE 172.8 meV/Å (relative 0.123), energy RMSE 3.20 meV/atom (aligned n/a), '
+        'pressure RMSE 4.25 kbar over 10 frames with a reference stress'
+    )
+    assert _error_line({'models': {'model_0': {}}}) == 'no reference labels on the test set'

@@ -132,6 +132,7 @@ def test_smallest_pipeline(pipeline_codes, aiida_profile, tmp_path):
         assert node.outputs.figures[name].get_content('rb')[:8] == PNG
     assert set(node.outputs.models) == {'mace', 'deepmd'}
     assert 'stage 5/5 properties' in report
+    assert report.count('test-set force RMSE') == 2  # one line of errors per row
 
     # Both committees were trained on the very same training set.
     for name in ('mace', 'deepmd'):
