@@ -463,8 +463,11 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             overrides are those of ``TrainWorkChain`` (e.g. ``{'member': {'mace': {'parameters': {...}}}}``). An
             unknown key at any depth is a ``ValueError`` naming its full path.
         :param options: ``metadata.options`` merged into every calculation.
-        :param temperature_K: temperature of the AIMD and of the property MD [K] (protocol default 450 K), within
-            :data:`~aiida_ilmlff.workflows.protocols.checks.LIQUID_TEMPERATURE_K`.
+        :param temperature_K: temperature of the AIMD and of the property MD [K], within
+            :data:`~aiida_ilmlff.workflows.protocols.checks.LIQUID_TEMPERATURE_K`; default: the protocol's
+            ``temperature``, or when that is null the ions' own (``systems.density.default_temperature``: 298.15 K
+            for PYR14TFSI and its LiTFSI mixtures, 450 K for PYR14BF4). The box density, when the protocol's
+            ``box_density`` is null, is ``systems.density.reference_density(composition, temperature)``.
         :param frames: a labelled data set to use instead of running ilmlff.dataset.
         :param foundation_models: key -> MACE MLFFModelData, compared as they are and fine-tuned.
         :param active_learning: run ilmlff.active_learning (default: the protocol's ``active_learning``).
@@ -479,11 +482,21 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             composition = composition.get_dict()
         _, elements, _, n_atoms = _composition_facts(composition)  # raises ValueError with the reason
         codes = cls._resolve_codes(codes)
-        temperature = float(temperature_K if temperature_K is not None else inputs['temperature'])
+        from aiida_ilmlff.systems.density import default_temperature, reference_density
+
+        if temperature_K is not None:
+            temperature = float(temperature_K)
+        elif inputs.get('temperature') is not None:
+            temperature = float(inputs['temperature'])
+        else:  # the ions' own: 298.15 K for PYR14TFSI and its LiTFSI mixtures, 450 K for PYR14BF4
+            temperature = float(default_temperature(composition))
         message = check_liquid_temperature(temperature)
         if message:
             raise ValueError(message)
-        box_density = float(inputs['box_density'])
+        if inputs.get('box_density') is not None:
+            box_density = float(inputs['box_density'])
+        else:  # the measured liquid density of the ions where known, else an ion-volume estimate (docs/systems.md)
+            box_density = round(float(reference_density(composition, temperature)), 4)
         options = dict(options or {})
 
         builder = cls.get_builder()

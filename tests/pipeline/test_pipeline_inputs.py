@@ -214,3 +214,19 @@ def test_stage_four_error_line():
         'pressure RMSE 4.25 kbar over 10 frames with a reference stress'
     )
     assert _error_line({'models': {'model_0': {}}}) == 'no reference labels on the test set'
+
+
+def test_temperature_and_box_density_follow_the_ions(codes):
+    """Without a temperature or density, the protocol takes the ions' own: PYR14TFSI is liquid at 298.15 K at its
+    measured 1.40 g/cm^3; PYR14BF4 is simulated at 450 K (it melts at ~424 K) at 1.20 g/cm^3."""
+    from aiida_ilmlff.systems.density import reference_density
+
+    tfsi = PipelineWorkChain.get_builder_from_protocol(codes, {'PYR14': 1, 'TFSI': 1}, protocol='fast')
+    assert tfsi.temperature.value == 298.15
+    assert tfsi.box_density.value == pytest.approx(reference_density({'PYR14': 1, 'TFSI': 1}, 298.15), abs=1e-4)
+    assert 1.3 < tfsi.box_density.value < 1.5
+    assert tfsi.properties.nvt.md.parameters['temperature_K'] == 298.15
+    bf4 = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, protocol='fast')
+    assert bf4.temperature.value == 450.0 and bf4.box_density.value == pytest.approx(1.2, abs=0.01)
+    given = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, overrides={'box_density': 1.1})
+    assert given.box_density.value == 1.1
