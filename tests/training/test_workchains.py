@@ -124,6 +124,10 @@ def test_committee_of_two_mace_models_and_deviation(aiida_profile, frames):
     for member in node.called:
         if member.process_label == 'MaceTrainBaseWorkChain':
             assert member.inputs.mace.train.uuid == split['train'].uuid
+            # the CP2K frames carry a stress: every member trains the stress term and reports its error
+            member_metrics = member.outputs.metrics.get_dict()
+            assert member_metrics['stress_trained'] is True
+            assert member_metrics['valid']['n_stress_frames'] == 7 and member_metrics['valid']['stress_rmse'] > 0
     metrics = node.outputs.metrics.get_dict()
     assert metrics['committee']['valid']['force_rmse']['n'] == 2
 
