@@ -569,3 +569,31 @@ def test_parse_mace_stress_error_table():
         'relative_force_rmse_percent': 34.56,
         'stress_rmse': 7.8,
     }
+
+
+def test_deepmd_stress_errors_from_virial_detail(tmp_path):
+    """dp test's detail.v.out -> stress errors per split: rows of a system without virial.npy are skipped (deepmd-kit
+    3.2.0 writes them with a zero reference), stress = -virial / volume; an unknown layout gives no stress errors."""
+    from aiida_ilmlff.parsers.deepmd import DeepmdTrainParser
+
+    order = ['data/valid/A', 'data/train/A', 'data/train/A_1']
+    split = {
+        'order': ['train', 'valid'],
+        'frames_per_system': {'data/valid/A': 1, 'data/train/A': 2, 'data/train/A_1': 1},
+    }
+    split_of = {'data/valid/A': 'valid', 'data/train/A': 'train', 'data/train/A_1': 'train'}
+    volumes = {'data/valid/A': [100.0], 'data/train/A': [100.0, 200.0]}
+    reference = np.array([np.eye(3).ravel() * 1.0, np.eye(3).ravel() * 2.0, np.eye(3).ravel() * 4.0])
+    predicted = reference + np.array([0.0, 0.1, 0.2])[:, None] * np.eye(3).ravel()  # virial errors [eV]
+    rows = np.hstack([reference, predicted])
+    no_virial_row = np.hstack([np.zeros(9), np.full(9, 7.0)])
+    for layout in (np.vstack([rows, no_virial_row]), rows):
+        np.savetxt(tmp_path / 'detail.v.out', layout)
+        errors = DeepmdTrainParser._stress_errors(order, split, split_of, volumes, tmp_path)
+        assert errors['valid']['n_stress_frames'] == 1 and errors['valid']['stress_rmse'] == 0.0
+        assert errors['train']['n_stress_frames'] == 2
+        # stress errors: 0.1/100 and 0.2/200 eV/Å^3 on the diagonal = 1 meV/Å^3 on 3 of 9 components
+        assert errors['train']['stress_rmse'] == pytest.approx(np.sqrt(3 / 9))
+        assert errors['train']['pressure_rmse'] == pytest.approx(1.0e-3 * 1602.1766208)
+    np.savetxt(tmp_path / 'detail.v.out', rows[:2])
+    assert DeepmdTrainParser._stress_errors(order, split, split_of, volumes, tmp_path) == {}
