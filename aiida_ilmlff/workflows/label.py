@@ -198,8 +198,9 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         spec.input(
             'compute_stress',
             valid_type=orm.Bool,
-            default=lambda: orm.Bool(False),
-            help='Also compute the stress tensor (CP2K analytical stress; pw.x tstress) and store it [eV/Å^3].',
+            default=lambda: orm.Bool(True),
+            help='Also compute the stress tensor (CP2K analytical stress, GFN1-xTB included; pw.x tstress) and store '
+            'it [eV/Å^3, ASE sign]; on by default and in every protocol (the models train with it).',
         )
         spec.input(
             'max_rejected_fraction',
