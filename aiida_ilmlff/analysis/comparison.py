@@ -25,12 +25,19 @@ ROW_KINDS = {
 #: Units of the numbers in a comparison row.
 UNITS = {
     'force_rmse': 'meV/Å',
+    'force_rmse_relative': 'force RMSE / RMS of the reference forces',
     'energy_rmse': 'meV/atom',
+    'energy_rmse_aligned': 'meV/atom, after fitted per-element offsets',
+    'pressure_rmse': 'kbar',
     'force_rmse_committee_mean': 'meV/Å',
     'density': 'g/cm^3',
     'D': 'm^2/s',
     'coordination': 'neighbours within r_cut (Å)',
 }
+#: Row kinds whose energies may have another reference than the labels (another code or level of theory): their
+#: energy RMSE is shown only after per-element offsets are fitted
+#: (:func:`aiida_ilmlff.parsers.evaluate.aligned_energy_errors`).
+ALIGNED_KINDS = ('foundation', 'finetuned')
 
 
 def _errors(metrics: t.Mapping, key: str | None) -> dict:
@@ -42,26 +49,79 @@ def _errors(metrics: t.Mapping, key: str | None) -> dict:
     return dict(models[key].get('errors') or {})
 
 
+def _origin_errors(errors: t.Mapping) -> dict[str, dict]:
+    """``{origin: {n_frames, force_rmse, force_rmse_relative}}`` from the ``per_origin`` block of an error dict."""
+    return {
+        origin: {
+            'n_frames': entry.get('n_frames'),
+            'force_rmse': entry.get('force_rmse'),
+            'force_rmse_relative': entry.get('force_rmse_relative'),
+        }
+        for origin, entry in sorted((errors.get('per_origin') or {}).items())
+    }
+
+
+def _bond_text(broken: t.Mapping) -> str:
+    """``C3-N1 of PYR14 x1.8 (npt_0, step 120)`` from a ``properties.broken`` record."""
+    elements = broken.get('elements') or []
+    atoms = '-'.join(f'{e}{i}' for e, i in zip(elements, (broken.get('i'), broken.get('j')))) or 'a bond'
+    text = f'{atoms} of {broken.get("species") or broken.get("label") or "a molecule"}'
+    if broken.get('stretch') is not None:
+        text += f' x{float(broken["stretch"]):.2g}'
+    where = ', '.join(
+        str(v) for v in (broken.get('stage'), f'step {broken["step"]}' if 'step' in broken else None) if v
+    )
+    return f'{text} ({where})' if where else text
+
+
+def _diffusion_entry(entry: t.Mapping) -> dict[str, t.Any]:
+    """A D cell: the value and error only where the MSD is diffusive, else the regime and what it would need."""
+    regime = entry.get('regime')
+    if regime is None and entry.get('D_m2_s') is not None:
+        regime = 'diffusive'  # an entry of a properties run older than the regime flag
+    diffusive = regime == 'diffusive'
+    return {
+        'value': entry.get('D_m2_s') if diffusive else None,
+        'error': entry.get('D_err_m2_s') if diffusive else None,
+        'error_method': entry.get('D_err_method') if diffusive else None,
+        'yeh_hummer': entry.get('D_yeh_hummer_m2_s') if diffusive else None,
+        'regime': regime,
+        'msd_reached_A2': entry.get('msd_reached_A2'),
+        'time_needed_ps': entry.get('time_needed_ps'),
+    }
+
+
 def comparison_table(
     rows: t.Mapping[str, t.Mapping[str, t.Any]],
     ions: t.Mapping[str, int],
+    test_set: t.Mapping[str, t.Any] | None = None,
 ) -> dict[str, t.Any]:
-    """Assemble the comparison from per-model evaluation metrics and properties.
+    """Assemble the comparison from per-model evaluation metrics and properties, every number flagged where it is
+    not a result.
 
     :param rows: row name -> ``{'info': {...}, 'evaluation': <ilmlff.evaluate metrics dict>, 'properties':
         <ilmlff.properties ``properties`` dict, optional>}``; ``info`` holds ``label`` (shown in the table),
         ``kind`` (one of :data:`ROW_KINDS`), ``architecture``, ``driver`` (the model key that drove the MD and
         whose errors are reported), ``committee_size``, ``model_uuid``.
     :param ions: ion name -> formal charge of the composition (columns of the self-diffusion coefficients).
-    :returns: ``{'rows': {name: row}, 'order': [names], 'ions': {...}, 'units': {...}}``; a row has
-        ``force_rmse`` [meV/Å] and ``energy_rmse`` [meV/atom] of the driving model on the test set,
-        ``force_rmse_committee_mean`` (committee rows), ``n_test_frames``, ``density`` and
-        ``density_error`` [g/cm^3], ``D`` {ion: {value, error}} [m^2/s], ``coordination`` {pair: {r_cut_A, cn}}
-        and ``converged`` (the density stop rule of the NPT stage). Missing numbers are ``None``.
+    :param test_set: how the shared test set was held out (the pipeline's ``test_split``): ``leak_free`` (bool),
+        ``gap_fs``, ``n_blocks``, ``n_frames``; ``None`` when unknown (the errors are then flagged as possibly
+        leaking).
+    :returns: ``{'rows': {name: row}, 'order': [names], 'ions': {...}, 'units': {...}, 'test_set': {...}}``; a row
+        has ``force_rmse`` [meV/Å], ``force_rmse_relative``, ``energy_rmse`` [meV/atom] (for :data:`ALIGNED_KINDS`
+        the energy RMSE after fitted per-element offsets, ``None`` when that fit is not determined),
+        ``energy_rmse_raw``, ``pressure_rmse`` [kbar] over ``n_stress_frames``, ``per_origin`` {origin:
+        {n_frames, force_rmse, force_rmse_relative}}, ``force_rmse_committee_mean`` (committee rows),
+        ``n_test_frames``, ``density`` and ``density_error`` [g/cm^3] (``None`` unless the density stop rule held:
+        the value is kept in ``density_unconverged``), ``converged``, ``D`` {ion: :func:`_diffusion_entry`}
+        [m^2/s], ``coordination`` {pair: {r_cut_A, cn, cutoff_fallback}}, ``broken`` (the bond a model's MD broke,
+        or ``None``: then no density, D or coordination) and ``flags`` (one short text per number that is not a
+        result, shown under the table). Missing numbers are ``None``.
     :raises ValueError: for an unknown ``kind`` or no rows.
     """
     if not rows:
         raise ValueError('the comparison needs at least one model row')
+    test_set = dict(test_set) if test_set else {}
     table: dict[str, t.Any] = {}
     for name, values in rows.items():
         info = dict(values.get('info') or {})
@@ -71,6 +131,12 @@ def comparison_table(
         metrics = values.get('evaluation') or {}
         errors = _errors(metrics, info.get('driver'))
         committee = metrics.get('committee_mean') if metrics.get('n_models', 1) > 1 else None
+        flags: list[str] = []
+        energy = errors.get('energy_rmse')
+        if kind in ALIGNED_KINDS:
+            energy = errors.get('energy_rmse_aligned_meV_per_atom')
+            if energy is None and errors.get('energy_rmse') is not None:
+                flags.append(f'energy: {errors.get("energy_alignment") or "other reference energies"}')
         row: dict[str, t.Any] = {
             'label': info.get('label', name),
             'kind': kind,
@@ -79,27 +145,62 @@ def comparison_table(
             'model_uuid': info.get('model_uuid'),
             'n_test_frames': metrics.get('n_frames'),
             'force_rmse': errors.get('force_rmse'),
-            'energy_rmse': errors.get('energy_rmse'),
+            'force_rmse_relative': errors.get('force_rmse_relative'),
+            'energy_rmse': energy,
+            'energy_rmse_raw': errors.get('energy_rmse'),
+            'pressure_rmse': errors.get('pressure_rmse_kbar'),
+            'n_stress_frames': errors.get('n_stress_frames'),
+            'per_origin': _origin_errors(errors),
             'force_rmse_committee_mean': (committee or {}).get('force_rmse'),
             'density': None,
             'density_error': None,
+            'density_unconverged': None,
             'converged': None,
             'D': {},
             'coordination': {},
+            'broken': None,
+            'flags': flags,
         }
         properties = values.get('properties') or {}
+        broken = properties.get('broken')
+        if broken:
+            row['broken'] = dict(broken)
+            flags.append(f'molecules broke: {_bond_text(broken)}; no density, D or structure from this model')
         density = properties.get('density_g_cm3') or {}
-        row['density'] = density.get('mean')
-        row['density_error'] = density.get('error')
         row['converged'] = density.get('converged')
+        if not broken and density.get('mean') is not None:
+            if density.get('converged') is False:
+                row['density_unconverged'] = density.get('mean')
+                flags.append(f'density: the stop rule did not hold (last value {density["mean"]:.4g} g/cm^3)')
+            else:
+                row['density'] = density.get('mean')
+                row['density_error'] = density.get('error')
         for ion in ions:
             entry = (properties.get('diffusion') or {}).get(ion) or {}
-            row['D'][ion] = {'value': entry.get('D_m2_s'), 'error': entry.get('D_err_m2_s')}
-        for pair, entry in (properties.get('coordination') or {}).items():
-            row['coordination'][pair] = {'r_cut_A': entry.get('r_cut_A'), 'cn': entry.get('cn')}
+            cell = _diffusion_entry(entry) if not broken else _diffusion_entry({})
+            row['D'][ion] = cell
+            if cell['regime'] not in (None, 'diffusive'):
+                needed = cell['time_needed_ps']
+                flags.append(
+                    f'D {ion}: {cell["regime"]} MSD ({_fmt(cell["msd_reached_A2"])} Å² reached)'
+                    + (f', needs ~{_fmt(needed)} ps' if needed is not None else '')
+                )
+        if not broken:
+            for pair, entry in (properties.get('coordination') or {}).items():
+                row['coordination'][pair] = {
+                    'r_cut_A': entry.get('r_cut_A'),
+                    'cn': entry.get('cn'),
+                    'cutoff_fallback': entry.get('cutoff_fallback'),
+                }
+                if entry.get('cutoff_fallback'):
+                    flags.append(
+                        f'CN {pair}: no RDF minimum, cut-off fell back to r_max {_fmt(entry.get("r_cut_A"))} Å'
+                    )
         table[name] = row
     order = sorted(table, key=lambda n: (list(ROW_KINDS).index(table[n]['kind']), n))
-    return {'rows': table, 'order': order, 'ions': dict(ions), 'units': dict(UNITS)}
+    if not test_set.get('leak_free'):
+        test_set.setdefault('warning', 'the test set was not held out in blocks: its errors may be optimistic')
+    return {'rows': table, 'order': order, 'ions': dict(ions), 'units': dict(UNITS), 'test_set': test_set}
 
 
 def _fmt(value: float | None, error: float | None = None, scale: float = 1.0, digits: int = 3) -> str:
@@ -111,35 +212,87 @@ def _fmt(value: float | None, error: float | None = None, scale: float = 1.0, di
     return text
 
 
-def format_comparison_table(comparison: t.Mapping[str, t.Any]) -> str:
-    """The comparison as a plain-text table, one line per model.
+def _percent(value: float | None) -> str:
+    return '-' if value is None or not math.isfinite(value) else f'{100.0 * value:.0f} %'
 
-    Columns: model, kind, force RMSE [meV/Å] and energy RMSE [meV/atom] on the shared test set, density
-    [g/cm^3] with its error, and the self-diffusion coefficient of every ion [1e-11 m^2/s] with its error.
+
+def format_comparison_table(comparison: t.Mapping[str, t.Any]) -> str:
+    """The comparison as a plain-text table, one line per model, then the per-origin force errors and the flags.
+
+    Columns: model, kind, force RMSE [meV/Å] and relative force error on the shared test set, energy RMSE
+    [meV/atom] (aligned for foundation rows), pressure RMSE [kbar], density [g/cm^3] with its error, and the
+    self-diffusion coefficient of every ion [1e-11 m^2/s] with its error. A number that is not a result is never
+    printed in its column: ``broken`` (the MD broke a molecule), ``n.c.`` (density stop rule not met),
+    ``sub-diff.`` / ``ballistic`` (the MSD was not diffusive); each is explained in a numbered note below.
 
     :param comparison: the ``comparison`` dict of :func:`comparison_table` (the pipeline's ``comparison``
         output, ``get_dict()``).
     """
     ions = list(comparison.get('ions', {}))
-    header = ['model', 'kind', 'F RMSE (meV/Å)', 'E RMSE (meV/atom)', 'density (g/cm3)']
+    header = ['model', 'kind', 'F RMSE (meV/Å)', 'F rel.', 'E RMSE (meV/atom)', 'P RMSE (kbar)', 'density (g/cm3)']
     header += [f'D {ion} (1e-11 m2/s)' for ion in ions]
     lines = [header]
-    for name in comparison.get('order', sorted(comparison['rows'])):
+    order = comparison.get('order', sorted(comparison['rows']))
+    for name in order:
         row = comparison['rows'][name]
+        broken = bool(row.get('broken'))
+        if broken:
+            density = 'broken'
+        elif row.get('density') is None and row.get('density_unconverged') is not None:
+            density = 'n.c.'
+        else:
+            density = _fmt(row.get('density'), row.get('density_error'), digits=4)
         line = [
             row.get('label', name),
             row.get('kind', ''),
             _fmt(row.get('force_rmse'), digits=4),
+            _percent(row.get('force_rmse_relative')),
             _fmt(row.get('energy_rmse'), digits=4),
-            _fmt(row.get('density'), row.get('density_error'), digits=4),
+            _fmt(row.get('pressure_rmse'), digits=3),
+            density,
         ]
         for ion in ions:
             entry = row.get('D', {}).get(ion) or {}
-            line.append(_fmt(entry.get('value'), entry.get('error'), scale=1e11))
+            if broken:
+                line.append('broken')
+            elif entry.get('value') is None and entry.get('regime') not in (None, 'diffusive'):
+                line.append('sub-diff.' if entry['regime'] == 'sub-diffusive' else str(entry['regime']))
+            else:
+                line.append(_fmt(entry.get('value'), entry.get('error'), scale=1e11))
         lines.append(line)
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     rendered = ['  '.join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
     rendered.insert(1, '  '.join('-' * width for width in widths))
+    origins = sorted({origin for name in order for origin in comparison['rows'][name].get('per_origin') or {}})
+    if origins:
+        rendered.append('')
+        rendered.append('force RMSE per origin of the test frames (meV/Å, relative):')
+        for name in order:
+            row = comparison['rows'][name]
+            cells = []
+            for origin in origins:
+                entry = (row.get('per_origin') or {}).get(origin) or {}
+                relative = _percent(entry.get('force_rmse_relative'))
+                force = _fmt(entry.get('force_rmse'), digits=4)
+                cells.append(f'{origin} {force} ({relative}, {entry.get("n_frames") or 0} frames)')
+            rendered.append(f'  {row.get("label", name)}: ' + '; '.join(cells))
+    test_set = comparison.get('test_set') or {}
+    notes = []
+    if test_set.get('leak_free'):
+        notes.append(
+            f'test set: {test_set.get("n_frames", "?")} frames in {test_set.get("n_blocks", "?")} whole blocks, at '
+            f'least {_fmt(test_set.get("gap_fs"))} fs from any training frame of the same trajectory'
+        )
+    elif test_set.get('warning'):
+        notes.append(f'test set: {test_set["warning"]}')
+    for name in order:
+        row = comparison['rows'][name]
+        notes.extend(f'{row.get("label", name)}: {flag}' for flag in row.get('flags') or [])
+        if row.get('n_stress_frames') == 0:
+            notes.append(f'{row.get("label", name)}: no test frame has a reference stress (no pressure RMSE)')
+    if notes:
+        rendered.append('')
+        rendered.extend(f'[{k}] {note}' for k, note in enumerate(notes, start=1))
     return '\n'.join(rendered)
 
 

@@ -12,11 +12,23 @@ from aiida_ilmlff.calculations.functions.comparison import curve_arrays
 PNG = b'\x89PNG\r\n\x1a\n'
 
 
-def _metrics(force_rmse: float, energy_rmse: float, n_models: int = 2) -> dict:
-    models = {
-        f'model_{k}': {'errors': {'force_rmse': force_rmse + k, 'energy_rmse': energy_rmse + k}}
-        for k in range(n_models)
-    }
+def _metrics(force_rmse: float, energy_rmse: float, n_models: int = 2, aligned: float | None = None) -> dict:
+    def errors(force, energy):
+        return {
+            'force_rmse': force,
+            'energy_rmse': energy,
+            'force_rmse_relative': force / 1000.0,
+            'energy_rmse_aligned_meV_per_atom': aligned,
+            'energy_alignment': 'fitted' if aligned is not None else 'not determined: 1 frames for 2 counts',
+            'pressure_rmse_kbar': 5.0,
+            'n_stress_frames': 5,
+            'per_origin': {
+                'EQ': {'n_frames': 3, 'force_rmse': force - 5, 'force_rmse_relative': 0.1},
+                'nEQ': {'n_frames': 2, 'force_rmse': force + 5, 'force_rmse_relative': 0.2},
+            },
+        }
+
+    models = {f'model_{k}': {'errors': errors(force_rmse + k, energy_rmse + k)} for k in range(n_models)}
     return {
         'n_frames': 5,
         'n_models': n_models,
@@ -25,15 +37,19 @@ def _metrics(force_rmse: float, energy_rmse: float, n_models: int = 2) -> dict:
     }
 
 
-def _properties(density: float, d_cation: float, d_anion: float) -> dict:
+def _diffusive(value: float) -> dict:
+    return {'regime': 'diffusive', 'D_m2_s': value, 'D_err_m2_s': value / 10, 'D_err_method': 'blocks'}
+
+
+def _properties(density: float, d_cation: float, d_anion: float, converged: bool = True) -> dict:
     return {
-        'density_g_cm3': {'mean': density, 'error': 0.01, 'n_stages': 2, 'converged': True},
-        'diffusion': {
-            'PYR14': {'D_m2_s': d_cation, 'D_err_m2_s': d_cation / 10, 'fit_window_ps': [1.0, 5.0]},
-            'BF4': {'D_m2_s': d_anion, 'D_err_m2_s': d_anion / 10, 'fit_window_ps': [1.0, 5.0]},
-        },
-        'coordination': {'N-B': {'r_cut_A': 6.5, 'cn': 4.1}},
+        'density_g_cm3': {'mean': density, 'error': 0.01, 'n_stages': 2, 'converged': converged},
+        'diffusion': {'PYR14': _diffusive(d_cation), 'BF4': _diffusive(d_anion)},
+        'coordination': {'N-B': {'r_cut_A': 6.5, 'cn': 4.1, 'cutoff_fallback': False}},
     }
+
+
+TEST_SET = {'leak_free': True, 'gap_fs': 100.0, 'n_blocks': 3, 'n_frames': 5}
 
 
 @pytest.fixture
@@ -50,24 +66,28 @@ def table():
         },
         'foundation_mp0': {
             'info': {'label': 'mp0 (as is)', 'kind': 'foundation', 'architecture': 'mace'},
-            'evaluation': _metrics(200.0, 20.0, n_models=1),
+            'evaluation': _metrics(200.0, 2000.0, n_models=1, aligned=20.0),
             'properties': _properties(1.05, 9.0e-11, 8.0e-11),
         },
     }
-    return comparison_table(rows, {'PYR14': 1, 'BF4': -1})
+    return comparison_table(rows, {'PYR14': 1, 'BF4': -1}, TEST_SET)
 
 
 def test_comparison_rows(table):
     """Errors are the driving model's; committee-mean errors only for committees; missing properties are None."""
     mace, deepmd, foundation = (table['rows'][k] for k in ('mace', 'deepmd', 'foundation_mp0'))
     assert mace['force_rmse'] == 40.0 and mace['energy_rmse'] == 2.0
+    assert mace['force_rmse_relative'] == 0.04 and mace['pressure_rmse'] == 5.0
+    assert mace['per_origin']['nEQ'] == {'n_frames': 2, 'force_rmse': 45.0, 'force_rmse_relative': 0.2}
     assert deepmd['force_rmse'] == 61.0  # model_1 drove the MD
     assert mace['force_rmse_committee_mean'] == 39.0
     assert foundation['force_rmse_committee_mean'] is None
+    assert foundation['energy_rmse'] == 20.0 and foundation['energy_rmse_raw'] == 2000.0  # aligned for foundations
     assert mace['density'] == 1.17 and mace['converged'] is True
-    assert mace['D']['PYR14'] == {'value': 2.0e-11, 'error': 2.0e-12}
-    assert deepmd['density'] is None and deepmd['D']['BF4'] == {'value': None, 'error': None}
+    assert mace['D']['PYR14']['value'] == 2.0e-11 and mace['D']['PYR14']['error'] == 2.0e-12
+    assert deepmd['density'] is None and deepmd['D']['BF4']['value'] is None
     assert mace['coordination']['N-B']['cn'] == 4.1
+    assert mace['flags'] == [] and table['test_set']['leak_free'] is True
     assert table['order'] == ['deepmd', 'mace', 'foundation_mp0']  # trained rows first
 
 
@@ -75,12 +95,60 @@ def test_text_table(table):
     """One header, one rule and one line per row; D in 1e-11 m2/s with errors; missing values as '-'."""
     text = format_comparison_table(table)
     lines = text.splitlines()
-    assert len(lines) == 2 + 3
-    assert 'D PYR14 (1e-11 m2/s)' in lines[0] and 'D BF4 (1e-11 m2/s)' in lines[0]
+    assert 'D PYR14 (1e-11 m2/s)' in lines[0] and 'D BF4 (1e-11 m2/s)' in lines[0] and 'P RMSE (kbar)' in lines[0]
+    assert len([line for line in lines[2:] if line.startswith(('MACE', 'DeePMD', 'mp0'))]) == 3
     mace = next(line for line in lines if line.startswith('MACE'))
-    assert '1.17 ± 0.01' in mace and '2 ± 0.2' in mace and '3 ± 0.3' in mace
+    assert '1.17 ± 0.01' in mace and '2 ± 0.2' in mace and '3 ± 0.3' in mace and '4 %' in mace
     deepmd = next(line for line in lines if line.startswith('DeePMD'))
     assert deepmd.split()[-1] == '-'
+    assert any(line.startswith('  MACE: EQ 35') for line in lines)
+    assert any('whole blocks' in line for line in lines)
+
+
+def _flagged(properties: dict, evaluation: dict | None = None, kind: str = 'trained', test_set=TEST_SET) -> dict:
+    rows = {'m': {'info': {'label': 'M', 'kind': kind}, 'evaluation': evaluation or _metrics(40.0, 2.0)}}
+    rows['m']['properties'] = properties
+    return comparison_table(rows, {'PYR14': 1, 'BF4': -1}, test_set)
+
+
+def test_non_results_are_flagged_not_printed():
+    """An unconverged density, a sub-diffusive MSD and a broken molecule never appear as numbers in their column."""
+    properties = _properties(1.1234, 2.0e-11, 3.0e-11, converged=False)
+    properties['diffusion']['BF4'] = {
+        'regime': 'sub-diffusive',
+        'msd_reached_A2': 1.2,
+        'time_needed_ps': 900.0,
+        'not_a_result': {'einstein_slope_over_6_m2_s': 1.4e-9},
+    }
+    properties['coordination']['N-B']['cutoff_fallback'] = True
+    table = _flagged(properties)
+    row = table['rows']['m']
+    assert row['density'] is None and row['density_unconverged'] == 1.1234
+    assert row['D']['BF4']['value'] is None and row['D']['BF4']['regime'] == 'sub-diffusive'
+    text = format_comparison_table(table)
+    line = next(line for line in text.splitlines() if line.startswith('M '))
+    assert '1.123' not in line and 'n.c.' in line and 'sub-diff.' in line and '14' not in line.split('sub-diff.')[-1]
+    assert 'stop rule did not hold' in text and 'needs ~900 ps' in text and 'cut-off fell back' in text
+
+    broken = _properties(1.2, 2.0e-11, 3.0e-11)
+    broken['broken'] = {'species': 'PYR14', 'elements': ['C', 'N'], 'i': 3, 'j': 1, 'stretch': 1.8, 'stage': 'nvt'}
+    table = _flagged(broken)
+    row = table['rows']['m']
+    assert row['density'] is None and all(cell['value'] is None for cell in row['D'].values())
+    assert row['coordination'] == {}
+    text = format_comparison_table(table)
+    line = next(line for line in text.splitlines() if line.startswith('M '))
+    assert line.count('broken') == 3 and '1.2' not in line
+    assert 'molecules broke: C3-N1 of PYR14 x1.8 (nvt)' in text
+
+
+def test_foundation_energy_without_alignment_and_leaky_test_set():
+    """A foundation row whose offsets cannot be fitted shows forces only; an unknown split is flagged."""
+    table = _flagged({}, _metrics(200.0, 2000.0, n_models=1), kind='foundation', test_set=None)
+    row = table['rows']['m']
+    assert row['energy_rmse'] is None and row['energy_rmse_raw'] == 2000.0
+    text = format_comparison_table(table)
+    assert 'energy: not determined' in text and 'may be optimistic' in text
 
 
 def test_bad_rows():

@@ -13,7 +13,7 @@ from aiida.engine import calcfunction
 from aiida_ilmlff.analysis.comparison import comparison_table, curve_columns
 from aiida_ilmlff.analysis.figures import plot_comparison, plot_curves
 
-__all__ = ('compare_models', 'curve_arrays', 'curves_by_row', 'plot_property_curves')
+__all__ = ('compare_models', 'curve_arrays', 'curves_by_row', 'plot_property_curves', 'test_set_summary')
 
 
 def _png_node(draw: t.Callable[[io.BytesIO], None], filename: str) -> orm.SinglefileData:
@@ -23,14 +23,29 @@ def _png_node(draw: t.Callable[[io.BytesIO], None], filename: str) -> orm.Single
     return orm.SinglefileData(buffer, filename=filename)
 
 
+def test_set_summary(split: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """What the comparison says about the test set, from the ``split`` summary of
+    :func:`~aiida_ilmlff.sampling.split.block_test_split` (the pipeline's ``test_split`` output): ``leak_free``,
+    ``gap_fs``, ``n_blocks`` (test blocks), ``n_frames`` (test frames), ``min_gap_fs``."""
+    return {
+        'leak_free': bool(split.get('leak_free')),
+        'gap_fs': split.get('test_gap_fs'),
+        'n_blocks': split.get('n_test_blocks'),
+        'n_frames': split.get('n_test'),
+        'min_gap_fs': split.get('min_gap_fs'),
+    }
+
+
 @calcfunction
-def compare_models(ions: orm.Dict, **inputs: orm.Dict) -> dict[str, orm.Data]:
+def compare_models(ions: orm.Dict, test_split: orm.Dict | None = None, **inputs: orm.Dict) -> dict[str, orm.Data]:
     """Store the comparison of the pipeline's models and its figure.
 
     The table is :func:`~aiida_ilmlff.analysis.comparison.comparison_table`, the figure
     :func:`~aiida_ilmlff.analysis.figures.plot_comparison`.
 
     :param ions: ``Dict`` ion name -> formal charge.
+    :param test_split: how the shared test set was held out (the ``split`` output of ``hold_out_test_set``); without
+        it the table warns that the test errors may be optimistic.
     :param inputs: per row ``<row>_info`` (Dict, see ``comparison_table``), ``<row>_evaluation`` (the
         ``metrics`` of ``ilmlff.evaluate`` on the shared test set) and optionally ``<row>_properties`` (the
         ``properties`` output of ``ilmlff.properties``).
@@ -46,7 +61,8 @@ def compare_models(ions: orm.Dict, **inputs: orm.Dict) -> dict[str, orm.Data]:
     missing = sorted(name for name, values in rows.items() if 'evaluation' not in values)
     if missing:
         raise ValueError(f'compare_models: rows {missing} have no `_evaluation` metrics')
-    table = comparison_table(rows, ions.get_dict())
+    test_set = test_set_summary(test_split.get_dict()) if test_split is not None else None
+    table = comparison_table(rows, ions.get_dict(), test_set)
     figure = _png_node(lambda buffer: plot_comparison(table, buffer), 'comparison.png')
     return {'comparison': orm.Dict(table), 'figure': figure}
 
