@@ -716,6 +716,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_SPLIT_FAILED.format(message=str(exception))
         self.ctx.training_set, self.ctx.test_set = result['train'], result['test']
         self.out('test_set', self.ctx.test_set)
+        self.ctx.test_split = result['split']
         self.out('test_split', result['split'])
         split = result['split'].get_dict()
         without = split['origins_without_test_block']
@@ -933,7 +934,12 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             inputs[f'{row}_evaluation'] = self.ctx.metrics[row]
             if row in self.ctx.properties:
                 inputs[f'{row}_properties'] = self.ctx.properties[row]
-        result = compare_models(orm.Dict(self.ctx.ions), **inputs, metadata={'call_link_label': 'compare_models'})
+        result = compare_models(
+            orm.Dict(self.ctx.ions),
+            test_split=self.ctx.test_split,
+            **inputs,
+            metadata={'call_link_label': 'compare_models'},
+        )
         self.out('comparison', result['comparison'])
         figures = {'comparison': result['figure']}
         arrays = {}

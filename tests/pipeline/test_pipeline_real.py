@@ -35,7 +35,14 @@ PNG = b'\x89PNG\r\n\x1a\n'
 #: of the first NPT stage, again after three time-step halvings). The plumbing is under test here, so the
 #: distance and force guards are off and the temperature guard allows 10 x T; the non-finite and volume guards
 #: stay on and still fail the run if the MD breaks down.
-RELAXED_GUARDS = {'min_distance_A': None, 'max_force_eV_A': None, 'max_temperature_factor': 10.0}
+#: The bond guard is off for the same reason: with whole test blocks held out the models see 5 frames, and both broke
+#: a PYR14 bond (1.5x) in the second NPT stage (measured 2026-12-04); the guard has its own tests (tests/md).
+RELAXED_GUARDS = {
+    'min_distance_A': None,
+    'max_force_eV_A': None,
+    'max_temperature_factor': 10.0,
+    'max_bond_stretch': None,
+}
 #: The smallest pipeline: every stage runs, each as briefly as it can and still mean something.
 SMALLEST = {
     'test_fraction': 0.25,
@@ -111,9 +118,12 @@ def test_smallest_pipeline(pipeline_codes, aiida_profile, tmp_path):
             if records[i].trajectory == records[j].trajectory:
                 assert abs(records[i].time_fs - records[j].time_fs) >= split['test_gap_fs'], (i, j, split)
     assert all(gap >= 2.0 for gap in time_gaps(records, train_index, test_index).values())
+    assert split['leak_free']
 
     # The comparison: a MACE and a DeePMD row with errors on the same test set, density and D per ion.
     comparison = node.outputs.comparison.get_dict()
+    compare = node.base.links.get_outgoing(link_label_filter='compare_models').one().node
+    assert compare.inputs.test_split.uuid == node.outputs.test_split.uuid
     assert set(comparison['rows']) == {'mace', 'deepmd'}
     for row in comparison['rows'].values():
         assert row['n_test_frames'] == test.n_frames and row['committee_size'] == 2
