@@ -62,15 +62,18 @@ def _origin_errors(errors: t.Mapping) -> dict[str, dict]:
 
 
 def _bond_text(broken: t.Mapping) -> str:
-    """``C3-N1 of PYR14 x1.8 (npt_0, step 120)`` from a ``properties.broken`` record."""
-    elements = broken.get('elements') or []
-    atoms = '-'.join(f'{e}{i}' for e, i in zip(elements, (broken.get('i'), broken.get('j')))) or 'a bond'
-    text = f'{atoms} of {broken.get("species") or broken.get("label") or "a molecule"}'
-    if broken.get('stretch') is not None:
-        text += f' x{float(broken["stretch"]):.2g}'
+    """``PYR14 #1: C(37)-H(55) 1.68 A = 1.53x (npt_0, step 120)`` from a ``properties.broken`` record (its ``label``,
+    else its ``elements``, ``i``, ``j``, ``species`` and ``stretch``)."""
     where = ', '.join(
         str(v) for v in (broken.get('stage'), f'step {broken["step"]}' if 'step' in broken else None) if v
     )
+    if broken.get('label'):
+        return f'{broken["label"]} ({where})' if where else str(broken['label'])
+    elements = broken.get('elements') or []
+    atoms = '-'.join(f'{e}{i}' for e, i in zip(elements, (broken.get('i'), broken.get('j')))) or 'a bond'
+    text = f'{atoms} of {broken.get("species") or "a molecule"}'
+    if broken.get('stretch') is not None:
+        text += f' x{float(broken["stretch"]):.2g}'
     return f'{text} ({where})' if where else text
 
 

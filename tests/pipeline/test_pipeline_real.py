@@ -42,6 +42,9 @@ RELAXED_GUARDS = {
     'max_force_eV_A': None,
     'max_temperature_factor': 10.0,
     'max_bond_stretch': None,
+    # Whole test blocks leave the models 5 training frames: the DeePMD model's NPT expanded past the 50 % volume
+    # guard three times (404). The properties then flag its density as unconverged; the guard is for production.
+    'max_volume_change': None,
 }
 #: The smallest pipeline: every stage runs, each as briefly as it can and still mean something.
 SMALLEST = {
