@@ -120,14 +120,22 @@ def pressure_errors(stress_predicted: t.Any, stress_reference: t.Any) -> dict[st
     :param stress_reference: the same shape and sign; ``nan`` rows (no stress label, non-periodic frame) are left
         out and ``n_stress_frames`` says how many were used.
     :returns: ``n_stress_frames``, ``pressure_rmse_kbar`` and ``pressure_mae_kbar`` of ``P = -trace(stress)/3``,
-        ``stress_rmse_kbar`` over the 9 components (1 eV/Å^3 = 1602.1766 kbar); ``None`` without such frames.
+        ``stress_rmse_kbar`` and ``stress_mae_kbar`` over the 9 components (1 eV/Å^3 = 1602.1766 kbar); ``None``
+        without such frames. The one home of these errors: the training parsers report them in their own units
+        (:func:`aiida_ilmlff.parsers.training.stress_metrics`).
     """
     predicted = np.asarray(stress_predicted, dtype=float).reshape(-1, 9)
     reference = np.asarray(stress_reference, dtype=float).reshape(-1, 9)
     rows = np.isfinite(reference).all(axis=1) & np.isfinite(predicted).all(axis=1)
     result: dict[str, t.Any] = {'n_stress_frames': int(rows.sum())}
     if not rows.any():
-        return {**result, 'pressure_rmse_kbar': None, 'pressure_mae_kbar': None, 'stress_rmse_kbar': None}
+        return {
+            **result,
+            'pressure_rmse_kbar': None,
+            'pressure_mae_kbar': None,
+            'stress_rmse_kbar': None,
+            'stress_mae_kbar': None,
+        }
     delta = predicted[rows] - reference[rows]
     pressure = -(delta[:, 0] + delta[:, 4] + delta[:, 8]) / 3.0 * KBAR_PER_EV_A3
     return {
@@ -135,6 +143,7 @@ def pressure_errors(stress_predicted: t.Any, stress_reference: t.Any) -> dict[st
         'pressure_rmse_kbar': float(np.sqrt(np.mean(pressure**2))),
         'pressure_mae_kbar': float(np.mean(np.abs(pressure))),
         'stress_rmse_kbar': float(np.sqrt(np.mean(delta**2)) * KBAR_PER_EV_A3),
+        'stress_mae_kbar': float(np.mean(np.abs(delta)) * KBAR_PER_EV_A3),
     }
 
 

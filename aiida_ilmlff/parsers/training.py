@@ -7,18 +7,16 @@ import json
 import re
 import typing as t
 
-import numpy as np
 from aiida.common import exceptions
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
+
+from aiida_ilmlff.parsers.evaluate import KBAR_PER_EV_A3, pressure_errors
 
 __all__ = ('STRESS_UNITS', 'TrainParser', 'last_error', 'stress_metrics')
 
 #: Units of the keys of :func:`stress_metrics`.
 STRESS_UNITS = {'stress_rmse': 'meV/Å^3', 'stress_mae': 'meV/Å^3', 'pressure_rmse': 'kbar'}
-
-#: kbar per eV/Å^3 (ASE constants, CODATA 2014: 1 eV/Å^3 = 160.21766 GPa).
-KBAR_PER_EV_A3 = 1602.1766208
 
 
 def last_error(text: str | None, extra_markers: t.Sequence[str] = ()) -> str:
@@ -44,19 +42,15 @@ def stress_metrics(predicted: t.Any, reference: t.Any) -> dict[str, t.Any]:
         9 components, and ``pressure_rmse`` [kbar] of ``P = -trace(stress)/3`` (the pressure error; 1 eV/Å^3 =
         1602.1766 kbar). Errors are ``None`` when no frame has a stress.
     """
-    predicted = np.asarray(predicted, dtype=float).reshape(-1, 9)
-    reference = np.asarray(reference, dtype=float).reshape(-1, 9)
-    rows = np.isfinite(reference).all(axis=1) & np.isfinite(predicted).all(axis=1)
-    result: dict[str, t.Any] = {'n_stress_frames': int(rows.sum())}
-    if not rows.any():
-        return {**result, 'stress_rmse': None, 'stress_mae': None, 'pressure_rmse': None}
-    delta = predicted[rows] - reference[rows]
-    pressure = -(delta[:, 0] + delta[:, 4] + delta[:, 8]) / 3.0
+    errors = pressure_errors(predicted, reference)
+    mev_per_a3 = {key: f'{key}_kbar' for key in ('stress_rmse', 'stress_mae')}
     return {
-        **result,
-        'stress_rmse': float(np.sqrt(np.mean(delta**2)) * 1000.0),
-        'stress_mae': float(np.mean(np.abs(delta)) * 1000.0),
-        'pressure_rmse': float(np.sqrt(np.mean(pressure**2)) * KBAR_PER_EV_A3),
+        'n_stress_frames': errors['n_stress_frames'],
+        **{
+            key: None if errors[kbar] is None else errors[kbar] / KBAR_PER_EV_A3 * 1000.0
+            for key, kbar in mev_per_a3.items()
+        },
+        'pressure_rmse': errors['pressure_rmse_kbar'],
     }
 
 
