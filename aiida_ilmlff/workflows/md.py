@@ -9,7 +9,7 @@ Handlers (each action is written to the work chain's report):
   the output strides double so that frames stay evenly spaced in time. The checkpoint carries the starting
   frame's bonds, so the restart keeps the topology and reference lengths of the ``bond`` guard. After
   ``max_guard_restarts`` such restarts the work chain fails with the guard's exit code (a model that breaks
-  molecules at any time step ends with 505).
+  molecules at any time step ends with 505), keeping as outputs the frames saved before the trip.
 
 When more than one calculation contributed frames, the outputs ``trajectory``, ``thermo`` and
 ``deviation`` are the joined segments (:func:`~aiida_ilmlff.calculations.functions.trajectory.merge_md_segments`,
@@ -243,14 +243,14 @@ class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
             self.report(
                 f'{node.process_label}<{node.pk}> tripped the `{guard.name}` guard {tried}: giving up ({message})'
             )
-            return ProcessHandlerReport(True, exit_code)
+            return self._give_up(node, exit_code)
         checkpoint = node.outputs.checkpoint if 'checkpoint' in node.outputs else None
         if checkpoint is None:
             self.report(
                 f'{node.process_label}<{node.pk}> tripped the `{guard.name}` guard on its starting state '
                 f'(no good frame to restart from): {message}'
             )
-            return ProcessHandlerReport(True, exit_code)
+            return self._give_up(node, exit_code)
         parameters = self.ctx.inputs.parameters.get_dict()
         old_dt = float(parameters.get('timestep_fs', PARAMETERS['timestep_fs'].default))
         new_dt = old_dt / 2
@@ -269,6 +269,18 @@ class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
             f'{old_dt:g} fs -> {new_dt:g} fs (steps {parameters["steps"]}, strides doubled)'
         )
         return ProcessHandlerReport(True)
+
+    def _give_up(self, node, exit_code) -> ProcessHandlerReport:
+        """Fail with the guard's exit code, keeping the frames saved before the trip as outputs.
+
+        A caller decides what they are worth: active learning selects candidates from them (the frames just before
+        a molecule came apart are the ones a committee should disagree on, as in DP-GEN); ``ilmlff.properties``
+        computes nothing from a run that tripped a guard (its 511/530).
+        """
+        for name, value in self.get_outputs(node).items():
+            if name not in self.node.outputs:
+                self.out(name, value)
+        return ProcessHandlerReport(True, exit_code)
 
     # ------------------------------------------------------------------------------------------ outputs
 
