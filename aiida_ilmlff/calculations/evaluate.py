@@ -20,7 +20,7 @@ from aiida.common import datastructures
 from aiida.engine import CalcJob
 
 from aiida_ilmlff.data import FramesData, MLFFModelData
-from aiida_ilmlff.runner.contract import DEVICES, DTYPES, EVALUATE_OUTPUTS, evaluate_settings
+from aiida_ilmlff.runner.contract import DEVICES, DTYPES, EVALUATE_BATCH_SIZE, EVALUATE_OUTPUTS, evaluate_settings
 
 __all__ = ('EvaluateCalculation',)
 
@@ -35,6 +35,8 @@ PARAMETER_KEYS = {
     'device': 'cpu or cuda (MACE models; DeePMD uses the device its build finds)',
     'dtype': 'float32 or float64: precision of MACE evaluation (default: each model dtype, else float64)',
     'plot': 'bool, default True: store a parity-plot PNG when the frames are labelled',
+    'batch_size': f'int >= 1, default {EVALUATE_BATCH_SIZE}: frames per model call (MACE: one batched graph of frames '
+    'of any sizes; DeePMD: frames of one atom ordering); 1 evaluates frame by frame through the ASE calculators',
 }
 
 
@@ -59,6 +61,12 @@ def validate_parameters(value: orm.Dict | None, _) -> str | None:
         return f'`dtype` must be {" or ".join(map(repr, DTYPES))}, got {parameters["dtype"]!r}'
     if not isinstance(parameters.get('plot', True), bool):
         return '`plot` must be a bool'
+    batch_size = parameters.get('batch_size', EVALUATE_BATCH_SIZE)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        return (
+            f'`batch_size` must be an integer >= 1 (frames per model call), got {batch_size!r}: use e.g. '
+            f'{EVALUATE_BATCH_SIZE}, or 1 to evaluate frame by frame'
+        )
     return None
 
 
@@ -156,7 +164,12 @@ class EvaluateCalculation(CalcJob):
                 }
             )
         config = evaluate_settings(
-            FRAMES_FILE, models, device=parameters.get('device', 'cpu'), output=OUTPUT_FILE, summary=SUMMARY_FILE
+            FRAMES_FILE,
+            models,
+            device=parameters.get('device', 'cpu'),
+            output=OUTPUT_FILE,
+            summary=SUMMARY_FILE,
+            batch_size=parameters.get('batch_size', EVALUATE_BATCH_SIZE),
         )
         with folder.open(INPUT_FILE, 'w') as handle:
             json.dump(config, handle, indent=1)

@@ -60,7 +60,10 @@ Settings (``evaluate.json``, written with :func:`evaluate_settings`)::
       "device": "cpu",                   # cpu | cuda (MACE; DeePMD uses the device its build finds)
       "output": "predictions.npz",
       "summary": "evaluate_summary.json",
-      "threads": 2                       # optional: torch threads (MACE); absent: as the environment sets them
+      "threads": 2,                      # optional: torch threads (MACE); absent: as the environment sets them
+      "batch_size": 16                   # optional (default EVALUATE_BATCH_SIZE): frames per model call (MACE:
+                                         # one batched graph of frames of any sizes; DeePMD: frames of one atom
+                                         # ordering); 1: frame by frame through each model's ASE calculator
     }
 
 Outputs (:data:`EVALUATE_OUTPUTS`): ``predictions.npz`` (no pickle) with the arrays :data:`PREDICTION_ARRAYS`:
@@ -68,9 +71,9 @@ Outputs (:data:`EVALUATE_OUTPUTS`): ``predictions.npz`` (no pickle) with the arr
 ``stress`` (n_models, n_frames, 3, 3) eV/Å^3 (ASE sign; nan for frames not periodic in all three directions),
 ``n_atoms`` (n_frames,), ``numbers`` (n_atoms_total,), ``model_keys`` (n_models,); and
 ``evaluate_summary.json``: per model its architecture, wall time ``seconds`` (loading excluded) and
-``atom_frames_per_second``; ``n_frames``, ``n_atoms`` and the package ``versions``. Exit statuses:
-:data:`EXIT_OK`, :data:`EXIT_BAD_INPUT` (unreadable settings), :data:`EXIT_MODEL_LOAD` (a model cannot be
-loaded or evaluated).
+``atom_frames_per_second``; ``n_frames``, ``n_atoms``, ``batch_size`` and the package ``versions``. Exit statuses:
+:data:`EXIT_OK`, :data:`EXIT_BAD_INPUT` (unreadable settings, ``batch_size`` not an integer >= 1),
+:data:`EXIT_MODEL_LOAD` (a model cannot be loaded or evaluated).
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ __all__ = (
     'DEVICES',
     'DTYPES',
     'ENSEMBLES',
+    'EVALUATE_BATCH_SIZE',
     'EVALUATE_OUTPUTS',
     'EXIT_BAD_INPUT',
     'EXIT_CALCULATOR_ERROR',
@@ -169,6 +173,8 @@ DEVIATION_COLUMNS = ('step', 'time_fs', 'max_devi_f', 'min_devi_f', 'avg_devi_f'
 
 #: Default output file names of ``ilmlff-runner evaluate`` (the settings may name others).
 EVALUATE_OUTPUTS = {'predictions': 'predictions.npz', 'summary': 'evaluate_summary.json'}
+#: Default frames per model call of ``ilmlff-runner evaluate`` (``batch_size`` of the settings; 1: frame by frame).
+EVALUATE_BATCH_SIZE = 16
 #: Arrays of ``predictions.npz``.
 PREDICTION_ARRAYS = ('energy', 'forces', 'stress', 'n_atoms', 'numbers', 'model_keys')
 
@@ -512,14 +518,26 @@ def evaluate_settings(
     output: str = EVALUATE_OUTPUTS['predictions'],
     summary: str = EVALUATE_OUTPUTS['summary'],
     threads: int | None = None,
+    batch_size: int = EVALUATE_BATCH_SIZE,
 ) -> dict[str, t.Any]:
     """The content of ``evaluate.json`` (see the module docstring); file paths are relative to the job folder.
 
     :param models: one entry per model: ``key``, ``path``, ``architecture`` (:data:`ARCHITECTURES`), ``dtype``.
     :param threads: torch intra-op threads of MACE models; ``None`` (the key is left out): as the job's
         environment variables set them.
+    :param batch_size: frames per model call (>= 1; 1: frame by frame through the ASE calculators).
+    :raises ValueError: ``batch_size`` is not an integer >= 1.
     """
-    settings = {'frames': frames, 'models': models, 'device': device, 'output': output, 'summary': summary}
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f'`batch_size` must be an integer >= 1 (frames per model call), got {batch_size!r}')
+    settings = {
+        'frames': frames,
+        'models': models,
+        'device': device,
+        'output': output,
+        'summary': summary,
+        'batch_size': batch_size,
+    }
     if threads is not None:
         settings['threads'] = int(threads)
     return settings

@@ -4,9 +4,13 @@ The command behind the ``ilmlff.evaluate`` CalcJob. Settings, output files and e
 in :mod:`aiida_ilmlff.runner.contract` (``evaluate.json`` -> ``predictions.npz`` and
 ``evaluate_summary.json``; ``predictions.npz`` also holds ``stress`` (n_models, n_frames, 3, 3) eV/Å^3, ASE
 sign, nan for frames that are not periodic). Models are loaded by the runner's one loader,
-:func:`aiida_ilmlff.runner.calculators.load_calculator`, as for the MD; MACE models are then evaluated frame
-by frame through their ASE calculator, DeePMD models through the calculator's ``DeepPot`` with the frames
-batched by atom ordering. torch / mace and deepmd / tensorflow are imported only when a model of their
+:func:`aiida_ilmlff.runner.calculators.load_calculator`, as for the MD. With ``batch_size`` > 1 (the settings'
+key, default :data:`~aiida_ilmlff.runner.contract.EVALUATE_BATCH_SIZE`) each model runs on batches of frames:
+MACE models on MACE's own batched graphs (``AtomicData.from_config`` with the model's z table and r_max, one
+``torch_geometric`` batch of up to ``batch_size`` frames of any sizes, as ``mace_eval_configs`` does), DeePMD
+models through the calculator's ``DeepPot`` with up to ``batch_size`` frames of one atom ordering per call. With
+``batch_size`` 1 every model is evaluated frame by frame through its ASE calculator (the reference path; the
+benchmark compares both). torch / mace and deepmd / tensorflow are imported only when a model of their
 architecture is loaded.
 """
 
@@ -21,7 +25,7 @@ import typing as t
 
 import numpy as np
 
-from .contract import EVALUATE_OUTPUTS, EXIT_BAD_INPUT, EXIT_MODEL_LOAD, EXIT_OK
+from .contract import EVALUATE_BATCH_SIZE, EVALUATE_OUTPUTS, EXIT_BAD_INPUT, EXIT_MODEL_LOAD, EXIT_OK
 
 __all__ = ('evaluate_models', 'main', 'predict')
 
@@ -54,10 +58,73 @@ def _predict_each(calculator, frames) -> tuple[np.ndarray, list[np.ndarray], np.
     return energies, forces, stresses, time.perf_counter() - start
 
 
-def _predict_deepmd(potential, frames, key: str) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, float]:
+def _chunks(indices: list[int], size: int) -> t.Iterator[list[int]]:
+    for first in range(0, len(indices), size):
+        yield indices[first : first + size]
+
+
+def _predict_mace(calculator, frames, batch_size: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, float]:
+    """Energies (eV), forces (eV/Å) and stresses (3x3 eV/Å^3, ASE sign; nan for non-periodic frames) of ``frames``
+    with the model of a ``mace.calculators.MACECalculator``, ``batch_size`` frames per model call.
+
+    The graphs are built as the calculator builds one frame's (``config_from_atoms`` with its keys and head,
+    ``AtomicData.from_config`` with its z table and r_max, floats cast to the model's dtype) and joined in one
+    ``torch_geometric`` batch, so frames of any sizes and species share a batch; the outputs are converted with
+    the calculator's units. The results equal :func:`_predict_each`'s to rounding.
+    """
+    import torch
+    from mace import data as mace_data
+    from mace.tools import torch_geometric, torch_tools
+
+    model = calculator.models[0]
+    dtype = next(model.parameters()).dtype
+    keyspec = mace_data.KeySpecification(
+        info_keys=calculator.info_keys, arrays_keys={**calculator.arrays_keys, calculator.charges_key: 'charges'}
+    )
+    compute_stress = calculator.model_type in ('MACE', 'EnergyDipoleMACE', 'PolarMACE')
+    energy_unit = calculator.energy_units_to_eV
+    length_unit = calculator.length_units_to_A
+    energies = np.empty(len(frames))
+    stresses = np.full((len(frames), 3, 3), np.nan)
+    forces: list[np.ndarray] = []
+    start = time.perf_counter()
+    for indices in _chunks(list(range(len(frames))), batch_size):
+        with torch_tools.default_dtype(calculator.default_dtype):
+            graphs = [
+                mace_data.AtomicData.from_config(
+                    mace_data.config_from_atoms(frames[i], key_specification=keyspec, head_name=calculator.head),
+                    z_table=calculator.z_table,
+                    cutoff=calculator.r_max,
+                    heads=calculator.available_heads,
+                )
+                for i in indices
+            ]
+        batch = torch_geometric.Batch.from_data_list(graphs).to(calculator.device)
+        for key in batch.keys:
+            value = batch[key]
+            if torch.is_tensor(value) and torch.is_floating_point(value):
+                batch[key] = value.to(dtype=dtype)
+        out = model(batch.to_dict(), compute_stress=compute_stress, training=False)
+        energy = out['energy'].detach().cpu().numpy().astype(float) * energy_unit
+        force = out['forces'].detach().cpu().numpy().astype(float) * (energy_unit / length_unit)
+        stress = out.get('stress') if compute_stress else None
+        stress = None if stress is None else stress.detach().cpu().numpy().astype(float) * energy_unit / length_unit**3
+        bounds = batch['ptr'].cpu().numpy()
+        for j, i in enumerate(indices):
+            energies[i] = energy[j]
+            forces.append(force[bounds[j] : bounds[j + 1]])
+            if stress is not None and _periodic(frames[i]):
+                stresses[i] = stress[j]
+    return energies, forces, stresses, time.perf_counter() - start
+
+
+def _predict_deepmd(
+    potential, frames, key: str, batch_size: int
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, float]:
     """Energies (eV), forces (eV/Å) and stresses (eV/Å^3) with a DeePMD ``DeepPot``, frames batched by atom
-    ordering and periodicity. The stress of a periodic frame is ``-(W + W^T) / 2 / V`` from the virial ``W`` [eV]
-    (the sign and symmetrisation of ``deepmd.calculator.DP``); nan for non-periodic frames."""
+    ordering and periodicity, at most ``batch_size`` frames per call. The stress of a periodic frame is
+    ``-(W + W^T) / 2 / V`` from the virial ``W`` [eV] (the sign and symmetrisation of ``deepmd.calculator.DP``);
+    nan for non-periodic frames."""
     type_map = list(potential.get_type_map())
     energies = np.empty(len(frames))
     stresses = np.full((len(frames), 3, 3), np.nan)
@@ -70,7 +137,8 @@ def _predict_deepmd(potential, frames, key: str) -> tuple[np.ndarray, list[np.nd
             raise ValueError(f'model {key}: elements {missing} are not in its type_map {type_map}')
         groups.setdefault((symbols, _periodic(atoms)), []).append(i)
     start = time.perf_counter()
-    for (symbols, periodic), indices in groups.items():
+    chunks = [(group, chunk) for group, indices in groups.items() for chunk in _chunks(indices, batch_size)]
+    for (symbols, periodic), indices in chunks:
         atom_types = [type_map.index(s) for s in symbols]
         coords = np.array([frames[i].positions.reshape(-1) for i in indices])
         cells = np.array([frames[i].cell.array.reshape(-1) for i in indices]) if periodic else None
@@ -86,20 +154,34 @@ def _predict_deepmd(potential, frames, key: str) -> tuple[np.ndarray, list[np.nd
     return energies, forces, stresses, time.perf_counter() - start
 
 
-def predict(model: dict[str, t.Any], calculator, frames) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, float]:
+def predict(
+    model: dict[str, t.Any], calculator, frames, batch_size: int = EVALUATE_BATCH_SIZE
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, float]:
     """Predictions of one loaded model on ``frames`` (a list of ASE ``Atoms``).
 
     :param model: the model entry of the settings (``key``, ``architecture``).
-    :param calculator: its calculator from :func:`~aiida_ilmlff.runner.calculators.load_calculator`; a DeePMD
-        calculator (``deepmd.calculator.DP``) is evaluated in batches through its ``DeepPot`` (``.dp``).
+    :param calculator: its calculator from :func:`~aiida_ilmlff.runner.calculators.load_calculator`; a MACE
+        calculator is evaluated on MACE's batched graphs, a DeePMD calculator (``deepmd.calculator.DP``) through its
+        ``DeepPot`` (``.dp``), both ``batch_size`` frames per model call.
+    :param batch_size: frames per model call; 1 evaluates frame by frame through the ASE calculator.
     :returns: energies (n_frames,) eV, forces [(n_atoms_i, 3) eV/Å per frame], stresses (n_frames, 3, 3) eV/Å^3
         in ASE's sign (positive under tension; pressure = -trace/3), nan for frames that are not periodic in
-        all three directions, and the wall time [s].
-    :raises ValueError: a frame has an element the DeePMD model's type map lacks.
+        all three directions, and the wall time [s] (graph building included).
+    :raises ValueError: ``batch_size`` < 1, or a frame has an element the DeePMD model's type map lacks.
     """
-    potential = getattr(calculator, 'dp', None) if model.get('architecture') == 'deepmd' else None
-    if potential is not None:
-        return _predict_deepmd(potential, frames, model['key'])
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f'batch_size must be an integer >= 1, got {batch_size!r}')
+    if batch_size == 1:
+        return _predict_each(calculator, frames)
+    if model.get('architecture') == 'deepmd':
+        potential = getattr(calculator, 'dp', None)
+        if potential is not None:
+            return _predict_deepmd(potential, frames, model['key'], batch_size)
+    elif model.get('architecture') == 'mace' and all(
+        hasattr(calculator, name) for name in ('models', 'z_table', 'r_max', 'head', 'available_heads')
+    ):
+        if len(calculator.models) == 1 and not getattr(calculator, 'use_compile', False):
+            return _predict_mace(calculator, frames, batch_size)
     return _predict_each(calculator, frames)
 
 
@@ -109,7 +191,7 @@ def evaluate_models(config: dict, workdir: pathlib.Path) -> dict:
     :param config: the parsed ``evaluate.json``.
     :param workdir: folder that relative paths in ``config`` refer to.
     :returns: the summary written to ``config['summary']``.
-    :raises ValueError: on an unknown architecture or an element missing from a model.
+    :raises ValueError: on an unknown architecture, an element missing from a model or a ``batch_size`` < 1.
     :raises FileNotFoundError: a model file is missing.
     """
     from . import calculators
@@ -119,11 +201,12 @@ def evaluate_models(config: dict, workdir: pathlib.Path) -> dict:
     n_atoms = np.array([len(atoms) for atoms in frames], dtype=int)
     numbers = np.concatenate([atoms.numbers for atoms in frames]) if frames else np.zeros(0, int)
     energies, forces, stresses = [], [], []
-    summary = {'models': {}, 'n_frames': len(frames), 'n_atoms': int(n_atoms.sum())}
+    batch_size = config.get('batch_size', EVALUATE_BATCH_SIZE)
+    summary = {'models': {}, 'n_frames': len(frames), 'n_atoms': int(n_atoms.sum()), 'batch_size': batch_size}
     for model in config['models']:
         model = dict(model, path=str(workdir / model['path']))
         calculator = calculators.load_calculator(model, device=device, threads=config.get('threads'))
-        energy, force, stress, seconds = predict(model, calculator, frames)
+        energy, force, stress, seconds = predict(model, calculator, frames, batch_size)
         energies.append(energy)
         stresses.append(stress)
         forces.append(np.concatenate(force) if force else np.zeros((0, 3)))
@@ -156,6 +239,10 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exception:
         print(f'ilmlff-runner evaluate: cannot read {path}: {exception}', file=sys.stderr)
+        return EXIT_BAD_INPUT
+    batch_size = config.get('batch_size', EVALUATE_BATCH_SIZE) if isinstance(config, dict) else None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        print(f'ilmlff-runner evaluate: batch_size must be an integer >= 1, got {batch_size!r}', file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
         summary = evaluate_models(config, path.resolve().parent)

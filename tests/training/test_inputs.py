@@ -133,6 +133,18 @@ def test_evaluate_model_missing_elements_rejected(evaluate_code, frames, tmp_pat
     _assert_rejected(EvaluateCalculation, inputs, "['Li']", 'm0')
 
 
+@pytest.mark.parametrize('batch_size', [0, -1, 1.5])
+def test_evaluate_batch_size_below_one_rejected(evaluate_code, frames, tmp_path, batch_size):
+    inputs = {
+        'code': evaluate_code,
+        'frames': frames['test'],
+        'models': {'m0': _fake_model(['B', 'F', 'H', 'Li'], tmp_path=tmp_path)},
+        'parameters': orm.Dict({'batch_size': batch_size}),
+        'metadata': {'options': job_options()},
+    }
+    _assert_rejected(EvaluateCalculation, inputs, '`batch_size` must be an integer >= 1', repr(batch_size))
+
+
 def test_committee_bad_inputs_rejected(mace_train_code, frames, tmp_path):
     builder = TrainWorkChain.get_builder_from_protocol(
         mace_train_code, frames['train'], protocol='fast', valid=frames['valid']
