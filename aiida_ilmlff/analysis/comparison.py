@@ -61,6 +61,19 @@ def _origin_errors(errors: t.Mapping) -> dict[str, dict]:
     }
 
 
+def _guard_text(unstable: t.Mapping) -> str:
+    """``temperature guard tripped: T = 4521 K > 4500 K at step 56 (nvt)`` from a ``properties.unstable`` record
+    (the runner's message names the value and step; without one, the step is given)."""
+    text = f'{unstable.get("guard") or "a"} guard tripped'
+    if unstable.get('message'):
+        text += f': {unstable["message"]}'
+        where = [unstable.get('stage')]
+    else:
+        where = [unstable.get('stage'), f'step {unstable["step"]}' if unstable.get('step') is not None else None]
+    where = ', '.join(str(v) for v in where if v)
+    return f'{text} ({where})' if where else text
+
+
 def _bond_text(broken: t.Mapping) -> str:
     """``PYR14 #1: C(37)-H(55) 1.68 A = 1.53x (npt_0, step 120)`` from a ``properties.broken`` record (its ``label``,
     else its ``elements``, ``i``, ``j``, ``species`` and ``stretch``)."""
@@ -118,7 +131,8 @@ def comparison_table(
         ``n_test_frames``, ``density`` and ``density_error`` [g/cm^3] (``None`` unless the density stop rule held:
         the value is kept in ``density_unconverged``), ``converged``, ``D`` {ion: :func:`_diffusion_entry`}
         [m^2/s], ``coordination`` {pair: {r_cut_A, cn, cutoff_fallback}}, ``broken`` (the bond a model's MD broke,
-        or ``None``: then no density, D or coordination) and ``flags`` (one short text per number that is not a
+        or ``None``), ``unstable`` (the guard its MD gave up on, or ``None``; with either there is no density, D or
+        coordination) and ``flags`` (one short text per number that is not a
         result, shown under the table). Missing numbers are ``None``.
     :raises ValueError: for an unknown ``kind`` or no rows.
     """
@@ -162,13 +176,19 @@ def comparison_table(
             'D': {},
             'coordination': {},
             'broken': None,
+            'unstable': None,
             'flags': flags,
         }
         properties = values.get('properties') or {}
         broken = properties.get('broken')
+        unstable = properties.get('unstable')
         if broken:
             row['broken'] = dict(broken)
             flags.append(f'molecules broke: {_bond_text(broken)}; no density, D or structure from this model')
+        elif unstable:
+            row['unstable'] = dict(unstable)
+            flags.append(f'MD unstable: {_guard_text(unstable)}; no density, D or structure from this model')
+        broken = broken or unstable
         density = properties.get('density_g_cm3') or {}
         row['converged'] = density.get('converged')
         if not broken and density.get('mean') is not None:
@@ -225,7 +245,8 @@ def format_comparison_table(comparison: t.Mapping[str, t.Any]) -> str:
     Columns: model, kind, force RMSE [meV/Å] and relative force error on the shared test set, energy RMSE
     [meV/atom] (aligned for foundation rows), pressure RMSE [kbar], density [g/cm^3] with its error, and the
     self-diffusion coefficient of every ion [1e-11 m^2/s] with its error. A number that is not a result is never
-    printed in its column: ``broken`` (the MD broke a molecule), ``n.c.`` (density stop rule not met),
+    printed in its column: ``broken`` (the MD broke a molecule), ``unstable`` (the MD gave up on another guard),
+    ``n.c.`` (density stop rule not met),
     ``sub-diff.`` / ``ballistic`` (the MSD was not diffusive); each is explained in a numbered note below.
 
     :param comparison: the ``comparison`` dict of :func:`comparison_table` (the pipeline's ``comparison``
@@ -238,9 +259,9 @@ def format_comparison_table(comparison: t.Mapping[str, t.Any]) -> str:
     order = comparison.get('order', sorted(comparison['rows']))
     for name in order:
         row = comparison['rows'][name]
-        broken = bool(row.get('broken'))
-        if broken:
-            density = 'broken'
+        failed = 'broken' if row.get('broken') else 'unstable' if row.get('unstable') else None
+        if failed:
+            density = failed
         elif row.get('density') is None and row.get('density_unconverged') is not None:
             density = 'n.c.'
         else:
@@ -256,8 +277,8 @@ def format_comparison_table(comparison: t.Mapping[str, t.Any]) -> str:
         ]
         for ion in ions:
             entry = row.get('D', {}).get(ion) or {}
-            if broken:
-                line.append('broken')
+            if failed:
+                line.append(failed)
             elif entry.get('value') is None and entry.get('regime') not in (None, 'diffusive'):
                 line.append('sub-diff.' if entry['regime'] == 'sub-diffusive' else str(entry['regime']))
             else:

@@ -185,7 +185,8 @@ def plot_comparison(comparison: t.Mapping[str, t.Any], path: str | pathlib.Path 
     axes[1].set_ylabel('energy RMSE (meV/atom)')
     density, density_error = values('density'), values('density_error')
     # A density whose stop rule did not hold is not a result: the comparison keeps it apart (`density_unconverged`);
-    # it is drawn hatched and labelled, never as a plain bar. A model whose molecules broke has no bar.
+    # it is drawn hatched and labelled, never as a plain bar. A model whose molecules broke or whose MD was unstable
+    # has no bar.
     unconverged = values('density_unconverged')
     density = np.where(np.isfinite(density), density, unconverged)
     bars = axes[2].bar(x, density, yerr=np.nan_to_num(density_error), color='tab:green', capsize=3)
@@ -194,8 +195,9 @@ def plot_comparison(comparison: t.Mapping[str, t.Any], path: str | pathlib.Path 
             bar.set_hatch('//')
             bar.set_alpha(0.5)
             axes[2].annotate('not converged', (x[k], density[k]), ha='center', va='bottom', fontsize=7, rotation=90)
-        if row.get('broken'):
-            axes[2].annotate('molecules broke', (x[k], 0.0), ha='center', va='bottom', fontsize=7, rotation=90)
+        if row.get('broken') or row.get('unstable'):
+            text = 'molecules broke' if row.get('broken') else 'MD unstable'
+            axes[2].annotate(text, (x[k], 0.0), ha='center', va='bottom', fontsize=7, rotation=90)
     axes[2].set_ylabel('density (g/cm$^3$)')
     if np.isfinite(density).any():
         low = np.nanmin(density - np.nan_to_num(density_error))

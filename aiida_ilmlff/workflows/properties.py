@@ -27,11 +27,16 @@ bond of the starting box stretched past ``max_bond_stretch``; ``ilmlff.md`` 505,
 attaches ``properties`` with ``broken`` (which bond of which ion, how far, in which stage, at which step),
 ``density_g_cm3`` ``None`` and no diffusion or coordination
 (:func:`~aiida_ilmlff.calculations.functions.md.broken_molecule_properties`), and ends with 511
-``ERROR_MOLECULE_BROKEN``. Any other failure of an MD stage (401/402) leaves no ``properties`` at all: a density
-is reported only from NPT stages that finished.
+``ERROR_MOLECULE_BROKEN``. A stage that gives up on any other guard (non-finite energy, force, temperature,
+atoms too close, volume: the model is unstable at this state point) is reported the same way, with ``unstable``
+(the guard, its measured value and threshold, stage and step;
+:func:`~aiida_ilmlff.calculations.functions.md.unstable_model_properties`), and ends with 512
+``ERROR_MODEL_UNSTABLE``; a caller such as ``ilmlff.pipeline`` keeps such a model's row, marked, in its table. Any
+other failure of an MD stage (401/402: a crash, no checkpoint) leaves no ``properties`` at all: a density is
+reported only from NPT stages that finished.
 
 Exit codes: 401 an NPT stage failed, 402 the NVT production failed, 350 an analysis failed, 510 (optional)
-density not converged, 511 a molecule broke. See ``docs/properties.md``.
+density not converged, 511 a molecule broke, 512 the model was unstable. See ``docs/properties.md``.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from aiida.engine import ToContext, WorkChain, append_, while_
 
 from aiida_ilmlff.analysis.npt import DENSITY_CONVERGENCE, density_stop_rule, validate_density_convergence
 from aiida_ilmlff.analysis.settings import ANALYSIS_SETTINGS, validate_analysis_settings
-from aiida_ilmlff.calculations.functions.md import broken_molecule_properties
+from aiida_ilmlff.calculations.functions.md import broken_molecule_properties, unstable_model_properties
 from aiida_ilmlff.calculations.functions.properties import (
     analyse_diffusion,
     analyse_li_environment,
@@ -319,6 +324,13 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
             message='The model broke a molecule in {stage}: {bond}. No property was computed from that trajectory; '
             '`properties.broken` names the bond.',
         )
+        spec.exit_code(
+            512,
+            'ERROR_MODEL_UNSTABLE',
+            message="The model's MD was unstable in {stage}: the `{guard}` guard tripped after the restarts with "
+            'smaller time steps ({detail}). No property was computed from that trajectory; `properties.unstable` '
+            'names the guard.',
+        )
 
     # ------------------------------------------------------------------------------------------ protocols
 
@@ -469,9 +481,9 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
         stage = len(self.ctx.stages) + 1
         node = self.ctx.npt[-1]
         if not node.is_finished_ok:
-            broken = self._broken_molecule(node, f'npt_{stage}')
-            if broken is not None:
-                return broken
+            failed = self._failed_model(node, f'npt_{stage}')
+            if failed is not None:
+                return failed
             return self.exit_codes.ERROR_SUB_PROCESS_FAILED_NPT.format(stage=stage, pk=node.pk, status=node.exit_status)
         stats = npt_stage_density(node.outputs.thermo, metadata={'call_link_label': f'density_stage_{stage}'})
         self.ctx.stages.append(stats)
@@ -535,40 +547,60 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
         """The NVT run must have finished."""
         node = self.ctx.nvt
         if not node.is_finished_ok:
-            broken = self._broken_molecule(node, 'nvt')
-            if broken is not None:
-                return broken
+            failed = self._failed_model(node, 'nvt')
+            if failed is not None:
+                return failed
             return self.exit_codes.ERROR_SUB_PROCESS_FAILED_NVT.format(pk=node.pk, status=node.exit_status)
         return None
 
-    def _broken_molecule(self, node, stage: str):
-        """When the MD work chain ``node`` stopped on the ``bond`` guard: attach ``properties`` with ``broken``
-        (and no density, diffusion or coordination) and return 511; otherwise ``None``."""
-        if node.exit_status != GUARDS['bond'].exit_status:
+    def _failed_model(self, node, stage: str):
+        """When the MD work chain ``node`` gave up on a guard: attach ``properties`` with ``broken`` (the ``bond``
+        guard, 511) or ``unstable`` (any other guard, 512), with no density, diffusion or coordination, and return
+        the exit code; otherwise (no guard, e.g. a code crash) ``None``."""
+        guard = next((g for g in GUARDS.values() if g.exit_status == node.exit_status), None)
+        if guard is None:
             return None
         calculations = sorted(
             (
                 child
                 for child in node.called
-                if child.exit_status == GUARDS['bond'].exit_status and 'output_parameters' in child.outputs
+                if child.exit_status == guard.exit_status and 'output_parameters' in child.outputs
             ),
             key=lambda child: child.ctime,
         )
-        if not calculations or broken_bond(calculations[-1].outputs.output_parameters.get_dict()) is None:
+        if not calculations:
             return None
-        properties = broken_molecule_properties(
-            calculations[-1].outputs.output_parameters,
-            orm.Str(stage),
-            self.inputs.temperature,
-            metadata={'call_link_label': 'broken_molecule'},
+        output_parameters = calculations[-1].outputs.output_parameters
+        if guard.name == 'bond':
+            if broken_bond(output_parameters.get_dict()) is None:
+                return None
+            properties = broken_molecule_properties(
+                output_parameters,
+                orm.Str(stage),
+                self.inputs.temperature,
+                metadata={'call_link_label': 'broken_molecule'},
+            )
+            bond = properties['broken']
+            self.report(
+                f'{stage} ({node.process_label}<{node.pk}>) broke a molecule: {bond["label"]} (> {bond["threshold"]}x '
+                f'its starting length) at step {bond["step"]}; no density, diffusion or structure is computed for this '
+                'model'
+            )
+            self.out('properties', properties)
+            return self.exit_codes.ERROR_MOLECULE_BROKEN.format(stage=stage, bond=bond['label'])
+        if not (output_parameters.get_dict().get('guard') or {}).get('name'):
+            return None
+        properties = unstable_model_properties(
+            output_parameters, orm.Str(stage), self.inputs.temperature, metadata={'call_link_label': 'unstable_model'}
         )
-        bond = properties['broken']
+        record = properties['unstable']
         self.report(
-            f'{stage} ({node.process_label}<{node.pk}>) broke a molecule: {bond["label"]} (> {bond["threshold"]}x its '
-            f'starting length) at step {bond["step"]}; no density, diffusion or structure is computed for this model'
+            f'{stage} ({node.process_label}<{node.pk}>) was unstable: the `{record["guard"]}` guard tripped at step '
+            f'{record["step"]} after the restarts with smaller time steps ({record["message"]}); no density, diffusion '
+            'or structure is computed for this model'
         )
         self.out('properties', properties)
-        return self.exit_codes.ERROR_MOLECULE_BROKEN.format(stage=stage, bond=bond['label'])
+        return self.exit_codes.ERROR_MODEL_UNSTABLE.format(stage=stage, guard=record['guard'], detail=record['message'])
 
     # ------------------------------------------------------------------------------------------ analysis
 

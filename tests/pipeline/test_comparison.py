@@ -141,6 +141,17 @@ def test_non_results_are_flagged_not_printed():
     assert line.count('broken') == 3 and '1.2' not in line
     assert 'molecules broke: C3-N1 of PYR14 x1.8 (nvt)' in text
 
+    unstable = _properties(1.2, 2.0e-11, 3.0e-11)
+    unstable['unstable'] = {'guard': 'temperature', 'message': 'T = 4521 K > 4500 K at step 56', 'stage': 'nvt'}
+    table = _flagged(unstable)
+    row = table['rows']['m']
+    assert row['density'] is None and all(cell['value'] is None for cell in row['D'].values())
+    assert row['coordination'] == {} and row['broken'] is None and row['unstable']['guard'] == 'temperature'
+    text = format_comparison_table(table)
+    line = next(line for line in text.splitlines() if line.startswith('M '))
+    assert line.count('unstable') == 3 and '1.2' not in line
+    assert 'MD unstable: temperature guard tripped: T = 4521 K > 4500 K at step 56 (nvt)' in text
+
 
 def test_foundation_energy_without_alignment_and_leaky_test_set():
     """A foundation row whose offsets cannot be fitted shows forces only; an unknown split is flagged."""

@@ -131,9 +131,27 @@ def test_smallest_pipeline(pipeline_codes, aiida_profile, tmp_path):
     for row in comparison['rows'].values():
         assert row['n_test_frames'] == test.n_frames and row['committee_size'] == 2
         assert row['force_rmse'] > 0 and row['energy_rmse'] >= 0
-        assert 0.3 < row['density'] < 3.0, row
+        # Every number is a result or is flagged. Models of 5 frames converge no density in two short NPT stages and
+        # no MSD is diffusive after 0.4 ps; such a model may also be unstable (measured 2026-12-05: the DeePMD
+        # committee's NVT heated past 10 x T after three time-step halvings). What is not a result has a note and no
+        # number in its column.
+        if row['broken'] or row['unstable']:
+            assert row['density'] is None and all(cell['value'] is None for cell in row['D'].values()), row
+            assert any('no density, D or structure' in flag for flag in row['flags']), row
+            continue
+        if row['density'] is None:
+            assert 0.3 < row['density_unconverged'] < 3.0, row
+            assert any('stop rule did not hold' in flag for flag in row['flags']), row
+        else:
+            assert 0.3 < row['density'] < 3.0 and row['converged'], row
         for ion in ('PYR14', 'BF4'):
-            assert row['D'][ion]['value'] is not None and row['D'][ion]['value'] > 0, row
+            cell = row['D'][ion]
+            if cell['value'] is None:
+                assert cell['regime'] != 'diffusive' and any(flag.startswith(f'D {ion}') for flag in row['flags'])
+            else:
+                assert cell['value'] > 0 and cell['regime'] == 'diffusive', row
+    # The MACE committee's MD ran to the end (the provenance checks below follow its density).
+    assert not comparison['rows']['mace']['broken'] and not comparison['rows']['mace']['unstable']
     # The evaluation's errors: relative force error, per origin and per element, pressure over the frames with a
     # reference stress, energies raw and aligned.
     for row, metrics in node.outputs.evaluation.items():

@@ -105,3 +105,27 @@ def test_broken_molecule_gives_no_properties(runner_code, md_structure, mace_mod
         ]
         assert len(nvt_runs) == 1
         assert nvt_runs[0].outputs.output_parameters['bond_guard']['reference'] == 'bond_reference'
+
+
+def test_unstable_model_gives_no_properties(runner_code, md_structure, mace_model, job_options):
+    """A model whose MD gives up on a guard other than ``bond`` (here: the temperature guard at 1.02 x T, which the
+    first thermal fluctuation trips) is unstable: no density, diffusion or structure, ``properties.unstable`` names
+    the guard and the stage, the work chain ends with 512."""
+    strict = {'md': {'parameters': {'guards': {'max_temperature_factor': 1.02}}}, 'max_guard_restarts': 0}
+    builder = PropertiesWorkChain.get_builder_from_protocol(
+        runner_code, md_structure, models=[mace_model], protocol='fast', options=job_options, overrides={'npt': strict}
+    )
+    _, node = run_get_node(builder)
+    report = get_workchain_report(node, 'REPORT')
+    print(report)
+    assert node.exit_status == 512 == PropertiesWorkChain.exit_codes.ERROR_MODEL_UNSTABLE.status, node.exit_message
+    properties = node.outputs.properties.get_dict()
+    unstable = properties['unstable']
+    assert unstable['guard'] == 'temperature' and unstable['stage'] == 'npt_1'
+    assert unstable['value'] > unstable['threshold'] > 0 and unstable['step'] >= 1
+    assert properties['density_g_cm3'] is None and properties['diffusion'] == {} and properties['coordination'] == {}
+    assert 'was unstable' in report and 'temperature' in node.exit_message
+    assert 'curves' not in node.outputs and 'nvt_trajectory' not in node.outputs
+    # the MD work chain kept the frames saved before the trip as outputs
+    md = node.base.links.get_outgoing(link_label_filter='npt_1').one().node
+    assert md.exit_status == 502 and md.outputs.trajectory.n_frames >= 1
