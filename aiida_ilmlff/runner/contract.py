@@ -61,7 +61,7 @@ Settings (``evaluate.json``, written with :func:`evaluate_settings`)::
       "output": "predictions.npz",
       "summary": "evaluate_summary.json",
       "threads": 2,                      # optional: torch threads (MACE); absent: as the environment sets them
-      "batch_size": 16                   # optional (default EVALUATE_BATCH_SIZE): frames per model call (MACE:
+      "batch_size": 8                    # optional (default EVALUATE_BATCH_SIZE): frames per model call (MACE:
                                          # one batched graph of frames of any sizes; DeePMD: frames of one atom
                                          # ordering); 1: frame by frame through each model's ASE calculator
     }
@@ -174,7 +174,7 @@ DEVIATION_COLUMNS = ('step', 'time_fs', 'max_devi_f', 'min_devi_f', 'avg_devi_f'
 #: Default output file names of ``ilmlff-runner evaluate`` (the settings may name others).
 EVALUATE_OUTPUTS = {'predictions': 'predictions.npz', 'summary': 'evaluate_summary.json'}
 #: Default frames per model call of ``ilmlff-runner evaluate`` (``batch_size`` of the settings; 1: frame by frame).
-EVALUATE_BATCH_SIZE = 16
+EVALUATE_BATCH_SIZE = 8
 #: Arrays of ``predictions.npz``.
 PREDICTION_ARRAYS = ('energy', 'forces', 'stress', 'n_atoms', 'numbers', 'model_keys')
 

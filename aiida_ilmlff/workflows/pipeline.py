@@ -39,6 +39,7 @@ from aiida_ilmlff.calculations.evaluate import EvaluateCalculation
 from aiida_ilmlff.calculations.functions.comparison import compare_models, plot_property_curves
 from aiida_ilmlff.calculations.functions.frames import hold_out_test_set
 from aiida_ilmlff.data import FramesData, MLFFModelData
+from aiida_ilmlff.runner.contract import EVALUATE_BATCH_SIZE
 from aiida_ilmlff.sampling.split import BLOCK_SPLIT_DEFAULTS, validate_block_split
 from aiida_ilmlff.workflows import active_learning, dataset, properties, train
 from aiida_ilmlff.workflows.active_learning import ActiveLearningWorkChain
@@ -570,6 +571,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'withmpi': False}, options
         )
         builder.evaluate.metadata = {'options': evaluate_options}
+        builder.evaluate.parameters = orm.Dict({'batch_size': meta.get('evaluate_batch_size', EVALUATE_BATCH_SIZE)})
 
         with cls._stage_overrides('properties'):
             plain = PropertiesWorkChain.get_plain_protocol_inputs(

@@ -118,6 +118,21 @@ def test_namespaces_and_overrides(codes):
     assert 'architecture' not in builder.mace
 
 
+def test_evaluate_batch_size_from_the_protocol(codes):
+    """`meta_parameters.evaluate_batch_size` reaches ilmlff.evaluate's `batch_size`; a value < 1 is refused by the
+    evaluate port's validator, by name, before submission."""
+    builder = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4)
+    assert builder.evaluate.parameters['batch_size'] == 8
+    overrides = {'meta_parameters': {'evaluate_batch_size': 1}}
+    builder = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, overrides=overrides)
+    assert builder.evaluate.parameters['batch_size'] == 1
+    before = count_nodes()
+    with pytest.raises(ValueError, match='`batch_size` must be an integer >= 1'):
+        overrides = {'meta_parameters': {'evaluate_batch_size': 0}}
+        PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, overrides=overrides)
+    assert count_nodes() == before
+
+
 @pytest.mark.parametrize(
     ('swap', 'message'),
     [
