@@ -35,7 +35,7 @@ test-protocols: setup
 	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m protocol $(PYTEST_ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m "not slow and not services and not daemon" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m "not slow and not services and not daemon and not slurm" $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/python examples/pyr14bf4.py $(DEMO_ARGS)

@@ -15,6 +15,8 @@ import shlex
 import sys
 import typing as t
 
+from aiida_ilmlff.computers import open_transport
+
 if t.TYPE_CHECKING:
     from aiida import orm
 
@@ -127,7 +129,7 @@ def find_executable(spec: CodeSpec, computer: orm.Computer, transport=None) -> s
     packages installed with aiida-ilmlff. Returns ``None`` when no candidate is found.
     """
     if transport is None:
-        with computer.get_transport() as opened:
+        with open_transport(computer) as opened:
             return find_executable(spec, computer, opened)
 
     dirs = _search_dirs(computer) if spec.venv_local else []
@@ -186,7 +188,7 @@ def probe_code(code: orm.InstalledCode, timeout: int = 120, transport=None) -> C
     computer = code.computer
     executable = str(code.filepath_executable)
     if transport is None:
-        with computer.get_transport() as opened:
+        with open_transport(computer) as opened:
             return probe_code(code, timeout, opened)
 
     if not transport.isfile(executable):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import socket
@@ -146,7 +147,16 @@ def _fresh_profile_names() -> list[str]:
     'computer_label',
     default=None,
     help='Register the codes on this computer, which must already be set up and configured in AiiDA '
-    '(e.g. an SSH + Slurm cluster). Default: localhost.',
+    '(e.g. an SSH + Slurm cluster), or is created from --computer-config. Default: localhost.',
+)
+@click.option(
+    '--computer-config',
+    'computer_config',
+    default=None,
+    type=click.Path(dir_okay=False),
+    help='YAML file with the `setup` and `configure` keys of `verdi computer` (e.g. '
+    'docs/computers/slurm-ssh.yaml): creates and configures the computer when it does not exist '
+    '(--computer, if given, replaces its label).',
 )
 @click.option(
     '--executable',
@@ -182,7 +192,17 @@ def _fresh_profile_names() -> list[str]:
     show_default=True,
     help='PostgreSQL superuser that creates the database.',
 )
-def setup(profile_name, computer_label, executables, db_backend, broker, postgres_host, postgres_port, postgres_user):
+def setup(
+    profile_name,
+    computer_label,
+    computer_config,
+    executables,
+    db_backend,
+    broker,
+    postgres_host,
+    postgres_port,
+    postgres_user,
+):
     """Create (or reuse) a profile, a computer and the codes aiida-ilmlff runs. Idempotent.
 
     Every input is checked before anything is created: a second run changes nothing. The AiiDA
@@ -192,6 +212,15 @@ def setup(profile_name, computer_label, executables, db_backend, broker, postgre
     from aiida_ilmlff.codes import CODE_SPECS, find_executable, get_spec, load_existing, register_code
 
     # 1. Check every input before creating anything.
+    config = None
+    if computer_config is not None:
+        from aiida_ilmlff.computers import read_computer_config
+
+        try:
+            config = read_computer_config(computer_config, label=computer_label)
+        except ValueError as exception:
+            fail(str(exception))
+        computer_label = config.label
     overrides: dict[str, str] = {}
     for item in executables:
         label, sep, path = item.partition('=')
@@ -224,7 +253,7 @@ def setup(profile_name, computer_label, executables, db_backend, broker, postgre
             detect_rabbitmq_config()
         except ConnectionError as exception:
             fail(f'RabbitMQ is not reachable ({exception}); start it or use --broker zeromq')
-    if create and computer_label not in (None, 'localhost'):
+    if create and computer_label not in (None, 'localhost') and config is None:
         fail(
             f'computer `{computer_label}` does not exist in the new profile `{profile_name}`: create the '
             'profile first, then create the computer with `verdi computer setup` + `verdi computer configure`'
@@ -239,11 +268,14 @@ def setup(profile_name, computer_label, executables, db_backend, broker, postgre
             try:
                 computer = orm.load_computer(computer_label)
             except NotExistent:
-                fail(
-                    f'computer `{computer_label}` does not exist in profile `{profile_name}`: set it up with '
-                    '`verdi computer setup` and `verdi computer configure`, then run again'
-                )
-            if not computer.is_configured:
+                computer = None
+                if config is None:
+                    fail(
+                        f'computer `{computer_label}` does not exist in profile `{profile_name}`: set it up with '
+                        '`verdi computer setup` and `verdi computer configure` (or give --computer-config), '
+                        'then run again'
+                    )
+            if computer is not None and not computer.is_configured and config is None:
                 fail(
                     f'computer `{computer_label}` is not configured: '
                     f'run `verdi computer configure {computer.transport_type} {computer_label}`'
@@ -267,6 +299,18 @@ def setup(profile_name, computer_label, executables, db_backend, broker, postgre
         computer = orm.load_computer(label)
         click.echo(f'computer   {label}: exists')
     except NotExistent:
+        computer = None
+    if computer is not None and config is not None and not computer.is_configured:
+        from aiida_ilmlff.computers import configure_computer
+
+        configure_computer(computer, config)
+        click.echo(f'computer   {label}: configured ({config.path})')
+    elif computer is None and config is not None:
+        from aiida_ilmlff.computers import create_computer
+
+        computer = create_computer(config)
+        click.echo(f'computer   {label}: created ({computer.transport_type}, {computer.scheduler_type}, {config.path})')
+    elif computer is None:
         computer = orm.Computer(
             label='localhost',
             hostname='localhost',
@@ -281,7 +325,16 @@ def setup(profile_name, computer_label, executables, db_backend, broker, postgre
         click.echo('computer   localhost: created')
 
     # 4. Codes.
-    with computer.get_transport() as transport:
+    from aiida_ilmlff.computers import open_transport
+
+    with contextlib.ExitStack() as stack:
+        try:
+            transport = stack.enter_context(open_transport(computer))
+        except Exception as exception:
+            fail(
+                f'cannot connect to computer `{label}` ({computer.transport_type}): {exception}; '
+                f'check it with `verdi computer test {label}`'
+            )
         for spec in CODE_SPECS:
             code = load_existing(spec, computer)
             if code is not None:

@@ -97,3 +97,14 @@ def test_setup_bad_executable_option(tmp_path):
     assert result.returncode == 2
     assert 'unknown code label `vasp`' in result.stderr
     assert not config(tmp_path).get('profiles')
+
+
+def test_setup_bad_computer_config_fails_cleanly(tmp_path):
+    """A computer YAML with a misspelt key is refused in one line, before the profile is created."""
+    path = tmp_path / 'cluster.yaml'
+    path.write_text('setup: {label: c, hostname: h, transport: core.ssh_async, scheduler: core.slurm, workdir: /w}\n')
+    result = run(['setup', '-p', 'p', '--computer-config', str(path)], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count('\n') == 0, result.stderr
+    assert f'computer file `{path}`: unknown key(s) `setup.workdir`' in result.stderr
+    assert not config(tmp_path).get('profiles')
