@@ -154,12 +154,22 @@ def calibration_png(deviation: np.ndarray, error: np.ndarray, f_lo: float, f_hi:
     return buffer.getvalue()
 
 
+#: Style of the notes written in place of a bar.
+_NOTE = {'ha': 'center', 'va': 'bottom', 'fontsize': 7, 'rotation': 90}
+
+
+def _failed(row: t.Mapping[str, t.Any]) -> str | None:
+    """'molecules broke' / 'MD unstable' for a row whose MD gave no properties, else ``None``."""
+    return 'molecules broke' if row.get('broken') else 'MD unstable' if row.get('unstable') else None
+
+
 def plot_comparison(comparison: t.Mapping[str, t.Any], path: str | pathlib.Path | io.BytesIO) -> None:
     """Bar charts of the comparison: force RMSE, energy RMSE, density and self-diffusion per ion (log scale).
 
     Non-results are not drawn as numbers: a density whose stop rule did not hold (row ``converged`` false) is
     hatched and marked 'not converged'; an ion without a D (``D[ion]['value']`` None) gets no bar, and its
-    ``regime`` (``'sub-diffusive'``, ``'ballistic'``) is written in its place when the row gives one.
+    ``regime`` (``'sub-diffusive'``, ``'ballistic'``) is written in its place when the row gives one; a model whose
+    molecules broke or whose MD was unstable has no density or D bar, and says so in their place.
 
     :param comparison: as for :func:`format_comparison_table`.
     :param path: PNG file path or a binary buffer.
@@ -195,14 +205,16 @@ def plot_comparison(comparison: t.Mapping[str, t.Any], path: str | pathlib.Path 
             bar.set_hatch('//')
             bar.set_alpha(0.5)
             axes[2].annotate('not converged', (x[k], density[k]), ha='center', va='bottom', fontsize=7, rotation=90)
-        if row.get('broken') or row.get('unstable'):
-            text = 'molecules broke' if row.get('broken') else 'MD unstable'
-            axes[2].annotate(text, (x[k], 0.0), ha='center', va='bottom', fontsize=7, rotation=90)
+        if _failed(row):
+            axes[2].annotate(_failed(row), (x[k], 0.02), xycoords=('data', 'axes fraction'), **_NOTE)
     axes[2].set_ylabel('density (g/cm$^3$)')
     if np.isfinite(density).any():
         low = np.nanmin(density - np.nan_to_num(density_error))
         axes[2].set_ylim(max(0.0, 0.9 * low), None)
     width = 0.8 / max(1, len(ions))
+    for j, row in enumerate(rows):
+        if _failed(row):
+            axes[3].annotate(_failed(row), (x[j], 0.02), xycoords=('data', 'axes fraction'), **_NOTE)
     for k, ion in enumerate(ions):
         entries = [r.get('D', {}).get(ion) or {} for r in rows]
         d = np.array([np.nan if entry.get('value') is None else entry['value'] for entry in entries])
@@ -210,15 +222,12 @@ def plot_comparison(comparison: t.Mapping[str, t.Any], path: str | pathlib.Path 
         axes[3].bar(x - 0.4 + width * (k + 0.5), d, width, yerr=e, capsize=2, label=ion)
         for j, entry in enumerate(entries):
             regime = entry.get('regime')
-            if entry.get('value') is None and regime not in (None, 'diffusive'):
+            if entry.get('value') is None and regime not in (None, 'diffusive') and not _failed(rows[j]):
                 axes[3].annotate(
                     f'{ion}: {regime}',
                     (x[j] - 0.4 + width * (k + 0.5), 0.02),
                     xycoords=('data', 'axes fraction'),
-                    ha='center',
-                    va='bottom',
-                    fontsize=7,
-                    rotation=90,
+                    **_NOTE,
                 )
     axes[3].set_ylabel('D (m$^2$/s)')
     if ions:
@@ -226,7 +235,10 @@ def plot_comparison(comparison: t.Mapping[str, t.Any], path: str | pathlib.Path 
     positive = [r['D'][i]['value'] for r in rows for i in ions if (r.get('D', {}).get(i) or {}).get('value')]
     if positive and min(positive) > 0:
         axes[3].set_yscale('log')
+    elif not positive:  # no D is a result: no scale to show
+        axes[3].set_yticks([])
     for axis in axes:
+        axis.set_xlim(-0.6, len(rows) - 0.4)
         axis.set_xticks(x)
         axis.set_xticklabels(labels, rotation=30, ha='right', fontsize=8)
     fig.suptitle('MLFF comparison: shared DFT test set and MD properties')
