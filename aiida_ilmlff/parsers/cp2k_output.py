@@ -28,7 +28,9 @@ __all__ = (
     'SCF_NOT_CONVERGED_MARKERS',
     'WALLTIME_MARKER',
     'XTB_CHARGE_MARKERS',
+    'Cp2kEvaluation',
     'Cp2kOutput',
+    'parse_cp2k_evaluations',
     'parse_cp2k_forces',
     'parse_cp2k_stdout',
     'parse_cp2k_stress',
@@ -59,6 +61,7 @@ WALLTIME_MARKER = 'exceeded requested execution time'
 XTB_CHARGE_MARKERS = ('Switch-off CHECK_ATOMIC_CHARGES', 'Charge outside chemical range')
 
 _FLOAT = r'[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[EeDd][-+]?\d+)?'
+_ENERGY_VALUE = re.compile(r'ENERGY\|\s+Total FORCE_EVAL.*?:\s+(' + _FLOAT + r')')
 
 
 def scf_failed(text: str) -> bool:
@@ -215,3 +218,49 @@ def parse_cp2k_stress_per_evaluation(text: str) -> np.ndarray:
         except ValueError:
             continue
     return out
+
+
+class Cp2kEvaluation(t.NamedTuple):
+    """One force evaluation of a CP2K run read by :func:`parse_cp2k_evaluations` (eV, eV/Å, eV/Å^3 ASE sign).
+
+    ``forces`` / ``stress`` are ``None`` when their block is missing after the energy line; ``scf_converged`` is
+    False when an SCF failure marker (:data:`SCF_NOT_CONVERGED_MARKERS`) precedes the energy line.
+    """
+
+    energy: float
+    forces: np.ndarray | None
+    stress: np.ndarray | None
+    scf_converged: bool
+
+
+def parse_cp2k_evaluations(text: str, symbols: t.Sequence[str] | None = None) -> list[Cp2kEvaluation]:
+    """Every completed force evaluation of CP2K's main output, in order (one per MD step of a REFTRAJ run).
+
+    With ``FORCE_EVAL/PRINT/FORCES`` and ``.../STRESS_TENSOR`` on, without ``FILENAME`` and with ``EACH MD 1``,
+    CP2K 2023.1 prints, for each evaluation ``k``, its SCF (with the failure markers when it did not converge),
+    the ``ENERGY| Total FORCE_EVAL`` line, then the ``ATOMIC FORCES in [a.u.]`` block and the ``STRESS|
+    Analytical stress tensor [GPa]`` block. Evaluation ``k`` is complete once its energy line is printed; an
+    evaluation still running (or killed) when the output ends is not returned.
+
+    :param symbols: the chemical symbols of the frames (checked against each forces block, as in
+        :func:`parse_cp2k_forces`).
+    :raises ValueError: when a forces block does not match ``symbols``.
+    """
+    segments = FORCE_EVAL_ENERGY_LINE.split(text)
+    energies = [
+        float(match.group(1).replace('D', 'E').replace('d', 'e')) * HARTREE_TO_EV
+        for match in _ENERGY_VALUE.finditer(text)
+    ]
+    evaluations = []
+    for k, energy in enumerate(energies):
+        before, after = segments[k], 'ENERGY| Total FORCE_EVAL' + segments[k + 1]
+        head = re.split(r'MD\|\s+Step number|SCF WAVEFUNCTION OPTIMIZATION', after, maxsplit=1)[0]
+        forces = stress = None
+        if 'ATOMIC FORCES in [a.u.]' in head:
+            forces = parse_cp2k_forces(head, symbols)
+        try:
+            stress = parse_cp2k_stress(head)
+        except ValueError:
+            stress = None
+        evaluations.append(Cp2kEvaluation(energy, forces, stress, not scf_failed(before)))
+    return evaluations

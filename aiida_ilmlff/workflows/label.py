@@ -4,14 +4,18 @@ The frames are labelled by a labelling engine (:mod:`aiida_ilmlff.workflows.engi
 plugin: CP2K (plugin ``cp2k``, namespace ``cp2k``) runs one
 :class:`~aiida_ilmlff.workflows.cp2k_base.IlmlffCp2kBaseWorkChain` single point per frame, pw.x (plugin
 ``quantumespresso.pw``, namespace ``qe``) one ``PwBaseWorkChain``. Frames are submitted in rounds of
-``max_concurrent`` so that a campaign of 10,000 frames never floods the daemon; within a round the engine
-groups the frames into sub-processes (one frame each today). The engine reads energies, forces (and, with
-``compute_stress``, the stress) from each finished sub-process through a calcfunction, then
+``max_concurrent`` sub-processes so that a campaign of 10,000 frames never floods the daemon. With
+``frames_per_job`` > 1 (CP2K) one sub-process is a ``Cp2kCalculation`` that labels a batch of up to
+``frames_per_job`` frames sharing atom count and species order (``REFTRAJ``); a frame its batch did not label
+(SCF not converged, a failed batch) is labelled again alone through the single-point path with its SCF ladder
+(``summary['relabelled_singly']``). The engine reads energies, forces (and, with ``compute_stress``, the stress)
+from each finished sub-process through one calcfunction per sub-process, then
 :func:`~aiida_ilmlff.calculations.functions.labels.quality_control` keeps the frames that pass and lists the
 others with their reason.
 
 Outputs: ``labelled`` (``FramesData``: energy [eV], forces [eV/Å], stress [eV/Å^3, ASE sign] when asked,
-each frame carrying the level-of-theory fingerprint), ``rejected`` (``Dict``: frame index ->
+each frame carrying the level-of-theory fingerprint; attribute ``label_calculations``: labelled-frame index ->
+uuid of the CalcJob that labelled it), ``rejected`` (``Dict``: frame index ->
 ``{'reason', 'detail', 'pk'}``) and ``summary`` (``Dict``: counts, reasons, fingerprint, thresholds).
 
 Exit codes: 310 the frames could not be turned into structures, 320 the quality-control calcfunction failed,
@@ -74,6 +78,20 @@ def check_frames(frames: FramesData) -> str | None:
     return None
 
 
+def check_frames_per_job(value: t.Any, engine: t.Any = None) -> str | None:
+    """``frames_per_job`` must be an integer >= 1, and 1 for an engine that labels one frame per job."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        return f'`frames_per_job` must be an integer >= 1 (1: one frame per job), got {value!r}'
+    if value > 1 and engine is not None and not engine.supports_batches:
+        return (
+            f'`frames_per_job`: the {engine.code_description} engine labels one frame per job; set `frames_per_job` '
+            f'to 1, got {value}'
+        )
+    return None
+
+
 def check_max_concurrent(value: t.Any) -> str | None:
     """``max_concurrent`` must be at least 1."""
     if value is not None and value < 1:
@@ -118,6 +136,7 @@ def check_inputs(values: t.Mapping, context: t.Mapping | None = None) -> str | N
     plain = to_plain(plain)
     for message in (
         check_max_concurrent(plain.get('max_concurrent')),
+        check_frames_per_job(plain.get('frames_per_job'), engine),
         check_rejected_fraction(plain.get('max_rejected_fraction')),
         *(check_threshold(name, (plain.get('quality_control') or {}).get(name)) for name in _QC_THRESHOLDS),
     ):
@@ -148,6 +167,11 @@ def validate_inputs(value: t.Mapping, _: t.Any) -> str | None:
 def validate_positive_int(value: orm.Int, _: t.Any) -> str | None:
     """``max_concurrent`` must be at least 1."""
     return check_max_concurrent(value.value) if value is not None else None
+
+
+def validate_frames_per_job(value: orm.Int, _: t.Any) -> str | None:
+    """``frames_per_job`` must be at least 1."""
+    return check_frames_per_job(value.value) if value is not None else None
 
 
 def validate_fraction(value: orm.Float, _: t.Any) -> str | None:
@@ -193,7 +217,15 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
             valid_type=orm.Int,
             default=lambda: orm.Int(10),
             validator=validate_positive_int,
-            help='Largest number of frames labelled at the same time (the size of a round of sub-processes).',
+            help='Largest number of sub-processes (labelling jobs) in flight at the same time: the size of a round.',
+        )
+        spec.input(
+            'frames_per_job',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(1),
+            validator=validate_frames_per_job,
+            help='Frames labelled by one CP2K job (REFTRAJ over a batch sharing species order); 1: one single point '
+            'per frame. A frame whose SCF did not converge in its batch is labelled again alone (SCF ladder).',
         )
         spec.input(
             'compute_stress',
@@ -290,7 +322,8 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
     ) -> dict:
         """The protocol inputs for ``elements`` as plain values (no nodes are made or stored).
 
-        Returns ``max_concurrent``, ``compute_stress``, ``max_rejected_fraction``, ``quality_control`` and the
+        Returns ``max_concurrent``, ``frames_per_job`` (1 for an engine that does not batch, unless overridden),
+        ``compute_stress``, ``max_rejected_fraction``, ``quality_control`` and the
         namespace of the engine (``cp2k`` or ``qe``) as numbers, strings, lists and dicts: CP2K's ``KIND``
         sections of a DFT protocol are filled in; for pw.x the family's recommended cutoffs and
         ``conv_thr = conv_thr_per_atom x max_atoms`` are set, and ``qe.pseudo_family`` names the family whose
@@ -320,6 +353,8 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         elements = sorted(set(elements))
         others = {e.namespace for e in ENGINES.values()} - {engine_class.namespace}
         values = {key: value for key, value in inputs.items() if key not in others}
+        if not engine_class.supports_batches and 'frames_per_job' not in (overrides or {}):
+            values['frames_per_job'] = 1  # the protocol's batch size is for engines that batch (CP2K)
         namespace = engine_class.protocol_values(
             values[engine_class.namespace],
             meta,
@@ -350,7 +385,12 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         :param elements: the elements of the frames (pw.x: the family's pseudopotentials of these elements).
         """
         engine_class = cls._engine_class(code, None)
-        converters = {'max_concurrent': orm.Int, 'compute_stress': orm.Bool, 'max_rejected_fraction': orm.Float}
+        converters = {
+            'max_concurrent': orm.Int,
+            'frames_per_job': orm.Int,
+            'compute_stress': orm.Bool,
+            'max_rejected_fraction': orm.Float,
+        }
         nodes: dict[str, t.Any] = {}
         for key, value in inputs.items():
             if key in converters:
@@ -439,7 +479,9 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         """The engine of this run, built from its namespace's inputs."""
         engine_class = engine_by_name(self.ctx.engine)
         inputs = AttributeDict(self.exposed_inputs(engine_class.process_class, namespace=engine_class.namespace))
-        return engine_class(inputs, compute_stress=self.inputs.compute_stress.value)
+        return engine_class(
+            inputs, compute_stress=self.inputs.compute_stress.value, frames_per_job=self.inputs.frames_per_job.value
+        )
 
     def setup(self):
         """Choose the engine, the level of theory and the queue of frames."""
@@ -448,61 +490,123 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         level = self._engine().level_of_theory()
         self.ctx.level_of_theory = level
         self.ctx.todo = list(range(len(self.inputs.frames)))
+        self.ctx.batches = []  # batches of frames still to label (frames_per_job > 1)
+        self.ctx.single = []  # frames to label again alone after their batch (frames_per_job > 1)
+        self.ctx.relabelled = {}  # frame index (str) -> why it is labelled again alone
+        self.ctx.n_jobs = 0
+        self.ctx.n_batches = 0
         self.ctx.jobs = {}
         self.ctx.failures = {}
         self.ctx.labels = {}
+        per_job = self.inputs.frames_per_job.value
+        if per_job > 1:
+            self.ctx.batches = self._engine().batches(self.inputs.frames, self.ctx.todo)
+            self.ctx.todo = []
         self.report(
-            f'labelling {len(self.ctx.todo)} frames with {self.ctx.engine} ({level["method"]}, level of theory '
-            f'{level["fingerprint"]}), at most {self.inputs.max_concurrent.value} at a time'
+            f'labelling {len(self.inputs.frames)} frames with {self.ctx.engine} ({level["method"]}, level of theory '
+            f'{level["fingerprint"]}), {per_job} per job, at most {self.inputs.max_concurrent.value} jobs at a time'
         )
 
     def should_submit_batch(self) -> bool:
         """Whether frames are left to submit."""
-        return bool(self.ctx.todo)
+        return bool(self.ctx.todo or self.ctx.batches or self.ctx.single)
+
+    def _next_groups(self, engine: LabellingEngine) -> list[list[int]]:
+        """The groups of frames of the next round: ``max_concurrent`` jobs, frames labelled again alone first."""
+        if self.ctx.todo:  # one frame per job: the engine's round and groups
+            size = engine.round_size(self.inputs.max_concurrent.value)
+            batch, self.ctx.todo = self.ctx.todo[:size], self.ctx.todo[size:]
+            return engine.group(batch)
+        n_jobs = self.inputs.max_concurrent.value
+        singles, self.ctx.single = self.ctx.single[:n_jobs], self.ctx.single[n_jobs:]
+        n_batches = n_jobs - len(singles)
+        batches, self.ctx.batches = self.ctx.batches[:n_batches], self.ctx.batches[n_batches:]
+        return [[int(i)] for i in singles] + [list(b) for b in batches]
 
     def submit_batch(self):
-        """Submit the sub-processes of the next ``max_concurrent`` frames (grouped by the engine)."""
+        """Submit the sub-processes of the next round: ``max_concurrent`` of them (frames grouped by the engine)."""
         engine = self._engine()
-        size = engine.round_size(self.inputs.max_concurrent.value)
-        batch, self.ctx.todo = self.ctx.todo[:size], self.ctx.todo[size:]
+        groups = self._next_groups(engine)
+        alone = sorted(group[0] for group in groups if len(group) == 1)
         structures = None
-        if engine.needs_structures:
+        if engine.needs_structures and alone:
             try:
                 outputs = frames_to_structures(
-                    self.inputs.frames, orm.List(batch), metadata={'call_link_label': f'structures_{batch[0]:06d}'}
+                    self.inputs.frames, orm.List(alone), metadata={'call_link_label': f'structures_{alone[0]:06d}'}
                 )
             except Exception as exception:  # the calcfunction excepted: stop with 310
                 return self.exit_codes.ERROR_FRAMES_UNREADABLE.format(message=str(exception))
-            structures = {index: outputs[f'frame_{index:06d}'] for index in batch}
+            structures = {index: outputs[f'frame_{index:06d}'] for index in alone}
         futures, jobs = {}, {}
-        for group in engine.group(batch):
+        for group in groups:
             link_label = engine.link_label(group)
-            inputs = engine.prepare(self.inputs.frames, group, structures)
+            try:
+                inputs = engine.prepare(self.inputs.frames, group, structures)
+            except Exception as exception:  # a batch that cannot be prepared (e.g. mixed species): stop with 310
+                return self.exit_codes.ERROR_FRAMES_UNREADABLE.format(message=str(exception))
             inputs.setdefault('metadata', {})
             inputs.metadata = {**dict(inputs.metadata), 'call_link_label': link_label}
-            futures[link_label] = self.submit(engine.process_class, **inputs)
+            futures[link_label] = self.submit(engine.process_class_for(group), **inputs)
             jobs[link_label] = list(group)
+            self.ctx.n_batches += int(len(group) > 1)
+        self.ctx.n_jobs += len(futures)
         self.ctx.jobs = jobs
-        first, last = batch[0], batch[-1]
-        self.report(f'submitted frames {first}..{last} ({len(futures)} work chains); {len(self.ctx.todo)} left')
+        if self.inputs.frames_per_job.value == 1:
+            first, last = groups[0][0], groups[-1][-1]
+            self.report(f'submitted frames {first}..{last} ({len(futures)} work chains); {len(self.ctx.todo)} left')
+        else:
+            n_frames = sum(len(group) for group in groups)
+            n_alone = sum(len(group) == 1 for group in groups)
+            left = sum(len(b) for b in self.ctx.batches) + len(self.ctx.single)
+            self.report(
+                f'submitted {n_frames} frames in {len(futures)} jobs ({len(futures) - n_alone} batches, {n_alone} '
+                f'single points); {left} frames left to submit'
+            )
         return ToContext(**futures)
 
     def inspect_batch(self):
         """Read the labels of the frames of the finished sub-processes; record the failures."""
         engine = self._engine()
+        rebatch = []
         for link_label, indices in self.ctx.jobs.items():
             node = self.ctx[link_label]
-            for index, outcome in engine.outcomes(node, indices).items():
+            outcomes = engine.outcomes(node, indices)
+            if sorted(outcomes) != sorted(int(i) for i in indices):  # never drop a frame silently
+                raise RuntimeError(f'{link_label}: outcomes for frames {sorted(outcomes)}, expected {sorted(indices)}')
+            for index, outcome in outcomes.items():
+                key = str(index)
+                if key in self.ctx.labels or key in self.ctx.failures:  # never label a frame twice
+                    raise RuntimeError(f'frame {index} already has an outcome ({link_label})')
                 if outcome.labels is not None:
-                    self.ctx.labels[str(index)] = outcome.labels.pk
+                    self.ctx.labels[key] = outcome.labels.pk
+                elif outcome.retry is not None and outcome.retry_batched:
+                    rebatch.append(int(index))
+                elif outcome.retry is not None and len(indices) > 1 and key not in self.ctx.relabelled:
+                    self.ctx.relabelled[key] = outcome.retry
+                    self.ctx.single.append(int(index))
                 else:
-                    self.ctx.failures[str(index)] = outcome.failure
+                    self.ctx.failures[key] = outcome.failure or {
+                        'reason': 'calculation_failed',
+                        'detail': outcome.retry,
+                        'pk': node.pk,
+                    }
             del self.ctx[link_label]
         self.ctx.jobs = {}
+        if rebatch:  # the frames a batch stopped by its wall time did not reach: batched again, first
+            self.ctx.batches = engine.batches(self.inputs.frames, sorted(rebatch)) + self.ctx.batches
+        if self.ctx.relabelled:
+            self.report(f'{len(self.ctx.relabelled)} frames to be labelled again alone so far')
 
     def run_quality_control(self):
         """Run the quality-control calcfunction over all labels."""
-        labels = {f'frame_{int(i):06d}': orm.load_node(pk) for i, pk in self.ctx.labels.items()}
+        labels, batches = {}, set()
+        for index, pk in sorted(self.ctx.labels.items(), key=lambda item: int(item[0])):
+            node = orm.load_node(pk)
+            if node.base.attributes.get('frame_indices', None) is None:
+                labels[f'frame_{int(index):06d}'] = node
+            elif pk not in batches:  # a batch's labels: once, under its first frame
+                batches.add(pk)
+                labels[f'batch_{int(index):06d}'] = node
         qc = self.inputs.quality_control
         try:
             outputs, process = quality_control.run_get_node(
@@ -513,6 +617,14 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
                 max_energy_zscore=qc.max_energy_zscore,
                 duplicate_tolerance=qc.duplicate_tolerance,
                 compute_stress=self.inputs.compute_stress,
+                accounting=orm.Dict(
+                    {
+                        'frames_per_job': self.inputs.frames_per_job.value,
+                        'n_jobs': self.ctx.n_jobs,
+                        'n_batches': self.ctx.n_batches,
+                        'relabelled_singly': self.ctx.relabelled,
+                    }
+                ),
                 metadata={'call_link_label': 'quality_control'},
                 **labels,
             )

@@ -63,7 +63,14 @@ def test_plain_protocol_inputs_make_no_nodes(cp2k_code):
         'balanced', code=cp2k_code, elements=['Li', 'B', 'F'], options={'max_wallclock_seconds': 60}
     )
     assert _nodes_in(values) == []
-    assert set(values) == {'max_concurrent', 'compute_stress', 'max_rejected_fraction', 'quality_control', 'cp2k'}
+    assert set(values) == {
+        'max_concurrent',
+        'frames_per_job',
+        'compute_stress',
+        'max_rejected_fraction',
+        'quality_control',
+        'cp2k',
+    }
     assert values['compute_stress'] is True  # every protocol labels the stress (CP2K analytical, pw.x tstress)
     kinds = values['cp2k']['cp2k']['parameters']['FORCE_EVAL']['SUBSYS']['KIND']
     assert [kind['_'] for kind in kinds] == ['B', 'F', 'Li']

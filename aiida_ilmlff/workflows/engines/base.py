@@ -37,11 +37,18 @@ __all__ = ('FrameOutcome', 'LabellingEngine', 'last_calculation')
 @dataclasses.dataclass
 class FrameOutcome:
     """The result of labelling one frame: ``labels`` (an ``ArrayData`` with ``energy`` ``(1,)`` eV, ``forces``
-    ``(n, 3)`` eV/Å, optionally ``stress`` ``(3, 3)`` eV/Å^3) or ``failure`` (``{'reason', 'detail', 'pk', ...}``).
+    ``(n, 3)`` eV/Å, optionally ``stress`` ``(3, 3)`` eV/Å^3; or the ``ArrayData`` of a whole batch, whose
+    attribute ``frame_indices`` gives the frame of each row), ``failure`` (``{'reason', 'detail', 'pk', ...}``) or
+    ``retry`` (the frame goes back to the queue: alone, or in another batch with ``retry_batched``).
     """
 
     labels: orm.ArrayData | None = None
     failure: dict | None = None
+    #: Not labelled by its batch, to be labelled again: why (e.g. its SCF did not converge in the batch).
+    retry: str | None = None
+    #: With ``retry``: whether the frame may go into another batch (a batch stopped by its wall time after
+    #: labelling some frames) rather than alone through the single-frame path (with the SCF ladder).
+    retry_batched: bool = False
 
 
 def last_calculation(node: orm.ProcessNode) -> orm.CalcJobNode | None:
@@ -78,9 +85,13 @@ class LabellingEngine(abc.ABC):
     #: Whether :meth:`prepare` needs one ``StructureData`` per frame (made by ``frames_to_structures``).
     needs_structures: t.ClassVar[bool] = True
 
-    def __init__(self, inputs: t.Mapping[str, t.Any], *, compute_stress: bool):
+    #: Whether the engine labels several frames in one job (``frames_per_job`` > 1 is refused otherwise).
+    supports_batches: t.ClassVar[bool] = False
+
+    def __init__(self, inputs: t.Mapping[str, t.Any], *, compute_stress: bool, frames_per_job: int = 1):
         self.inputs = inputs
         self.compute_stress = bool(compute_stress)
+        self.frames_per_job = int(frames_per_job)
         self._shared: dict[str, orm.Dict] = {}
 
     def shared_dict(self, name: str, value: dict) -> orm.Dict:
@@ -161,6 +172,14 @@ class LabellingEngine(abc.ABC):
         One frame per sub-process (the default). A batched engine returns groups of several frames.
         """
         return [[int(index)] for index in indices]
+
+    def batches(self, frames: t.Any, indices: t.Sequence[int]) -> list[list[int]]:
+        """The batches of frames ``indices`` (several frames per job; :attr:`supports_batches` engines only)."""
+        raise NotImplementedError(f'the {self.code_description} engine labels one frame per job')
+
+    def process_class_for(self, indices: t.Sequence[int]) -> type:
+        """The sub-process that labels ``indices``: :attr:`process_class` (a batched engine may use another)."""
+        return self.process_class
 
     def link_label(self, indices: t.Sequence[int]) -> str:
         """The call link label of the sub-process that labels ``indices`` (``frame_<index:06d>`` for one frame)."""

@@ -1,4 +1,5 @@
-"""The CP2K labelling engine: one ``IlmlffCp2kBaseWorkChain`` single point (``ENERGY_FORCE``) per frame.
+"""The CP2K labelling engine: one ``IlmlffCp2kBaseWorkChain`` single point (``ENERGY_FORCE``) per frame, or
+one ``Cp2kCalculation`` per batch of frames (``frames_per_job`` > 1).
 
 Plugin ``cp2k`` (aiida-cp2k), namespace ``cp2k`` of ``ilmlff.label``. The single point runs with the SCF
 ladder and the GFN-xTB charge-check handler of :mod:`aiida_ilmlff.workflows.cp2k_base`; CP2K's
@@ -6,6 +7,17 @@ ladder and the GFN-xTB charge-check handler of :mod:`aiida_ilmlff.workflows.cp2k
 :data:`~aiida_ilmlff.parsers.cp2k_output.CP2K_FORCES_FILE` and, with ``compute_stress``, the analytical
 stress to :data:`~aiida_ilmlff.parsers.cp2k_output.CP2K_STRESS_FILE`; both are retrieved and read by
 :func:`~aiida_ilmlff.calculations.functions.labels.extract_cp2k_labels`.
+
+Batches (``frames_per_job`` > 1): the frames are grouped by species order (a batch shares atom count and species
+order) and cut into batches of ``frames_per_job``; each batch is one ``Cp2kCalculation`` that runs
+``RUN_TYPE MD`` with ``ENSEMBLE REFTRAJ`` over the batch's frames (:func:`cp2k_batch_parameters`: the reference
+trajectory made by :func:`~aiida_ilmlff.calculations.functions.labels.frames_to_reftraj`, ``EVAL_ENERGY_FORCES``
+and ``EVAL_FORCES``, ``VARIABLE_VOLUME`` with the cell file when the cells differ, ``STEPS`` = frames - 1) and
+prints each frame's energy, forces and stress into ``aiida.out``; one
+:func:`~aiida_ilmlff.calculations.functions.labels.extract_cp2k_batch_labels` reads them all. A frame whose SCF
+did not converge, and every frame of a batch that failed, is labelled again alone (single point with the SCF
+ladder); the frames a batch stopped by its wall time did not reach go into another batch when the batch labelled
+some frames, else alone. A batch of one frame is a single point.
 """
 
 from __future__ import annotations
@@ -13,16 +25,23 @@ from __future__ import annotations
 import copy
 import typing as t
 
+import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
+from aiida_cp2k.calculations import Cp2kCalculation
 
-from aiida_ilmlff.calculations.functions.labels import extract_cp2k_labels
+from aiida_ilmlff.calculations.functions.labels import (
+    check_batch,
+    extract_cp2k_batch_labels,
+    extract_cp2k_labels,
+    frames_to_reftraj,
+)
 from aiida_ilmlff.data.level_of_theory import case_insensitive_get, cp2k_level_of_theory
 from aiida_ilmlff.parsers.cp2k_output import CP2K_FORCES_FILE, CP2K_STRESS_FILE, scf_failed
 from aiida_ilmlff.workflows.cp2k_base import IlmlffCp2kBaseWorkChain, read_cp2k_stdout, with_walltime
 from aiida_ilmlff.workflows.engines.base import FrameOutcome, LabellingEngine, last_calculation
 
-__all__ = ('XTB_MAX_Z', 'Cp2kEngine', 'cp2k_labelling_parameters')
+__all__ = ('XTB_MAX_Z', 'Cp2kEngine', 'cp2k_batch_parameters', 'cp2k_labelling_parameters', 'group_by_species')
 
 #: Elements with GFN1-xTB parameters in CP2K (H to Rn).
 XTB_MAX_Z = 86
@@ -44,6 +63,56 @@ def cp2k_labelling_parameters(parameters: dict, stress: bool) -> dict:
         force_eval['STRESS_TENSOR'] = 'ANALYTICAL'
         printing['STRESS_TENSOR'] = {'_': 'ON', 'FILENAME': 'stress'}
     return params
+
+
+def cp2k_batch_parameters(parameters: dict, stress: bool, n_frames: int, variable_cell: bool) -> dict:
+    """Return CP2K ``parameters`` (of a labelling single point) set up to label ``n_frames`` frames in one run.
+
+    ``RUN_TYPE MD`` with ``MOTION/MD/ENSEMBLE REFTRAJ`` over aiida-cp2k's ``aiida-reftraj.xyz`` (snapshots 1 to
+    ``n_frames``, ``STEPS`` = ``n_frames`` - 1: the first snapshot is the initial step), ``EVAL_ENERGY_FORCES``
+    and ``EVAL_FORCES`` (without the latter CP2K 2023.1 computes energies only: no forces, no stress), with
+    ``variable_cell`` ``VARIABLE_VOLUME`` and ``aiida-reftraj.cell``. Forces and, with ``stress``, the analytical
+    stress of every step are printed into the main output (``FORCE_EVAL/PRINT/FORCES`` and ``STRESS_TENSOR``,
+    ``EACH MD 1``, no file name): in REFTRAJ ``MOTION/PRINT/STRESS`` holds only zeros. The MD trajectory,
+    velocity and restart files are off.
+    """
+    params = cp2k_labelling_parameters(parameters, stress)
+    params['GLOBAL']['RUN_TYPE'] = 'MD'
+    printing = params['FORCE_EVAL']['PRINT']
+    printing['FORCES'] = {'_': 'ON', 'EACH': {'MD': 1}}
+    if stress:
+        printing['STRESS_TENSOR'] = {'_': 'ON', 'EACH': {'MD': 1}}
+    reftraj = {
+        'TRAJ_FILE_NAME': Cp2kCalculation._DEFAULT_INPUT_TRAJECT_XYZ_FILE_NAME,
+        'EVAL_ENERGY_FORCES': True,
+        'EVAL_FORCES': True,
+        'FIRST_SNAPSHOT': 1,
+        'LAST_SNAPSHOT': int(n_frames),
+        'STRIDE': 1,
+    }
+    if variable_cell:
+        reftraj['VARIABLE_VOLUME'] = True
+        reftraj['CELL_FILE_NAME'] = Cp2kCalculation._DEFAULT_INPUT_CELL_FILE_NAME
+    motion = {}
+    for key in [k for k in params if str(k).upper() == 'MOTION']:
+        motion = {k: v for k, v in params.pop(key).items() if str(k).upper() not in ('MD', 'PRINT')}
+    motion['MD'] = {'ENSEMBLE': 'REFTRAJ', 'STEPS': int(n_frames) - 1, 'REFTRAJ': reftraj}
+    motion['PRINT'] = {name: {'_': 'OFF'} for name in ('TRAJECTORY', 'VELOCITIES', 'RESTART', 'RESTART_HISTORY')}
+    params['MOTION'] = motion
+    return params
+
+
+def group_by_species(numbers: t.Mapping[int, t.Sequence[int]], indices: t.Sequence[int], size: int) -> list[list[int]]:
+    """Cut frames ``indices`` into batches of at most ``size`` frames that share atom count and species order.
+
+    :param numbers: atomic numbers of the frames (``numbers[i]`` for frame ``i``).
+    :return: the batches, frames in their order, batches in the order of their first frame.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for index in indices:
+        groups.setdefault(tuple(int(z) for z in numbers[int(index)]), []).append(int(index))
+    batches = [group[k : k + size] for group in groups.values() for k in range(0, len(group), size)]
+    return sorted(batches, key=lambda batch: batch[0])
 
 
 def _kind_elements(parameters: t.Mapping) -> set[str]:
@@ -91,6 +160,7 @@ class Cp2kEngine(LabellingEngine):
     code_description = 'CP2K'
     namespace = 'cp2k'
     calculation_namespace = 'cp2k'
+    supports_batches = True
     process_class = IlmlffCp2kBaseWorkChain
     exclude = ('cp2k.structure',)
     namespace_help = (
@@ -158,8 +228,8 @@ class Cp2kEngine(LabellingEngine):
 
     # ------------------------------------------------------------------------------------------ run
 
-    def __init__(self, inputs: t.Mapping[str, t.Any], *, compute_stress: bool):
-        super().__init__(inputs, compute_stress=compute_stress)
+    def __init__(self, inputs: t.Mapping[str, t.Any], *, compute_stress: bool, frames_per_job: int = 1):
+        super().__init__(inputs, compute_stress=compute_stress, frames_per_job=frames_per_job)
         calc = inputs['cp2k']
         parameters = cp2k_labelling_parameters(calc['parameters'].get_dict(), self.compute_stress)
         options = (calc.get('metadata', {}) or {}).get('options', {}) or {}
@@ -177,8 +247,89 @@ class Cp2kEngine(LabellingEngine):
         calc = self.inputs['cp2k']
         return cp2k_level_of_theory(self.parameters, calc.get('basissets'), calc.get('pseudos'))
 
+    # ------------------------------------------------------------------------------------------ batches
+
+    def batches(self, frames, indices) -> list[list[int]]:
+        """Batches of up to ``frames_per_job`` frames sharing species order (:func:`group_by_species`)."""
+        frames.get_arrays()
+        numbers = {int(i): frames.get_numbers(int(i)) for i in indices}
+        return group_by_species(numbers, indices, self.frames_per_job)
+
+    def process_class_for(self, indices) -> type:
+        """``Cp2kCalculation`` for a batch of several frames, :attr:`process_class` for one frame."""
+        return Cp2kCalculation if len(indices) > 1 else self.process_class
+
+    def _prepare_batch(self, frames, indices) -> dict:
+        """Inputs of the ``Cp2kCalculation`` that labels the frames ``indices`` (REFTRAJ over their trajectory).
+
+        :raises ValueError: when the frames do not share atom count and species order (before submission).
+        """
+        check_batch(frames, indices)
+        outputs = frames_to_reftraj(
+            frames, orm.List([int(i) for i in indices]), metadata={'call_link_label': f'reftraj_{indices[0]:06d}'}
+        )
+        cells = np.array([frames.get_cell(int(i)) for i in indices])
+        variable = bool(np.ptp(cells, axis=0).max() > 0.0)
+        parameters = cp2k_batch_parameters(self.parameters, self.compute_stress, len(indices), variable)
+        ours = (CP2K_FORCES_FILE, CP2K_STRESS_FILE)
+        settings = {key: value for key, value in self.settings.items() if key != 'additional_retrieve_list'}
+        retrieve = [name for name in self.settings.get('additional_retrieve_list', []) if name not in ours]
+        if retrieve:
+            settings['additional_retrieve_list'] = retrieve
+        skip = ('structure', 'trajectory', 'parent_calc_folder', 'parameters', 'settings')
+        calc = {key: value for key, value in dict(self.inputs['cp2k']).items() if key not in skip}
+        calc['structure'] = outputs['structure']
+        calc['trajectory'] = outputs['trajectory']
+        calc['parameters'] = self.shared_dict(f'batch_parameters_{len(indices)}_{variable}', parameters)
+        if settings:
+            calc['settings'] = self.shared_dict('batch_settings', settings)
+        return AttributeDict(calc)
+
+    def _batch_outcomes(self, node, indices) -> dict[int, FrameOutcome]:
+        """Per-frame outcome of a batched ``Cp2kCalculation`` (see the module docstring)."""
+        indices = [int(i) for i in indices]
+        walltime = node.exit_status == Cp2kCalculation.exit_codes.ERROR_OUT_OF_WALLTIME.status
+        what = f'{node.process_label}<{node.pk}>'
+        if not (node.is_finished_ok or walltime) or 'retrieved' not in node.outputs:
+            state = node.exit_message or node.process_state.value
+            reason = f'batch {what} failed (exit status {node.exit_status}: {state})'
+            return {index: FrameOutcome(retry=reason) for index in indices}
+        try:
+            labels, process = extract_cp2k_batch_labels.run_get_node(
+                retrieved=node.outputs.retrieved,
+                trajectory=node.inputs.trajectory,
+                metadata={'call_link_label': f'extract_{indices[0]:06d}_{indices[-1]:06d}'},
+            )
+        except Exception as exception:  # an excepted extraction: the frames are labelled again alone
+            return {index: FrameOutcome(retry=f'labels of batch {what} unreadable: {exception}') for index in indices}
+        if not process.is_finished_ok:
+            reason = f'labels of batch {what} unreadable: [{process.exit_status}] {process.exit_message}'
+            return {index: FrameOutcome(retry=reason) for index in indices}
+        labelled = [int(index) for index in labels.base.attributes.get('frame_indices')]
+        outcomes = {index: FrameOutcome(labels=labels) for index in labelled}
+        for index in labels.base.attributes.get('unconverged'):
+            outcomes[int(index)] = FrameOutcome(retry=f'SCF not converged in batch {what}')
+        stopped = 'stopped by its wall time' if walltime else 'ended'
+        for index in labels.base.attributes.get('missing'):
+            outcomes[int(index)] = FrameOutcome(
+                retry=f'not reached: batch {what} {stopped} before this frame',
+                retry_batched=walltime and bool(labelled),
+            )
+        return outcomes
+
+    def outcomes(self, node, indices) -> dict[int, FrameOutcome]:
+        """A batch: :meth:`_batch_outcomes`; one frame: as every engine (extraction or failure)."""
+        if len(indices) > 1:
+            return self._batch_outcomes(node, indices)
+        return super().outcomes(node, indices)
+
+    # ------------------------------------------------------------------------------------------ single points
+
     def prepare(self, frames, indices, structures) -> dict:
-        """Inputs of one single point: the namespace's inputs with the frame's structure and the labelling input."""
+        """Inputs of one sub-process: a single point (the frame's structure and the labelling input) for one frame,
+        a batched ``Cp2kCalculation`` (:meth:`_prepare_batch`) for several."""
+        if len(indices) > 1:
+            return self._prepare_batch(frames, indices)
         (index,) = indices
         inputs = AttributeDict(self.inputs)
         calc = AttributeDict(inputs.cp2k)

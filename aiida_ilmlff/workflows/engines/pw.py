@@ -124,8 +124,8 @@ class PwEngine(LabellingEngine):
 
     # ------------------------------------------------------------------------------------------ run
 
-    def __init__(self, inputs: t.Mapping[str, t.Any], *, compute_stress: bool):
-        super().__init__(inputs, compute_stress=compute_stress)
+    def __init__(self, inputs: t.Mapping[str, t.Any], *, compute_stress: bool, frames_per_job: int = 1):
+        super().__init__(inputs, compute_stress=compute_stress, frames_per_job=frames_per_job)
         pw = inputs['pw']
         parameters = pw['parameters'].get_dict()
         control = parameters.setdefault('CONTROL', {})

@@ -1,0 +1,153 @@
+"""``frames_per_job`` (batched CP2K labelling): bad input fails before submission; the pure pieces (batch input,
+grouping by species order, reading every evaluation of a REFTRAJ output) without running CP2K."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import run as launch  # validation happens when the process is instantiated, as in submit()
+from ase import Atoms
+
+from aiida_ilmlff.calculations.functions.labels import check_batch
+from aiida_ilmlff.data import FramesData
+from aiida_ilmlff.parsers.cp2k_output import HARTREE_PER_BOHR_TO_EV_PER_A, HARTREE_TO_EV, parse_cp2k_evaluations
+from aiida_ilmlff.workflows.engines import Cp2kEngine
+from aiida_ilmlff.workflows.engines.cp2k import cp2k_batch_parameters, group_by_species
+from aiida_ilmlff.workflows.label import LabelWorkChain, check_inputs
+from tests.fixtures import count_nodes
+
+from .conftest import libf4_atoms
+
+
+def _reordered(atoms: Atoms) -> Atoms:
+    """``atoms`` with its first two atoms swapped (same composition, another species order)."""
+    order = [1, 0, *range(2, len(atoms))]
+    return atoms[order]
+
+
+@pytest.fixture
+def frames():
+    return FramesData.from_ase([libf4_atoms(0), libf4_atoms(1)]).store()
+
+
+@pytest.mark.parametrize('value', [0, -3])
+def test_frames_per_job_below_one_fails_before_submission(cp2k_code, frames, value):
+    before = count_nodes()
+    with pytest.raises(ValueError, match=r'`frames_per_job` must be an integer >= 1'):
+        LabelWorkChain.get_builder_from_protocol(cp2k_code, frames, overrides={'frames_per_job': value})
+    builder = LabelWorkChain.get_builder_from_protocol(cp2k_code, frames)
+    with pytest.raises(ValueError, match=r'`frames_per_job` must be an integer >= 1'):
+        builder.frames_per_job = orm.Int(value)
+    assert count_nodes() == before
+
+
+def test_frames_per_job_from_the_protocols(cp2k_code, frames):
+    assert LabelWorkChain.get_builder_from_protocol(cp2k_code, frames).frames_per_job.value == 1
+    assert LabelWorkChain.get_builder_from_protocol(cp2k_code, frames, protocol='balanced').frames_per_job.value == 16
+    builder = LabelWorkChain.get_builder_from_protocol(cp2k_code, frames, overrides={'frames_per_job': 50})
+    assert builder.frames_per_job.value == 50
+    descriptions = LabelWorkChain.get_available_protocols()
+    assert 'frames per job' in descriptions['balanced']['description']
+
+
+def test_pw_engine_refuses_batches():
+    values = LabelWorkChain.get_plain_protocol_inputs('fast', engine='cp2k', elements=['Li', 'B', 'F'])
+    qe = {key: value for key, value in values.items() if key != 'cp2k'}
+    qe['qe'] = {'pw': {'parameters': {}}}
+    assert check_inputs({**qe, 'frames_per_job': 1}) is None
+    message = check_inputs({**qe, 'frames_per_job': 4})
+    assert message.startswith('`frames_per_job`: the pw.x (Quantum ESPRESSO) engine labels one frame per job')
+
+
+def test_frame_without_cell_fails_before_a_batched_submission(cp2k_code, frames):
+    builder = LabelWorkChain.get_builder_from_protocol(cp2k_code, frames, overrides={'frames_per_job': 4})
+    builder.frames = FramesData.from_ase([libf4_atoms(2), Atoms('LiF', positions=[[0, 0, 0], [1.6, 0, 0]])]).store()
+    before = count_nodes()
+    with pytest.raises(ValueError, match=r'`frames`: 1 frame\(s\) have no cell .*: 1\.'):
+        launch(builder)
+    assert count_nodes() == before
+
+
+def test_mixed_species_orders_are_never_one_batch(aiida_profile):
+    mixed = FramesData.from_ase([libf4_atoms(0), _reordered(libf4_atoms(1)), libf4_atoms(2), libf4_atoms(3)]).store()
+    with pytest.raises(ValueError, match=r'`frames`: frame 1 does not have the species order of frame 0'):
+        check_batch(mixed, [0, 1, 2])
+    check_batch(mixed, [0, 2, 3])
+    # the engine groups frames by species order: the reordered frame is a batch of its own
+    engine = Cp2kEngine(AttributeDict({'cp2k': {'parameters': orm.Dict({})}}), compute_stress=True, frames_per_job=2)
+    assert engine.batches(mixed, range(4)) == [[0, 2], [1], [3]]
+    # a batch given by hand with mixed orders fails before anything is made or submitted
+    before = count_nodes()
+    with pytest.raises(ValueError, match=r'species order'):
+        engine.prepare(mixed, [0, 1], None)
+    assert count_nodes() == before
+
+
+def test_group_by_species_keeps_order_and_size():
+    numbers = {0: [3, 5], 1: [5, 3], 2: [3, 5], 3: [3, 5], 4: [3, 5, 9], 5: [3, 5]}
+    assert group_by_species(numbers, range(6), 3) == [[0, 2, 3], [1], [4], [5]]
+    assert group_by_species(numbers, [5, 3], 50) == [[5, 3]]
+
+
+def test_cp2k_batch_parameters():
+    parameters = {'GLOBAL': {'RUN_TYPE': 'ENERGY_FORCE'}, 'FORCE_EVAL': {'METHOD': 'QS'}, 'motion': {'MD': {}}}
+    params = cp2k_batch_parameters(parameters, True, 5, variable_cell=True)
+    assert params['GLOBAL']['RUN_TYPE'] == 'MD'
+    md = params['MOTION']['MD']
+    assert md['ENSEMBLE'] == 'REFTRAJ' and md['STEPS'] == 4
+    assert md['REFTRAJ'] == {
+        'TRAJ_FILE_NAME': 'aiida-reftraj.xyz',
+        'EVAL_ENERGY_FORCES': True,
+        'EVAL_FORCES': True,
+        'FIRST_SNAPSHOT': 1,
+        'LAST_SNAPSHOT': 5,
+        'STRIDE': 1,
+        'VARIABLE_VOLUME': True,
+        'CELL_FILE_NAME': 'aiida-reftraj.cell',
+    }
+    assert 'motion' not in params
+    printing = params['FORCE_EVAL']['PRINT']
+    assert printing['FORCES'] == {'_': 'ON', 'EACH': {'MD': 1}}
+    assert printing['STRESS_TENSOR'] == {'_': 'ON', 'EACH': {'MD': 1}}
+    assert params['FORCE_EVAL']['STRESS_TENSOR'] == 'ANALYTICAL'
+    fixed = cp2k_batch_parameters(parameters, False, 2, variable_cell=False)
+    assert 'VARIABLE_VOLUME' not in fixed['MOTION']['MD']['REFTRAJ'] and 'STRESS_TENSOR' not in fixed['FORCE_EVAL']
+    assert parameters['GLOBAL']['RUN_TYPE'] == 'ENERGY_FORCE'  # not changed in place
+
+
+def _evaluation(energy: float, forces: list, stress: bool = True, converged: bool = True, step: int = 2) -> str:
+    scf = (
+        '  *** SCF run converged in 6 steps ***\n'
+        if converged
+        else ' *** WARNING in qs_scf.F:601 :: SCF run NOT converged ***\n'
+    )
+    text = f' SCF WAVEFUNCTION OPTIMIZATION\n{scf}\n ENERGY| Total FORCE_EVAL ( QS ) energy [a.u.]:   {energy:.12f}\n\n'
+    text += ' ATOMIC FORCES in [a.u.]\n\n # Atom   Kind   Element          X              Y              Z\n'
+    for i, (element, row) in enumerate(forces, start=1):
+        text += f'      {i}      1      {element}   {row[0]:.8f}   {row[1]:.8f}   {row[2]:.8f}\n'
+    text += ' SUM OF ATOMIC FORCES           0.0 0.0 0.0 0.0\n\n'
+    if stress:
+        text += ' STRESS| Analytical stress tensor [GPa]\n STRESS|   x   y   z\n'
+        for axis in 'xyz':
+            text += f' STRESS|      {axis}       1.0E+00   0.0E+00   0.0E+00\n'
+    return text + f'\n MD| Step number    {step}\n'
+
+
+def test_parse_cp2k_evaluations_of_a_reftraj_output():
+    forces = [('Li', [0.1, 0.0, -0.1]), ('F', [-0.1, 0.0, 0.1])]
+    text = (
+        _evaluation(-10.0, forces)
+        + _evaluation(-10.5, forces, converged=False)
+        + _evaluation(-11.0, forces, stress=False)
+        + ' SCF WAVEFUNCTION OPTIMIZATION\n  (killed here)\n'
+    )
+    evaluations = parse_cp2k_evaluations(text, ['Li', 'F'])
+    assert len(evaluations) == 3  # the running fourth is not complete
+    assert [e.scf_converged for e in evaluations] == [True, False, True]
+    assert np.allclose([e.energy for e in evaluations], np.array([-10.0, -10.5, -11.0]) * HARTREE_TO_EV)
+    assert np.allclose(evaluations[0].forces[0], np.array([0.1, 0.0, -0.1]) * HARTREE_PER_BOHR_TO_EV_PER_A)
+    assert evaluations[0].stress[0, 0] < 0 and evaluations[2].stress is None
+    with pytest.raises(ValueError, match='atom order does not match'):
+        parse_cp2k_evaluations(text, ['F', 'Li'])
