@@ -151,3 +151,64 @@ def test_parse_cp2k_evaluations_of_a_reftraj_output():
     assert evaluations[0].stress[0, 0] < 0 and evaluations[2].stress is None
     with pytest.raises(ValueError, match='atom order does not match'):
         parse_cp2k_evaluations(text, ['F', 'Li'])
+
+
+class _Outputs(dict):
+    def __getattr__(self, name):
+        return self[name]
+
+
+class _FinishedBatch:
+    """What ``Cp2kEngine.outcomes`` reads of a finished batched ``Cp2kCalculation``: exit status, outputs, inputs."""
+
+    process_label = 'Cp2kCalculation'
+    pk = 12345
+
+    def __init__(self, exit_status: int, retrieved=None, trajectory=None):
+        self.exit_status = exit_status
+        self.exit_message = 'stopped' if exit_status else ''
+        self.is_finished_ok = exit_status == 0
+        self.outputs = _Outputs({'retrieved': retrieved} if retrieved is not None else {})
+        self.inputs = _Outputs({'trajectory': trajectory} if trajectory is not None else {})
+
+
+def _batch_of_four():
+    from aiida_ilmlff.calculations.functions.labels import frames_to_reftraj
+
+    frames = FramesData.from_ase([libf4_atoms(i) for i in range(8)]).store()
+    return frames_to_reftraj(frames, orm.List([4, 5, 6, 7]))['trajectory']  # frames 4..7 of a larger set
+
+
+def _retrieved(text: str) -> orm.FolderData:
+    import io
+
+    folder = orm.FolderData()
+    folder.base.repository.put_object_from_filelike(io.BytesIO(text.encode()), 'aiida.out')
+    return folder.store()
+
+
+def test_failed_batch_sends_every_frame_back_alone(aiida_profile):
+    engine = Cp2kEngine(AttributeDict({'cp2k': {'parameters': orm.Dict({})}}), compute_stress=True, frames_per_job=4)
+    outcomes = engine.outcomes(_FinishedBatch(304), [4, 5, 6, 7])
+    assert sorted(outcomes) == [4, 5, 6, 7]
+    assert all(o.labels is None and o.failure is None and not o.retry_batched for o in outcomes.values())
+    assert all('batch Cp2kCalculation<12345> failed (exit status 304' in o.retry for o in outcomes.values())
+
+
+def test_batch_stopped_by_its_walltime_keeps_its_labels_and_rebatches_the_rest(aiida_profile):
+    """Frame 4 labelled, frame 5 unconverged (alone), frame 6 running when the job stopped and 7 not reached
+    (both into another batch); one extraction node carries frame 4's row."""
+    forces = [('Li', [0.1, 0.0, -0.1]), ('B', [0.0, 0.0, 0.0])] + [('F', [0.0, 0.1, 0.0])] * 4
+    text = _evaluation(-10.0, forces) + _evaluation(-10.5, forces, converged=False) + ' SCF WAVEFUNCTION OPTIMIZATION\n'
+    text += ' *** exceeded requested execution time ***\n'
+    trajectory = _batch_of_four()
+    engine = Cp2kEngine(AttributeDict({'cp2k': {'parameters': orm.Dict({})}}), compute_stress=True, frames_per_job=4)
+    node = _FinishedBatch(400, retrieved=_retrieved(text), trajectory=trajectory)
+    outcomes = engine.outcomes(node, [4, 5, 6, 7])
+    assert sorted(outcomes) == [4, 5, 6, 7]
+    labels = outcomes[4].labels
+    assert labels.base.attributes.get('frame_indices') == [4]
+    assert labels.base.attributes.get('unconverged') == [5] and labels.base.attributes.get('missing') == [6, 7]
+    assert labels.get_array('forces').shape == (1, 6, 3) and labels.get_array('stress').shape == (1, 3, 3)
+    assert outcomes[5].retry.startswith('SCF not converged') and not outcomes[5].retry_batched
+    assert all(outcomes[i].retry_batched and 'stopped by its wall time' in outcomes[i].retry for i in (6, 7))
