@@ -13,13 +13,17 @@ of it (it batches frames, runs the quality control and attaches the outputs). An
 * run side (an instance built from the namespace's inputs, one per work-chain step): the level of theory
   (:meth:`LabellingEngine.level_of_theory`), how many frames a round takes
   (:meth:`LabellingEngine.round_size`) and how they are grouped into sub-processes
-  (:meth:`LabellingEngine.group`: one frame per sub-process here; a batched engine returns several), the
-  inputs of one sub-process for a group of frames (:meth:`LabellingEngine.prepare`), the per-frame outcome
-  of a finished sub-process (:meth:`LabellingEngine.outcomes`, from :meth:`LabellingEngine.extract` when it
-  finished ok and :meth:`LabellingEngine.classify_failure` when not).
+  (:meth:`LabellingEngine.group`: one frame per sub-process), the inputs of one sub-process for a group of
+  frames (:meth:`LabellingEngine.prepare`), the per-frame outcome of a finished sub-process
+  (:meth:`LabellingEngine.outcomes`, from :meth:`LabellingEngine.extract` when it finished ok and
+  :meth:`LabellingEngine.classify_failure` when not);
+* batches (engines with :attr:`LabellingEngine.supports_batches`, ``frames_per_job`` > 1): the batches of
+  several frames (:meth:`LabellingEngine.batches`) and the sub-process of a group
+  (:meth:`LabellingEngine.process_class_for`: a batch may run another process than a single frame).
 
 Outcomes are per frame, so a batched engine can report that one frame of its batch did not converge while
-the others are labelled. Failure entries are ``{'reason', 'detail', 'pk', ...}`` with a reason of
+the others are labelled: that frame's outcome is a ``retry`` and the work chain labels it again alone.
+Failure entries are ``{'reason', 'detail', 'pk', ...}`` with a reason of
 :data:`aiida_ilmlff.calculations.functions.labels.REASONS`.
 """
 
@@ -162,8 +166,9 @@ class LabellingEngine(abc.ABC):
         """
 
     def round_size(self, max_concurrent: int) -> int:
-        """How many frames one round of the work chain takes, for ``max_concurrent`` (``max_concurrent`` here:
-        one frame per sub-process; a batched engine returns ``max_concurrent`` x its frames per job)."""
+        """How many frames one round of the work chain takes with one frame per sub-process (``max_concurrent``).
+
+        With ``frames_per_job`` > 1 a round is ``max_concurrent`` sub-processes of :meth:`batches`."""
         return int(max_concurrent)
 
     def group(self, indices: t.Sequence[int]) -> list[list[int]]:
