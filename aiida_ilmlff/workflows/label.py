@@ -537,7 +537,7 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
             except Exception as exception:  # the calcfunction excepted: stop with 310
                 return self.exit_codes.ERROR_FRAMES_UNREADABLE.format(message=str(exception))
             structures = {index: outputs[f'frame_{index:06d}'] for index in alone}
-        futures, jobs = {}, {}
+        prepared = []  # every group is prepared before anything is submitted
         for group in groups:
             link_label = engine.link_label(group)
             try:
@@ -546,6 +546,9 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
                 return self.exit_codes.ERROR_FRAMES_UNREADABLE.format(message=str(exception))
             inputs.setdefault('metadata', {})
             inputs.metadata = {**dict(inputs.metadata), 'call_link_label': link_label}
+            prepared.append((link_label, group, inputs))
+        futures, jobs = {}, {}
+        for link_label, group, inputs in prepared:
             futures[link_label] = self.submit(engine.process_class_for(group), **inputs)
             jobs[link_label] = list(group)
             self.ctx.n_batches += int(len(group) > 1)
@@ -567,7 +570,7 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
     def inspect_batch(self):
         """Read the labels of the frames of the finished sub-processes; record the failures."""
         engine = self._engine()
-        rebatch = []
+        rebatch, n_alone = [], len(self.ctx.relabelled)
         for link_label, indices in self.ctx.jobs.items():
             node = self.ctx[link_label]
             outcomes = engine.outcomes(node, indices)
@@ -594,8 +597,13 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         self.ctx.jobs = {}
         if rebatch:  # the frames a batch stopped by its wall time did not reach: batched again, first
             self.ctx.batches = engine.batches(self.inputs.frames, sorted(rebatch)) + self.ctx.batches
-        if self.ctx.relabelled:
-            self.report(f'{len(self.ctx.relabelled)} frames to be labelled again alone so far')
+        if rebatch:
+            self.report(f'{len(rebatch)} frames not reached by batches stopped by their wall time: batched again')
+        if len(self.ctx.relabelled) > n_alone:
+            self.report(
+                f'{len(self.ctx.relabelled) - n_alone} frames not labelled by their batch: labelled again alone '
+                f'({len(self.ctx.relabelled)} so far)'
+            )
 
     def run_quality_control(self):
         """Run the quality-control calcfunction over all labels."""
