@@ -142,3 +142,18 @@ def test_unconverged_frame_of_a_batch_is_labelled_again_alone(cp2k_code, serial_
     assert owners['3'] == calcs[-1].uuid and calcs[-1].process_class is Cp2kCalculation
     assert calcs[-1].inputs.parameters['GLOBAL']['RUN_TYPE'] == 'ENERGY_FORCE'
     assert len(calcs) == 3  # the batch, the failed single point, the single point of rung 1
+
+
+@pytest.mark.slow
+def test_batch_is_cached(cp2k_code, serial_options):
+    """Labelling the same frames twice in batches with caching on runs CP2K once: the second batch is a cache hit."""
+    from aiida.manage.caching import enable_caching
+
+    frames = FramesData.from_ase(_pyr14bf4_frames(3)).store()
+    with enable_caching(identifier='aiida.calculations:cp2k'):
+        first, node1, _ = _label(cp2k_code, frames, serial_options, frames_per_job=3)
+        second, node2, _ = _label(cp2k_code, frames, serial_options, frames_per_job=3)
+    assert node1.is_finished_ok and node2.is_finished_ok
+    (calc1,), (calc2,) = _calcjobs(node1), _calcjobs(node2)
+    assert calc2.base.caching.get_cache_source() == calc1.uuid
+    assert np.array_equal(first['labelled'].energies, second['labelled'].energies)
