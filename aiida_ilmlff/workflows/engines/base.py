@@ -179,8 +179,9 @@ class LabellingEngine(abc.ABC):
         return [[int(index)] for index in indices]
 
     def batches(self, frames: t.Any, indices: t.Sequence[int]) -> list[list[int]]:
-        """The batches of frames ``indices`` (several frames per job; :attr:`supports_batches` engines only)."""
-        raise NotImplementedError(f'the {self.code_description} engine labels one frame per job')
+        """The batches of frames ``indices``, one sub-process each: one frame per batch for an engine that labels one
+        frame per job (the default); a :attr:`supports_batches` engine groups several (``frames_per_job``)."""
+        return self.group(indices)
 
     def process_class_for(self, indices: t.Sequence[int]) -> type:
         """The sub-process that labels ``indices``: :attr:`process_class` (a batched engine may use another)."""
