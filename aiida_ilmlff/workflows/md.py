@@ -30,6 +30,8 @@ from aiida_ilmlff.calculations.md import MDCalculation
 from aiida_ilmlff.runner.contract import GUARDS, PARAMETERS
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
 from aiida_ilmlff.workflows.protocols.checks import check_code_plugin, check_liquid_temperature
+from aiida_ilmlff.workflows.protocols.gpu import apply_gpu
+from aiida_ilmlff.workflows.protocols.monitors import monitors_to_nodes
 
 __all__ = ('MDBaseWorkChain', 'models_namespace', 'numbered_namespace')
 
@@ -105,7 +107,10 @@ class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         The keyword arguments are merged under ``overrides`` (``overrides`` wins); see
         :meth:`get_builder_from_protocol`.
 
-        :raises ValueError: an unknown protocol or override key, a temperature outside any liquid.
+        The meta input ``gpu`` (``overrides={'gpu': {'gres': 'gpu:1'}}``, see
+        :mod:`aiida_ilmlff.workflows.protocols.gpu`) is applied to ``md`` and removed.
+
+        :raises ValueError: an unknown protocol or override key, a temperature outside any liquid, a bad ``gpu``.
         """
         quick = {k: v for k, v in (('ensemble', ensemble), ('temperature_K', temperature_K)) if v is not None}
         if pressure_bar is not None:
@@ -117,6 +122,7 @@ class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         if overrides:
             cls._validate_override_keys(overrides)
         inputs = cls.get_protocol_inputs(protocol, recursive_merge(base, overrides or {}))
+        apply_gpu(inputs['md'], inputs.pop('gpu', None), ('settings', 'device'))
         temperature = inputs['md'].get('parameters', {}).get('temperature_K')
         if temperature is not None:
             message = check_liquid_temperature(temperature, 'md.parameters.temperature_K')
@@ -141,6 +147,9 @@ class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
             namespace['settings'] = orm.Dict(md['settings'])
         if md.get('engine'):
             namespace['engine'] = orm.Str(md['engine'])
+        monitors = monitors_to_nodes(md.get('monitors'), 'md.monitors')
+        if monitors:
+            namespace['monitors'] = monitors
         namespace['metadata'] = md.get('metadata', {})
         return {
             'md': namespace,

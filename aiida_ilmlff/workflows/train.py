@@ -48,6 +48,8 @@ from aiida_ilmlff.data import FramesData, MLFFModelData
 from aiida_ilmlff.sampling.split import train_valid_indices
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, UnknownOverrideError, recursive_merge
 from aiida_ilmlff.workflows.protocols.checks import check_code_plugin
+from aiida_ilmlff.workflows.protocols.gpu import apply_gpu
+from aiida_ilmlff.workflows.protocols.monitors import check_monitors, monitors_to_nodes
 from aiida_ilmlff.workflows.protocols.plain import is_set_by_parent, to_plain
 
 __all__ = (
@@ -77,6 +79,8 @@ class _TrainBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
     _plugin: t.ClassVar[str] = ''
     _lr_key: t.ClassVar[str] = ''
     _lr_default: t.ClassVar[float] = 0.0
+    #: Where the CalcJob takes its device (``gpu`` option), or ``None``.
+    _gpu_device: t.ClassVar[tuple[str, str] | None] = None
 
     @classmethod
     def define(cls, spec):
@@ -114,10 +118,13 @@ class _TrainBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
 
         :param overrides: nested like the inputs, e.g. ``{'mace': {'parameters': {'lr': 5e-3}}}``.
         :param options: merged into ``metadata.options``. :param seed: the training seed (parameters ``seed``).
-        :raises ValueError: an unknown protocol or override key.
+        The meta input ``gpu`` (``overrides={'gpu': {'gres': 'gpu:1'}}``, see
+        :mod:`aiida_ilmlff.workflows.protocols.gpu`) is applied to the CalcJob namespace and removed.
+        :raises ValueError: an unknown protocol or override key, a bad ``gpu`` option.
         """
         inputs = cls.get_protocol_inputs(protocol, overrides)
         calc = inputs.setdefault(cls._namespace, {})
+        apply_gpu(calc, inputs.pop('gpu', None), cls._gpu_device)
         if options:
             calc['metadata'] = recursive_merge(calc.get('metadata') or {}, {'options': dict(options)})
         if seed is not None:
@@ -141,7 +148,7 @@ class _TrainBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
             message = cls._process_class.SCHEMA.validate(parameters, cls._process_class.__name__)
             if message:
                 return f'`{prefix}.parameters`: {message}'
-        return None
+        return check_monitors(calc.get('monitors'), f'{prefix}.monitors')
 
     @classmethod
     def plain_inputs_to_nodes(cls, code: orm.AbstractCode, inputs: t.Mapping) -> dict:
@@ -158,6 +165,9 @@ class _TrainBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
             namespace['valid_fraction'] = orm.Float(calc['valid_fraction'])
         if calc.get('metadata'):
             namespace['metadata'] = dict(calc['metadata'])
+        monitors = monitors_to_nodes(calc.get('monitors'), f'{cls._namespace}.monitors')
+        if monitors:
+            namespace['monitors'] = monitors
         nodes: dict[str, t.Any] = {cls._namespace: namespace}
         if inputs.get('max_iterations') is not None:
             nodes['max_iterations'] = orm.Int(inputs['max_iterations'])
@@ -266,6 +276,7 @@ class MaceTrainBaseWorkChain(_TrainBaseWorkChain):
     _plugin = 'ilmlff.mace.train'
     _lr_key = 'lr'
     _lr_default = 0.01
+    _gpu_device = ('parameters', 'device')
 
     @classmethod
     def _extra_calc_inputs(cls, *, foundation_model: MLFFModelData | None = None, **kwargs: t.Any) -> dict:
