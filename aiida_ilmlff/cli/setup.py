@@ -192,6 +192,13 @@ def _fresh_profile_names() -> list[str]:
     show_default=True,
     help='PostgreSQL superuser that creates the database.',
 )
+@click.option(
+    '--protocol',
+    type=click.Choice(['fast', 'balanced', 'stringent']),
+    default='balanced',
+    show_default=True,
+    help="With a RabbitMQ broker: warn when its consumer_timeout is shorter than this protocol's longest wall time.",
+)
 def setup(
     profile_name,
     computer_label,
@@ -202,6 +209,7 @@ def setup(
     postgres_host,
     postgres_port,
     postgres_user,
+    protocol,
 ):
     """Create (or reuse) a profile, a computer and the codes aiida-ilmlff runs. Idempotent.
 
@@ -346,6 +354,16 @@ def setup(
                 continue
             register_code(spec, computer, executable)
             click.echo(f'code       {spec.label}@{label}: created ({executable})')
+
+    # 5. Broker: RabbitMQ's consumer_timeout against the protocol's longest wall time (aiida_ilmlff.broker).
+    from aiida.manage import get_manager
+
+    from aiida_ilmlff.broker import broker_check
+
+    checked = broker_check(get_manager().get_profile(), protocol)
+    if checked is not None:
+        line, warning = checked
+        click.echo(f'broker     {"Warning: " if warning else ""}{line}')
 
 
 @click.command('codes')
