@@ -47,10 +47,35 @@ def _last_report(node) -> str | None:
     return logs[-1].message if logs else None
 
 
+def _print_progress(descendants: list, shown: dict) -> None:
+    """Print the progress line of each training and MD job that changed since the last call (``shown``: pk -> line).
+
+    The lines come from the progress monitors (:mod:`aiida_ilmlff.calculations.progress`), which the daemon runs
+    while the jobs run; ``verdi process report PK`` of the job shows all of them.
+    """
+    from aiida import orm
+
+    from aiida_ilmlff.calculations.progress import PROGRESS_EXTRA
+
+    for child in sorted(descendants, key=lambda n: n.pk):
+        if isinstance(child, orm.CalcJobNode):
+            line = child.base.extras.get(PROGRESS_EXTRA, None)
+            if line and shown.get(child.pk) != line:
+                print(f'    {child.process_label}<{child.pk}>: {line}', flush=True)
+                shown[child.pk] = line
+
+
 def wait(node, poll: float = 10.0) -> None:
-    """Block until ``node`` terminates, printing its latest report line and how many sub-processes run."""
+    """Block until ``node`` terminates, printing its latest report line, how many sub-processes run and the
+    progress lines of the training and MD jobs (epochs, losses, simulated time, temperature)."""
     last = None
+    shown: dict = {}
     start = time.monotonic()
+    print(
+        f'watch it with `verdi process report {node.pk}`; a running training or MD job: `verdi process report PK` '
+        '(its progress lines)',
+        flush=True,
+    )
     while not node.is_terminated:
         descendants = node.called_descendants
         running = sum(1 for child in descendants if not child.is_terminated)
@@ -61,6 +86,7 @@ def wait(node, poll: float = 10.0) -> None:
         if line.split('] ', 1)[1] != (last or '').split('] ', 1)[-1]:
             print(line, flush=True)
             last = line
+        _print_progress(descendants, shown)
         time.sleep(poll)
     print(
         f'[{(time.monotonic() - start) / 60:5.1f} min] {node.process_label}<{node.pk}> {node.process_state.value} '
