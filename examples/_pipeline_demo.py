@@ -95,6 +95,25 @@ def wait(node, poll: float = 10.0) -> None:
     )
 
 
+def use_label_cache() -> None:
+    """Turn caching on for the DFT labelling CalcJobs (CP2K, pw.x) in this profile, never for training, and say so.
+
+    A second demo (or any pipeline) on the same frames then runs no DFT job: its labels are cache clones of the
+    first run's (:mod:`aiida_ilmlff.caching`). A daemon that was already running keeps the settings it started with.
+    """
+    from aiida.engine.daemon.client import get_daemon_client
+    from aiida.manage import get_config
+
+    from aiida_ilmlff.caching import CACHED_CALCJOBS, configure_caching
+
+    profile = get_daemon_client().profile.name
+    added = configure_caching(get_config(), profile)
+    cached = ', '.join(identifier.split(':', 1)[1] for identifier in CACHED_CALCJOBS)
+    print(f'caching on for {cached} in profile {profile} (DFT labels reused; training never cached)', flush=True)
+    if added and get_daemon_client().is_daemon_running:
+        print('the daemon started before caching was set: `verdi daemon restart` to reuse labels', flush=True)
+
+
 #: The daemon runs several small jobs at once (4 trainings, 2 MD runs): one thread each keeps 2 cores busy without
 #: oversubscribing them (torch and TensorFlow would otherwise each start a pool as large as the machine).
 ONE_THREAD = {**thread_environment(1), 'TF_CPP_MIN_LOG_LEVEL': '3'}
@@ -126,6 +145,7 @@ def run(
         temperature_K=temperature_K,
         options={'environment_variables': ONE_THREAD},
     )
+    use_label_cache()
     started = start_daemon()
     try:
         node = submit(builder)

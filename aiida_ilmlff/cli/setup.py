@@ -301,6 +301,24 @@ def setup(
 
     load_profile(profile_name, allow_switch=True)
 
+    # 2b. Caching: DFT labels (CP2K, pw.x) reused across pipelines, training never (aiida_ilmlff.caching).
+    from aiida.manage import get_config
+
+    from aiida_ilmlff.caching import CACHED_CALCJOBS, configure_caching
+
+    # A new profile gets the settings; an existing one is left as its owner set it (a hint says what is missing).
+    cached = ', '.join(identifier.split(':', 1)[1] for identifier in CACHED_CALCJOBS)
+    missing = configure_caching(get_config(), profile_name, dry_run=not create)
+    if not missing:
+        click.echo(f'caching    {cached}: on')
+    elif create:
+        click.echo(f'caching    {cached}: enabled (labels reused across pipelines; training not cached)')
+    else:
+        click.echo(
+            f'caching    not set in profile `{profile_name}`: {"; ".join(missing)} (reuse DFT labels across '
+            'pipelines: `verdi config set --append caching.<setting> <identifier>`, see docs/howto_cluster.md)'
+        )
+
     # 3. Computer.
     label = computer_label or 'localhost'
     try:

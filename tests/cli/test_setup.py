@@ -108,3 +108,14 @@ def test_setup_bad_computer_config_fails_cleanly(tmp_path):
     assert result.stderr.strip().count('\n') == 0, result.stderr
     assert f'computer file `{path}`: unknown key(s) `setup.workdir`' in result.stderr
     assert not config(tmp_path).get('profiles')
+
+
+def test_new_profile_reuses_dft_labels(configured):
+    """A profile made by ``setup`` caches the DFT CalcJobs (labels reused across pipelines), never training."""
+    from aiida_ilmlff.caching import CACHED_CALCJOBS, NOT_CACHED_CALCJOBS
+
+    path, first = configured
+    assert 'caching    cp2k, quantumespresso.pw: enabled' in first.stdout, first.stdout
+    options = config(path)['profiles']['ilmlff']['options']
+    assert options['caching.enabled_for'] == list(CACHED_CALCJOBS)
+    assert options['caching.disabled_for'] == list(NOT_CACHED_CALCJOBS)
