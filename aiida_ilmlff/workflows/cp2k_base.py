@@ -31,11 +31,14 @@ Differences from the parent work chain:
   frames ("Atomic charges outside chemical range"); for a single point the check is switched off and the run
   restarted (a sanity check of CP2K, not part of the method: the energies are unchanged). In an MD it stays on:
   the SCF ladder is climbed and, after the last rung, the work chain stops with 320.
+* :meth:`~aiida_ilmlff.workflows.cancelled.CancelledJobMixin.handle_cancelled_job` (priority 900): the job was
+  cancelled from outside (``scancel``): submitted again from its start with ``resubmit_cancelled`` (the protocols'
+  default), otherwise the work chain stops with exit code 403.
 * :meth:`handle_cp2k_abort`: any other ``[ABORT]`` stops the work chain with exit code 320 and CP2K's message.
 
 Exit codes (AiiDA bands): 300, 310 (aiida-cp2k), 301/302 (sub-process excepted/killed), 320 CP2K aborted
 with an unrecoverable message, 400 no restart data (aiida-cp2k), 401 too many restarts, 402 unhandled
-failure, 510 SCF not converged after the ladder.
+failure, 403 job cancelled (``resubmit_cancelled`` false), 510 SCF not converged after the ladder.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from aiida_cp2k.workchains.base import Cp2kBaseWorkChain, Cp2kCalculation
 
 from aiida_ilmlff.calculations.monitors import SCF_MONITOR_ENTRY_POINT, is_scf_monitor_stop
 from aiida_ilmlff.parsers.cp2k_output import parse_cp2k_stdout, unconverged_evaluations, xtb_charge_abort
+from aiida_ilmlff.workflows.cancelled import CancelledJobMixin
 
 __all__ = (
     'SCF_LADDER',
@@ -164,7 +168,7 @@ def read_cp2k_stdout(calc: orm.CalcJobNode) -> str:
         return ''
 
 
-class IlmlffCp2kBaseWorkChain(Cp2kBaseWorkChain):
+class IlmlffCp2kBaseWorkChain(CancelledJobMixin, Cp2kBaseWorkChain):
     """aiida-cp2k's base work chain with the SCF ladder, the xTB charge-check handler and a CP2K walltime.
 
     Inputs are those of ``Cp2kBaseWorkChain`` (namespace ``cp2k`` for the ``Cp2kCalculation``); outputs too.

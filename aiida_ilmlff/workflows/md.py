@@ -4,6 +4,9 @@ Handlers (each action is written to the work chain's report):
 
 - wall time (``ERROR_OUT_OF_WALLTIME`` 400, or the scheduler's 120 when a checkpoint came back): continue
   from the ``checkpoint`` output with the same parameters (``steps`` counts the whole simulation).
+- a job cancelled from outside (``scancel``; :mod:`~aiida_ilmlff.workflows.cancelled`): with
+  ``resubmit_cancelled`` (protocol, default true) submitted again, from the checkpoint it left when one came back;
+  otherwise the work chain stops with exit code 403.
 - a guard (500-505, 505 the ``bond`` guard: a molecule came apart): restart from the checkpoint, which holds the
   last good saved frame, with the time step halved; ``steps`` grows so that the simulated time stays the same and
   the output strides double so that frames stay evenly spaced in time. The checkpoint carries the starting
@@ -28,6 +31,7 @@ from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_han
 from aiida_ilmlff.calculations.functions.trajectory import md_segment_inputs, merge_md_segments
 from aiida_ilmlff.calculations.md import MDCalculation
 from aiida_ilmlff.runner.contract import GUARDS, PARAMETERS
+from aiida_ilmlff.workflows.cancelled import CancelledJobMixin
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, recursive_merge
 from aiida_ilmlff.workflows.protocols.checks import check_code_plugin, check_liquid_temperature
 from aiida_ilmlff.workflows.protocols.gpu import apply_gpu
@@ -53,7 +57,7 @@ def models_namespace(models: t.Any) -> dict[str, orm.Data]:
     return numbered_namespace(models, 'model')
 
 
-class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
+class MDBaseWorkChain(ProtocolMixin, CancelledJobMixin, BaseRestartWorkChain):
     """Run an :class:`~aiida_ilmlff.calculations.md.MDCalculation`, restarting it from checkpoints as needed."""
 
     _process_class = MDCalculation
@@ -102,7 +106,7 @@ class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         pressure_bar: float | None = None,
     ) -> dict:
         """The protocol inputs as plain values (no nodes): ``md`` (``parameters``, ``settings``, ``engine``,
-        ``metadata``), ``max_iterations``, ``max_guard_restarts``, ``clean_workdir``.
+        ``metadata``), ``max_iterations``, ``max_guard_restarts``, ``resubmit_cancelled``, ``clean_workdir``.
 
         The keyword arguments are merged under ``overrides`` (``overrides`` wins); see
         :meth:`get_builder_from_protocol`.
@@ -155,6 +159,7 @@ class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
             'md': namespace,
             'max_iterations': orm.Int(inputs['max_iterations']),
             'max_guard_restarts': orm.Int(inputs['max_guard_restarts']),
+            'resubmit_cancelled': orm.Bool(inputs.get('resubmit_cancelled', True)),
             'clean_workdir': orm.Bool(inputs.get('clean_workdir', False)),
         }
 
@@ -202,7 +207,7 @@ class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         for key, value in nodes['md'].items():
             if key != 'code':
                 builder.md[key] = value
-        for key in ('max_iterations', 'max_guard_restarts', 'clean_workdir'):
+        for key in ('max_iterations', 'max_guard_restarts', 'resubmit_cancelled', 'clean_workdir'):
             builder[key] = nodes[key]
         return builder
 
@@ -219,6 +224,14 @@ class MDBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         if checkpoint is not None:
             self.ctx.inputs.restart = checkpoint
         return checkpoint
+
+    def prepare_resubmission(self, calc) -> str:
+        """A cancelled MD continues from the checkpoint it left, if one came back; else it runs again from its start."""
+        checkpoint = self._continue_from(calc)
+        if checkpoint is None:
+            return 'submitting it again from its start (no checkpoint came back)'
+        attributes = checkpoint.base.attributes
+        return f'continuing from its checkpoint at step {attributes.get("step")} (t = {attributes.get("time_fs"):g} fs)'
 
     @process_handler(
         priority=600,

@@ -1,13 +1,15 @@
 """Training work chains: one model with automatic restarts, and a committee of models (``ilmlff.train``).
 
 ``MaceTrainBaseWorkChain`` (``ilmlff.mace.train.base``) and ``DeepmdTrainBaseWorkChain``
-(``ilmlff.deepmd.train.base``) run one training CalcJob as a ``BaseRestartWorkChain`` with two handlers:
+(``ilmlff.deepmd.train.base``) run one training CalcJob as a ``BaseRestartWorkChain`` with three handlers:
 
 - NaN or infinite loss (CalcJob exit 410): restart from scratch with the learning rate halved (MACE ``lr``,
   DeePMD ``start_lr``); when the loss is still not finite after ``max_iterations`` runs the work chain exits
   with 410 ``ERROR_NAN_LOSS``;
 - out of walltime (CalcJob exit 400): restart from the last checkpoint (``parent_folder`` = the interrupted
-  job's remote folder; MACE ``--restart_latest``, DeePMD ``--restart model.ckpt``).
+  job's remote folder; MACE ``--restart_latest``, DeePMD ``--restart model.ckpt``);
+- a job cancelled from outside (``scancel``; :mod:`~aiida_ilmlff.workflows.cancelled`): trained again from the
+  start with ``resubmit_cancelled`` (the protocols' default), otherwise exit code 403 ``ERROR_JOB_CANCELLED``.
 
 ``TrainWorkChain`` (``ilmlff.train``) trains a committee of ``committee_size`` models (at least 2, default 4)
 of one ``architecture`` that differ only by their seed, all on the same train/valid split (the one stratified
@@ -46,6 +48,7 @@ from aiida_ilmlff.calculations.functions.frames import split_frames
 from aiida_ilmlff.calculations.mace import MaceTrainCalculation
 from aiida_ilmlff.data import FramesData, MLFFModelData
 from aiida_ilmlff.sampling.split import train_valid_indices
+from aiida_ilmlff.workflows.cancelled import CancelledJobMixin
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, UnknownOverrideError, recursive_merge
 from aiida_ilmlff.workflows.protocols.checks import check_code_plugin
 from aiida_ilmlff.workflows.protocols.gpu import apply_gpu
@@ -72,7 +75,7 @@ def _load_code(code: t.Any) -> t.Any:
     return orm.load_code(code) if isinstance(code, (str, int)) else code
 
 
-class _TrainBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
+class _TrainBaseWorkChain(ProtocolMixin, CancelledJobMixin, BaseRestartWorkChain):
     """Restart logic and protocols shared by the MACE and DeePMD base work chains (not a plugin itself)."""
 
     _namespace: t.ClassVar[str] = ''
@@ -113,8 +116,8 @@ class _TrainBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         options: t.Mapping | None = None,
         seed: int | None = None,
     ) -> dict:
-        """The protocol inputs as plain values: ``max_iterations`` and the CalcJob namespace (``parameters``,
-        ``valid_fraction``, ``metadata.options``), without code and frames.
+        """The protocol inputs as plain values: ``max_iterations``, ``resubmit_cancelled`` and the CalcJob namespace
+        (``parameters``, ``valid_fraction``, ``metadata.options``), without code and frames.
 
         :param overrides: nested like the inputs, e.g. ``{'mace': {'parameters': {'lr': 5e-3}}}``.
         :param options: merged into ``metadata.options``. :param seed: the training seed (parameters ``seed``).
@@ -171,6 +174,8 @@ class _TrainBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         nodes: dict[str, t.Any] = {cls._namespace: namespace}
         if inputs.get('max_iterations') is not None:
             nodes['max_iterations'] = orm.Int(inputs['max_iterations'])
+        if inputs.get('resubmit_cancelled') is not None:
+            nodes['resubmit_cancelled'] = orm.Bool(inputs['resubmit_cancelled'])
         return nodes
 
     @classmethod
@@ -213,6 +218,8 @@ class _TrainBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         builder[cls._namespace] = calc
         if 'max_iterations' in nodes:
             builder.max_iterations = nodes['max_iterations']
+        if 'resubmit_cancelled' in nodes:
+            builder.resubmit_cancelled = nodes['resubmit_cancelled']
         return builder
 
     @classmethod

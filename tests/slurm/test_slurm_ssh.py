@@ -53,12 +53,14 @@ def slurm_over_ssh():
 @pytest.fixture
 def slurm_computer(aiida_profile, slurm_over_ssh):
     """The computer of ``docs/computers/slurm-ssh.yaml`` (label ``ilmlff-slurm-test``) and its codes, made by
-    ``aiida-ilmlff setup`` in the test profile; a second call changes nothing."""
+    ``aiida-ilmlff setup`` in the test profile; a second call changes nothing. The first test of the session that
+    uses it creates them (the profile is the session's), the others find them."""
     from aiida.manage import get_manager
     from click.testing import CliRunner
 
     from aiida_ilmlff.cli.setup import setup
 
+    exists = orm.Computer.collection.count(filters={'label': LABEL}) > 0
     get_manager().get_runner()  # the test profile's runner (with its broker), before the command needs one
     args = [
         '--profile', aiida_profile.name, '--computer', LABEL, '--computer-config', str(COMPUTER_YAML),
@@ -67,9 +69,12 @@ def slurm_computer(aiida_profile, slurm_over_ssh):
     ]  # fmt: skip
     first = CliRunner().invoke(setup, args, catch_exceptions=False)
     assert first.exit_code == 0, first.output
-    assert f'computer   {LABEL}: created (core.ssh_async, core.slurm' in first.output, first.output
-    assert f'code       cp2k@{LABEL}: created' in first.output, first.output
-    assert f'code       ilmlff-runner@{LABEL}: created' in first.output, first.output
+    done = 'exists' if exists else 'created'
+    assert f'computer   {LABEL}: {done}' in first.output, first.output
+    if not exists:
+        assert f'computer   {LABEL}: created (core.ssh_async, core.slurm' in first.output, first.output
+    assert f'code       cp2k@{LABEL}: {done}' in first.output, first.output
+    assert f'code       ilmlff-runner@{LABEL}: {done}' in first.output, first.output
     second = CliRunner().invoke(setup, args, catch_exceptions=False)
     assert second.exit_code == 0 and 'created' not in second.output, second.output
     computer = orm.load_computer(LABEL)

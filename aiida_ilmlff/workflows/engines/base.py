@@ -149,11 +149,15 @@ class LabellingEngine(abc.ABC):
 
     @staticmethod
     def restart_values_to_nodes(inputs: dict) -> dict:
-        """``max_iterations`` -> ``Int`` and ``clean_workdir`` -> ``Bool`` (ports of a ``BaseRestartWorkChain``)."""
+        """``max_iterations`` -> ``Int``, ``clean_workdir`` and ``resubmit_cancelled`` -> ``Bool`` (ports of a
+        ``BaseRestartWorkChain``; ``resubmit_cancelled``: :class:`~aiida_ilmlff.workflows.cancelled.CancelledJobMixin`).
+        """
         if 'max_iterations' in inputs:
             inputs['max_iterations'] = orm.Int(inputs['max_iterations'])
         if 'clean_workdir' in inputs:
             inputs['clean_workdir'] = orm.Bool(inputs['clean_workdir'])
+        if 'resubmit_cancelled' in inputs:
+            inputs['resubmit_cancelled'] = orm.Bool(inputs['resubmit_cancelled'])
         return inputs
 
     # ------------------------------------------------------------------------------------------ run
