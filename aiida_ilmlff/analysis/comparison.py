@@ -14,7 +14,7 @@ import typing as t
 
 import numpy as np
 
-__all__ = ('ROW_KINDS', 'UNITS', 'comparison_table', 'curve_columns', 'format_comparison_table')
+__all__ = ('ROW_KINDS', 'UNITS', 'comparison_table', 'curve_columns', 'format_comparison_table', 'ion_order')
 
 #: How a comparison row's model came about.
 ROW_KINDS = {
@@ -105,6 +105,18 @@ def _diffusion_entry(entry: t.Mapping) -> dict[str, t.Any]:
         'msd_reached_A2': entry.get('msd_reached_A2'),
         'time_needed_ps': entry.get('time_needed_ps'),
     }
+
+
+def ion_order(ions: t.Mapping[str, int]) -> list[str]:
+    """The ions of a composition in the table's column order: cations first, then anions, each by name.
+
+    Never the mapping's own order: a ``Dict`` on PostgreSQL (JSONB) and a work chain's checkpoint (YAML) both
+    re-order keys, so the same pipeline would otherwise print its columns in a different order on PostgreSQL, or
+    after a daemon restart, than on SQLite.
+
+    :param ions: ion name -> formal charge.
+    """
+    return sorted(ions, key=lambda name: (-int(ions[name]), name))
 
 
 def comparison_table(
@@ -198,7 +210,7 @@ def comparison_table(
             else:
                 row['density'] = density.get('mean')
                 row['density_error'] = density.get('error')
-        for ion in ions:
+        for ion in ion_order(ions):
             entry = (properties.get('diffusion') or {}).get(ion) or {}
             cell = _diffusion_entry(entry) if not broken else _diffusion_entry({})
             row['D'][ion] = cell
@@ -223,7 +235,8 @@ def comparison_table(
     order = sorted(table, key=lambda n: (list(ROW_KINDS).index(table[n]['kind']), n))
     if not test_set.get('leak_free'):
         test_set.setdefault('warning', 'the test set was not held out in blocks: its errors may be optimistic')
-    return {'rows': table, 'order': order, 'ions': dict(ions), 'units': dict(UNITS), 'test_set': test_set}
+    ions = {ion: ions[ion] for ion in ion_order(ions)}
+    return {'rows': table, 'order': order, 'ions': ions, 'units': dict(UNITS), 'test_set': test_set}
 
 
 def _fmt(value: float | None, error: float | None = None, scale: float = 1.0, digits: int = 3) -> str:
@@ -252,7 +265,7 @@ def format_comparison_table(comparison: t.Mapping[str, t.Any]) -> str:
     :param comparison: the ``comparison`` dict of :func:`comparison_table` (the pipeline's ``comparison``
         output, ``get_dict()``).
     """
-    ions = list(comparison.get('ions', {}))
+    ions = ion_order(comparison.get('ions', {}))
     header = ['model', 'kind', 'F RMSE (meV/Å)', 'F rel.', 'E RMSE (meV/atom)', 'P RMSE (kbar)', 'density (g/cm3)']
     header += [f'D {ion} (1e-11 m2/s)' for ion in ions]
     lines = [header]

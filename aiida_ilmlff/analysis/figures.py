@@ -14,6 +14,8 @@ import typing as t
 
 import numpy as np
 
+from aiida_ilmlff.analysis.comparison import ion_order
+
 __all__ = (
     'calibration_png',
     'new_figure',
@@ -182,7 +184,7 @@ def plot_comparison(comparison: t.Mapping[str, t.Any], path: str | pathlib.Path 
     order = list(comparison.get('order', sorted(comparison['rows'])))
     rows = [comparison['rows'][name] for name in order]
     labels = [row.get('label', name) for name, row in zip(order, rows)]
-    ions = list(comparison.get('ions', {}))
+    ions = ion_order(comparison.get('ions', {}))
     x = np.arange(len(rows))
 
     def values(key):

@@ -789,7 +789,8 @@ def generate_neq(
     keep being rejected stops after ``max_attempts`` rejections per requested frame, so fewer frames than asked
     may come back; every rejection is listed.
 
-    :param mix: generator name -> parameters (defaults: :data:`GENERATORS`).
+    :param mix: generator name -> parameters (defaults: :data:`GENERATORS`); its order does not matter (the
+        generators run in the order of :data:`GENERATORS`).
     :raises ValueError: for an invalid mix (:func:`validate_generators`), no sources or ``n_frames < 0``.
     """
     errors = validate_generators(mix, min_distance)
@@ -799,7 +800,10 @@ def generate_neq(
         raise ValueError('nEQ generation needs at least one source frame')
     if n_frames < 0:
         raise ValueError(f'n_frames must be >= 0, got {n_frames}')
-    parameters = {name: {**GENERATORS[name], **(mix[name] or {})} for name in mix}
+    # In the order of GENERATORS, never the mapping's: the generators share one random stream and split the frames
+    # by largest remainder, and a `Dict` on PostgreSQL (JSONB) re-orders its keys, so the same seed would give other
+    # frames on PostgreSQL than on SQLite.
+    parameters = {name: {**GENERATORS[name], **(mix[name] or {})} for name in GENERATORS if name in mix}
     counts = generator_counts(n_frames, {name: float(p['weight']) for name, p in parameters.items()})
     rng = np.random.default_rng(seed)
     result = Perturbed()

@@ -45,7 +45,7 @@ from aiida_ilmlff.calculations.functions.sampling import (
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.data.level_of_theory import cp2k_level_of_theory
 from aiida_ilmlff.sampling import MIN_DISTANCE, TRAJECTORY_FORMATS, validate_generators
-from aiida_ilmlff.sampling.perturb import generator_counts
+from aiida_ilmlff.sampling.perturb import GENERATORS, generator_counts
 from aiida_ilmlff.sampling.settings import SAMPLING_SETTINGS, validate_import_settings
 from aiida_ilmlff.systems.composition import reference_density
 from aiida_ilmlff.systems.density import UNKNOWN_LIQUID_TEMPERATURE, default_temperature
@@ -836,7 +836,10 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         neq = self.inputs.neq
         generators = dict(neq.generators.get_dict())
         hot = generators.pop(HOT_GENERATOR, None)
-        weights = {name: float((p or {}).get('weight', 1.0)) for name, p in generators.items()}
+        # In the order of GENERATORS (the split of frames breaks ties by order; PostgreSQL re-orders a Dict's keys).
+        weights = {
+            name: float((generators[name] or {}).get('weight', 1.0)) for name in GENERATORS if name in generators
+        }
         if hot is not None:
             weights[HOT_GENERATOR] = float((hot or {}).get('weight', 1.0))
         counts = generator_counts(self.ctx.n_neq, weights)

@@ -255,6 +255,28 @@ def test_generate_neq_mix(pyr14bf4_box):
     assert all(np.allclose(a.positions, b.positions) for a, b in zip(result.frames, again.frames))
 
 
+def test_generate_neq_does_not_depend_on_the_order_of_the_mix(pyr14bf4_box):
+    """The same mix and seed give the same frames whatever the order of its keys.
+
+    A ``Dict`` on PostgreSQL (JSONB) comes back with its keys re-ordered (shortest first): before the generators ran
+    in the canonical order, the smallest pipeline's fourth nEQ frame differed between PostgreSQL and SQLite (found by
+    the fault tests, tests/test_faults.py).
+    """
+    sources = [pyr14bf4_box(0)]
+    mix = {
+        'rattle': {'weight': 1.0, 'sigma_min': 0.02, 'sigma_max': 0.05},
+        'strain': {'weight': 0.2},
+        'density': {'weight': 0.15},
+        'close_contact': {'weight': 0.2},
+        'thermal': {'weight': 0.1},
+    }
+    jsonb_order = dict(sorted(mix.items(), key=lambda item: (len(item[0]), item[0])))
+    assert list(jsonb_order) != list(mix)
+    first, second = generate_neq(sources, 4, mix, seed=0), generate_neq(sources, 4, jsonb_order, seed=0)
+    assert [f.info['perturbation'] for f in first.frames] == [f.info['perturbation'] for f in second.frames]
+    assert all(np.array_equal(a.positions, b.positions) for a, b in zip(first.frames, second.frames))
+
+
 def test_validate_generators_messages():
     assert validate_generators({'rattle': {}}) == []
     errors = validate_generators(

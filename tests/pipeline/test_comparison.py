@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aiida_ilmlff.analysis.comparison import comparison_table, format_comparison_table
+from aiida_ilmlff.analysis.comparison import comparison_table, format_comparison_table, ion_order
 from aiida_ilmlff.analysis.figures import plot_comparison, plot_curves
 from aiida_ilmlff.calculations.functions.comparison import curve_arrays
 
@@ -103,6 +103,22 @@ def test_text_table(table):
     assert deepmd.split()[-1] == '-'
     assert any(line.startswith('  MACE: EQ 35') for line in lines)
     assert any('whole blocks' in line for line in lines)
+
+
+def test_ion_columns_do_not_depend_on_the_order_of_the_ions():
+    """Cations first, then anions, by name: a ``Dict`` on PostgreSQL and a work chain's checkpoint re-order keys, and
+    the same pipeline printed its D columns in another order there (found by the fault tests, tests/test_faults.py).
+    """
+    rows = {'m': {'info': {'label': 'M', 'kind': 'trained'}, 'evaluation': _metrics(40.0, 2.0)}}
+    rows['m']['properties'] = _properties(1.17, 2.0e-11, 3.0e-11)
+    first = comparison_table(rows, {'PYR14': 1, 'BF4': -1}, TEST_SET)
+    second = comparison_table(rows, {'BF4': -1, 'PYR14': 1}, TEST_SET)
+    assert first == second and list(first['ions']) == list(first['rows']['m']['D']) == ['PYR14', 'BF4']
+    reordered = {**first, 'ions': {'BF4': -1, 'PYR14': 1}}
+    assert format_comparison_table(reordered) == format_comparison_table(first)
+    header = format_comparison_table(first).splitlines()[0]
+    assert header.index('D PYR14') < header.index('D BF4')
+    assert ion_order({'TFSI': -1, 'PYR14': 1, 'Li': 1}) == ['Li', 'PYR14', 'TFSI']
 
 
 def _flagged(properties: dict, evaluation: dict | None = None, kind: str = 'trained', test_set=TEST_SET) -> dict:
