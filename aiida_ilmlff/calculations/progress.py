@@ -5,26 +5,23 @@ through the transport and in the job's remote work directory, the few last lines
 logs its progress, and write one line to the CalcJob node's log (``node.logger.report``: a ``REPORT`` record in
 the database, shown by ``verdi process report PK``):
 
-=========================== =================== ===================================================================
-entry point                 CalcJob             reads
-=========================== =================== ===================================================================
-``ilmlff.mace.progress``    ``ilmlff.mace.train`` ``logs/mace_run-<seed>.log``: the last ``Initial:``/``Epoch N:``
-                                                validation line (loss, RMSE of energy per atom [meV] and forces
-                                                [meV/Å], as MACE prints them) and ``Training complete``
-``ilmlff.deepmd.progress``  ``ilmlff.deepmd.train`` ``lcurve.out``: the last row (step, losses, energy errors
-                                                [eV/atom], force errors [eV/Å], learning rate)
-``ilmlff.md.progress``      ``ilmlff.md``       ``thermo.csv``: the last row (step, simulated time [fs], temperature
-                                                [K], total energy [eV], pressure [bar], density [g/cm^3]);
-                                                ``deviation.csv`` (a committee): the last max force deviation [eV/Å]
-=========================== =================== ===================================================================
+- ``ilmlff.mace.progress`` (``ilmlff.mace.train``): ``logs/mace_run-<seed>.log``, the last ``Initial:``/``Epoch N:``
+  validation line (loss, RMSE of the energy per atom [meV], forces [meV/Å] and stress, as MACE prints them) and
+  ``Training complete``;
+- ``ilmlff.deepmd.progress`` (``ilmlff.deepmd.train``): ``lcurve.out``, the last row (step, losses, energy errors
+  [eV/atom], force errors [eV/Å], learning rate);
+- ``ilmlff.md.progress`` (``ilmlff.md``): ``thermo.csv``, the last row (step, simulated time [fs], temperature [K],
+  total energy [eV], pressure [bar], density [g/cm^3]), and for a committee ``deviation.csv``, the last max force
+  deviation [eV/Å].
 
 A line is reported only when it differs from the last one reported for the node (kept in the node's extra
 :data:`PROGRESS_EXTRA`, so a restarted daemon does not repeat it). A monitor never stops or fails the job: it
 returns ``None`` always, and a missing, empty or half-written file (its last, unterminated line is ignored), an
 unreadable number or a transport error only means no line this time. Each call runs one short shell command on
 the computer (``tail``/``grep``: the file is never copied). The engine calls the monitors each time it polls the
-job, at most every ``minimum_poll_interval`` seconds; the training and MD protocols turn them on with 30 s
-(``monitors.progress`` of the CalcJob namespace; see docs/howto_cluster.md). By hand::
+job, at most every ``minimum_poll_interval`` seconds; the training and MD protocols turn them on, every 10 s with
+``fast`` and 300 s with ``balanced``/``stringent`` (``monitors.progress`` of the CalcJob namespace; see
+docs/howto_cluster.md). By hand::
 
     builder.mace.monitors = {'progress': orm.Dict({'entry_point': 'ilmlff.mace.progress', 'minimum_poll_interval': 30})}
 """
