@@ -173,3 +173,24 @@ def test_entry_points_are_valid_monitors(plugin):
     monitor = CalcJobMonitor(entry_point=PROGRESS_MONITORS[plugin], minimum_poll_interval=30)
     function = monitor.load_entry_point()
     assert function is getattr(progress, function.__name__) and function.__name__.endswith('_progress_monitor')
+
+
+def test_the_demo_prints_each_new_progress_line_once(running_job, capsys):
+    """``examples/_pipeline_demo.py`` (``make demo``) prints a job's progress line when it changes, once."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / 'examples' / '_pipeline_demo.py'
+    spec = importlib.util.spec_from_file_location('pipeline_demo', path)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+
+    node = running_job('ilmlff.md', {'ensemble': 'nvt', 'steps': 20})
+    node.base.extras.set(PROGRESS_EXTRA, 'MD step 5/20')
+    shown: dict = {}
+    demo._print_progress([node], shown)
+    demo._print_progress([node], shown)
+    node.base.extras.set(PROGRESS_EXTRA, 'MD step 10/20')
+    demo._print_progress([node], shown)
+    label = f'{node.process_label}<{node.pk}>'
+    assert capsys.readouterr().out.splitlines() == [f'    {label}: MD step 5/20', f'    {label}: MD step 10/20']
