@@ -11,9 +11,10 @@ A runner MD (``ilmlff.md.base``, the tiny MACE model) runs in-process; once its 
 stops the server (the listener and every session it serves) for 60 s and starts it again. The work chain must
 finish with one CalcJob (the job was not resubmitted) whose job Slurm completed; the CalcJob's report shows the
 failed transport tasks being retried. A minute is inside the back-off (the fourth try comes 20 + 40 + 80 = 140 s
-after the first failure): the process must not pause. An outage longer than about 5 minutes pauses it, and the
-user resumes it with ``verdi process play PK`` (docs/howto_cluster.md); an in-process run cannot be played from
-the test, so a pause would show here as the test's timeout.
+after the first failure): the process must not pause. An outage longer than the back-off (about 5 minutes with
+the defaults; the second test shortens the back-off to ~15 s and stops the server for 30 s) pauses the CalcJob,
+and the test resumes it as docs/howto_cluster.md tells a user: ``verdi process list --paused``, then
+``verdi process play PK`` (subprocesses on the test profile, whose daemon runs that work chain).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import ast
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -154,13 +156,14 @@ def outage_computer(aiida_profile, outage_sshd):
 class Outage(threading.Thread):
     """When the job with Slurm comment ``token`` runs its script, stop ``server`` for ``seconds``, then restart it."""
 
-    def __init__(self, server: Sshd, token: str, seconds: float = OUTAGE_SECONDS, timeout: float = 300.0):
+    def __init__(self, server: Sshd, token: str, seconds: float = OUTAGE_SECONDS, timeout: float = 300.0, play=None):
         super().__init__(daemon=True)
-        self.server, self.token, self.seconds, self.timeout = server, token, seconds, timeout
+        self.server, self.token, self.seconds, self.timeout, self.play = server, token, seconds, timeout, play
         self.stopped_at: float | None = None
         self.restarted_at: float | None = None
         self.job_id: str | None = None
         self.error: str | None = None
+        self.played: list[str] = []  # what ``play`` did, once the server is back
 
     def run(self):
         deadline = time.monotonic() + self.timeout
@@ -176,6 +179,8 @@ class Outage(threading.Thread):
             time.sleep(self.seconds)
             self.server.start()
             self.restarted_at = time.monotonic()
+            if self.play is not None:
+                self.played = self.play()
         except Exception as exception:  # reported by the test
             self.error = repr(exception)
             if self.stopped_at is not None and self.restarted_at is None:
@@ -238,3 +243,99 @@ def test_calcjob_survives_a_one_minute_ssh_outage(outage_sshd, outage_computer, 
     assert not calc.paused and not node.paused
     assert wall > down
     assert node.outputs.trajectory.n_frames == 3
+
+
+def _verdi(aiida_profile, *args: str) -> subprocess.CompletedProcess:
+    """``verdi -p PROFILE ARGS`` in a subprocess on the test profile, as a user would type it."""
+    from aiida.manage.configuration.settings import AiiDAConfigDir
+
+    env = {**os.environ, 'AIIDA_PATH': str(AiiDAConfigDir.get().parent), 'PATH': f'{BIN}:{os.environ["PATH"]}'}
+    command = [str(BIN / 'verdi'), '-p', aiida_profile.name, *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+@pytest.fixture
+def short_backoff(aiida_profile):
+    """The transport back-off of the test profile shortened to 1, 2, 4, 8 s (pause after ~15 s); restored after."""
+    from aiida.manage import get_config
+
+    config, name = get_config(), aiida_profile.name
+    before = config.get_option('transport.task_retry_initial_interval', scope=name, default=False)
+    config.set_option('transport.task_retry_initial_interval', 1, scope=name)
+    config.store()
+    yield 1 + 2 + 4 + 8
+    if before is None:
+        config.unset_option('transport.task_retry_initial_interval', scope=name)
+    else:
+        config.set_option('transport.task_retry_initial_interval', before, scope=name)
+    config.store()
+
+
+def test_calcjob_paused_by_a_long_outage_is_played(
+    aiida_profile, short_backoff, outage_sshd, outage_computer, md_structure, mace_model
+):
+    """An outage longer than the back-off (shortened to ~15 s; outage 30 s) pauses the CalcJob; once the server is
+    back, ``verdi process list --paused`` finds it and ``verdi process play PK`` resumes it, as the docs say.
+
+    The work chain runs in the test profile's daemon, as a user's would: ``verdi process play`` reaches processes
+    through the broker, and an in-process run is not reachable that way ("Recipient not found").
+    """
+    from aiida.engine import submit
+
+    server, _ = outage_sshd
+    _, runner = outage_computer
+    token = f'ilmlff-outage-{uuid.uuid4().hex[:8]}'
+
+    def play() -> list[str]:
+        paused: list[str] = []
+        for _ in range(60):
+            paused = _verdi(aiida_profile, 'process', 'list', '--paused', '-r', '-P', 'pk').stdout.split()
+            if paused:
+                break
+            time.sleep(1)
+        done = [f'verdi process list --paused: {" ".join(paused) or "none"}']
+        for pk in paused:
+            result = _verdi(aiida_profile, 'process', 'play', pk)
+            done.append(f'verdi process play {pk}: {" / ".join((result.stdout + result.stderr).strip().splitlines())}')
+        return done
+
+    started = _verdi(aiida_profile, 'daemon', 'start', '1')
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        outage = Outage(server, token, seconds=2 * short_backoff, play=play)
+        outage.start()
+        start = time.monotonic()
+        node = submit(md_builder(runner, md_structure, mace_model, token))
+        shown = ''
+        while time.monotonic() - start < 400:
+            shown = _verdi(aiida_profile, 'process', 'show', str(node.pk)).stdout
+            if re.search(r'^state\s+(Finished|Excepted|Killed)', shown, re.M | re.I):
+                break
+            time.sleep(3)
+        wall = time.monotonic() - start
+    finally:
+        stopped = _verdi(aiida_profile, 'daemon', 'stop')
+    outage.join(timeout=120)
+    assert outage.error is None, outage.error
+    from aiida.manage import get_manager
+
+    get_manager().get_profile_storage().get_session().expire_all()  # the daemon changed the nodes
+    node = orm.load_node(node.pk)
+    (calc,) = [n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)]
+    calc_lines = [_log_line(log) for log in orm.Log.collection.get_logs_for(calc, order_by=[{'id': 'asc'}])]
+    print(
+        f'SSH outage past the back-off: server down {outage.restarted_at - outage.stopped_at:.1f} s; work chain '
+        f'{wall:.1f} s in all (daemon); job {outage.job_id}',
+        *outage.played,
+        f'report of {calc.process_label}<{calc.pk}>:',
+        *calc_lines,
+        f'report of {node.process_label}<{node.pk}>:',
+        *report_lines(node),
+        sep='\n  ',
+    )
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert outage.played[0] == f'verdi process list --paused: {calc.pk}', (outage.played, shown)
+    assert f'Request to play Process<{calc.pk}> processed.' in outage.played[1], outage.played
+    assert any('maximum attempts 5 of calling' in line for line in calc_lines), calc_lines
+    assert node.is_finished_ok, (node.process_state, node.exit_status, node.exit_message)
+    assert 'JobState=COMPLETED' in _slurm_record(outage.job_id)
