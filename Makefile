@@ -1,6 +1,7 @@
 # aiida-ilmlff: two commands do all the set-up on a fresh Debian machine.
 #   make demo   the main job (builds, labels, trains, runs and compares; see README)
-#   make test   the test suite (make test-protocols: the full-size protocol runs it leaves out)
+#   make test   the test suite (make test-protocols: the full-size protocol runs it leaves out;
+#               make test-faults: the daemon killed in the middle of a pipeline, on both profiles)
 # Both are idempotent. AiiDA's configuration lives in .aiida/ inside this checkout (AIIDA_PATH=checkout),
 # so a user's ~/.aiida is never touched.
 SHELL := /bin/bash
@@ -17,7 +18,7 @@ PYTEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS)
 DEMO_ARGS ?=
 
-.PHONY: install setup test test-fast test-protocols demo lint docs clean-aiida
+.PHONY: install setup test test-fast test-protocols test-faults demo lint docs clean-aiida
 
 $(STAMP): pyproject.toml tools/bootstrap.sh
 	bash tools/bootstrap.sh
@@ -29,10 +30,16 @@ setup: install
 	$(BIN)/aiida-ilmlff setup
 
 test: setup
-	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m "not protocol" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m "not protocol and not faults" $(PYTEST_ARGS)
 
 test-protocols: setup
 	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m protocol $(PYTEST_ARGS)
+
+# The fault tests (tests/test_faults.py, 15-20 min on 2 cores): the smallest pipeline undisturbed, then on each profile
+# (PostgreSQL + RabbitMQ, SQLite + ZeroMQ) with its daemon SIGKILLed during labelling and again during training.
+# One process: they time the restart and must not share the 2 cores with other tests.
+test-faults: setup
+	$(BIN)/python -m pytest -ra -n 0 -m faults $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m "not slow and not services and not daemon and not slurm" $(PYTEST_ARGS)
