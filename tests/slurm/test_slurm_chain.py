@@ -4,11 +4,12 @@ On the Slurm computer of ``docs/computers/slurm-ssh.yaml`` (made by ``aiida-ilml
 :mod:`tests.slurm.test_slurm_ssh`, which runs the CP2K labelling and a runner MD there): a tiny MACE training
 (``ilmlff.mace.train.base``, 4 epochs) and a tiny DeePMD training (``ilmlff.deepmd.train.base``, 100 steps) on the
 cached GFN1-xTB PYR14BF4 frames, then ``ilmlff.properties`` (two 50-step NPT stages and a 200-step NVT of the
-70-atom box: three runner MD jobs) driven by the tested tiny MACE with the two models trained here as its
-committee. Every stage takes its resources and wall time from its ``fast`` protocol (no ``options`` here): each
-CalcJob's ``job_id`` must be a completed Slurm job named ``aiida-PK`` in its remote folder below the computer's work
-directory, with the protocol's wall time as Slurm's time limit. Only what AiiDA copies and retrieves travels: the
-trained models reach the MD jobs as repository files.
+70-atom box: three runner MD jobs) driven by the tested tiny MACE with the MACE model trained here as its
+committee (the DeePMD model is checked as a training output: a DeePMD committee member would add a TensorFlow
+start, about 20 s, to each MD job). Every stage takes its resources and wall time from its ``fast`` protocol (no
+``options`` here): each CalcJob's ``job_id`` must be a completed Slurm job named ``aiida-PK`` in its remote folder
+below the computer's work directory, with the protocol's wall time as Slurm's time limit. Only what AiiDA copies
+and retrieves travels: the trained model reaches the MD jobs as a repository file.
 
 Progress monitors (:mod:`aiida_ilmlff.calculations.progress`, on by default in the protocols, which every CalcJob
 here must carry): the jobs here poll them every second (``minimum_poll_interval`` 1 through ``overrides``, so that
@@ -123,7 +124,7 @@ def test_training_md_and_properties_run_as_slurm_jobs_with_progress(
     mace_node, deepmd_node = nodes['MACE training'], nodes['DeePMD training']
 
     # ilmlff.properties (two NPT stages, the fewest, then NVT: three runner MD jobs): the tested tiny MACE drives,
-    # the two models trained above form its committee (deviation.csv)
+    # the MACE model trained above is its committee (deviation.csv)
     start = time.monotonic()
     poll = {'md': {'monitors': EVERY_POLL}}
     overrides = {
@@ -132,7 +133,7 @@ def test_training_md_and_properties_run_as_slurm_jobs_with_progress(
         'npt': recursive_merge(poll, {'md': {'parameters': {'steps': 50, 'checkpoint_every': 50}}}),
         'nvt': recursive_merge(poll, {'md': {'parameters': {'steps': 200, 'checkpoint_every': 100}}}),
     }
-    models = [mace_model, trained['MACE training'], trained['DeePMD training']]
+    models = [mace_model, trained['MACE training']]  # no TensorFlow start in the MD jobs: about 20 s each
     builder = PropertiesWorkChain.get_builder_from_protocol(
         orm.load_code(f'ilmlff-runner@{LABEL}'), md_structure, models=models, protocol='fast', overrides=overrides
     )
