@@ -106,6 +106,8 @@ def test_daemon_killed_during_labelling_and_training(kind, undisturbed, tmp_path
                 'stage': event['stage'],
                 'killed': 'whole daemon' if event['whole_daemon'] else 'worker',
                 'running_job': event['running_job'],
+                'kill_to_restart_s': round(event['restart_time'] - event['kill_time'], 2),
+                'restart_to_worker_seen_s': round(event['worker_up_time'] - event['restart_time'], 2),
                 'restart_to_resume_s': round(event['restart_to_resume_s'], 2),
                 'kill_to_resume_s': round(event['kill_to_resume_s'], 2),
                 'resumed_by': event['resume']['what'],
