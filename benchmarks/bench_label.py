@@ -2,6 +2,7 @@
 
 Run (not a test; ``balanced`` takes minutes per frame on 2 cores)::
 
+    .venv/bin/python benchmarks/bench_label.py --protocol fast --pairs 2 --frames 100 --frames-per-job 1 50
     .venv/bin/python benchmarks/bench_label.py --protocol fast --pairs 1 --frames 8
     .venv/bin/python benchmarks/bench_label.py --protocol fast --pairs 2 --frames 8
     .venv/bin/python benchmarks/bench_label.py --protocol balanced --pairs 1 --frames 1 --threads 2 --concurrent 1
@@ -11,12 +12,17 @@ Each run builds a PYR14BF4 box of ``--pairs`` ion pairs (35 atoms per pair) with
 :func:`aiida_ilmlff.systems.build_ionic_liquid` at ``--density`` g/cm^3 (or an ``--box`` edge in Å),
 rattles it into ``--frames`` frames (0.03 Å) and labels them with ``ilmlff.label`` (run in this process:
 the work chain, its CP2K jobs through the ``core.direct`` scheduler, extraction and quality control), with
-``--concurrent`` CP2K jobs of ``--threads`` OpenMP threads each. Reported (one JSON line): wall time of the
-whole work chain, labelled frames per minute, and per frame the CP2K wall time (``CP2K`` total of its
-timing report), its CPU time (user + system, from ``/usr/bin/time`` around CP2K) and the number of SCF
-steps. Everything lives in a temporary AiiDA configuration (``AIIDA_PATH``, SQLite profile, deleted at the
-end); the user's ``~/.aiida`` is never touched. The machine's load average
-is printed because the reference machine is shared.
+``--concurrent`` CP2K jobs of ``--threads`` OpenMP threads each, once per value of ``--frames-per-job``
+(1: one single point per frame; n > 1: batches of n frames per CP2K job), all in one run on the same frames
+(caching is off in the throw-away profile, so every variant runs its own CP2K jobs). Reported, one JSON line
+per variant: wall time of the whole work chain, labelled frames per minute, per CP2K job its wall time
+(``CP2K`` total of its timing report), CPU time (user + system, from ``/usr/bin/time`` around CP2K) and SCF
+steps, the CP2K CalcJobs, the nodes the run added to the database (per labelled frame), and the AiiDA
+overhead ratio: work-chain wall time over (sum of CP2K wall times / ``--concurrent``), 1.0 meaning that
+AiiDA adds nothing to what CP2K takes with that many jobs at once (issue 15 asks for at most 1.5).
+Everything lives in a temporary AiiDA configuration (``AIIDA_PATH``, SQLite profile, deleted at the end);
+the user's ``~/.aiida`` is never touched. The machine's load average is printed because the reference
+machine is shared.
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ def main() -> None:
     parser.add_argument('--threads', type=int, default=1, help='OpenMP threads per CP2K job')
     parser.add_argument('--concurrent', type=int, default=2, help='CP2K jobs at the same time')
     parser.add_argument('--cp2k', default=shutil.which('cp2k.psmp') or '/usr/bin/cp2k.psmp')
+    parser.add_argument(
+        '--frames-per-job', type=int, nargs='+', default=[1], help='one labelling run per value (1: per frame)'
+    )
     parser.add_argument('--overrides', default=None, help='JSON overrides of the protocol')
     args = parser.parse_args()
 
@@ -121,46 +130,57 @@ def main() -> None:
             images.append(atoms)
         frames = FramesData.from_ase(images).store()
 
-        overrides = {
-            'max_concurrent': args.concurrent,
-            'cp2k': {'cp2k': {'settings': {'additional_retrieve_list': ['cputime.txt']}}},
-        }
-        if args.overrides:
-            from aiida_ilmlff.workflows.protocols import recursive_merge
+        for frames_per_job in args.frames_per_job:
+            overrides = {
+                'max_concurrent': args.concurrent,
+                'frames_per_job': frames_per_job,
+                'cp2k': {'cp2k': {'settings': {'additional_retrieve_list': ['cputime.txt']}}},
+            }
+            if args.overrides:
+                from aiida_ilmlff.workflows.protocols import recursive_merge
 
-            overrides = recursive_merge(overrides, json.loads(args.overrides))
-        builder = LabelWorkChain.get_builder_from_protocol(
-            code,
-            frames,
-            protocol=args.protocol,
-            overrides=overrides,
-            options={'environment_variables': {'OMP_NUM_THREADS': str(args.threads)}},
-        )
-        load_before = os.getloadavg()[0]
-        start = time.perf_counter()
-        results, node = run_get_node(builder)
-        wall = time.perf_counter() - start
-        calcs = [n for n in node.called_descendants if isinstance(n, orm.CalcJobNode) and n.is_finished_ok]
-        stats = [cp2k_stats(calc) for calc in calcs]
-        n_labelled = len(results['labelled']) if 'labelled' in results else 0
-        report = {
-            'protocol': args.protocol,
-            'atoms': len(box),
-            'box_A': round(float(box.cell.lengths()[0]), 2),
-            'frames': args.frames,
-            'labelled': n_labelled,
-            'threads': args.threads,
-            'concurrent': args.concurrent,
-            'exit_status': node.exit_status,
-            'wall_s': round(wall, 1),
-            'frames_per_minute': round(60 * n_labelled / wall, 2),
-            'cp2k_wall_s': [round(s[0], 1) if s[0] else None for s in stats],
-            'cp2k_cpu_s': [round(s[1], 1) if s[1] else None for s in stats],
-            'scf_steps': [s[2] for s in stats],
-            'load_average_1min': [round(load_before, 2), round(os.getloadavg()[0], 2)],
-            'level_of_theory': results['summary']['level_of_theory'],
-        }
-        print(json.dumps(report))
+                overrides = recursive_merge(overrides, json.loads(args.overrides))
+            builder = LabelWorkChain.get_builder_from_protocol(
+                code,
+                frames,
+                protocol=args.protocol,
+                overrides=overrides,
+                options={'environment_variables': {'OMP_NUM_THREADS': str(args.threads)}},
+            )
+            nodes_before = orm.QueryBuilder().append(orm.Node).count()
+            load_before = os.getloadavg()[0]
+            start = time.perf_counter()
+            results, node = run_get_node(builder)
+            wall = time.perf_counter() - start
+            nodes_added = orm.QueryBuilder().append(orm.Node).count() - nodes_before
+            calcs = [n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)]
+            stats = [cp2k_stats(calc) for calc in calcs if calc.is_finished_ok]
+            n_labelled = len(results['labelled']) if 'labelled' in results else 0
+            cp2k_wall = sum(s[0] for s in stats if s[0])
+            report = {
+                'protocol': args.protocol,
+                'frames_per_job': frames_per_job,
+                'atoms': len(box),
+                'box_A': round(float(box.cell.lengths()[0]), 2),
+                'frames': args.frames,
+                'labelled': n_labelled,
+                'threads': args.threads,
+                'concurrent': args.concurrent,
+                'exit_status': node.exit_status,
+                'wall_s': round(wall, 1),
+                'frames_per_minute': round(60 * n_labelled / wall, 2),
+                'cp2k_calcjobs': len(calcs),
+                'nodes_added': nodes_added,
+                'nodes_per_labelled_frame': round(nodes_added / n_labelled, 3) if n_labelled else None,
+                'cp2k_wall_sum_s': round(cp2k_wall, 1),
+                'aiida_overhead_ratio': round(wall / (cp2k_wall / args.concurrent), 2) if cp2k_wall else None,
+                'cp2k_wall_s': [round(s[0], 1) if s[0] else None for s in stats],
+                'cp2k_cpu_s': [round(s[1], 1) if s[1] else None for s in stats],
+                'scf_steps_first_frame': [s[2] for s in stats],
+                'load_average_1min': [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                'level_of_theory': results['summary']['level_of_theory'],
+            }
+            print(json.dumps(report), flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
