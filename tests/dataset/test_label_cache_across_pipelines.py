@@ -10,6 +10,7 @@ an AIMD and single points keeps the test to about a minute on 2 cores; the batch
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -24,35 +25,39 @@ from tests.fixtures.boxes import PYR14BF4
 SETTINGS = ('caching.enabled_for', 'caching.disabled_for', 'caching.default_enabled')
 
 
-@pytest.fixture
-def label_caching(aiida_profile):
-    """The profile's caching as ``aiida-ilmlff setup`` writes it for a new profile; the settings before, restored."""
+@contextlib.contextmanager
+def caching_settings_restored(name: str):
+    """The test profile's caching settings as they were before the block, restored after it (also on failure)."""
     from aiida.manage import get_config
 
     config = get_config()
-    name = aiida_profile.name
     profile = config.get_profile(name)
     before = {key: profile.get_option(key) for key in SETTINGS if key in profile.options}
-    added = configure_caching(config, name)
-    assert configure_caching(config, name) == []  # a second call changes nothing
-    yield added
-    for key in SETTINGS:
-        if key in before:
-            config.set_option(key, before[key], scope=name)
-        elif key in profile.options:
-            config.unset_option(key, scope=name)
-    config.store()
+    try:
+        yield config
+    finally:
+        for key in SETTINGS:
+            if key in before:
+                config.set_option(key, before[key], scope=name)
+            elif key in profile.options:
+                config.unset_option(key, scope=name)
+        config.store()
+
+
+@pytest.fixture
+def label_caching(aiida_profile):
+    """The profile's caching as ``aiida-ilmlff setup`` writes it for a new profile; the settings before, restored."""
+    name = aiida_profile.name
+    with caching_settings_restored(name) as config:
+        added = configure_caching(config, name)
+        assert configure_caching(config, name) == []  # a second call changes nothing
+        yield added
 
 
 def test_configure_caching_keeps_user_choices(aiida_profile):
     """Appends, never replaces; an identifier the user disabled stays disabled; training is never enabled."""
-    from aiida.manage import get_config
-
-    config = get_config()
     name = aiida_profile.name
-    profile = config.get_profile(name)
-    before = {key: profile.get_option(key) for key in SETTINGS if key in profile.options}
-    try:
+    with caching_settings_restored(name) as config:
         config.set_option('caching.enabled_for', ['aiida.calculations:core.arithmetic.add'], scope=name)
         config.set_option('caching.disabled_for', ['aiida.calculations:quantumespresso.pw'], scope=name)
         assert configure_caching(config, name, dry_run=True) == [
@@ -69,13 +74,6 @@ def test_configure_caching_keeps_user_choices(aiida_profile):
             'aiida.calculations:quantumespresso.pw',
             *NOT_CACHED_CALCJOBS,
         ]
-    finally:
-        for key in SETTINGS:
-            if key in before:
-                config.set_option(key, before[key], scope=name)
-            elif key in profile.options:
-                config.unset_option(key, scope=name)
-        config.store()
 
 
 def _cp2k_jobs(node: orm.ProcessNode) -> tuple[list[orm.CalcJobNode], list[orm.CalcJobNode]]:
