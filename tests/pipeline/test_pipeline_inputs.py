@@ -206,7 +206,8 @@ def test_committees_are_launched_with_their_architecture_and_members(codes, monk
     for name in ('mace', 'deepmd'):
         cls, inputs = launched[f'train_{name}']
         assert cls is TrainWorkChain and inputs['architecture'].value == name
-        assert inputs['train'].uuid == training_set.uuid and list(inputs['member']) == [name, 'max_iterations']
+        assert inputs['train'].uuid == training_set.uuid
+        assert list(inputs['member']) == [name, 'max_iterations', 'resubmit_cancelled']
         assert inputs['member'][name]['code'].uuid == codes[name].uuid
 
 

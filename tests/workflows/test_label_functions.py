@@ -307,6 +307,7 @@ def test_handlers_enabled_by_default():
 
     handlers = {h.__name__: (h.priority, h.enabled) for h in IlmlffCp2kBaseWorkChain.get_process_handlers()}
     assert handlers == {
+        'handle_cancelled_job': (900, True),
         'handle_xtb_atomic_charges': (600, True),
         'handle_scf_monitor': (550, True),
         'stop_on_scf_monitor': (549, True),
