@@ -35,3 +35,20 @@ def test_daemon_submit_await_query(kind, tmp_path):
         assert summary['storage'] == ('PsqlDosBackend' if kind == 'psql-rabbitmq' else 'SqliteDosStorage')
         assert summary['n_labelled'] == 2
         assert 'aiida.calculations:cp2k' in summary['upstream_calcjobs']
+
+
+@pytest.mark.daemon
+def test_recover_after_the_whole_daemon_is_killed(tmp_path):
+    """SIGKILL the whole daemon of a ZeroMQ profile (arbiter, worker, broker service) four times; after each,
+    ``aiida-ilmlff recover`` deletes the broker files the dead service left and starts the daemon, and a CalcJob
+    submitted then finishes. With plain ``verdi daemon start`` (aiida-core 2.9.4) the new worker connected to the dead
+    broker's socket in 2 of 5 such restarts and nothing ran (:mod:`aiida_ilmlff.daemon_recovery`)."""
+    with daemon_profile('sqlite-zeromq', tmp_path) as profile:
+        result = profile.script('recover_daemon.py', profile.name, '4', 'recover', timeout=900)
+        lines = [line for line in result.stdout.splitlines() if line.startswith('{')]
+        assert result.returncode == 0 and lines, result.stdout + result.stderr
+        cycles = json.loads(lines[-1])['cycles']
+        print(cycles)
+        # The kill left the broker files each time (what made plain `verdi daemon start` hang), and every job ran.
+        assert all(cycle['stale_broker_files'] for cycle in cycles), cycles
+        assert [cycle['sum'] for cycle in cycles] == [1, 2, 3, 4], cycles

@@ -8,7 +8,8 @@ once undisturbed (SQLite + ZeroMQ, the reference) and once per profile kind with
 
 1. while a CP2K single point of ilmlff.label runs: SIGKILL the daemon worker; circus starts a new one;
 2. while a MACE training job of ilmlff.train runs: SIGKILL the whole daemon (circus arbiter, worker, circusd-stats
-   and the ZeroMQ broker service where there is one); ``verdi daemon start``.
+   and the ZeroMQ broker service where there is one); ``aiida-ilmlff recover`` (the files a dead ZeroMQ broker
+   leaves deleted, then ``verdi daemon start``: :mod:`aiida_ilmlff.daemon_recovery`).
 
 Each kill run must end with the reference's table, the same CalcJobs (per plugin) and the same number of nodes of
 every type (no node made twice), and every job script executed exactly once: the ``localhost`` computer's prepend

@@ -32,6 +32,9 @@ def _register_subcommands() -> None:
     from aiida_ilmlff.cli import report as _report
 
     cli.add_command(_report.report)
+    from aiida_ilmlff.cli import recover as _recover
+
+    cli.add_command(_recover.recover)
 
 
 _register_subcommands()

@@ -11,8 +11,9 @@ profile under test (PostgreSQL + RabbitMQ, or SQLite + ZeroMQ) is loaded in a cl
   started), SIGKILL the daemon worker and let the daemon's circus arbiter start a new one (what happens when the
   kernel's OOM killer takes a worker); when a training job of ``ilmlff.train`` is running, SIGKILL the whole daemon
   (circus arbiter, worker and, on a ZeroMQ profile, the broker service: a crashed login node) and start it again
-  with ``verdi daemon start``. Each time: the time from the restart to the first process node changed or log line
-  written after it (the pipeline resuming), and the CalcJobs and code runs counted before the kill and after.
+  with ``aiida-ilmlff recover`` (which clears the files a dead ZeroMQ broker leaves, then ``verdi daemon start``).
+  Each time: the time from the restart to the first process node changed or log line written after it (the
+  pipeline resuming), and the CalcJobs and code runs counted before the kill and after.
 
 Code runs are counted outside AiiDA: the ``localhost`` computer's prepend text appends one line per executed job
 script (``$$``: the job's process id, which is what ``core.direct`` records as the CalcJob's ``job_id``, and the
@@ -30,6 +31,8 @@ import signal
 import subprocess
 import sys
 import time
+
+from daemon_kill import alive, kill_whole_daemon  # beside this script
 
 RUN_MARK = 'ilmlff-fault-run'
 POLL_S = 0.2
@@ -190,37 +193,11 @@ def worker_pids(client) -> set[int]:
     return {int(pid) for pid in info}
 
 
-def broker_pid(client) -> int | None:
-    """The pid of the ZeroMQ broker service that the daemon runs (None on a RabbitMQ profile)."""
-    service_dir = getattr(client, '_zmq_broker_service_dir', None)
-    if not service_dir:
-        return None
-    pid_file = pathlib.Path(service_dir) / 'broker.pid'
-    if not pid_file.exists():
-        return None
-    try:
-        return int(pid_file.read_text().split()[-1])
-    except (ValueError, IndexError):
-        return None
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (killed, not yet reaped by its dead parent) counts as gone.
-    try:
-        return pathlib.Path(f'/proc/{pid}/stat').read_text().split()[2] != 'Z'
-    except OSError:
-        return False
-
-
 def kill_and_restart(profile: str, pipeline, stage: str, runlog: pathlib.Path, whole_daemon: bool) -> dict:
     """Wait until a job of ``stage`` runs, SIGKILL the worker (or the whole daemon), restart, wait for the resume."""
     from aiida.engine.daemon.client import get_daemon_client
+
+    from aiida_ilmlff.daemon_recovery import find_stale_broker
 
     client = get_daemon_client(profile)
     job = wait_for(lambda: running_job(pipeline, stage, runlog) or pipeline.is_terminated, 1200, f'a {stage} job')
@@ -233,26 +210,26 @@ def kill_and_restart(profile: str, pipeline, stage: str, runlog: pathlib.Path, w
         'running_job': {'pk': job.pk, 'process_type': job.process_type, 'job_id': job.get_job_id()},
         'before': counts_now(runlog),
     }
-    killed = sorted(workers)
     if whole_daemon:
-        # The arbiter first, so it cannot start a new worker; then the worker and the broker service.
-        # Its direct children are the worker, circusd-stats and, on a ZeroMQ profile, the broker service; the jobs
-        # that `core.direct` started are not among them (their shells exited, they were re-parented), so they run on.
-        import psutil
-
-        arbiter = client.get_daemon_pid()
-        children = sorted(child.pid for child in psutil.Process(arbiter).children())
-        event['broker_pid'] = broker_pid(client)
-        killed = [arbiter, *children]
-    for pid in killed:
-        os.kill(pid, signal.SIGKILL)
+        killed = kill_whole_daemon(client)
+    else:
+        killed = sorted(workers)
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
     event['killed_pids'] = killed
     event['kill_time'] = now()
     wait_for(lambda: not any(alive(pid) for pid in killed), 60, 'the killed processes to end')
     if whole_daemon:
+        # What the dead ZeroMQ broker service left, which `aiida-ilmlff recover` deletes before it starts the daemon.
+        stale = (
+            find_stale_broker(client._zmq_broker_service_dir)
+            if client.profile.process_control_backend == ('core.zeromq')
+            else None
+        )
+        event['stale_broker_files'] = sorted(path.name for path in stale.files) if stale else []
         event['restart_time'] = now()
         start = subprocess.run(
-            [str(pathlib.Path(sys.executable).parent / 'verdi'), '-p', profile, 'daemon', 'start', '1'],
+            [str(pathlib.Path(sys.executable).parent / 'aiida-ilmlff'), 'recover', '-p', profile, '1'],
             capture_output=True,
             text=True,
             timeout=120,
@@ -260,7 +237,7 @@ def kill_and_restart(profile: str, pipeline, stage: str, runlog: pathlib.Path, w
         )
         event['daemon_start'] = {'returncode': start.returncode, 'output': (start.stdout + start.stderr)[-2000:]}
         if start.returncode != 0:
-            raise RuntimeError(f'verdi daemon start failed: {start.stdout}{start.stderr}')
+            raise RuntimeError(f'aiida-ilmlff recover failed: {start.stdout}{start.stderr}')
         new = wait_for(lambda: worker_pids(client) - set(workers), 60, 'the new daemon worker')
     else:
         # circus notices the dead worker and starts another: its start is the restart.
