@@ -532,7 +532,10 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             inputs['aimd'] = {'cp2k': cp2k, 'md': md}
         else:
             inputs.pop('aimd', None)
-        inputs['meta_parameters'] = {'label_protocol': meta['label_protocol']}
+        label_protocol = LabelWorkChain.resolve_protocol(
+            meta['label_protocol'], label_overrides, code=label_code, elements=elements
+        )  # `fast` -> `fast-dft` for TFSI frames with CP2K
+        inputs['meta_parameters'] = {'label_protocol': label_protocol}
         return inputs
 
     @classmethod

@@ -343,7 +343,7 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
             protocol's.
         """
         engine_class = cls._engine_class(code, engine)
-        protocol = cls.check_protocol(protocol)
+        protocol = cls.resolve_protocol(protocol, overrides, code=code, engine=engine, elements=elements)
         inputs = cls.get_protocol_inputs(protocol, overrides)
         meta = inputs.pop('meta_parameters')
         if max_atoms is not None:
@@ -368,6 +368,35 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
             metadata['options'] = recursive_merge(metadata.get('options', {}), options)
         values[engine_class.namespace] = namespace
         return values
+
+    @classmethod
+    def resolve_protocol(
+        cls,
+        protocol: str | None = None,
+        overrides: t.Mapping | None = None,
+        *,
+        code: orm.AbstractCode | None = None,
+        engine: str | None = None,
+        elements: t.Iterable[str] = (),
+    ) -> str:
+        """The protocol that labels frames of ``elements`` with the engine of ``code`` (or ``engine``).
+
+        ``protocol`` itself, except for CP2K when the frames hold one of the protocol's
+        ``meta_parameters.cp2k_xtb_unconverged_elements``: then its ``cp2k_fallback_protocol``. ``fast`` (GFN1-xTB)
+        names S and ``fast-dft`` (PBE-D3(BJ)/SZV-MOLOPT-SR-GTH), because GFN1-xTB's SCF does not converge for TFSI
+        in CP2K 2023.1 (label.yaml gives the measurement). ``overrides`` may set both keys (``[]`` keeps xTB).
+
+        :raises ValueError: an unknown protocol or fallback protocol, an unknown engine.
+        """
+        engine_class = cls._engine_class(code, engine)
+        protocol = cls.check_protocol(protocol)
+        if engine_class.namespace != 'cp2k':
+            return protocol
+        meta = cls.get_protocol_inputs(protocol, overrides)['meta_parameters']
+        fallback = meta.get('cp2k_fallback_protocol')
+        if fallback and set(elements) & set(meta.get('cp2k_xtb_unconverged_elements') or ()):
+            return cls.check_protocol(fallback)
+        return protocol
 
     @classmethod
     def get_protocol_max_atoms(cls, protocol: str | None = None, overrides: t.Mapping | None = None) -> int | None:

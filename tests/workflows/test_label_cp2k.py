@@ -221,3 +221,33 @@ def test_unknown_keyword_aborts_with_message(cp2k_code, libf4_frames, serial_opt
     assert len(_calcjobs(node)) == 1
     rejected = results['rejected']['0']
     assert rejected['reason'] == 'calculation_failed' and 'NOT_A_KEYWORD' in rejected['detail']
+
+
+@pytest.mark.slow
+def test_fast_labels_tfsi_frames_with_minimal_basis_dft(cp2k_code, serial_options):
+    """Li+ TFSI- (16 atoms, 7.0 Å box at 1.4 g/cm^3), protocol ``fast``: GFN1-xTB does not converge for TFSI, so the
+    frames are labelled at ``fast-dft`` (PBE-D3(BJ)/SZV-MOLOPT-SR-GTH, 400 Ry): both converge, with forces and the
+    analytical stress, and the level of theory says PBE (issue 18; ~20 s of CP2K a frame)."""
+    from aiida_ilmlff.systems.builder import build_ionic_liquid
+
+    atoms = build_ionic_liquid({'Li': 1, 'TFSI': 1}, 1.4, seed=0)
+    rattled = atoms.copy()
+    rattled.rattle(0.02, seed=1)
+    results, node = _label(cp2k_code, FramesData.from_ase([atoms, rattled]), serial_options, max_concurrent=orm.Int(2))
+    assert node.is_finished_ok, get_workchain_report(node, 'REPORT')
+    summary = results['summary'].get_dict()
+    assert summary['n_labelled'] == 2 and results['rejected'].get_dict() == {}
+    assert summary['level_of_theory'].startswith('cp2k/PBE')
+    calc = _calcjobs(node)[0]
+    kinds = {kind['_']: kind['BASIS_SET'] for kind in calc.inputs.parameters['FORCE_EVAL']['SUBSYS']['KIND']}
+    assert kinds['S'] == 'SZV-MOLOPT-SR-GTH-q6' and kinds['Li'] == 'SZV-MOLOPT-SR-GTH-q3'
+    labelled = results['labelled']
+    assert np.isfinite(labelled.energies).all() and np.isfinite(labelled.stresses).all()
+    forces = np.stack([labelled.get_forces(i) for i in range(2)])
+    assert np.isfinite(forces).all() and np.abs(forces).max() > 0.01
+    # Energies and forces agree: the energy change from the built geometry to its rattled copy (every atom moved
+    # by ~0.02 Å) equals minus the work of the mean force along the displacement (trapezoid rule, error O(dx^3)).
+    delta_e = labelled.energies[1] - labelled.energies[0]
+    work = -0.5 * np.sum((forces[0] + forces[1]) * (rattled.positions - atoms.positions))
+    print(f'Li+ TFSI-: dE {delta_e:.5f} eV, -F.dx {work:.5f} eV')
+    assert abs(delta_e) > 0.01 and abs(delta_e - work) < 0.05 * abs(delta_e), (delta_e, work)

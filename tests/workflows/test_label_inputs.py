@@ -21,7 +21,7 @@ def frames():
 
 def test_available_protocols():
     protocols = LabelWorkChain.get_available_protocols()
-    assert set(protocols) == {'fast', 'balanced', 'stringent'}
+    assert set(protocols) == {'fast', 'fast-dft', 'balanced', 'stringent'}
     assert LabelWorkChain.get_default_protocol() == 'fast'
     assert all(entry['description'] for entry in protocols.values())
 
@@ -50,6 +50,44 @@ def test_builder_stores_nothing_and_sets_protocol_inputs(cp2k_code, frames):
     fast_dft = fast.cp2k.cp2k.parameters['FORCE_EVAL']['DFT']
     assert fast_dft['QS']['METHOD'] == 'XTB'
     assert fast_dft['QS']['XTB']['CHECK_ATOMIC_CHARGES'] is False
+
+
+def _litfsi_frames():
+    """Li+ TFSI- (16 atoms) built at 1.4 g/cm^3 in its cubic box: the elements of a LiTFSI/PYR14TFSI system but H."""
+    from aiida_ilmlff.systems.builder import build_ionic_liquid
+
+    return FramesData.from_ase([build_ionic_liquid({'Li': 1, 'TFSI': 1}, 1.4, seed=0)]).store()
+
+
+def test_fast_labels_tfsi_with_minimal_basis_dft(cp2k_code, pw_code, sssp_family):
+    """GFN1-xTB does not converge for TFSI: CP2K `fast` labels frames with S at `fast-dft` (PBE-D3(BJ),
+    SZV-MOLOPT-SR-GTH, 400 Ry); frames without S stay at GFN1-xTB; `[]` keeps xTB; pw.x is not affected."""
+    frames = _litfsi_frames()
+    elements = ['C', 'F', 'Li', 'N', 'O', 'S']
+    assert LabelWorkChain.resolve_protocol('fast', code=cp2k_code, elements=elements) == 'fast-dft'
+    assert LabelWorkChain.resolve_protocol('fast', code=cp2k_code, elements=['B', 'F', 'Li']) == 'fast'
+    assert LabelWorkChain.resolve_protocol('balanced', code=cp2k_code, elements=elements) == 'balanced'
+    assert LabelWorkChain.resolve_protocol('fast', engine='qe', elements=elements) == 'fast'
+    keep_xtb = {'meta_parameters': {'cp2k_xtb_unconverged_elements': []}}
+    assert LabelWorkChain.resolve_protocol('fast', keep_xtb, engine='cp2k', elements=elements) == 'fast'
+    before = count_nodes()
+    builder = LabelWorkChain.get_builder_from_protocol(
+        cp2k_code, frames, protocol='fast', overrides={'max_concurrent': 3}
+    )
+    dft = builder.cp2k.cp2k.parameters['FORCE_EVAL']['DFT']
+    assert 'XTB' not in dft['QS'] and dft['MGRID'] == {'CUTOFF': 400, 'REL_CUTOFF': 50}
+    assert dft['SCF']['OT'] == {'MINIMIZER': 'CG', 'PRECONDITIONER': 'FULL_ALL', 'STEPSIZE': 0.05}
+    assert dft['XC']['VDW_POTENTIAL']['PAIR_POTENTIAL']['TYPE'] == 'DFTD3(BJ)'
+    kinds = {kind['_']: kind['BASIS_SET'] for kind in builder.cp2k.cp2k.parameters['FORCE_EVAL']['SUBSYS']['KIND']}
+    assert kinds == {element: f'SZV-MOLOPT-SR-GTH-q{q}' for element, q in zip(elements, (4, 7, 3, 5, 6, 6))}
+    assert builder.max_concurrent.value == 3  # the caller's overrides apply to the fallback protocol
+    xtb = LabelWorkChain.get_builder_from_protocol(cp2k_code, frames, protocol='fast', overrides=keep_xtb)
+    assert xtb.cp2k.cp2k.parameters['FORCE_EVAL']['DFT']['QS']['METHOD'] == 'XTB'
+    assert count_nodes() == before
+    with pytest.raises(ValueError, match=r'unknown protocol `nope`'):
+        LabelWorkChain.resolve_protocol(
+            'fast', {'meta_parameters': {'cp2k_fallback_protocol': 'nope'}}, engine='cp2k', elements=elements
+        )
 
 
 def test_stringent_uses_tzv2p_600_ry(cp2k_code, frames):
