@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -52,8 +53,15 @@ def test_a_reused_pid_is_stale_and_a_running_broker_is_not(tmp_path):
     broker does, and nothing of it is deleted."""
     service, sockets = _service_dir(tmp_path / 'reused', os.getpid())
     assert find_stale_broker(service) is not None
-    broker = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', 'daemon', 'broker'])
+    # The stand-in broker touches `ready` once it runs its own program: right after Popen returns, /proc can still
+    # show an empty command line (the exec is not finished), which would read as a process that is not a broker.
+    ready = tmp_path / 'ready'
+    program = 'import pathlib, sys, time; pathlib.Path(sys.argv[1]).touch(); time.sleep(60)'
+    broker = subprocess.Popen([sys.executable, '-c', program, str(ready), 'daemon', 'broker'])
     try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         service, sockets = _service_dir(tmp_path / 'live', broker.pid)
         assert find_stale_broker(service) is None and clear_stale_broker_files(service) is None
         assert sockets.exists() and all((service / name).exists() for name in BROKER_FILES)
