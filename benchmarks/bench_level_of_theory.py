@@ -11,7 +11,7 @@ composition at 298.15 K (seed 0). Each variant is the ``FORCE_EVAL`` of a label 
 
 * ``fast``: GFN1-xTB as the ``fast`` protocol gives it to frames without S;
 * ``fast-xtb-diagonalization``: the same with the SCF ladder's last rung (diagonalisation, Broyden mixing 0.2,
-  Fermi-Dirac 300 K, 20 added MOs, 300 steps);
+  Fermi-Dirac 300 K, 20 added MOs, 300 steps; ``cp2k_base.apply_scf_rung``);
 * ``fast-dft``: the ``fast-dft`` protocol (PBE-D3(BJ)/SZV-MOLOPT-SR-GTH, 400 Ry, OT CG / FULL_ALL);
 * ``fast-dft-diis``: the same with ``balanced``'s OT DIIS / FULL_SINGLE_INVERSE;
 * ``fast-dft-250``: the same at 250 Ry (REL_CUTOFF 40);
@@ -19,7 +19,7 @@ composition at 298.15 K (seed 0). Each variant is the ``FORCE_EVAL`` of a label 
 
 CP2K (``cp2k.psmp``, ``OMP_NUM_THREADS=1``) runs the single point directly, outside AiiDA, with the analytical
 stress, under ``/usr/bin/time``. One JSON line per case: atoms, converged or not (CP2K's SCF failure markers), SCF
-steps, energy [Ha], CPU and wall seconds; and, for each ``fast-dft-250`` case whose ``fast-dft`` ran too, the
+steps, energy [eV], CPU and wall seconds; and, for each ``fast-dft-250`` case whose ``fast-dft`` ran too, the
 RMS and largest force difference [eV/Å] between them. The machine's load average is printed: the reference
 machine is shared. Figures: docs/benchmarks.md, "TFSI: a `fast` level of theory".
 """
@@ -45,12 +45,12 @@ SYSTEMS = {
     'Li1-PYR14-2-TFSI3': {'Li': 1, 'PYR14': 2, 'TFSI': 3},
 }
 VARIANTS = ('fast', 'fast-xtb-diagonalization', 'fast-dft', 'fast-dft-diis', 'fast-dft-250', 'balanced')
-HARTREE_BOHR_TO_EV_A = 51.42208619083232
 KEEP_XTB = {'meta_parameters': {'cp2k_xtb_unconverged_elements': []}}
 
 
 def force_eval(variant: str, elements: list[str], n_atoms: int) -> dict:
     """The CP2K parameters of ``variant`` (see the module docstring) for ``elements``."""
+    from aiida_ilmlff.workflows.cp2k_base import SCF_LADDER, apply_scf_rung
     from aiida_ilmlff.workflows.label import LabelWorkChain
 
     protocol, overrides = {
@@ -64,15 +64,9 @@ def force_eval(variant: str, elements: list[str], n_atoms: int) -> dict:
     parameters = copy.deepcopy(plain['cp2k']['cp2k']['parameters'])
     dft = parameters['FORCE_EVAL']['DFT']
     if variant == 'fast-xtb-diagonalization':
-        dft['SCF'] = {
-            'SCF_GUESS': 'ATOMIC',
-            'EPS_SCF': dft['SCF']['EPS_SCF'],
-            'MAX_SCF': 300,
-            'ADDED_MOS': 20,
-            'DIAGONALIZATION': {'ALGORITHM': 'STANDARD'},
-            'MIXING': {'METHOD': 'BROYDEN_MIXING', 'ALPHA': 0.2},
-            'SMEAR': {'_': 'ON', 'METHOD': 'FERMI_DIRAC', 'ELECTRONIC_TEMPERATURE': 300},
-        }
+        # The SCF ladder's last rung itself (no restart file here: CP2K falls back to the atomic guess).
+        parameters = apply_scf_rung(parameters, len(SCF_LADDER))
+        dft = parameters['FORCE_EVAL']['DFT']
     elif variant == 'fast-dft-diis':
         dft['SCF']['OT'] = {'MINIMIZER': 'DIIS', 'PRECONDITIONER': 'FULL_SINGLE_INVERSE'}
         dft['SCF']['MAX_SCF'] = 10
@@ -87,7 +81,7 @@ def run_case(atoms, variant: str, workdir: pathlib.Path) -> dict:
     """Write the input of ``variant`` for ``atoms``, run CP2K in ``workdir``, read convergence, energy, forces."""
     from aiida_cp2k.utils import Cp2kInput
 
-    from aiida_ilmlff.parsers.cp2k_output import SCF_NOT_CONVERGED_MARKERS
+    from aiida_ilmlff.parsers.cp2k_output import parse_cp2k_forces, parse_cp2k_stdout
 
     elements = sorted(set(atoms.get_chemical_symbols()))
     parameters = force_eval(variant, elements, len(atoms))
@@ -111,18 +105,16 @@ def run_case(atoms, variant: str, workdir: pathlib.Path) -> dict:
     wall = time.monotonic() - start
     user, system = (float(x) for x in result.stderr.strip().splitlines()[-1].split())
     out = (workdir / 'aiida.out').read_text()
-    energy = re.findall(r'ENERGY\| Total FORCE_EVAL \( QS \) energy \[a\.u\.\]:\s+(\S+)', out)
+    output = parse_cp2k_stdout(out)
     steps = re.findall(r'outer SCF loop converged in\s+\d+ iterations or\s+(\d+) steps', out)
     inner = re.findall(r'SCF run converged in\s+(\d+) steps', out)
-    block = out[out.rindex('ATOMIC FORCES in [a.u.]') :].split('SUM OF ATOMIC FORCES')[0]
-    forces = np.array(re.findall(r'^\s+\d+\s+\d+\s+\S+\s+(\S+)\s+(\S+)\s+(\S+)\s*$', block, re.M), float)
     return {
-        'converged': result.returncode == 0 and not any(marker in out for marker in SCF_NOT_CONVERGED_MARKERS),
+        'converged': result.returncode == 0 and output.scf_converged,
         'scf_steps': int(steps[-1]) if steps else (int(inner[-1]) if inner else None),
-        'energy_ha': float(energy[-1]) if energy else None,
+        'energy_ev': output.energy,
         'cpu_s': round(user + system, 1),
         'wall_s': round(wall, 1),
-        'forces': forces * HARTREE_BOHR_TO_EV_A,
+        'forces': parse_cp2k_forces(out, atoms.get_chemical_symbols()),
     }
 
 

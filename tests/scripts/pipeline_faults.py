@@ -197,7 +197,7 @@ def kill_and_restart(profile: str, pipeline, stage: str, runlog: pathlib.Path, w
     """Wait until a job of ``stage`` runs, SIGKILL the worker (or the whole daemon), restart, wait for the resume."""
     from aiida.engine.daemon.client import get_daemon_client
 
-    from aiida_ilmlff.daemon_recovery import find_stale_broker
+    from aiida_ilmlff.daemon_recovery import broker_service_dir, find_stale_broker
 
     client = get_daemon_client(profile)
     job = wait_for(lambda: running_job(pipeline, stage, runlog) or pipeline.is_terminated, 1200, f'a {stage} job')
@@ -221,11 +221,8 @@ def kill_and_restart(profile: str, pipeline, stage: str, runlog: pathlib.Path, w
     wait_for(lambda: not any(alive(pid) for pid in killed), 60, 'the killed processes to end')
     if whole_daemon:
         # What the dead ZeroMQ broker service left, which `aiida-ilmlff recover` deletes before it starts the daemon.
-        stale = (
-            find_stale_broker(client._zmq_broker_service_dir)
-            if client.profile.process_control_backend == ('core.zeromq')
-            else None
-        )
+        service_dir = broker_service_dir(client.profile)
+        stale = find_stale_broker(service_dir) if service_dir else None
         event['stale_broker_files'] = sorted(path.name for path in stale.files) if stale else []
         event['restart_time'] = now()
         start = subprocess.run(
