@@ -5,6 +5,7 @@ Each primitive has exactly one home here; the science packages (:mod:`aiida_ilml
 here instead of writing their own copy.
 """
 
+from .compositions import composition_key, composition_key_of_molecules, composition_keys_of_frames
 from .geometry import (
     cell_volume,
     is_orthorhombic,
@@ -21,6 +22,9 @@ from .units import AMU_A3_TO_G_CM3
 __all__ = (
     'AMU_A3_TO_G_CM3',
     'cell_volume',
+    'composition_key',
+    'composition_key_of_molecules',
+    'composition_keys_of_frames',
     'finite_or_none',
     'is_orthorhombic',
     'min_pair_distance',

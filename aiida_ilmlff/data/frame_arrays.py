@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from aiida_ilmlff.common.compositions import composition_keys_of_frames
+
 __all__ = ('ORIGINS', 'PER_FRAME_STRING_KEYS', 'FrameArrays')
 
 #: The allowed values of the per-frame ``origin``: equilibrium MD snapshots, perturbed (non-equilibrium)
@@ -441,7 +443,13 @@ class FrameArrays:
             'has_stress': bool(stress.any()),
             'n_stress': int(stress.sum()),
             'level_of_theory': sorted({lot for lot in self.level_of_theory.tolist() if lot}),
+            'compositions': sorted({key for key in self.composition_keys() if key}),
         }
+
+    def composition_keys(self) -> list[str]:
+        """Per frame: its composition key (:func:`aiida_ilmlff.common.composition_key`), '' if its molecules are
+        not known."""
+        return composition_keys_of_frames(self.molecules.tolist())
 
     # ------------------------------------------------------------------ transforms
 

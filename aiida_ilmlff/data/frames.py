@@ -50,6 +50,7 @@ _SUMMARY_KEYS = (
     'has_stress',
     'n_stress',
     'level_of_theory',
+    'compositions',
 )
 
 
@@ -66,7 +67,9 @@ class FramesData(orm.Data):
     Create one with :meth:`from_ase`, :meth:`from_arrays`, :meth:`from_structure` or :meth:`from_file`.
     Summary attributes (for ``QueryBuilder``): ``n_frames``, ``n_atoms`` (sorted unique atoms per frame),
     ``n_atoms_total``, ``elements``, ``origin_counts``, ``labelled`` (every frame has energy and forces),
-    ``n_labelled``, ``has_stress`` (any frame has a stress), ``n_stress``, ``level_of_theory`` (sorted unique
+    ``n_labelled``, ``has_stress`` (any frame has a stress), ``n_stress``, ``compositions`` (sorted unique composition
+    keys of the frames whose molecules are known, :func:`aiida_ilmlff.common.composition_key`, e.g.
+    ``'Li:1 PYR14:2 TFSI:3'``), ``level_of_theory`` (sorted unique
     non-empty fingerprints), ``sha256`` (of the file), ``filename``, ``format_version``.
     """
 
@@ -460,6 +463,14 @@ class FramesData(orm.Data):
     def molecules(self) -> np.ndarray:
         """``(N,)`` str JSON list of ion names per molecule, '' if unknown."""
         return self._field('molecules')
+
+    @property
+    def composition_keys(self) -> np.ndarray:
+        """``(N,)`` str composition key per frame (:func:`aiida_ilmlff.common.composition_key`, e.g.
+        ``'PYR14:2 TFSI:2'``), '' where the frame's molecules are not known."""
+        from aiida_ilmlff.common.compositions import composition_keys_of_frames
+
+        return np.asarray(composition_keys_of_frames(self.molecules.tolist()), dtype=object)
 
     def get_mask(self, name: str) -> np.ndarray:
         """``(N,)`` bool: which frames have ``name`` (``energy``, ``forces``, ``stress``, ``velocities``)."""

@@ -150,6 +150,7 @@ class FrameRecord:
     :param time_fs: its time in that trajectory [fs] (the parent's time for a perturbed frame; nan if unknown).
     :param family: the perturbation family ('' if the frame was not perturbed from a parent frame).
     :param iteration: the active-learning iteration (-1 if none).
+    :param composition: the composition key of its box ('' if unknown; :func:`aiida_ilmlff.common.composition_key`).
     """
 
     origin: str
@@ -157,6 +158,12 @@ class FrameRecord:
     time_fs: float = float('nan')
     family: str = ''
     iteration: int = -1
+    composition: str = ''
+
+    @property
+    def stratum(self) -> str:
+        """What the test set must hold a share of: the origin, per composition when the frames have several."""
+        return f'{self.origin} [{self.composition}]' if self.composition else self.origin
 
 
 def _perturbation(text: str) -> dict:
@@ -175,6 +182,7 @@ def frame_records(
     perturbations: t.Sequence[str],
     iterations: t.Sequence[int],
     parent: t.Callable[[str, int], tuple[str, float] | None] | None = None,
+    compositions: t.Sequence[str] | None = None,
 ) -> list[FrameRecord]:
     """The :class:`FrameRecord` of every frame, from ``FramesData`` metadata.
 
@@ -188,10 +196,15 @@ def frame_records(
 
     :param origins, sources, perturbations, iterations: ``(N,)`` per-frame metadata (``FramesData.origins``,
         ``.sources``, ``.perturbations`` (JSON text), ``.iterations``).
+    :param compositions: ``(N,)`` composition keys (``FramesData.composition_keys``); given only when the frames
+        hold more than one composition, so that every composition gets its share of the test set.
     :returns: ``N`` records.
     """
     records = []
-    for origin, source, text, iteration in zip(origins, sources, perturbations, iterations, strict=True):
+    if compositions is None:
+        compositions = [''] * len(origins)
+    rows = zip(origins, sources, perturbations, iterations, compositions, strict=True)
+    for origin, source, text, iteration, composition in rows:
         record = _perturbation(str(text))
         trajectory, time_fs, family = '', float('nan'), ''
         if record.get('time_fs') is not None and 'source_index' not in record:
@@ -203,7 +216,12 @@ def frame_records(
                 trajectory, time_fs = str(found[0]), float(found[1])
         records.append(
             FrameRecord(
-                str(origin), trajectory, time_fs if np.isfinite(time_fs) else float('nan'), family, int(iteration)
+                str(origin),
+                trajectory,
+                time_fs if np.isfinite(time_fs) else float('nan'),
+                family,
+                int(iteration),
+                str(composition),
             )
         )
     return records
@@ -304,7 +322,8 @@ def block_test_split(
     Blocks (see :func:`frame_records`): contiguous segments of ``test_block_fs`` of one AIMD trajectory, with the
     perturbation families whose parent frame lies in that segment; families of unknown parent time as blocks of
     their own; whole active-learning iterations; a frame with none of these is a block of its own. Test frames are
-    drawn block by block, in an order shuffled by ``seed``: first one block for every origin found in two blocks or
+    drawn block by block, in an order shuffled by ``seed``: first one block for every origin (every origin of every
+    composition, when the records carry compositions: :attr:`FrameRecord.stratum`) found in two blocks or
     more (the origin in fewest blocks first, the block closest to the shares), then every block that brings the
     frames of each origin closer to its share ``test_fraction x frames of that origin`` (Hamilton rounding of
     ``round(test_fraction x N)``); no block is taken that would leave an origin without a training block. Whole
@@ -319,8 +338,9 @@ def block_test_split(
     :param test_gap_fs: >= 0 fs. :param test_block_fs: > 0 fs.
     :returns: :class:`BlockSplit`: ``train``, ``test``, ``excluded`` (sorted indices) and ``summary`` (the
         settings, ``n_blocks``, ``n_test_blocks``, ``test_blocks`` (key, origin, frames, time range), frame
-        counts per origin, ``origins_without_test_block``, ``min_gap_fs`` (smallest observed train-test distance
-        per trajectory) and ``leak_free``).
+        counts per origin (and ``train_by_composition``/``test_by_composition`` when the records carry
+        compositions), ``origins_without_test_block`` (strata, e.g. ``'EQ [PYR14:2 TFSI:2]'``), ``min_gap_fs``
+        (smallest observed train-test distance per trajectory) and ``leak_free``).
     :raises ValueError: invalid settings (:func:`validate_block_split`), a negative seed, a fraction that leaves no
         test block (every origin has a single block), or no training frame left after the gap.
     """
@@ -335,9 +355,10 @@ def block_test_split(
     members: dict[str, list[int]] = {}
     for i, key in enumerate(keys):
         members.setdefault(key, []).append(i)
-    origins = sorted({r.origin for r in records})
+    # Strata: the origins, per composition when the records carry one (FrameRecord.stratum).
+    origins = sorted({r.stratum for r in records})
     content = {
-        key: np.array([sum(records[i].origin == o for i in index) for o in origins], dtype=float)
+        key: np.array([sum(records[i].stratum == o for i in index) for o in origins], dtype=float)
         for key, index in members.items()
     }
     counts = np.sum(list(content.values()), axis=0)
@@ -406,8 +427,8 @@ def block_test_split(
         )
     gaps = time_gaps(records, train, test)
 
-    def by_origin(index: t.Sequence[int]) -> dict[str, int]:
-        return dict(sorted(collections.Counter(records[i].origin for i in index).items()))
+    def by_origin(index: t.Sequence[int], field: str = 'origin') -> dict[str, int]:
+        return dict(sorted(collections.Counter(getattr(records[i], field) for i in index).items()))
 
     test_blocks = []
     for key in sorted(chosen):
@@ -437,6 +458,14 @@ def block_test_split(
         'test_by_origin': by_origin(test),
         'excluded_by_origin': by_origin(excluded),
         'origins_without_test_block': without,
+        **(
+            {
+                'train_by_composition': by_origin(train, 'composition'),
+                'test_by_composition': by_origin(test, 'composition'),
+            }
+            if any(r.composition for r in records)
+            else {}
+        ),
         'min_gap_fs': gaps,
         'leak_free': all(value >= gap for value in gaps.values()),
     }

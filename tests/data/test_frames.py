@@ -335,3 +335,31 @@ def test_deepmd_virial_known_answer_and_mixed_stress(tmp_path):
     assert back.base.attributes.get('n_stress') == 2
     np.testing.assert_allclose(back.stresses[[0, 2]], stress[[0, 2]], rtol=1e-12, atol=1e-18)
     assert np.isnan(back.stresses[1]).all()
+
+
+def test_frames_carry_their_compositions_and_are_found_by_them():
+    """Frames of two boxes: per-frame composition keys from their molecules, the sorted unique keys as a queryable
+    attribute; a QueryBuilder filter on one composition finds the node, on another it does not."""
+    rng = np.random.default_rng(3)
+    # Two 'boxes' of different compositions: 2 frames of a Li2O-like box, 1 frame of a LiF-like box (3 and 2 atoms).
+    numbers = [np.array([3, 3, 8]), np.array([3, 3, 8]), np.array([3, 9])]
+    frames = FramesData.from_arrays(
+        np.concatenate(numbers),
+        rng.random((8, 3)) * 5,
+        np.eye(3) * 5,
+        n_atoms=[3, 3, 2],
+        molecules=[['Li', 'Li', 'O'], ['Li', 'Li', 'O'], ['Li', 'F']],
+    )
+    assert list(frames.composition_keys) == ['Li:2 O:1', 'Li:2 O:1', 'F:1 Li:1']
+    assert frames.base.attributes.get('compositions') == ['F:1 Li:1', 'Li:2 O:1']
+    frames.store()
+    query = orm.QueryBuilder().append(
+        FramesData, filters={'id': frames.pk, 'attributes.compositions': {'contains': ['Li:2 O:1']}}
+    )
+    assert query.count() == 1
+    query = orm.QueryBuilder().append(
+        FramesData, filters={'id': frames.pk, 'attributes.compositions': {'contains': ['Li:1 O:1']}}
+    )
+    assert query.count() == 0
+    unknown = FramesData.from_arrays(numbers[0], rng.random((1, 3, 3)), np.eye(3) * 5)
+    assert list(unknown.composition_keys) == [''] and unknown.base.attributes.get('compositions') == []

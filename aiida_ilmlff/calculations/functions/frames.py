@@ -105,8 +105,17 @@ def frame_records_of(frames: FramesData) -> list:
     """The :class:`~aiida_ilmlff.sampling.split.FrameRecord` of every frame of ``frames`` as ``hold_out_test_set``
     sees them: trajectory and time of AIMD frames, perturbation families placed at their parent's time (the parent
     frame set looked up by uuid), AL iterations. Use it with :func:`~aiida_ilmlff.sampling.split.time_gaps` to check
-    a split."""
-    return frame_records(frames.origins, frames.sources, frames.perturbations, frames.iterations, _parent_lookup())
+    a split. Frames of several compositions carry their composition key, so that the test set holds blocks of every
+    composition."""
+    several = len(frames.base.attributes.get('compositions', [])) > 1
+    return frame_records(
+        frames.origins,
+        frames.sources,
+        frames.perturbations,
+        frames.iterations,
+        _parent_lookup(),
+        compositions=frames.composition_keys if several else None,
+    )
 
 
 @calcfunction
@@ -122,8 +131,9 @@ def hold_out_test_set(
     :func:`~aiida_ilmlff.sampling.split.block_test_split`: the blocks are AIMD segments of ``test_block_fs``
     (frames of one ``source`` with ``time_fs`` in their ``perturbation``), perturbation families (nEQ frames of one
     parent: ``source`` + ``perturbation.source_index``; the parent's trajectory and time are read from the parent
-    frame set, loaded by uuid) and active-learning iterations; every origin with two blocks or more is in the test
-    set; training frames of a trajectory within ``test_gap_fs`` of a test frame are left out of both sets.
+    frame set, loaded by uuid) and active-learning iterations; every origin (of every composition, when ``frames``
+    hold several) with two blocks or more is in the test set; training frames of a trajectory within
+    ``test_gap_fs`` of a test frame are left out of both sets.
 
     :param test_fraction: ``Float`` in (0, 1). :param seed: ``Int`` >= 0.
     :param test_gap_fs: ``Float`` >= 0 [fs] (default 25). :param test_block_fs: ``Float`` > 0 [fs] (default 100).
