@@ -14,6 +14,7 @@ from .composition import (
     Composition,
     salt_in_il_composition,
     validate_composition,
+    validate_compositions,
     validate_density,
     validate_seed,
 )
@@ -59,6 +60,7 @@ __all__ = (
     'salt_in_il_composition',
     'unregister_ion',
     'validate_composition',
+    'validate_compositions',
     'validate_density',
     'validate_seed',
 )

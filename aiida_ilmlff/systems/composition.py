@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from .density import reference_density
 from .errors import CompositionError
@@ -30,6 +30,7 @@ __all__ = (
     'reference_density',
     'salt_in_il_composition',
     'validate_composition',
+    'validate_compositions',
     'validate_density',
     'validate_seed',
 )
@@ -239,6 +240,53 @@ def validate_composition(composition) -> Composition:
             'change the counts so that the charges of cations and anions cancel'
         )
     return result
+
+
+def validate_compositions(compositions) -> list[Composition]:
+    """Check a list of compositions for one data set or pipeline (e.g. LiTFSI/PYR14TFSI at several Li+ fractions).
+
+    :param compositions: a list (or tuple, or AiiDA ``List``) of two or more compositions, each as
+        :func:`validate_composition` accepts.
+    :returns: the validated compositions, in the given order.
+    :raises CompositionError: listing every problem, each naming ``compositions[i]``: not a list, fewer than two
+        entries (give ``composition`` for one), an invalid or non-neutral composition, and two compositions of the
+        same liquid (the same counts, or counts in the same ratio such as PYR14:1 TFSI:1 and PYR14:2 TFSI:2: one
+        box size per composition).
+    """
+    if hasattr(compositions, 'get_list'):
+        compositions = compositions.get_list()
+    if isinstance(compositions, (str, bytes, Mapping)) or not isinstance(compositions, Sequence):
+        raise CompositionError(
+            "`compositions` must be a list of compositions, e.g. [{'PYR14': 2, 'TFSI': 2}, "
+            f"{{'Li': 1, 'PYR14': 2, 'TFSI': 3}}], got {type(compositions).__name__}"
+        )
+    if len(compositions) < 2:
+        raise CompositionError(
+            f'`compositions` has {len(compositions)} entr{"y" if len(compositions) == 1 else "ies"}: give two or '
+            'more (for one, give `composition`)'
+        )
+    errors: list[str] = []
+    valid: dict[int, Composition] = {}
+    seen: dict[tuple, int] = {}
+    for index, composition in enumerate(compositions):
+        try:
+            spec = validate_composition(composition)
+        except CompositionError as exception:
+            errors.append(f'`compositions[{index}]`: {str(exception).removeprefix("invalid composition: ")}')
+            continue
+        valid[index] = spec
+        divisor = math.gcd(*spec.counts.values())
+        ratio = tuple(sorted((name, count // divisor) for name, count in spec.counts.items()))
+        if ratio in seen:
+            errors.append(
+                f'`compositions[{index}]` ({spec}) is the same liquid as `compositions[{seen[ratio]}]` '
+                f'({valid[seen[ratio]]}): give each composition once'
+            )
+        else:
+            seen[ratio] = index
+    if errors:
+        raise CompositionError('invalid `compositions`:\n  - ' + '\n  - '.join(errors))
+    return list(valid.values())
 
 
 def _key_label(key) -> str:

@@ -142,6 +142,37 @@ def _check_trajectory(value: t.Mapping, namespace: str, file_key: str, format_ke
     return None
 
 
+#: Inputs that belong to one composition, refused with `compositions`.
+ONE_COMPOSITION_INPUTS = (
+    'composition',
+    'structure',
+    'box_density',
+    'eq.trajectory',
+    'eq.frames',
+    'neq.hot_trajectory',
+    'neq.hot_frames',
+)
+
+
+def _compositions_messages(value: t.Mapping, compositions: t.Any) -> list[str]:
+    """What is wrong with ``compositions`` and the inputs given with it (empty when fine)."""
+    errors = []
+    given = [key for key in ONE_COMPOSITION_INPUTS if _get(value, *key.split('.')) is not None]
+    if given:
+        errors.append(
+            f'`compositions` builds and runs AIMD of a box of every composition: {", ".join(f"`{k}`" for k in given)} '
+            'belong to one composition; leave them out (each box gets the reference density of its composition)'
+        )
+    if not is_set_by_parent(compositions):
+        from aiida_ilmlff.systems import CompositionError, validate_compositions
+
+        try:
+            validate_compositions(compositions)
+        except CompositionError as exception:
+            errors.append(str(exception))
+    return errors
+
+
 def check_inputs(values: t.Mapping, context: t.Mapping | None = None) -> str | None:
     """Check the inputs of ``ilmlff.dataset`` as plain values (see the module docstring); ``None`` if fine.
 
@@ -154,10 +185,16 @@ def check_inputs(values: t.Mapping, context: t.Mapping | None = None) -> str | N
     errors = []
     composition = to_plain(value.get('composition'))
     structure = value.get('structure')
-    if composition is not None and structure is not None:
+    compositions = to_plain(value.get('compositions'))
+    if compositions is not None:
+        errors.extend(_compositions_messages(value, compositions))
+    elif composition is not None and structure is not None:
         errors.append('give either `composition` or `structure`, not both')
-    if composition is None and structure is None:
-        errors.append("give `composition` (ion name -> count, e.g. {'PYR14': 2, 'BF4': 2}) or a `structure`")
+    elif composition is None and structure is None:
+        errors.append(
+            "give `composition` (ion name -> count, e.g. {'PYR14': 2, 'BF4': 2}), `compositions` (a list of them) "
+            'or a `structure`'
+        )
     if composition is not None and not is_set_by_parent(composition):
         from aiida_ilmlff.systems import CompositionError, validate_composition, validate_density
 
@@ -256,6 +293,15 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             valid_type=orm.Dict,
             required=False,
             help='Ion name -> number of molecules of one box, e.g. {"PYR14": 2, "BF4": 2} (or give `structure`).',
+        )
+        spec.input(
+            'compositions',
+            valid_type=orm.List,
+            required=False,
+            help='Several compositions for one data set (instead of `composition`), e.g. [{"PYR14": 2, "TFSI": 2}, '
+            '{"Li": 1, "PYR14": 2, "TFSI": 3}]: each runs as an ilmlff.dataset of its own (boxes at its reference '
+            'density, AIMD, `n_eq` EQ and `n_neq` nEQ frames per composition, the same labelling), merged into one '
+            'frame set whose frames keep their composition (FramesData attribute `compositions`).',
         )
         spec.input(
             'structure',
@@ -382,12 +428,17 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
 
         spec.outline(
             cls.setup,
-            if_(cls.should_build_boxes)(cls.build_boxes),
-            if_(cls.should_run_aimd)(cls.run_aimd, cls.inspect_aimd),
-            cls.sample_eq,
-            if_(cls.should_generate_neq)(cls.generate_neq),
-            if_(cls.should_label)(cls.run_label, cls.inspect_label),
-            cls.results,
+            if_(cls.has_compositions)(
+                cls.run_compositions,
+                cls.merge_compositions,
+            ).else_(
+                if_(cls.should_build_boxes)(cls.build_boxes),
+                if_(cls.should_run_aimd)(cls.run_aimd, cls.inspect_aimd),
+                cls.sample_eq,
+                if_(cls.should_generate_neq)(cls.generate_neq),
+                if_(cls.should_label)(cls.run_label, cls.inspect_label),
+                cls.results,
+            ),
         )
 
         spec.output(
@@ -407,7 +458,13 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         )
         spec.output('neq_rejected', valid_type=orm.Dict, required=False, help='nEQ frames rejected, with reasons.')
         spec.output('label_rejected', valid_type=orm.Dict, required=False, help='Frames rejected by ilmlff.label.')
-        spec.output_namespace('boxes', valid_type=orm.StructureData, dynamic=True, help='The boxes that were built.')
+        spec.output_namespace(
+            'boxes',
+            valid_type=orm.StructureData,
+            dynamic=True,
+            help='The boxes that were built: `box_<k>`; with `compositions`, `composition_<i>_box_<k>` (the i-th '
+            'composition).',
+        )
 
         spec.exit_code(310, 'ERROR_BOX_FAILED', message='Building a box failed: {message}')
         spec.exit_code(330, 'ERROR_EQ_SAMPLING_FAILED', message='Sampling EQ frames failed: {message}')
@@ -416,6 +473,11 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         spec.exit_code(370, 'ERROR_NO_LABELLED_FRAMES', message='No labelled frame came out of the work chain.')
         spec.exit_code(401, 'ERROR_SUB_PROCESS_FAILED_AIMD', message='The AIMD of box {box} failed: {message}')
         spec.exit_code(402, 'ERROR_SUB_PROCESS_FAILED_LABEL', message='ilmlff.label failed: {message}')
+        spec.exit_code(
+            403,
+            'ERROR_SUB_PROCESS_FAILED_COMPOSITION',
+            message='The data set of composition {composition} failed: {message}',
+        )
 
     # ----------------------------------------------------------------------------------------- protocol
 
@@ -464,6 +526,18 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         if structure is not None:
             return None, sorted({kind.symbol for kind in structure.kinds}), len(structure.sites)
         raise ValueError("give `composition` (ion name -> count, e.g. {'PYR14': 2, 'BF4': 2}) or `structure`")
+
+    @staticmethod
+    def _compositions_elements_and_atoms(compositions: t.Any) -> tuple[list[dict], list[str], int]:
+        """``(compositions as dicts, elements of all, atoms of the largest box)``; raises ``ValueError``."""
+        from aiida_ilmlff.systems import CompositionError, validate_compositions
+
+        try:
+            specs = validate_compositions(compositions)
+        except CompositionError as exception:
+            raise ValueError(str(exception)) from exception
+        elements = sorted({s for spec in specs for ion in spec.ions.values() for s in ion.symbols if s})
+        return [spec.to_dict() for spec in specs], elements, max(int(spec.n_atoms) for spec in specs)
 
     @classmethod
     def get_plain_protocol_inputs(
@@ -584,8 +658,10 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         hot_trajectory: orm.SinglefileData | str | None = None,
         hot_trajectory_format: str | None = None,
         hot_frames: FramesData | None = None,
+        compositions: t.Sequence[t.Mapping] | orm.List | None = None,
     ):
-        """A builder for a data set of ``composition`` (or ``structure``) at the level of ``protocol``.
+        """A builder for a data set of ``composition`` (or ``structure``, or several ``compositions``) at the level
+        of ``protocol``.
 
         :param codes: the labelling code (CP2K or pw.x; also the AIMD code if it is CP2K), or a mapping with
             ``label`` and ``aimd`` (a CP2K code) codes or labels.
@@ -602,24 +678,42 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         :param hot_trajectory: a high-temperature trajectory file (path or ``SinglefileData``, with
             ``hot_trajectory_format``) for the ``hot_md`` nEQ frames.
         :param hot_frames: a high-temperature ``FramesData`` (e.g. an ``ilmlff.aimd`` run at 800 K) instead.
+        :param compositions: two or more compositions instead of ``composition``: ``n_eq``/``n_neq`` frames of each,
+            one labelling for all (the level of theory of all their elements, checked against the largest box);
+            the temperature defaults to the highest ``default_temperature`` of them.
         :raises ValueError: for invalid input (the messages of :func:`check_inputs`), an unknown protocol or
             override key, codes that do not fit their stage, a temperature outside any liquid, a box larger than
             the labelling protocol can label.
         """
         if isinstance(composition, orm.Dict):
             composition = composition.get_dict()
-        composition, elements, n_atoms = cls._elements_and_atoms(composition, structure)
+        if compositions is not None:
+            if composition is not None or structure is not None:
+                raise ValueError('give `compositions` or `composition`/`structure`, not both')
+            compositions, elements, n_atoms = cls._compositions_elements_and_atoms(compositions)
+        else:
+            composition, elements, n_atoms = cls._elements_and_atoms(composition, structure)
         eq_source = 'trajectory' if trajectory is not None else 'frames' if eq_frames is not None else None
         protocol = cls.check_protocol(protocol)
-        if composition is not None and cls.get_protocol_inputs(protocol, overrides).get('temperature') is None:
-            overrides = {**(overrides or {}), 'temperature': default_temperature(composition)}
+        if cls.get_protocol_inputs(protocol, overrides).get('temperature') is None:
+            if composition is not None:
+                overrides = {**(overrides or {}), 'temperature': default_temperature(composition)}
+            elif compositions is not None:
+                overrides = {**(overrides or {}), 'temperature': max(map(default_temperature, compositions))}
         inputs = cls.get_plain_protocol_inputs(
             protocol, overrides, codes=codes, elements=elements, n_atoms=n_atoms, options=options, eq_source=eq_source
         )
         builder = cls.get_builder()
         for key, value in cls.plain_inputs_to_nodes(codes, inputs, elements=elements).items():
             builder[key] = value
-        if composition is not None:
+        if compositions is not None:
+            builder.compositions = orm.List(compositions)
+            if inputs.get('box_density') is not None:
+                raise ValueError(
+                    '`box_density` (overrides) is for one composition: with `compositions` every box gets the '
+                    'reference density of its composition'
+                )
+        elif composition is not None:
             builder.composition = orm.Dict(composition)
             if inputs.get('box_density') is None:
                 builder.box_density = orm.Float(round(reference_density(composition, inputs['temperature']), 4))
@@ -665,6 +759,13 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
 
     def setup(self):
         """Decide the EQ source and the counts."""
+        if 'compositions' in self.inputs:
+            self.ctx.compositions = [dict(c) for c in self.inputs.compositions.get_list()]
+            self.report(
+                f'data set of {len(self.ctx.compositions)} compositions, {self.inputs.n_eq.value} EQ and '
+                f'{self.inputs.n_neq.value} nEQ frames each'
+            )
+            return
         eq = self.inputs.eq
         self.ctx.n_eq = self.inputs.n_eq.value
         self.ctx.n_neq = self.inputs.n_neq.value
@@ -684,6 +785,59 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             f'data set of {self.ctx.n_eq} EQ frames (source: {self.ctx.eq_source}) and {self.ctx.n_neq} nEQ frames; '
             f'labelling level of theory {self.ctx.label_fingerprint or "(pw.x: EQ frames are relabelled)"}'
         )
+
+    def has_compositions(self) -> bool:
+        """Whether the data set spans several compositions (one ilmlff.dataset each)."""
+        return 'compositions' in self.ctx
+
+    def run_compositions(self):
+        """Submit one ilmlff.dataset per composition, with every other input as given here."""
+        from aiida_ilmlff.common import composition_key
+
+        inputs = {key: value for key, value in self.inputs.items() if key not in ('compositions', 'metadata')}
+        futures = {}
+        for index, composition in enumerate(self.ctx.compositions):
+            node = self.submit(
+                DatasetWorkChain,
+                **inputs,
+                composition=orm.Dict(composition),
+                metadata={'call_link_label': f'composition_{index}'},
+            )
+            futures[f'composition_{index}'] = node
+            self.report(f'composition {index} ({composition_key(composition)}): DatasetWorkChain<{node.pk}>')
+        return ToContext(**futures)
+
+    def merge_compositions(self):
+        """Merge the frames of every composition into ``frames``; any composition that failed fails the data set."""
+        from aiida_ilmlff.common import composition_key
+
+        parts = []
+        for index, composition in enumerate(self.ctx.compositions):
+            node = self.ctx[f'composition_{index}']
+            if not node.is_finished_ok or 'frames' not in node.outputs:
+                return self.exit_codes.ERROR_SUB_PROCESS_FAILED_COMPOSITION.format(
+                    composition=composition_key(composition),
+                    message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}',
+                )
+            parts.append(node.outputs.frames)
+            for name, box in (node.outputs.boxes if 'boxes' in node.outputs else {}).items():
+                self.out(f'boxes.composition_{index}_{name}', box)
+            for name, record in (node.outputs.eq_sampling if 'eq_sampling' in node.outputs else {}).items():
+                self.out(f'eq_sampling.composition_{index}_{name}', record)
+        try:
+            frames = self._merged(parts, 'merge_compositions')
+        except Exception as exception:  # different levels of theory
+            return self.exit_codes.ERROR_MERGE_FAILED.format(message=str(exception))
+        summary = dataset_summary(
+            frames,
+            orm.Dict({'EQ': self.inputs.n_eq.value, 'nEQ': self.inputs.n_neq.value, 'per': 'composition'}),
+            metadata={'call_link_label': 'summary'},
+        )
+        self.out('frames', frames)
+        self.out('summary', summary)
+        counts = summary.get_dict()['compositions']
+        self.report(f'data set FramesData<{frames.pk}> of {len(frames)} frames: {counts}')
+        return None
 
     def _label_fingerprint(self) -> str | None:
         """Fingerprint of the labelling method when it is CP2K (``None`` for pw.x: always relabel)."""

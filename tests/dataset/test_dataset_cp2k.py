@@ -222,3 +222,37 @@ def test_trajectory_source_and_hot_frames(cp2k_code, tmp_path):
     record = json.loads(frames.perturbations[0])
     assert record['source_format'] == 'extxyz' and 'equilibration_index' in record
     assert not any(isinstance(n, orm.WorkflowNode) and n.process_label == 'AimdWorkChain' for n in node.called)
+
+
+@pytest.mark.timeout(900)
+def test_two_compositions_make_one_data_set(cp2k_code):
+    """PYR14BF4 and LiBF4 in PYR14BF4 (x = 1/2): one ilmlff.dataset per composition, real CP2K GFN1-xTB single
+    points of rattled boxes, merged into one frame set whose frames keep their composition; a QueryBuilder filter
+    on the composition finds the merged set and the per-composition set, and not the other composition's."""
+    compositions = [{'PYR14': 1, 'BF4': 1}, {'Li': 1, 'PYR14': 1, 'BF4': 2}]
+    overrides = {'n_eq': 0, 'n_neq': 2, 'neq': {'generators': {'rattle': {'weight': 1.0}}}}
+    builder = DatasetWorkChain.get_builder_from_protocol(
+        cp2k_code, compositions=compositions, protocol='fast', overrides=overrides
+    )
+    _, node = run_get_node(builder)
+    assert node.is_finished_ok, _report(node)
+    frames = node.outputs.frames
+    keys = ['BF4:1 PYR14:1', 'BF4:2 Li:1 PYR14:1']
+    assert frames.base.attributes.get('compositions') == keys
+    assert sorted(frames.composition_keys.tolist()) == [keys[0]] * 2 + [keys[1]] * 2
+    assert frames.is_labelled and len(frames.base.attributes.get('level_of_theory')) == 1
+    assert sorted(set(frames.n_atoms_per_frame.tolist())) == [35, 41]
+    assert node.outputs.summary['compositions'] == {keys[0]: {'nEQ': 2}, keys[1]: {'nEQ': 2}}
+    assert set(node.outputs.boxes) == {'composition_0_box_0', 'composition_1_box_0'}
+    children = {
+        link.link_label: link.node for link in node.base.links.get_outgoing(link_label_filter='composition_%').all()
+    }
+    assert set(children) == {'composition_0', 'composition_1'} and all(c.is_finished_ok for c in children.values())
+
+    def found(key: str) -> set[int]:
+        query = orm.QueryBuilder().append(FramesData, filters={'attributes.compositions': {'contains': [key]}})
+        return {n.pk for n in query.all(flat=True)}
+
+    with_lithium = found(keys[1])
+    assert frames.pk in with_lithium and children['composition_1'].outputs.frames.pk in with_lithium
+    assert children['composition_0'].outputs.frames.pk not in with_lithium

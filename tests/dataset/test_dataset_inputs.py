@@ -196,3 +196,65 @@ def test_hot_trajectory_frames_alone_are_a_valid_mix(cp2k_code, pyr14bf4_box):
     assert 'needs a high-temperature trajectory' in message and 'every generator has weight 0' not in message
     builder.neq.hot_frames = FramesData.from_ase([pyr14bf4_box()])
     assert validate_inputs(builder._inputs(prune=True)) is None
+
+
+#: LiTFSI in PYR14TFSI at two Li+ fractions (x = 0 and x = 1/3), the smallest boxes of issue 18.
+LITFSI_SERIES = [{'PYR14': 2, 'TFSI': 2}, {'Li': 1, 'PYR14': 2, 'TFSI': 3}]
+
+
+def test_compositions_builder_labels_every_composition_alike(cp2k_code):
+    """Two compositions: one List input, no single-box inputs, the level of theory of all their elements (TFSI:
+    `fast-dft`) checked against the largest box, the temperature of the liquids (298.15 K)."""
+    builder = DatasetWorkChain.get_builder_from_protocol(cp2k_code, compositions=LITFSI_SERIES, protocol='fast')
+    assert builder.compositions.get_list() == LITFSI_SERIES
+    assert 'composition' not in builder and 'box_density' not in builder
+    assert builder.temperature.value == 298.15
+    label = builder.label.cp2k.cp2k.parameters.get_dict()
+    assert cp2k_level_of_theory(label)['fingerprint'].startswith('cp2k/PBE-D3(BJ):')
+    assert {kind['_'] for kind in label['FORCE_EVAL']['SUBSYS']['KIND']} >= {'Li', 'S', 'F'}
+
+
+@pytest.mark.parametrize(
+    ('kwargs', 'expected'),
+    [
+        ({'compositions': [{'PYR14': 2, 'TFSI': 2}]}, '`compositions` has 1 entry: give two or more'),
+        (
+            {'compositions': [{'PYR14': 2, 'TFSI': 2}, {'Li': 1, 'PYR14': 2, 'TFSI': 2}]},
+            '`compositions[1]`: composition Li:1 PYR14:2 TFSI:2 is not charge-neutral',
+        ),
+        (
+            {'compositions': [{'PYR14': 2, 'TFSI': 2}, {'Li': 1, 'PYR14': 2, 'TFSI': 3}, {'PYR14': 1, 'TFSI': 1}]},
+            '`compositions[2]` (PYR14:1 TFSI:1) is the same liquid as `compositions[0]` (PYR14:2 TFSI:2)',
+        ),
+        ({'compositions': LITFSI_SERIES, 'overrides': {'box_density': 1.4}}, '`box_density` (overrides) is for one'),
+        ({'compositions': LITFSI_SERIES, 'composition': PYR14BF4}, 'give `compositions` or `composition`'),
+        ({'compositions': [{'PYR14': 2, 'TFSI': 2}, {'Qq': 1, 'TFSI': 1}]}, '`compositions[1]`: unknown ion'),
+    ],
+)
+def test_bad_compositions_raise_before_anything_is_stored(cp2k_code, kwargs, expected):
+    """A list of one, a non-neutral entry, the same liquid twice, single-box inputs with the list: ValueError naming
+    the entry, nothing stored."""
+    before = count_nodes()
+    with pytest.raises(ValueError) as info:
+        DatasetWorkChain.get_builder_from_protocol(cp2k_code, protocol='fast', **kwargs)
+    assert expected in str(info.value), str(info.value)
+    assert count_nodes() == before
+
+
+def test_edited_compositions_are_refused_on_submission(cp2k_code):
+    """A builder edited to a duplicate composition, or given a box density with the list, is refused by the port
+    validator: no process node, no input stored."""
+    for change, expected in (
+        (
+            lambda b: setattr(b, 'compositions', orm.List([*LITFSI_SERIES, {'Li': 2, 'PYR14': 4, 'TFSI': 6}])),
+            'same liquid',
+        ),
+        (lambda b: setattr(b, 'box_density', orm.Float(1.4)), '`box_density` belong to one composition'),
+    ):
+        builder = DatasetWorkChain.get_builder_from_protocol(cp2k_code, compositions=LITFSI_SERIES, protocol='fast')
+        change(builder)
+        before = count_nodes()
+        with pytest.raises(ValueError) as info:
+            run_get_node(builder)
+        assert expected in str(info.value), str(info.value)
+        assert count_nodes() == before

@@ -285,13 +285,20 @@ def dataset_summary(frames: FramesData, targets: orm.Dict | None = None) -> orm.
     :returns: ``Dict`` with ``n_frames``, ``counts`` (origin -> frames), ``energy_per_atom`` and ``max_force``
         (origin and ``all`` -> ``n``, ``mean``, ``std``, ``min``, ``max``, ``p5``, ``p25``, ``p50``, ``p75``,
         ``p95``; eV/atom and eV/Å), ``generators`` (origin -> perturbation generator -> frames),
-        ``level_of_theory`` and ``elements``.
+        ``level_of_theory``, ``elements`` and ``compositions`` (composition key -> origin -> frames; empty when
+        the frames' molecules are not known).
     """
     energy_per_atom, max_force = frame_observables(frames.offsets, frames.energies, frames.forces)
     origins = [str(o) for o in frames.origins]
     summary = label_summary(origins, energy_per_atom, max_force)
+    by_composition: dict[str, dict[str, int]] = {}
+    for key, origin in zip(frames.composition_keys.tolist(), origins, strict=True):
+        if key:
+            counts = by_composition.setdefault(key, {})
+            counts[origin] = counts.get(origin, 0) + 1
     summary.update(
         {
+            'compositions': by_composition,
             'generators': generators_by_origin(origins, frames.perturbations),
             'level_of_theory': frames.base.attributes.get('level_of_theory'),
             'elements': frames.elements,
