@@ -33,6 +33,9 @@ UNITS = {
     'density': 'g/cm^3',
     'D': 'm^2/s',
     'coordination': 'neighbours within r_cut (Å)',
+    'li_solvation': 'ligand_cn: ligand atoms within r_cut (Å) of a Li+; anion_cn: anions per Li+; distributions as '
+    'fractions; lifetimes in ps',
+    'tfsi_cis_fraction': 'fraction of TFSI in the cis (C1) conformer (|C-S...S-C| < 90 deg)',
 }
 #: Row kinds whose energies may have another reference than the labels (another code or level of theory): their
 #: energy RMSE is shown only after per-element offsets are fitted
@@ -142,7 +145,10 @@ def comparison_table(
         {n_frames, force_rmse, force_rmse_relative}}, ``force_rmse_committee_mean`` (committee rows),
         ``n_test_frames``, ``density`` and ``density_error`` [g/cm^3] (``None`` unless the density stop rule held:
         the value is kept in ``density_unconverged``), ``converged``, ``D`` {ion: :func:`_diffusion_entry`}
-        [m^2/s], ``coordination`` {pair: {r_cut_A, cn, cutoff_fallback}}, ``broken`` (the bond a model's MD broke,
+        [m^2/s], ``coordination`` {pair: {r_cut_A, cn, cutoff_fallback}}, ``composition`` (the row's composition
+        key, from ``info``), ``li_solvation`` (Li+ rows: :func:`_li_solvation`: Li-ligand CN, anions per Li+ and
+        their distribution, mono-/bidentate shares, mean cluster size, continuous and intermittent Li-anion
+        lifetimes [ps] with lower-bound marks) and ``tfsi_cis_fraction``, ``broken`` (the bond a model's MD broke,
         or ``None``), ``unstable`` (the guard its MD gave up on, or ``None``; with either there is no density, D or
         coordination) and ``flags`` (one short text per number that is not a
         result, shown under the table). Missing numbers are ``None``.
@@ -187,6 +193,9 @@ def comparison_table(
             'converged': None,
             'D': {},
             'coordination': {},
+            'composition': info.get('composition'),
+            'li_solvation': None,
+            'tfsi_cis_fraction': None,
             'broken': None,
             'unstable': None,
             'flags': flags,
@@ -231,12 +240,44 @@ def comparison_table(
                     flags.append(
                         f'CN {pair}: no RDF minimum, cut-off fell back to r_max {_fmt(entry.get("r_cut_A"))} Å'
                     )
+            if properties.get('li_clusters'):
+                row['li_solvation'] = _li_solvation(properties['li_clusters'], flags)
+            if properties.get('tfsi_conformers'):
+                row['tfsi_cis_fraction'] = properties['tfsi_conformers'].get('cis_fraction')
         table[name] = row
     order = sorted(table, key=lambda n: (list(ROW_KINDS).index(table[n]['kind']), n))
     if not test_set.get('leak_free'):
         test_set.setdefault('warning', 'the test set was not held out in blocks: its errors may be optimistic')
     ions = {ion: ions[ion] for ion in ion_order(ions)}
     return {'rows': table, 'order': order, 'ions': ions, 'units': dict(UNITS), 'test_set': test_set}
+
+
+def _li_solvation(li: t.Mapping[str, t.Any], flags: list[str]) -> dict[str, t.Any]:
+    """The Li+ solvation columns of a row from ``properties.li_clusters`` (``analyse_li_environment``); a lifetime
+    whose correlation did not decay within the run is kept as a lower bound and flagged, one that could not be
+    integrated is ``None`` and flagged."""
+    entry = {
+        'r_cut_A': li.get('r_cut_A'),
+        'ligand': li.get('ligand'),
+        'ligand_cn': li.get('ligand_cn'),
+        'anion_cn': li.get('anion_cn'),
+        'anion_cn_distribution': li.get('anion_cn_distribution'),
+        'denticity_distribution': li.get('denticity_distribution'),
+        'mean_cluster_size': li.get('mean_cluster_size'),
+        'lifetime_continuous_ps': li.get('lifetime_continuous_ps'),
+        'lifetime_continuous_lower_bound': li.get('lifetime_continuous_decayed') is False,
+        'lifetime_intermittent_ps': li.get('lifetime_intermittent_ps'),
+        'lifetime_intermittent_lower_bound': li.get('lifetime_intermittent_decayed') is False,
+    }
+    for kind in ('continuous', 'intermittent'):
+        if entry[f'lifetime_{kind}_ps'] is None:
+            flags.append(f'Li-anion {kind} lifetime: the run is too short to integrate C(t)')
+        elif entry[f'lifetime_{kind}_lower_bound']:
+            flags.append(
+                f'Li-anion {kind} lifetime: C(t) did not decay within the run; '
+                f'{_fmt(entry[f"lifetime_{kind}_ps"])} ps is a lower bound'
+            )
+    return entry
 
 
 def _fmt(value: float | None, error: float | None = None, scale: float = 1.0, digits: int = 3) -> str:
@@ -313,6 +354,36 @@ def format_comparison_table(comparison: t.Mapping[str, t.Any]) -> str:
                 force = _fmt(entry.get('force_rmse'), digits=4)
                 cells.append(f'{origin} {force} ({relative}, {entry.get("n_frames") or 0} frames)')
             rendered.append(f'  {row.get("label", name)}: ' + '; '.join(cells))
+    solvation = [name for name in order if comparison['rows'][name].get('li_solvation')]
+    conformers = [name for name in order if comparison['rows'][name].get('tfsi_cis_fraction') is not None]
+    if solvation or conformers:
+        rendered.append('')
+        rendered.append(
+            'Li+ solvation (CN of the ligand atom, anions per Li+, share of contacts mono-/bidentate, mean Li-anion '
+            'cluster size, Li-anion lifetimes continuous/intermittent in ps; > : lower bound) and TFSI cis fraction:'
+        )
+        for name in order:
+            row = comparison['rows'][name]
+            cells = []
+            li = row.get('li_solvation')
+            if li:
+                dentate = li.get('denticity_distribution') or []
+                shares = '/'.join(_percent(share) for share in dentate[:2]) if dentate else '-'
+                lifetimes = '/'.join(
+                    ('>' if li.get(f'lifetime_{kind}_lower_bound') else '') + _fmt(li.get(f'lifetime_{kind}_ps'))
+                    for kind in ('continuous', 'intermittent')
+                )
+                cells.append(
+                    f'CN Li-{(li.get("ligand") or "?").split(":")[-1]} {_fmt(li.get("ligand_cn"))} '
+                    f'(r_cut {_fmt(li.get("r_cut_A"))} Å), {_fmt(li.get("anion_cn"))} anions/Li+, '
+                    f'mono/bi {shares}, cluster {_fmt(li.get("mean_cluster_size"))}, lifetimes {lifetimes} ps'
+                )
+            if row.get('tfsi_cis_fraction') is not None:
+                cells.append(f'TFSI cis {_percent(row["tfsi_cis_fraction"])}')
+            if row.get('broken') or row.get('unstable'):
+                cells = ['broken' if row.get('broken') else 'unstable']
+            if cells:
+                rendered.append(f'  {row.get("label", name)}: ' + '; '.join(cells))
     test_set = comparison.get('test_set') or {}
     notes = []
     if test_set.get('leak_free'):

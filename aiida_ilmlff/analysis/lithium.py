@@ -36,6 +36,8 @@ class LiContacts(AnalysisResult):
     Attributes:
         bound: (n_li, n_anion) bool, Li i bound to anion j.
         ligand_counts: (n_li,) number of ligand atoms within r_cut of each Li.
+        denticity: (n_li, n_anion) number of ligand atoms of anion j within r_cut of Li i (0: not bound, 1:
+            monodentate, 2: bidentate, ...).
         anion_ids: (n_anion,) molecule id of each anion column.
         r_cut: cut-off in Å.
     """
@@ -44,6 +46,7 @@ class LiContacts(AnalysisResult):
     ligand_counts: np.ndarray
     anion_ids: np.ndarray
     r_cut: float
+    denticity: np.ndarray | None = None
 
     @property
     def anion_counts(self) -> np.ndarray:
@@ -76,9 +79,15 @@ def li_anion_contacts(li_positions, ligand_positions, ligand_mol_id, cell, r_cut
         raise ValueError(f'anion_ids lacks the molecule id {exc.args[0]} of a ligand atom') from None
     i, j, _ = pairs_within(li, ligand, cell, r_cut)
     ligand_counts = np.bincount(i, minlength=len(li))
-    bound = np.zeros((len(li), len(anion_ids)), dtype=bool)
-    bound[i, column[j]] = True
-    return LiContacts(bound=bound, ligand_counts=ligand_counts, anion_ids=anion_ids, r_cut=float(r_cut))
+    denticity = np.zeros((len(li), len(anion_ids)), dtype=np.int64)
+    np.add.at(denticity, (i, column[j]), 1)
+    return LiContacts(
+        bound=denticity > 0,
+        ligand_counts=ligand_counts,
+        anion_ids=anion_ids,
+        r_cut=float(r_cut),
+        denticity=denticity,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

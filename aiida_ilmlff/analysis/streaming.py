@@ -249,6 +249,8 @@ class LiEnvironment(AnalysisResult):
         ligand_cn: mean number of ligand atoms within r_cut of a Li.
         anion_cn: mean number of distinct anions bound to a Li.
         anion_cn_distribution: (K,) fraction of Li bound to 0, 1, ... K-1 anions.
+        denticity_distribution: (D,) fraction of Li-anion contacts through 1, 2, ... D ligand atoms (monodentate,
+            bidentate, ...), over all frames; empty when no Li is ever bound.
         clusters: cluster-size statistics (:class:`ClusterDistribution`).
         lag_fs: (T,) lags of the correlation functions in fs.
         continuous, intermittent: (T,) residence correlation functions of Li-anion contacts.
@@ -266,6 +268,7 @@ class LiEnvironment(AnalysisResult):
     ligand_cn: float
     anion_cn: float
     anion_cn_distribution: np.ndarray
+    denticity_distribution: np.ndarray
     clusters: ClusterDistribution
     lag_fs: np.ndarray
     continuous: np.ndarray
@@ -327,12 +330,17 @@ def li_environment_from_trajectory(
         timestep = reader.timestep_fs(window.step, window.start, window.stop) if n_frames > 1 else 0.0
         bound = np.zeros((n_frames, len(li_atoms), len(anion_ids)), dtype=bool)
         ligand_total = 0
+        dentate = np.zeros(1, dtype=np.int64)  # contacts through 1, 2, ... ligand atoms
         t = 0
         for chunk in reader.iter_chunks(chunk_size, window.step, window.start, window.stop):
             for frame, cell in zip(chunk.positions, chunk.cell):
                 contacts = li_anion_contacts(frame[li_atoms], frame[ligand_atoms], ligand_mol, cell, r_cut, anion_ids)
                 bound[t] = contacts.bound
                 ligand_total += int(contacts.ligand_counts.sum())
+                counts = np.bincount(contacts.denticity[contacts.bound])[1:]
+                if len(counts) > len(dentate):
+                    dentate = np.pad(dentate, (0, len(counts) - len(dentate)))
+                dentate[: len(counts)] += counts
                 t += 1
     anion_counts = bound.sum(axis=2).ravel()
     distribution = np.bincount(anion_counts) / anion_counts.size
@@ -358,6 +366,7 @@ def li_environment_from_trajectory(
         ligand_cn=ligand_total / (n_frames * len(li_atoms)),
         anion_cn=float(anion_counts.mean()),
         anion_cn_distribution=distribution,
+        denticity_distribution=dentate / dentate.sum() if dentate.sum() else np.zeros(0),
         clusters=cluster_size_distribution(bound),
         lag_fs=np.arange(n_frames) * timestep,
         continuous=continuous,

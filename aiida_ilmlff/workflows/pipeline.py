@@ -37,7 +37,8 @@ from aiida.engine import WorkChain, if_
 
 from aiida_ilmlff.calculations.evaluate import EvaluateCalculation
 from aiida_ilmlff.calculations.functions.comparison import compare_models, plot_property_curves
-from aiida_ilmlff.calculations.functions.frames import hold_out_test_set
+from aiida_ilmlff.calculations.functions.frames import hold_out_test_set, select_frames
+from aiida_ilmlff.common import composition_key
 from aiida_ilmlff.data import FramesData, MLFFModelData
 from aiida_ilmlff.runner.contract import EVALUATE_BATCH_SIZE
 from aiida_ilmlff.sampling.split import BLOCK_SPLIT_DEFAULTS, validate_block_split
@@ -72,10 +73,42 @@ CODE_PLUGINS = {
 }
 
 
-def _composition_elements(composition: t.Mapping) -> tuple[dict[str, int], list[str]]:
-    """``(ion name -> charge, sorted elements)`` of a composition; raises ``ValueError`` with the reason."""
-    ions, elements, _, _ = _composition_facts(composition)
-    return ions, elements
+def _compositions_of(value: t.Mapping) -> list[dict]:
+    """The compositions of the pipeline's inputs as plain dicts: ``compositions``, or ``[composition]``.
+
+    :raises ValueError: neither or both given, or an invalid list (:func:`aiida_ilmlff.systems.validate_compositions`:
+        a list of one, a non-neutral entry, the same liquid twice).
+    """
+    composition, compositions = to_plain(value.get('composition')), to_plain(value.get('compositions'))
+    if composition is not None and compositions is not None:
+        raise ValueError('give `composition` (one box) or `compositions` (a list), not both')
+    if compositions is None:
+        if composition is None:
+            raise ValueError(
+                '`composition` is required (ion name -> count, e.g. {"PYR14": 2, "BF4": 2}), or `compositions` '
+                '(a list of them for one model over several compositions)'
+            )
+        return [dict(composition)]
+    from aiida_ilmlff.systems import CompositionError, validate_compositions
+
+    try:
+        validate_compositions(compositions)
+    except CompositionError as exception:
+        raise ValueError(str(exception)) from exception
+    return [dict(c) for c in compositions]
+
+
+def _union_facts(compositions: t.Sequence[t.Mapping]) -> tuple[dict[str, int], list[str], int]:
+    """``(ion name -> charge, sorted elements, atoms of the largest box)`` over ``compositions``."""
+    ions: dict[str, int] = {}
+    elements: set[str] = set()
+    n_atoms = 0
+    for composition in compositions:
+        charges, symbols, _, atoms = _composition_facts(composition)
+        ions.update(charges)
+        elements.update(symbols)
+        n_atoms = max(n_atoms, atoms)
+    return ions, sorted(elements), n_atoms
 
 
 def _composition_facts(composition: t.Mapping) -> tuple[dict[str, int], list[str], list[str], int]:
@@ -125,41 +158,58 @@ def _namespace_validator(stage: str) -> t.Callable:
     return validator
 
 
-def _stage_messages(value: t.Mapping, composition: t.Mapping) -> list[str]:
-    """Run each stage's plain-data check on its namespace with the pipeline's values as the context."""
-    _, elements, species, _ = _composition_facts(composition)
+def _stage_messages(value: t.Mapping, compositions: t.Sequence[t.Mapping]) -> list[str]:
+    """Run each stage's plain-data check on its namespace with the pipeline's values as the context (the properties
+    check once per composition: each has its own box)."""
     top = to_plain({key: value[key] for key in ('temperature', 'box_density') if key in value})
+    if len(compositions) == 1:
+        dataset_context = {**_SET_BY_PIPELINE['dataset'], 'composition': dict(compositions[0]), **top}
+    else:
+        dataset_context = {'compositions': [dict(c) for c in compositions], 'temperature': top.get('temperature')}
+    messages = []
+    for composition in compositions:
+        _, elements, species, _ = _composition_facts(composition)
+        context = {
+            **_SET_BY_PIPELINE['properties'],
+            **({'temperature': top['temperature']} if 'temperature' in top else {}),
+            'species': species,
+            'elements': elements,
+        }
+        message = properties.check_inputs(value['properties'], context) if value.get('properties') else None
+        if message:
+            where = f' (composition {composition_key(composition)})' if len(compositions) > 1 else ''
+            messages.append(('properties', f'{message}{where}'))
+        if messages:
+            break
     contexts = {
-        'dataset': {**_SET_BY_PIPELINE['dataset'], 'composition': dict(composition), **top},
+        'dataset': dataset_context,
         'active_learning': {
             **_SET_BY_PIPELINE['active_learning'],
             **({'frames': value['frames']} if 'frames' in value else {}),
         },
         'mace': {**_SET_BY_PIPELINE['mace'], **({'train': value['frames']} if 'frames' in value else {})},
         'deepmd': {**_SET_BY_PIPELINE['deepmd'], **({'train': value['frames']} if 'frames' in value else {})},
-        'properties': {
-            **_SET_BY_PIPELINE['properties'],
-            **({'temperature': top['temperature']} if 'temperature' in top else {}),
-            'species': species,
-            'elements': elements,
-        },
     }
-    messages = []
     for stage, check in _STAGE_CHECKS.items():
-        if value.get(stage):
+        if stage != 'properties' and value.get(stage):
             messages.append((stage, check(value[stage], contexts[stage])))
     return [f'`{name}`: {message}' for name, message in messages if message]
 
 
 def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
-    """Top-level validator: the composition, the stages asked for and the foundation models' elements."""
-    composition = value.get('composition')
-    if composition is None:
-        return '`composition` is required (ion name -> count, e.g. {"PYR14": 2, "BF4": 2})'
+    """Top-level validator: the composition(s), the stages asked for and the foundation models' elements."""
     try:
-        _, elements = _composition_elements(composition.get_dict())
+        compositions = _compositions_of(value)
+        _, elements, _ = _union_facts(compositions)
     except ValueError as exception:
         return str(exception)
+    if len(compositions) > 1:
+        given = [key for key in ('box_density', 'md_structure') if key in value]
+        if given:
+            return (
+                f'{", ".join(f"`{key}`" for key in given)}: for one composition; with `compositions` every box is '
+                'built at the reference density of its own composition'
+            )
     if 'frames' not in value and not value.get('dataset'):
         return 'give either `frames` (a labelled data set) or the `dataset` inputs (ilmlff.dataset) to make one'
     if 'frames' in value:
@@ -168,7 +218,7 @@ def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
             return f'`frames` FramesData<{frames.pk}> is not labelled: label it first (ilmlff.label)'
         missing = sorted(set(elements) - set(frames.elements))
         if missing:
-            return f'`frames` has no {missing} atoms, but the composition has them'
+            return f'`frames` has no {missing} atoms, but the composition(s) have them'
     architectures = [name for name in ARCHITECTURE_LABELS if value.get(name)]
     foundations = value.get('foundation_models') or {}
     if not architectures and not foundations:
@@ -189,19 +239,21 @@ def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
     for key, model in foundations.items():
         if model.architecture != 'mace':
             return f'`foundation_models.{key}`: only MACE foundation models are supported, got `{model.architecture}`'
-        missing = sorted(set(elements) - set(model.elements))
-        if missing:
-            return (
-                f'`foundation_models.{key}` (elements {model.elements}) lacks {missing} of the composition: '
-                'it cannot describe this ionic liquid; give a model that covers every element'
-            )
+        for composition in compositions:
+            missing = sorted(set(_composition_facts(composition)[1]) - set(model.elements))
+            if missing:
+                which = f'composition {composition_key(composition)}' if len(compositions) > 1 else 'the composition'
+                return (
+                    f'`foundation_models.{key}` (elements {model.elements}) lacks {missing} of {which}: '
+                    'it cannot describe this ionic liquid; give a model that covers every element'
+                )
     if foundations and not value.get('finetune'):
         return '`foundation_models` need the `finetune` inputs (ilmlff.mace.train.base: code, parameters)'
     if not value.get('properties'):
         return '`properties` inputs (ilmlff.properties: runner code and MD settings) are required'
     if not value.get('evaluate'):
         return '`evaluate` inputs (ilmlff.evaluate: the runner code) are required'
-    messages = _stage_messages(value, composition.get_dict())
+    messages = _stage_messages(value, compositions)
     return '\n'.join(messages) if messages else None
 
 
@@ -238,8 +290,18 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         spec.input(
             'composition',
             valid_type=orm.Dict,
+            required=False,
             help='Ion name -> number of molecules of one box, e.g. {"PYR14": 2, "BF4": 2} (must be neutral); used '
             'for the data-set boxes, the properties box and the per-ion columns of the comparison.',
+        )
+        spec.input(
+            'compositions',
+            valid_type=orm.List,
+            required=False,
+            help='Several compositions instead of `composition`, e.g. LiTFSI in PYR14TFSI at x = 0 and 1/3: '
+            '[{"PYR14": 2, "TFSI": 2}, {"Li": 1, "PYR14": 2, "TFSI": 3}]. One data set over all (the test set holds '
+            'blocks of every composition), one model per architecture, then evaluation, properties and a comparison '
+            'row per composition and model (rows `<model>_c<i>`, labelled with the composition).',
         )
         spec.input(
             'temperature',
@@ -253,8 +315,11 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         spec.input(
             'box_density',
             valid_type=orm.Float,
-            default=lambda: orm.Float(1.2),
-            help="Density [g/cm^3] of the boxes built from `composition` (the NPT stage then finds the model's own).",
+            required=False,
+            help="Density [g/cm^3] of the boxes built from `composition` (the NPT stage then finds the model's own). "
+            'Default: the reference liquid density of the composition at `temperature` '
+            '(aiida_ilmlff.systems.composition.reference_density); not with `compositions`, whose boxes each get '
+            'their own.',
         )
         spec.input(
             'frames',
@@ -265,7 +330,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         spec.expose_inputs(
             DatasetWorkChain,
             namespace='dataset',
-            exclude=('composition', 'structure', 'temperature', 'box_density'),
+            exclude=('composition', 'compositions', 'structure', 'temperature', 'box_density'),
             namespace_options={
                 'required': False,
                 'populate_defaults': False,
@@ -360,8 +425,8 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             'md_structure',
             valid_type=orm.StructureData,
             required=False,
-            help="Box for the property MD (with `mol_id`/`molecules`); default: the data set's first box, or a "
-            'box built from `composition` at `box_density`.',
+            help="Box for the property MD (with `mol_id`/`molecules`); default: the data set's first box (of each "
+            'composition), or a box built from the composition at `box_density`. Not with `compositions`.',
         )
         spec.inputs.validator = validate_inputs
 
@@ -398,10 +463,17 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             'models', valid_type=MLFFModelData, dynamic=True, help='Models by comparison row (`mace`, `deepmd`, ...).'
         )
         spec.output_namespace(
-            'evaluation', valid_type=orm.Dict, dynamic=True, help='ilmlff.evaluate metrics on the test set, by row.'
+            'evaluation',
+            valid_type=orm.Dict,
+            dynamic=True,
+            help='ilmlff.evaluate metrics on the test set, by row (with `compositions`: by `<row>_c<i>`, on the test '
+            'frames of composition i).',
         )
         spec.output_namespace(
-            'properties', valid_type=orm.Dict, dynamic=True, help='ilmlff.properties `properties`, by row.'
+            'properties',
+            valid_type=orm.Dict,
+            dynamic=True,
+            help='ilmlff.properties `properties`, by row (with `compositions`: by `<row>_c<i>`).',
         )
         spec.output(
             'comparison',
@@ -436,8 +508,9 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
     def get_builder_from_protocol(
         cls,
         codes: t.Mapping[str, t.Any],
-        composition: t.Mapping | orm.Dict,
+        composition: t.Mapping | orm.Dict | None = None,
         *,
+        compositions: t.Sequence[t.Mapping] | orm.List | None = None,
         protocol: str | None = None,
         overrides: t.Mapping | None = None,
         options: t.Mapping | None = None,
@@ -456,6 +529,11 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             ``mace``/``deepmd`` may be left out to train only the other. Each is checked against the plugin its
             stage needs (:data:`CODE_PLUGINS`).
         :param composition: ion name -> count of one box, e.g. ``{'PYR14': 2, 'BF4': 2}``.
+        :param compositions: two or more compositions instead of ``composition`` (e.g. LiTFSI in PYR14TFSI at
+            several Li+ fractions): one data set of all (``n_eq``/``n_neq`` per composition, labelled at the level
+            of theory of all their elements), one model per architecture, properties per composition and model;
+            each box at the reference density of its composition; the temperature defaults to the highest
+            ``default_temperature`` of them.
         :param protocol: ``fast``, ``balanced`` or ``stringent`` (``pipeline.yaml``): sets the protocols of every
             stage.
         :param overrides: nested mapping merged over the protocol: top-level ports (``test_fraction``,
@@ -481,7 +559,14 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         meta = inputs.pop('meta_parameters')
         if isinstance(composition, orm.Dict):
             composition = composition.get_dict()
-        _, elements, _, n_atoms = _composition_facts(composition)  # raises ValueError with the reason
+        if isinstance(compositions, orm.List):
+            compositions = compositions.get_list()
+        # raises ValueError with the reason: neither or both given, unknown ion, not neutral, the same liquid twice
+        compositions = _compositions_of(
+            {'composition': composition, 'compositions': list(compositions) if compositions is not None else None}
+        )
+        several = len(compositions) > 1
+        _, elements, n_atoms = _union_facts(compositions)
         codes = cls._resolve_codes(codes)
         from aiida_ilmlff.systems.density import default_temperature, reference_density
 
@@ -490,20 +575,30 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         elif inputs.get('temperature') is not None:
             temperature = float(inputs['temperature'])
         else:  # the ions' own: 298.15 K for PYR14TFSI and its LiTFSI mixtures, 450 K for PYR14BF4
-            temperature = float(default_temperature(composition))
+            temperature = max(float(default_temperature(c)) for c in compositions)
         message = check_liquid_temperature(temperature)
         if message:
             raise ValueError(message)
-        if inputs.get('box_density') is not None:
+        box_density = None
+        if several:
+            if inputs.get('box_density') is not None:
+                raise ValueError(
+                    '`box_density` (overrides) is for one composition: with `compositions` every box is built at the '
+                    'reference density of its own composition'
+                )
+        elif inputs.get('box_density') is not None:
             box_density = float(inputs['box_density'])
         else:  # the measured liquid density of the ions where known, else an ion-volume estimate (docs/systems.md)
-            box_density = round(float(reference_density(composition, temperature)), 4)
+            box_density = round(float(reference_density(compositions[0], temperature)), 4)
         options = dict(options or {})
 
         builder = cls.get_builder()
-        builder.composition = orm.Dict(dict(composition))
+        if several:
+            builder.compositions = orm.List(compositions)
+        else:
+            builder.composition = orm.Dict(dict(compositions[0]))
+            builder.box_density = orm.Float(box_density)
         builder.temperature = orm.Float(temperature)
-        builder.box_density = orm.Float(box_density)
         builder.test_fraction = orm.Float(float(inputs['test_fraction']))
         builder.split_seed = orm.Int(int(inputs['split_seed']))
         builder.test_gap_fs = orm.Float(float(inputs['test_gap_fs']))
@@ -516,7 +611,8 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
                 raise ValueError('`codes`: the data set needs a `label` code (CP2K or pw.x), or give `frames`')
             dataset_codes = {key: codes[key] for key in ('label', 'aimd') if key in codes}
             dataset_overrides = recursive_merge(
-                meta.get('dataset_overrides') or {}, {'temperature': temperature, 'box_density': box_density}
+                meta.get('dataset_overrides') or {},
+                {'temperature': temperature, **({'box_density': box_density} if box_density is not None else {})},
             )
             with cls._stage_overrides('dataset'):
                 plain = DatasetWorkChain.get_plain_protocol_inputs(
@@ -529,7 +625,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
                 )
             nodes = DatasetWorkChain.plain_inputs_to_nodes(dataset_codes, plain, elements=elements)
             for key in ('temperature', 'box_density'):
-                nodes.pop(key)
+                nodes.pop(key, None)
             builder.dataset = nodes
 
         for name in meta.get('architectures') or list(ARCHITECTURE_LABELS):
@@ -593,7 +689,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             raise ValueError(message)
         rows = ', '.join(architectures + [f'{key} (as is, fine-tuned)' for key in foundation_models or {}])
         builder.metadata.description = (
-            f'ilmlff.pipeline ({protocol}): {" + ".join(f"{k} {v}" for k, v in composition.items())} at '
+            f'ilmlff.pipeline ({protocol}): {"; ".join(composition_key(c) for c in compositions)} at '
             f'{temperature:g} K; {rows}'
         )
         return builder
@@ -651,7 +747,9 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
 
     def setup(self):
         """Decide the rows of the comparison."""
-        self.ctx.ions, self.ctx.elements = _composition_elements(self.inputs.composition.get_dict())
+        self.ctx.compositions = _compositions_of(self.inputs)
+        self.ctx.ions, self.ctx.elements, _ = _union_facts(self.ctx.compositions)
+        self.ctx.boxes = {}
         self.ctx.rows = {}
         self.ctx.failed = []
         for name, label in ARCHITECTURE_LABELS.items():
@@ -675,12 +773,25 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         """Whether the data set must be made (no `frames` given)."""
         return 'frames' not in self.inputs
 
+    def _several(self) -> bool:
+        return len(self.ctx.compositions) > 1
+
+    def _table_rows(self, row: str) -> dict[str, int | None]:
+        """The comparison rows of a model row: itself, or ``<row>_c<i>`` per composition i."""
+        if not self._several():
+            return {row: None}
+        return {f'{row}_c{index}': index for index in range(len(self.ctx.compositions))}
+
     def run_dataset(self):
-        """Run ilmlff.dataset for the composition."""
+        """Run ilmlff.dataset for the composition (or the compositions)."""
         inputs = AttributeDict(self.exposed_inputs(DatasetWorkChain, namespace='dataset'))
-        inputs.composition = self.inputs.composition
+        if self._several():
+            inputs.compositions = self.inputs.compositions
+        else:
+            inputs.composition = self.inputs.composition
+            if 'box_density' in self.inputs:
+                inputs.box_density = self.inputs.box_density
         inputs.temperature = self.inputs.temperature
-        inputs.box_density = self.inputs.box_density
         inputs.metadata = {'call_link_label': 'dataset'}
         node = self._launch(DatasetWorkChain, inputs, 'dataset')
         if node is None:
@@ -697,8 +808,11 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_SUB_PROCESS_FAILED_DATASET.format(
                 message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
             )
-        if 'boxes' in node.outputs and 'box_0' in node.outputs.boxes:
-            self.ctx.box = node.outputs.boxes.box_0
+        boxes = node.outputs.boxes if 'boxes' in node.outputs else {}
+        for index in range(len(self.ctx.compositions)):
+            name = f'composition_{index}_box_0' if self._several() else 'box_0'
+            if name in boxes:
+                self.ctx.boxes[str(index)] = boxes[name]
         return None
 
     def split_test_set(self):
@@ -729,6 +843,18 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             f'{split["n_excluded_by_gap"]} frames left out within the {split["test_gap_fs"]:g} fs gap'
             + (f'; no test block for {without} (a single block each)' if without else '')
         )
+        self.ctx.test_sets = {'all': self.ctx.test_set}  # keyed by composition index as str (context keys)
+        if self._several():  # the test frames of each composition, for errors per composition
+            keys = self.ctx.test_set.composition_keys.tolist()
+            for index, composition in enumerate(self.ctx.compositions):
+                wanted = composition_key(composition)
+                indices = [i for i, key in enumerate(keys) if key == wanted]
+                if not indices:
+                    self.report(f'composition {index} ({wanted}) has no test frame: no test-set errors for it')
+                    continue
+                self.ctx.test_sets[str(index)] = select_frames(
+                    self.ctx.test_set, orm.List(indices), metadata={'call_link_label': f'test_set_c{index}'}
+                )
         return None
 
     def should_run_active_learning(self) -> bool:
@@ -740,7 +866,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         inputs = AttributeDict(self.exposed_inputs(ActiveLearningWorkChain, namespace='active_learning'))
         inputs.frames = self.ctx.training_set
         exploration = AttributeDict(inputs.exploration)
-        exploration.structures = {'box_0': self._md_structure()}
+        exploration.structures = {f'box_{i}': self._md_structure(i) for i in range(len(self.ctx.compositions))}
         inputs.exploration = exploration
         inputs.metadata = {'call_link_label': 'active_learning'}
         node = self._launch(ActiveLearningWorkChain, inputs, 'active_learning')
@@ -841,78 +967,99 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         self.ctx.failed.append(row)
 
     def run_evaluation(self):
-        """Evaluate every row's models (the whole committee) on the shared test set."""
+        """Evaluate every row's models (the whole committee) on the shared test set (per composition with
+        `compositions`)."""
         for row, models in self.ctx.models.items():
-            inputs = AttributeDict(self.exposed_inputs(EvaluateCalculation, namespace='evaluate'))
-            inputs.frames = self.ctx.test_set
-            inputs.models = models
-            inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': f'evaluate_{row}'}
-            self._launch(EvaluateCalculation, inputs, f'evaluate_{row}')
+            for table_row, index in self._table_rows(row).items():
+                key = 'all' if index is None else str(index)
+                if key not in self.ctx.test_sets:
+                    continue
+                inputs = AttributeDict(self.exposed_inputs(EvaluateCalculation, namespace='evaluate'))
+                inputs.frames = self.ctx.test_sets[key]
+                inputs.models = models
+                inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': f'evaluate_{table_row}'}
+                self._launch(EvaluateCalculation, inputs, f'evaluate_{table_row}')
         self.report(f'stage 4/5 evaluation of {len(self.ctx.models)} model set(s) on the test set')
 
     def inspect_evaluation(self):
-        """Keep the metrics; a row whose evaluation failed leaves the comparison."""
+        """Keep the metrics; a row whose evaluation failed leaves the comparison (with `compositions`: the row of
+        that composition; the model leaves when none of its rows is left)."""
         metrics = {}
         for row in list(self.ctx.rows):
-            node = self.ctx.get(f'evaluate_{row}')
-            if node is None:
+            for table_row in self._table_rows(row):
+                node = self.ctx.get(f'evaluate_{table_row}')
+                if node is None:
+                    self.ctx.failed.append(f'{table_row} (evaluation)')
+                    continue
+                if not node.is_finished_ok:
+                    self.report(
+                        f'{table_row}: evaluation {node.process_label}<{node.pk}> failed [{node.exit_status}]: dropped'
+                    )
+                    self.ctx.failed.append(f'{table_row} (evaluation)')
+                    continue
+                metrics[table_row] = node.outputs.metrics
+                self.report(f'{table_row}: {_error_line(node.outputs.metrics.get_dict())}')
+            if not any(table_row in metrics for table_row in self._table_rows(row)):
                 self._drop(row)
-                continue
-            if not node.is_finished_ok:
-                self.report(f'{row}: evaluation {node.process_label}<{node.pk}> failed [{node.exit_status}]: dropped')
-                self._drop(row)
-                continue
-            metrics[row] = node.outputs.metrics
-            self.report(f'{row}: {_error_line(node.outputs.metrics.get_dict())}')
         if not metrics:
             return self.exit_codes.ERROR_SUB_PROCESS_FAILED_EVALUATION.format(rows=', '.join(self.ctx.failed))
         self.out('evaluation', metrics)
         self.ctx.metrics = metrics
         return None
 
-    def _md_structure(self) -> orm.StructureData:
+    def _md_structure(self, index: int = 0) -> orm.StructureData:
+        """The MD box of composition ``index``: `md_structure`, the data set's first box, or one built here."""
         if 'md_structure' in self.inputs:
             return self.inputs.md_structure
-        if 'box' not in self.ctx:
+        if str(index) not in self.ctx.boxes:
             from aiida_ilmlff.calculations.functions.box import build_ionic_liquid_box
+            from aiida_ilmlff.systems.composition import reference_density
 
-            self.ctx.box = build_ionic_liquid_box(
-                self.inputs.composition,
-                self.inputs.box_density,
+            composition = self.ctx.compositions[index]
+            if 'box_density' in self.inputs:
+                density = self.inputs.box_density
+            else:
+                density = orm.Float(round(float(reference_density(composition, self.inputs.temperature.value)), 4))
+            self.ctx.boxes[str(index)] = build_ionic_liquid_box(
+                orm.Dict(composition),
+                density,
                 self.inputs.split_seed,
-                metadata={'call_link_label': 'build_md_box'},
+                metadata={'call_link_label': f'build_md_box_c{index}' if self._several() else 'build_md_box'},
             )
-        return self.ctx.box
+        return self.ctx.boxes[str(index)]
 
     def run_properties(self):
-        """Run ilmlff.properties with the driving model (model_0) of every row."""
-        structure = self._md_structure()
+        """Run ilmlff.properties with the driving model (model_0) of every row (in the box of every composition)."""
         for row, models in self.ctx.models.items():
-            inputs = AttributeDict(self.exposed_inputs(PropertiesWorkChain, namespace='properties'))
-            inputs.structure = structure
-            inputs.models = {'model_0': models[sorted(models)[0]]}
-            inputs.temperature = self.inputs.temperature
-            inputs.metadata = {'call_link_label': f'properties_{row}'}
-            self._launch(PropertiesWorkChain, inputs, f'properties_{row}')
+            for table_row, index in self._table_rows(row).items():
+                inputs = AttributeDict(self.exposed_inputs(PropertiesWorkChain, namespace='properties'))
+                inputs.structure = self._md_structure(index or 0)
+                inputs.models = {'model_0': models[sorted(models)[0]]}
+                inputs.temperature = self.inputs.temperature
+                inputs.metadata = {'call_link_label': f'properties_{table_row}'}
+                self._launch(PropertiesWorkChain, inputs, f'properties_{table_row}')
+        boxes = ', '.join(
+            f'StructureData<{box.pk}> ({len(box.sites)} atoms)' for _, box in sorted(self.ctx.boxes.items())
+        )
         self.report(
-            f'stage 5/5 properties: MD of StructureData<{structure.pk}> ({len(structure.sites)} atoms) at '
-            f'{self.inputs.temperature.value:g} K with {len(self.ctx.models)} model(s)'
+            f'stage 5/5 properties: MD of {boxes} at {self.inputs.temperature.value:g} K with '
+            f'{len(self.ctx.models)} model(s)'
         )
 
     def inspect_properties(self):
         """Keep the properties; rows without them stay in the table with accuracy only."""
         properties = {}
-        for row in self.ctx.rows:
-            node = self.ctx.get(f'properties_{row}')
+        for table_row in self.ctx.metrics:
+            node = self.ctx.get(f'properties_{table_row}')
             if node is None:
-                self.ctx.failed.append(f'{row} (properties)')
+                self.ctx.failed.append(f'{table_row} (properties)')
             elif 'properties' in node.outputs:
-                properties[row] = node.outputs.properties
+                properties[table_row] = node.outputs.properties
                 if not node.is_finished_ok:
-                    self.report(f'{row}: properties ended [{node.exit_status}] {node.exit_message}; kept')
+                    self.report(f'{table_row}: properties ended [{node.exit_status}] {node.exit_message}; kept')
             else:
-                self.report(f'{row}: properties {node.process_label}<{node.pk}> failed [{node.exit_status}]')
-                self.ctx.failed.append(f'{row} (properties)')
+                self.report(f'{table_row}: properties {node.process_label}<{node.pk}> failed [{node.exit_status}]')
+                self.ctx.failed.append(f'{table_row} (properties)')
         if not properties:
             return self.exit_codes.ERROR_SUB_PROCESS_FAILED_PROPERTIES.format(rows=', '.join(self.ctx.rows))
         self.out('properties', properties)
@@ -925,17 +1072,23 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         for row, info in self.ctx.rows.items():
             models = self.ctx.models[row]
             driver = sorted(models)[0]
-            inputs[f'{row}_info'] = orm.Dict(
-                {
-                    **info,
-                    'driver': driver,
-                    'committee_size': len(models),
-                    'model_uuid': models[driver].uuid,
-                }
-            )
-            inputs[f'{row}_evaluation'] = self.ctx.metrics[row]
-            if row in self.ctx.properties:
-                inputs[f'{row}_properties'] = self.ctx.properties[row]
+            for table_row, index in self._table_rows(row).items():
+                if table_row not in self.ctx.metrics:
+                    continue
+                composition = composition_key(self.ctx.compositions[index or 0])
+                inputs[f'{table_row}_info'] = orm.Dict(
+                    {
+                        **info,
+                        'label': f'{info["label"]} [{composition}]' if index is not None else info['label'],
+                        'composition': composition,
+                        'driver': driver,
+                        'committee_size': len(models),
+                        'model_uuid': models[driver].uuid,
+                    }
+                )
+                inputs[f'{table_row}_evaluation'] = self.ctx.metrics[table_row]
+                if table_row in self.ctx.properties:
+                    inputs[f'{table_row}_properties'] = self.ctx.properties[table_row]
         result = compare_models(
             orm.Dict(self.ctx.ions),
             test_split=self.ctx.test_split,

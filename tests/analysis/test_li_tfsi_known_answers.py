@@ -71,6 +71,7 @@ def test_li_tfsi4_has_four_oxygens_and_one_cluster():
     contacts = li_anion_contacts(positions[li], positions[oxygens], mol_id[oxygens], cell, r_cut=2.6)
     assert contacts.ligand_counts.tolist() == [4]  # Li-O coordination number
     assert contacts.anion_counts.tolist() == [4]  # four TFSI, each monodentate
+    assert contacts.denticity.tolist() == [[1, 1, 1, 1]]
     clusters = li_clusters(contacts.bound)
     assert clusters.sizes.tolist() == [5]
     assert (clusters.n_li.tolist(), clusters.n_anion.tolist()) == ([1], [4])

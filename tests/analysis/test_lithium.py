@@ -63,3 +63,22 @@ def test_cluster_size_distribution():
 def test_contacts_reject_unknown_anion_ids():
     with pytest.raises(ValueError, match='lacks the molecule id'):
         li_anion_contacts(LI, LIGAND, LIGAND_MOL, CELL, r_cut=2.5, anion_ids=[10, 11])
+
+
+def test_denticity_counts_the_ligand_atoms_of_each_anion():
+    """A Li with anion 0 bound through two O (bidentate) and anion 1 through one (monodentate), anion 2 unbound."""
+    cell = np.eye(3) * 20.0
+    li = np.array([[10.0, 10.0, 10.0]])
+    oxygens = np.array(
+        [
+            [12.0, 10.0, 10.0],  # anion 0
+            [10.0, 12.0, 10.0],  # anion 0
+            [8.0, 10.0, 10.0],  # anion 1
+            [5.0, 10.0, 10.0],  # anion 1, far
+            [10.0, 10.0, 15.0],  # anion 2, far
+        ]
+    )
+    contacts = li_anion_contacts(li, oxygens, np.array([0, 0, 1, 1, 2]), cell, r_cut=2.6)
+    assert contacts.denticity.tolist() == [[2, 1, 0]]
+    assert contacts.bound.tolist() == [[True, True, False]]
+    assert contacts.ligand_counts.tolist() == [3] and contacts.anion_counts.tolist() == [2]

@@ -139,6 +139,7 @@ def test_li_environment_from_trajectory(li_bf4):
     given = li_environment_from_trajectory(path, 'Li', 'BF4:F', r_cut=2.5)
     assert given.anion_cn == pytest.approx(1.0)
     assert given.ligand_cn == pytest.approx(1.0)
+    assert given.denticity_distribution.tolist() == [1.0]  # every Li-BF4 contact through one F
     assert given.clusters.sizes.tolist() == [2]
     assert given.clusters.compositions == {'1Li1A': 6 * 60}
     np.testing.assert_allclose(given.continuous, 1.0)  # bonds never break

@@ -220,3 +220,58 @@ def test_curve_arrays(aiida_profile):
     rdf.base.attributes.set('pairs', ['PYR14-BF4'])
     assert set(curve_arrays('rdf', rdf)) == {'r_A', 'PYR14-BF4'}
     assert curve_arrays('msd', rdf) is None
+
+
+def _li_clusters(decayed: bool) -> dict:
+    """``properties.li_clusters`` as analyse_li_environment writes it."""
+    return {
+        'r_cut_A': 2.65,
+        'ligand': 'TFSI:O',
+        'ligand_cn': 4.2,
+        'anion_cn': 3.4,
+        'anion_cn_distribution': [0.0, 0.0, 0.1, 0.4, 0.5],
+        'denticity_distribution': [0.75, 0.25],
+        'mean_cluster_size': 4.4,
+        'lifetime_continuous_ps': 0.8,
+        'lifetime_continuous_decayed': decayed,
+        'lifetime_intermittent_ps': None,
+        'lifetime_intermittent_decayed': None,
+    }
+
+
+def test_li_and_tfsi_columns_per_composition():
+    """Rows of two compositions: the composition is kept per row; the Li+ row gets its solvation (CN, anions per Li+,
+    mono/bidentate shares, cluster size, lifetimes) and the TFSI cis fraction; a lifetime that did not decay is a
+    flagged lower bound, one not integrated is flagged and not printed; the neat row has no Li+ entry and no Li D."""
+    tfsi = {'cis_fraction': 0.3, 'trans_fraction': 0.7}
+    lithium = _properties(1.45, 1.0e-11, 1.5e-11) | {'li_clusters': _li_clusters(False), 'tfsi_conformers': tfsi}
+    lithium['diffusion'] = {'Li': _diffusive(0.5e-11), 'PYR14': _diffusive(1.0e-11), 'TFSI': _diffusive(1.5e-11)}
+    neat = _properties(1.39, 2.0e-11, 2.5e-11) | {'tfsi_conformers': {'cis_fraction': 0.35}}
+    neat['diffusion'] = {'PYR14': _diffusive(2.0e-11), 'TFSI': _diffusive(2.5e-11)}
+    info = {'kind': 'trained', 'architecture': 'mace', 'driver': 'model_0'}
+    rows = {
+        'mace_c0': {
+            'info': {**info, 'label': 'MACE [PYR14:2 TFSI:2]', 'composition': 'PYR14:2 TFSI:2'},
+            'evaluation': _metrics(40.0, 2.0),
+            'properties': neat,
+        },
+        'mace_c1': {
+            'info': {**info, 'label': 'MACE [Li:1 PYR14:2 TFSI:3]', 'composition': 'Li:1 PYR14:2 TFSI:3'},
+            'evaluation': _metrics(45.0, 2.5),
+            'properties': lithium,
+        },
+    }
+    table = comparison_table(rows, {'Li': 1, 'PYR14': 1, 'TFSI': -1}, TEST_SET)
+    neat_row, li_row = table['rows']['mace_c0'], table['rows']['mace_c1']
+    assert (neat_row['composition'], li_row['composition']) == ('PYR14:2 TFSI:2', 'Li:1 PYR14:2 TFSI:3')
+    assert neat_row['li_solvation'] is None and neat_row['D']['Li']['value'] is None
+    assert neat_row['tfsi_cis_fraction'] == 0.35 and li_row['tfsi_cis_fraction'] == 0.3
+    li = li_row['li_solvation']
+    assert li['ligand_cn'] == 4.2 and li['denticity_distribution'] == [0.75, 0.25]
+    assert li['lifetime_continuous_lower_bound'] and li['lifetime_intermittent_ps'] is None
+    assert any('continuous lifetime' in flag and 'lower bound' in flag for flag in li_row['flags'])
+    assert any('intermittent lifetime: the run is too short' in flag for flag in li_row['flags'])
+    text = format_comparison_table(table)
+    assert 'MACE [Li:1 PYR14:2 TFSI:3]: CN Li-O 4.2 (r_cut 2.65 Å), 3.4 anions/Li+, mono/bi 75 %/25 %' in text
+    assert 'lifetimes >0.8/- ps; TFSI cis 30 %' in text
+    assert 'MACE [PYR14:2 TFSI:2]: TFSI cis 35 %' in text

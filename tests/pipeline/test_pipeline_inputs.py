@@ -246,3 +246,86 @@ def test_temperature_and_box_density_follow_the_ions(codes):
     assert bf4.temperature.value == 450.0 and bf4.box_density.value == pytest.approx(1.2, abs=0.01)
     given = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, overrides={'box_density': 1.1})
     assert given.box_density.value == 1.1
+
+
+#: LiTFSI in PYR14TFSI at x = 0 and x = 1/3 (issue 18's smallest compositions).
+LITFSI_SERIES = [{'PYR14': 2, 'TFSI': 2}, {'Li': 1, 'PYR14': 2, 'TFSI': 3}]
+
+
+def test_compositions_builder(codes):
+    """Two compositions: one `compositions` List, no single-box inputs, the liquids' temperature, the data set over
+    both (labelled at the TFSI level of theory), and the builder passes the validator; nothing stored."""
+    before = count_nodes()
+    builder = PipelineWorkChain.get_builder_from_protocol(codes, compositions=LITFSI_SERIES, protocol='fast')
+    assert validate_inputs(builder._inputs(prune=True)) is None
+    assert builder.compositions.get_list() == LITFSI_SERIES
+    assert 'composition' not in builder and 'box_density' not in builder
+    assert builder.temperature.value == 298.15
+    assert 'compositions' not in builder.dataset and 'box_density' not in builder.dataset
+    assert 'PYR14:2 TFSI:2; Li:1 PYR14:2 TFSI:3 at 298.15 K' in builder.metadata.description
+    with_al = PipelineWorkChain.get_builder_from_protocol(codes, compositions=LITFSI_SERIES, active_learning=True)
+    assert validate_inputs(with_al._inputs(prune=True)) is None
+    assert count_nodes() == before
+
+
+@pytest.mark.parametrize(
+    ('kwargs', 'message'),
+    [
+        ({'compositions': LITFSI_SERIES[:1]}, r'`compositions` has 1 entry: give two or more'),
+        (
+            {'compositions': [*LITFSI_SERIES, {'Li': 1, 'PYR14': 1, 'TFSI': 1}]},
+            r'`compositions\[2\]`: composition Li:1 PYR14:1 TFSI:1 is not charge-neutral',
+        ),
+        (
+            {'compositions': [*LITFSI_SERIES, {'PYR14': 3, 'TFSI': 3}]},
+            r'`compositions\[2\]` \(PYR14:3 TFSI:3\) is the same liquid as `compositions\[0\]`',
+        ),
+        ({'compositions': LITFSI_SERIES, 'composition': PYR14BF4}, 'not both'),
+        (
+            {'compositions': LITFSI_SERIES, 'overrides': {'box_density': 1.4}},
+            '`box_density` \\(overrides\\) is for one',
+        ),
+    ],
+)
+def test_bad_compositions_fail_before_submission(codes, kwargs, message):
+    """A list of one, a non-neutral entry, the same liquid twice, a single composition or box density with the list:
+    ValueError naming the entry, nothing stored."""
+    before = count_nodes()
+    with pytest.raises(ValueError, match=message):
+        PipelineWorkChain.get_builder_from_protocol(codes, **kwargs)
+    assert count_nodes() == before
+
+
+def test_foundation_model_missing_an_element_of_one_composition(codes, tmp_path):
+    """A model without Li covers neat PYR14TFSI but not the Li+ composition: refused, naming that composition."""
+    model = _model(tmp_path, ['C', 'F', 'H', 'N', 'O', 'S'])
+    before = count_nodes()
+    with pytest.raises(ValueError, match=r"lacks \['Li'\] of composition Li:1 PYR14:2 TFSI:3"):
+        PipelineWorkChain.get_builder_from_protocol(codes, compositions=LITFSI_SERIES, foundation_models={'mp0': model})
+    assert count_nodes() == before
+
+
+def test_edited_compositions_are_refused_on_submission(codes):
+    """A builder edited to a duplicate composition, or given a box density or an MD box with the list: the port
+    validator refuses it on submission, no process node and no input stored."""
+    from aiida.engine import run_get_node
+
+    from aiida_ilmlff.systems import build_ionic_liquid
+
+    def duplicate(builder):
+        builder.compositions = orm.List([*LITFSI_SERIES, {'Li': 2, 'PYR14': 4, 'TFSI': 6}])
+
+    def density(builder):
+        builder.box_density = orm.Float(1.4)
+
+    def box(builder):
+        atoms = build_ionic_liquid({'PYR14': 1, 'TFSI': 1}, density=1.0, seed=1)
+        builder.md_structure = orm.StructureData(ase=atoms)
+
+    for change, message in ((duplicate, 'same liquid'), (density, '`box_density`'), (box, '`md_structure`')):
+        builder = PipelineWorkChain.get_builder_from_protocol(codes, compositions=LITFSI_SERIES, protocol='fast')
+        change(builder)
+        before = count_nodes()
+        with pytest.raises(ValueError, match=message):
+            run_get_node(builder)
+        assert count_nodes() == before

@@ -281,7 +281,8 @@ def analyse_li_environment(trajectory: orm.Data, analysis: orm.Dict) -> orm.Dict
     clusters are the connected components of the Li-anion graph.
 
     :returns: Dict with ``r_cut_A``, ``r_cut_from_rdf``, ``ligand``, ``ligand_cn``, ``anion_cn``,
-        ``anion_cn_distribution`` (fraction of Li bound to 0, 1, ... anions), ``cluster_sizes``,
+        ``anion_cn_distribution`` (fraction of Li bound to 0, 1, ... anions), ``denticity_distribution`` (fraction
+        of Li-anion contacts through 1, 2, ... ligand atoms: mono-, bidentate, ...), ``cluster_sizes``,
         ``cluster_fraction``, ``li_fraction`` (fraction of Li in clusters of each size), ``mean_cluster_size``,
         ``compositions`` (``'1Li3A'``: count over frames), ``lifetime_continuous_ps`` with
         ``lifetime_continuous_decayed`` (whether C_C fell below 0.05 within the run; if not, the integral is a lower
@@ -311,6 +312,7 @@ def analyse_li_environment(trajectory: orm.Data, analysis: orm.Dict) -> orm.Dict
             'ligand_cn': result.ligand_cn,
             'anion_cn': result.anion_cn,
             'anion_cn_distribution': result.anion_cn_distribution.tolist(),
+            'denticity_distribution': result.denticity_distribution.tolist(),
             'cluster_sizes': clusters.sizes.tolist(),
             'cluster_fraction': clusters.fraction.tolist(),
             'li_fraction': clusters.li_fraction.tolist(),
