@@ -1,5 +1,6 @@
 # aiida-ilmlff: two commands do all the set-up on a fresh Debian machine.
 #   make demo   the main job (builds, labels, trains, runs and compares; see README)
+#   make demo-litfsi   the same for LiTFSI/PYR14TFSI at two Li+ fractions, one model over both
 #   make test   the test suite (make test-protocols: the full-size protocol runs it leaves out;
 #               make test-faults: the daemon killed in the middle of a pipeline, on both profiles)
 # Both are idempotent. AiiDA's configuration lives in .aiida/ inside this checkout (AIIDA_PATH=checkout),
@@ -18,7 +19,7 @@ PYTEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS)
 DEMO_ARGS ?=
 
-.PHONY: install setup test test-fast test-protocols test-faults demo lint docs clean-aiida
+.PHONY: install setup test test-fast test-protocols test-faults demo demo-litfsi lint docs clean-aiida
 
 $(STAMP): pyproject.toml tools/bootstrap.sh
 	bash tools/bootstrap.sh
@@ -46,6 +47,10 @@ test-fast: setup
 
 demo: setup
 	$(BIN)/python examples/pyr14bf4.py $(DEMO_ARGS)
+
+# LiTFSI/PYR14TFSI at x = 0 and 1/2, one model over both (docs/litfsi.md)
+demo-litfsi: setup
+	$(BIN)/python examples/litfsi_pyr14tfsi.py $(DEMO_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -120,14 +120,15 @@ ONE_THREAD = {**thread_environment(1), 'TF_CPP_MIN_LOG_LEVEL': '3'}
 
 
 def run(
-    composition: dict,
-    temperature_K: float,
+    composition: dict | list[dict],
+    temperature_K: float | None,
     output: str,
     overrides: dict | None = None,
     keep_daemon: bool = False,
     codes: t.Mapping | None = None,
 ) -> int:
-    """Submit the pipeline for ``composition``, wait, print the comparison and write ``output``/ files."""
+    """Submit the pipeline for ``composition`` (or a list of compositions: one model over all of them), wait, print
+    the comparison and write ``output``/ files; ``temperature_K`` None takes the ions' own default."""
     from aiida import load_profile
 
     load_profile()
@@ -137,9 +138,11 @@ def run(
     from aiida_ilmlff.cli.report import write_figures
     from aiida_ilmlff.workflows.pipeline import PipelineWorkChain
 
+    several = isinstance(composition, list)
     builder = PipelineWorkChain.get_builder_from_protocol(
         dict(codes or CODES),
-        composition,
+        None if several else composition,
+        compositions=composition if several else None,
         protocol='fast',
         overrides=overrides,
         temperature_K=temperature_K,

@@ -1,13 +1,18 @@
 #!/usr/bin/env python
-"""LiTFSI in PYR14TFSI at 298 K through ``ilmlff.pipeline``: the comparison plus Li+ coordination and clusters.
+"""LiTFSI in PYR14TFSI at several Li+ fractions through one ``ilmlff.pipeline``: one model over all compositions.
 
-The box holds ``--salt-pairs`` TFSI- anions, a fraction ``--li-fraction`` (the LiTFSI mole fraction x of
-(LiTFSI)x(PYR14TFSI)1-x) of them balanced by Li+ and the rest by PYR14+. Besides the table of the PYR14BF4
-demo, each model's ``ilmlff.properties`` output has the Li-O(TFSI) coordination number, the Li+ cluster size
-distribution and the TFSI cis/trans fractions (``verdi node attributes`` of ``properties.<row>``).
+For every LiTFSI mole fraction x of (LiTFSI)x(PYR14TFSI)1-x in ``--li-fractions`` the Li+ and PYR14+ counts follow
+:func:`aiida_ilmlff.systems.salt_in_il_composition` (x = 0 is neat PYR14TFSI), with ``--anions`` TFSI- per box or,
+by default, the smallest box that holds x exactly. One data set holds AIMD and perturbed frames of every
+composition, labelled at the ``fast`` level of theory for TFSI (``fast-dft``: PBE-D3(BJ)/SZV-MOLOPT-SR-GTH; GFN1-xTB
+does not converge for TFSI), the test set holds blocks of every composition, MACE and DeePMD committees are trained
+once on all of it, and each composition gets its own test errors, MD properties and comparison rows: density, self-
+diffusion of Li+, PYR14+ and TFSI-, RDFs and coordination, the Li+ solvation (Li-O(TFSI) coordination, TFSI per Li+,
+mono-/bidentate contacts, Li+-TFSI clusters and their lifetimes) and the TFSI cis/trans fraction. ``aiida-ilmlff
+report PK`` redraws it from the graph.
 
-This system is bigger than the PYR14BF4 demo (TFSI has 15 atoms, GFN1-xTB of ~130 atoms): expect about an
-hour on 2 cores with the ``fast`` protocol.
+At 298 K and this size the run is a workflow check, not a production result: read docs/litfsi.md for what the
+numbers mean and the measured time of every stage.
 """
 
 from __future__ import annotations
@@ -18,32 +23,55 @@ import sys
 from _pipeline_demo import run
 
 
-def composition_of(salt_pairs: int, li_fraction: float) -> dict[str, int]:
-    """Ion counts of (LiTFSI)x(PYR14TFSI)1-x with ``salt_pairs`` TFSI anions; at least one Li+ and one PYR14+."""
-    if not 0.0 < li_fraction < 1.0:
-        raise SystemExit(f'--li-fraction must be in (0, 1), got {li_fraction}')
-    n_li = min(max(1, round(li_fraction * salt_pairs)), salt_pairs - 1)
-    return {'Li': n_li, 'PYR14': salt_pairs - n_li, 'TFSI': salt_pairs}
+def compositions_of(li_fractions: list[float], anions: int | None = None) -> list[dict[str, int]]:
+    """Ion counts of (LiTFSI)x(PYR14TFSI)1-x, one per fraction: ``anions`` TFSI per box, or (None) the smallest box
+    that holds each fraction exactly (x = 0: one ion pair; x = 1/2: Li 1 + PYR14 1 + TFSI 2)."""
+    from aiida_ilmlff.systems import CompositionError, salt_in_il_composition
+
+    compositions = []
+    for x in li_fractions:
+        sizes = [anions] if anions else range(1, 13)
+        composition, error = None, None
+        for n in sizes:
+            try:
+                candidate = salt_in_il_composition('Li', 'PYR14', 'TFSI', x, n)
+            except CompositionError as exception:
+                error = exception
+                continue
+            if anions or abs(candidate.get('Li', 0) / n - x) < 1e-9:
+                composition = candidate
+                break
+        if composition is None:
+            raise SystemExit(f'--li-fractions {x}: {error or "no box of up to 12 anions holds it exactly"}')
+        if composition in compositions:
+            raise SystemExit(f'--li-fractions {x} gives the same box as another fraction')
+        compositions.append(composition)
+    if len(compositions) < 2:
+        raise SystemExit('give two or more --li-fractions (for one, use the single-composition pipeline)')
+    return compositions
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--salt-pairs', type=int, default=3, help='TFSI anions per box (default 3)')
-    parser.add_argument('--li-fraction', type=float, default=1 / 3, help='LiTFSI mole fraction x (default 1/3)')
-    parser.add_argument('--temperature', type=float, default=298.0, help='K (default 298: liquid)')
-    parser.add_argument('--density', type=float, default=1.4, help='g/cm^3 of the built boxes (default 1.4)')
+    parser.add_argument(
+        '--anions', type=int, default=None, help='TFSI anions per box (default: the smallest box of each fraction)'
+    )
+    parser.add_argument(
+        '--li-fractions',
+        type=float,
+        nargs='+',
+        default=[0.0, 0.5],
+        help='LiTFSI mole fractions x, 0 <= x < 1 (default 0 0.5: PYR14 1 TFSI 1 and Li 1 PYR14 1 TFSI 2)',
+    )
+    parser.add_argument('--temperature', type=float, default=None, help='K (default: 298.15, liquid)')
     parser.add_argument('--output', default='demo-output-litfsi', help='folder for the figures')
     parser.add_argument('--keep-daemon', action='store_true', help='leave the daemon running afterwards')
     args = parser.parse_args(argv)
-    composition = composition_of(args.salt_pairs, args.li_fraction)
-    print(f'composition: {composition} (x = {composition["Li"] / args.salt_pairs:.2f})', flush=True)
-    return run(
-        composition,
-        args.temperature,
-        args.output,
-        overrides={'box_density': args.density},
-        keep_daemon=args.keep_daemon,
-    )
+    compositions = compositions_of(args.li_fractions, args.anions)
+    for composition in compositions:
+        x = composition.get('Li', 0) / (composition.get('Li', 0) + composition['PYR14'])
+        print(f'composition: {composition} (x = {x:.2f})', flush=True)
+    return run(compositions, args.temperature, args.output, keep_daemon=args.keep_daemon)
 
 
 if __name__ == '__main__':

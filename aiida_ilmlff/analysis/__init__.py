@@ -48,6 +48,7 @@ from .msd import (
     yeh_hummer_correction,
 )
 from .rdf import (
+    NoFirstShellError,
     RDFAccumulator,
     RDFResult,
     coordination_number,
@@ -90,6 +91,7 @@ __all__ = (
     'LiEnvironment',
     'MSDRegime',
     'MoleculeTree',
+    'NoFirstShellError',
     'RDFAccumulator',
     'RDFResult',
     'ResidenceTime',

@@ -240,8 +240,11 @@ def comparison_table(
                     flags.append(
                         f'CN {pair}: no RDF minimum, cut-off fell back to r_max {_fmt(entry.get("r_cut_A"))} Å'
                     )
-            if properties.get('li_clusters'):
-                row['li_solvation'] = _li_solvation(properties['li_clusters'], flags)
+            li = properties.get('li_clusters')
+            if li and li.get('available') is False:
+                flags.append(f'Li+ solvation: {li.get("reason")}')
+            elif li:
+                row['li_solvation'] = _li_solvation(li, flags)
             if properties.get('tfsi_conformers'):
                 row['tfsi_cis_fraction'] = properties['tfsi_conformers'].get('cis_fraction')
         table[name] = row

@@ -12,6 +12,7 @@ from ._common import AnalysisResult
 from .geometry import cell_volume, pairs_within, validate_cell
 
 __all__ = (
+    'NoFirstShellError',
     'RDFAccumulator',
     'RDFResult',
     'coordination_number',
@@ -254,6 +255,11 @@ def coordination_number(r, g, number_density_b: float, r_cut: float) -> float:
     return float(4.0 * np.pi * number_density_b * np.trapezoid(values, grid))
 
 
+class NoFirstShellError(ValueError):
+    """g(r) has no first peak, or no minimum after it, within its range: no first shell to count (too short a run,
+    too small a box, or a pair that is not in contact)."""
+
+
 def first_minimum(
     r, g, *, smooth_width_A: float = 0.3, peak_threshold: float = 1.0, min_prominence: float = 0.05
 ) -> float:
@@ -269,7 +275,8 @@ def first_minimum(
 
     :param r: (K,) evenly spaced radii in Å; ``g``: (K,) g(r).
     :returns: r of the first minimum in Å.
-    :raises ValueError: no peak, or no minimum after the first peak within the range.
+    :raises NoFirstShellError: (a ``ValueError``) no peak, or no minimum after the first peak within the range.
+    :raises ValueError: ``r`` and ``g`` not 1-D arrays of one length >= 7.
     """
     r = np.asarray(r, dtype=float)
     g = np.asarray(g, dtype=float)
@@ -281,13 +288,13 @@ def first_minimum(
     smooth = savgol_filter(g, window, 2)
     maxima, _ = find_peaks(smooth, prominence=min_prominence)
     if not len(maxima):
-        raise ValueError('g(r) has no peak in the given range')
+        raise NoFirstShellError('g(r) has no peak in the given range')
     high = maxima[smooth[maxima] > peak_threshold]
     peak = int(high[0]) if len(high) else int(maxima[np.argmax(smooth[maxima])])
     minima, _ = find_peaks(-smooth, prominence=min_prominence)
     minima = minima[minima > peak]
     if not len(minima):
-        raise ValueError(f'g(r) has no minimum after its first peak at {r[peak]:.3f} Å: extend r_max')
+        raise NoFirstShellError(f'g(r) has no minimum after its first peak at {r[peak]:.3f} Å: extend r_max')
     k = int(minima[0])
     # refine: least-squares parabola through the raw g within +-smooth_width_A of the smoothed minimum
     half = max(2, round(smooth_width_A / dr))

@@ -130,13 +130,15 @@ def resolve_rdf_pairs(settings: t.Mapping, species: t.Sequence[str]) -> dict[str
 
     Default (``rdf_pairs`` null): the centre-of-mass RDF of every pair of species in the order of the
     structure (``'PYR14-PYR14'``, ``'PYR14-BF4'``, ``'BF4-BF4'``), plus the Li-ligand RDF (``'Li-TFSI:O'``)
-    when Li is present. In given pairs, a species name is its centre of mass.
+    when Li is present; a species with a single molecule in the box has no like pair (``'Li-Li'`` of one Li+),
+    so that pair is left out. In given pairs, a species name is its centre of mass.
     """
     settings = with_defaults(settings, ANALYSIS_SETTINGS)
     pairs = settings['rdf_pairs']
     if pairs is None:
         names = list(dict.fromkeys(species))
-        pairs = [[a, b] for i, a in enumerate(names) for b in names[i:]]
+        count = {name: list(species).count(name) for name in names}
+        pairs = [[a, b] for i, a in enumerate(names) for b in names[i:] if a != b or count[a] > 1]
         li = settings['li_species']
         ligand = settings['li_ligand'] or default_li_ligand(names)
         if li in names and ligand:

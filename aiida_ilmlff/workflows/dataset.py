@@ -555,6 +555,9 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         ``n_boxes``, ``n_eq``, ``n_neq``, ``eq.sampling``, ``neq.*``), ``label`` (the plain inputs of
         :meth:`LabelWorkChain.get_plain_protocol_inputs` for ``elements``) and, when the EQ frames come from AIMD
         (``eq_source`` None and ``n_eq`` > 0), ``aimd`` (``cp2k``: the labelling level of theory; ``md``).
+        When the labelling protocol resolves to another one for these elements (``fast`` -> ``fast-dft`` for TFSI),
+        the protocol's ``meta_parameters.label_protocol_sizes[<resolved>]`` (frame counts, AIMD steps sized to that
+        level of theory's cost) apply under ``overrides``.
 
         :param codes: as for :meth:`get_builder_from_protocol`. :param elements: of the frames to label.
         :param n_atoms: atoms per box: more than the labelling protocol's ``max_atoms`` is refused.
@@ -565,6 +568,17 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         label_code, aimd_code = cls._resolve_codes(codes)
         protocol = cls.check_protocol(protocol)
         inputs = cls.get_protocol_inputs(protocol, overrides)
+        meta = inputs['meta_parameters']
+        label_overrides = meta.get('label_overrides') or None
+        try:  # `fast` -> `fast-dft` for TFSI frames with CP2K
+            label_protocol = LabelWorkChain.resolve_protocol(
+                meta['label_protocol'], label_overrides, code=label_code, elements=elements
+            )
+        except UnknownOverrideError as exception:
+            raise exception.prefixed('meta_parameters.label_overrides') from None
+        sizes = (meta.get('label_protocol_sizes') or {}).get(label_protocol)
+        if sizes:  # the protocol's size at that level of theory, under the caller's overrides
+            inputs = cls.get_protocol_inputs(protocol, recursive_merge(copy.deepcopy(sizes), dict(overrides or {})))
         meta = inputs.pop('meta_parameters')
         if inputs.get('temperature') is None:  # no composition to follow (a structure, or a parent's call)
             inputs['temperature'] = UNKNOWN_LIQUID_TEMPERATURE
@@ -573,7 +587,6 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             raise ValueError(message)
         elements = sorted(set(elements))
         label_options = recursive_merge(meta.get('label_options') or {}, options or {})
-        label_overrides = meta.get('label_overrides') or None
         try:
             inputs['label'] = LabelWorkChain.get_plain_protocol_inputs(
                 meta['label_protocol'],
@@ -606,9 +619,6 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             inputs['aimd'] = {'cp2k': cp2k, 'md': md}
         else:
             inputs.pop('aimd', None)
-        label_protocol = LabelWorkChain.resolve_protocol(
-            meta['label_protocol'], label_overrides, code=label_code, elements=elements
-        )  # `fast` -> `fast-dft` for TFSI frames with CP2K
         inputs['meta_parameters'] = {'label_protocol': label_protocol}
         return inputs
 

@@ -627,6 +627,16 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             for key in ('temperature', 'box_density'):
                 nodes.pop(key, None)
             builder.dataset = nodes
+            # The test split sized to the data set's level of theory (`fast-dft`: a shorter AIMD), under `overrides`.
+            label_protocol = plain['meta_parameters']['label_protocol']
+            for key, value in ((meta.get('label_protocol_sizes') or {}).get(label_protocol) or {}).items():
+                if key not in ('test_fraction', 'test_gap_fs', 'test_block_fs'):
+                    raise ValueError(
+                        f'`meta_parameters.label_protocol_sizes.{label_protocol}.{key}`: only test_fraction, '
+                        'test_gap_fs and test_block_fs are sized by the level of theory'
+                    )
+                if key not in (overrides or {}):
+                    builder[key] = type(builder[key])(value)
 
         for name in meta.get('architectures') or list(ARCHITECTURE_LABELS):
             if name not in ARCHITECTURE_LABELS:

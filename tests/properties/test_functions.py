@@ -198,7 +198,7 @@ def test_structure_rdf_and_coordination(trajectory):
 
 def test_li_environment_and_tfsi_conformers(trajectory):
     li = analyse_li_environment(trajectory, orm.Dict({'li_ligand': 'BF4:F'})).get_dict()
-    assert li['ligand'] == 'BF4:F' and li['r_cut_from_rdf'] and 1.9 < li['r_cut_A'] < 3.5
+    assert li['available'] and li['ligand'] == 'BF4:F' and li['r_cut_from_rdf'] and 1.9 < li['r_cut_A'] < 3.5
     assert li['anion_cn'] == pytest.approx(1.0) and li['ligand_cn'] == pytest.approx(1.0)
     assert li['cluster_sizes'] == [2] and li['compositions'] == {'1Li1A': 6 * 400}
     # Li bound for the whole run: the continuous function never decays (flagged), <h> = 1 for the bound pairs
@@ -210,6 +210,32 @@ def test_li_environment_and_tfsi_conformers(trajectory):
     conformers = analyse_tfsi_conformers(trajectory, orm.Dict({})).get_dict()
     assert conformers['trans_fraction'] == 1.0 and conformers['cis_fraction'] == 0.0
     assert conformers['n_molecules'] == 3 and conformers['n_frames'] == 400
+
+
+def test_li_environment_without_a_first_shell_says_why(trajectory, monkeypatch):
+    """When the Li-ligand g(r) has no first shell to cut at (a short run in a tiny box: measured in the two-composition
+    pipeline test), the Li+ solvation is `available` false with the reason, not a failed analysis, and the
+    comparison flags it instead of printing numbers."""
+    import aiida_ilmlff.analysis as analysis
+    from aiida_ilmlff.analysis.comparison import comparison_table
+
+    def no_shell(*args, **kwargs):
+        raise analysis.NoFirstShellError('g(r) has no peak in the given range')
+
+    monkeypatch.setattr(analysis, 'li_environment_from_trajectory', no_shell)
+    li = analyse_li_environment(trajectory, orm.Dict({'li_ligand': 'BF4:F'})).get_dict()
+    assert li['available'] is False and 'no first shell' in li['reason'] and 'li_cutoff_A' in li['reason']
+    row = {
+        'info': {'label': 'MACE', 'kind': 'trained'},
+        'evaluation': {'n_frames': 1, 'models': {}},
+        'properties': {'li_clusters': li},
+    }
+    table = comparison_table({'mace': row}, {'Li': 1, 'BF4': -1})
+    assert table['rows']['mace']['li_solvation'] is None
+    assert any(
+        flag.startswith('Li+ solvation: the Li-BF4:F g(r) has no first shell')
+        for flag in table['rows']['mace']['flags']
+    )
 
 
 def test_analysis_errors_are_clear(trajectory, aiida_profile, tmp_path):
@@ -278,16 +304,18 @@ def test_density_summary_scaling_and_collection(aiida_profile, box_atoms):
 
 
 def test_default_rdf_pairs():
+    """Every pair of species, the Li-ligand pair; no like pair of a species with one molecule (one BF4, one Li:
+    a BF4-BF4 or Li-Li RDF has no pair to count, and asking for it failed the whole analysis of small boxes)."""
     species = ['PYR14', 'PYR14', 'BF4', 'Li']
     assert resolve_rdf_pairs({}, species) == {
         'PYR14-PYR14': ('PYR14:com', 'PYR14:com'),
         'PYR14-BF4': ('PYR14:com', 'BF4:com'),
         'PYR14-Li': ('PYR14:com', 'Li:com'),
-        'BF4-BF4': ('BF4:com', 'BF4:com'),
         'BF4-Li': ('BF4:com', 'Li:com'),
-        'Li-Li': ('Li:com', 'Li:com'),
         'Li-BF4:F': ('Li:com', 'BF4:F'),
     }
+    two_each = resolve_rdf_pairs({}, ['Li', 'Li', 'PYR14', 'TFSI', 'TFSI'])
+    assert 'Li-Li' in two_each and 'TFSI-TFSI' in two_each and 'PYR14-PYR14' not in two_each
     assert resolve_rdf_pairs({'rdf_pairs': [['Li', 'TFSI:O']]}, ['Li', 'TFSI']) == {'Li-TFSI:O': ('Li:com', 'TFSI:O')}
 
 

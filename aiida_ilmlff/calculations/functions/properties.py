@@ -289,9 +289,12 @@ def analyse_li_environment(trajectory: orm.Data, analysis: orm.Dict) -> orm.Dict
         bound), ``lifetime_intermittent_ps`` with ``lifetime_intermittent_decayed``: the integral of
         ``(C_I - <h>) / (1 - <h>)`` (Luzar, J. Chem. Phys. 113, 10663 (2000)), which does not grow with the run
         length, ``bound_fraction`` (<h>), ``lifetime_intermittent_method``; lifetimes None when the run is too short
-        to integrate them), ``n_frames``. Exit status 530 when the trajectory tripped an MD guard.
+        to integrate them), ``n_frames``. When the Li-ligand g(r) has no first shell to find a cut-off in (no peak,
+        or no minimum after it, within half the box: a short run or a tiny box), ``available`` false and the
+        ``reason`` instead of numbers: give ``li_cutoff_A`` to count contacts anyway. Exit status 530 when the
+        trajectory tripped an MD guard.
     """
-    from aiida_ilmlff.analysis import li_environment_from_trajectory
+    from aiida_ilmlff.analysis import NoFirstShellError, li_environment_from_trajectory
 
     refusal = _refusal(trajectory)
     if refusal is not None:
@@ -300,12 +303,23 @@ def analyse_li_environment(trajectory: orm.Data, analysis: orm.Dict) -> orm.Dict
     settings = with_defaults(analysis.get_dict(), ANALYSIS_SETTINGS)
     with _opened(trajectory, settings['discard_ps']) as (path, info):
         ligand = settings['li_ligand'] or default_li_ligand(info['species'] or [])
-        result = li_environment_from_trajectory(
-            path, settings['li_species'], ligand, settings['li_cutoff_A'], start=info['start']
-        )
+        try:
+            result = li_environment_from_trajectory(
+                path, settings['li_species'], ligand, settings['li_cutoff_A'], start=info['start']
+            )
+        except NoFirstShellError as exception:
+            return orm.Dict(
+                {
+                    'available': False,
+                    'reason': f'the {settings["li_species"]}-{ligand} g(r) has no first shell to cut at ({exception}); '
+                    'run longer, use a larger box or give `li_cutoff_A`',
+                    'ligand': ligand,
+                }
+            )
     clusters = result.clusters
     return orm.Dict(
         {
+            'available': True,
             'r_cut_A': result.r_cut,
             'r_cut_from_rdf': result.r_cut_from_rdf,
             'ligand': ligand,
