@@ -834,19 +834,27 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
                 self.out(f'boxes.composition_{index}_{name}', box)
             for name, record in (node.outputs.eq_sampling if 'eq_sampling' in node.outputs else {}).items():
                 self.out(f'eq_sampling.composition_{index}_{name}', record)
+        targets = {'EQ': self.inputs.n_eq.value, 'nEQ': self.inputs.n_neq.value, 'per': 'composition'}
+        return self._store_data_set(parts, 'merge_compositions', targets)
+
+    def _store_data_set(self, parts: list[FramesData], label: str, targets: dict):
+        """Merge ``parts`` into the ``frames`` output, summarise it into ``summary`` and report the counts; the
+        exit code when the parts do not merge (different levels of theory)."""
         try:
-            frames = self._merged(parts, 'merge_compositions')
+            frames = self._merged(parts, label)
         except Exception as exception:  # different levels of theory
             return self.exit_codes.ERROR_MERGE_FAILED.format(message=str(exception))
-        summary = dataset_summary(
-            frames,
-            orm.Dict({'EQ': self.inputs.n_eq.value, 'nEQ': self.inputs.n_neq.value, 'per': 'composition'}),
-            metadata={'call_link_label': 'summary'},
-        )
+        summary = dataset_summary(frames, orm.Dict(targets), metadata={'call_link_label': 'summary'})
         self.out('frames', frames)
         self.out('summary', summary)
-        counts = summary.get_dict()['compositions']
-        self.report(f'data set FramesData<{frames.pk}> of {len(frames)} frames: {counts}')
+        values = summary.get_dict()
+        forces = values['max_force']
+        described = ', '.join(
+            f'{origin}: {values["counts"][origin]} frames, mean max force {forces[origin]["mean"]:.2f} eV/A'
+            for origin in values['counts']
+        )
+        by_composition = f'; per composition {values["compositions"]}' if len(values['compositions']) > 1 else ''
+        self.report(f'data set FramesData<{frames.pk}>: {described}{by_composition}')
         return None
 
     def _label_fingerprint(self) -> str | None:
@@ -1108,22 +1116,4 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         parts = [part for part in parts if part.base.attributes.get('n_labelled')]
         if not parts:
             return self.exit_codes.ERROR_NO_LABELLED_FRAMES
-        try:
-            frames = self._merged(parts, 'merge_dataset')
-        except Exception as exception:  # different levels of theory
-            return self.exit_codes.ERROR_MERGE_FAILED.format(message=str(exception))
-        summary = dataset_summary(
-            frames,
-            orm.Dict({'EQ': self.ctx.n_eq, 'nEQ': self.ctx.n_neq}),
-            metadata={'call_link_label': 'summary'},
-        )
-        self.out('frames', frames)
-        self.out('summary', summary)
-        values = summary.get_dict()
-        forces = values['max_force']
-        described = ', '.join(
-            f'{origin}: {values["counts"][origin]} frames, mean max force {forces[origin]["mean"]:.2f} eV/A'
-            for origin in values['counts']
-        )
-        self.report(f'data set FramesData<{frames.pk}>: {described}')
-        return None
+        return self._store_data_set(parts, 'merge_dataset', {'EQ': self.ctx.n_eq, 'nEQ': self.ctx.n_neq})
