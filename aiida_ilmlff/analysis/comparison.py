@@ -126,6 +126,7 @@ def comparison_table(
     rows: t.Mapping[str, t.Mapping[str, t.Any]],
     ions: t.Mapping[str, int],
     test_set: t.Mapping[str, t.Any] | None = None,
+    references: t.Mapping[str, t.Mapping[str, t.Any]] | None = None,
 ) -> dict[str, t.Any]:
     """Assemble the comparison from per-model evaluation metrics and properties, every number flagged where it is
     not a result.
@@ -138,6 +139,9 @@ def comparison_table(
     :param test_set: how the shared test set was held out (the pipeline's ``test_split``): ``leak_free`` (bool),
         ``gap_fs``, ``n_blocks``, ``n_frames``; ``None`` when unknown (the errors are then flagged as possibly
         leaking).
+    :param references: composition key -> the reference AIMD's ``li_clusters`` and ``tfsi_conformers`` (as
+        ``ilmlff.properties`` writes them) and ``n_frames``: the Li+ solvation and TFSI cis fraction of the AIMD the
+        data set came from, shown beside the models' (``references`` of the result, flagged as short runs).
     :returns: ``{'rows': {name: row}, 'order': [names], 'ions': {...}, 'units': {...}, 'test_set': {...}}``; a row
         has ``force_rmse`` [meV/Å], ``force_rmse_relative``, ``energy_rmse`` [meV/atom] (for :data:`ALIGNED_KINDS`
         the energy RMSE after fitted per-element offsets, ``None`` when that fit is not determined),
@@ -252,7 +256,29 @@ def comparison_table(
     if not test_set.get('leak_free'):
         test_set.setdefault('warning', 'the test set was not held out in blocks: its errors may be optimistic')
     ions = {ion: ions[ion] for ion in ion_order(ions)}
-    return {'rows': table, 'order': order, 'ions': ions, 'units': dict(UNITS), 'test_set': test_set}
+    result = {'rows': table, 'order': order, 'ions': ions, 'units': dict(UNITS), 'test_set': test_set}
+    if references:
+        result['references'] = {key: _reference_entry(key, value) for key, value in sorted(references.items())}
+    return result
+
+
+def _reference_entry(key: str, reference: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """One reference AIMD in the table: the same Li+ solvation and TFSI columns as a model row, with its flags."""
+    flags: list[str] = []
+    li = reference.get('li_clusters')
+    solvation = None
+    if li and li.get('available') is False:
+        flags.append(f'Li+ solvation: {li.get("reason")}')
+    elif li:
+        solvation = _li_solvation(li, flags)
+    return {
+        'label': f'AIMD [{key}]',
+        'composition': key,
+        'n_frames': reference.get('n_frames'),
+        'li_solvation': solvation,
+        'tfsi_cis_fraction': (reference.get('tfsi_conformers') or {}).get('cis_fraction'),
+        'flags': flags,
+    }
 
 
 def _li_solvation(li: t.Mapping[str, t.Any], flags: list[str]) -> dict[str, t.Any]:
@@ -357,16 +383,17 @@ def format_comparison_table(comparison: t.Mapping[str, t.Any]) -> str:
                 force = _fmt(entry.get('force_rmse'), digits=4)
                 cells.append(f'{origin} {force} ({relative}, {entry.get("n_frames") or 0} frames)')
             rendered.append(f'  {row.get("label", name)}: ' + '; '.join(cells))
-    solvation = [name for name in order if comparison['rows'][name].get('li_solvation')]
-    conformers = [name for name in order if comparison['rows'][name].get('tfsi_cis_fraction') is not None]
-    if solvation or conformers:
+    references = comparison.get('references') or {}
+    lines = [(row.get('label', name), row) for name in order for row in [comparison['rows'][name]]]
+    lines += [(entry.get('label', key), entry) for key, entry in references.items()]
+    if any(row.get('li_solvation') or row.get('tfsi_cis_fraction') is not None for _, row in lines):
         rendered.append('')
         rendered.append(
             'Li+ solvation (CN of the ligand atom, anions per Li+, share of contacts mono-/bidentate, mean Li-anion '
-            'cluster size, Li-anion lifetimes continuous/intermittent in ps; > : lower bound) and TFSI cis fraction:'
+            'cluster size, Li-anion lifetimes continuous/intermittent in ps; > : lower bound) and TFSI cis fraction'
+            + ('; AIMD: the reference CP2K run of the data set:' if references else ':')
         )
-        for name in order:
-            row = comparison['rows'][name]
+        for label, row in lines:
             cells = []
             li = row.get('li_solvation')
             if li:
@@ -386,7 +413,7 @@ def format_comparison_table(comparison: t.Mapping[str, t.Any]) -> str:
             if row.get('broken') or row.get('unstable'):
                 cells = ['broken' if row.get('broken') else 'unstable']
             if cells:
-                rendered.append(f'  {row.get("label", name)}: ' + '; '.join(cells))
+                rendered.append(f'  {label}: ' + '; '.join(cells))
     test_set = comparison.get('test_set') or {}
     notes = []
     if test_set.get('leak_free'):
@@ -401,6 +428,12 @@ def format_comparison_table(comparison: t.Mapping[str, t.Any]) -> str:
         notes.extend(f'{row.get("label", name)}: {flag}' for flag in row.get('flags') or [])
         if row.get('n_stress_frames') == 0:
             notes.append(f'{row.get("label", name)}: no test frame has a reference stress (no pressure RMSE)')
+    for key, entry in references.items():
+        notes.append(
+            f"{entry.get('label', key)}: {entry.get('n_frames')} frames of the data set's own AIMD (short, from the "
+            "built box): a check of the models' structure, not an equilibrium value"
+        )
+        notes.extend(f'{entry.get("label", key)}: {flag}' for flag in entry.get('flags') or [])
     if notes:
         rendered.append('')
         rendered.extend(f'[{k}] {note}' for k, note in enumerate(notes, start=1))

@@ -819,10 +819,18 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
                 message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
             )
         boxes = node.outputs.boxes if 'boxes' in node.outputs else {}
+        self.ctx.reference_aimd = {}
         for index in range(len(self.ctx.compositions)):
             name = f'composition_{index}_box_0' if self._several() else 'box_0'
             if name in boxes:
                 self.ctx.boxes[str(index)] = boxes[name]
+            # The CP2K AIMD of the composition's first box: the reference for the Li+ and TFSI results.
+            parent = node
+            if self._several():
+                parent = node.base.links.get_outgoing(link_label_filter=f'composition_{index}').one().node
+            aimd = parent.base.links.get_outgoing(link_label_filter='aimd_0').all()
+            if aimd and aimd[0].node.is_finished_ok and 'trajectory' in aimd[0].node.outputs:
+                self.ctx.reference_aimd[str(index)] = aimd[0].node.outputs.trajectory
         return None
 
     def split_test_set(self):
@@ -1076,6 +1084,39 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         self.ctx.properties = properties
         return None
 
+    def _reference_results(self) -> orm.Dict | None:
+        """The Li+ solvation and TFSI conformers of each composition's reference AIMD (the data set's CP2K run), by
+        composition key; ``None`` when there is none (a given `frames` input, or no Li+ or TFSI)."""
+        from aiida_ilmlff.calculations.functions.properties import analyse_li_environment, analyse_tfsi_conformers
+        from aiida_ilmlff.calculations.functions.reference import aimd_trajectory
+
+        settings = self.inputs.properties.analysis.get_dict() if 'analysis' in self.inputs.properties else {}
+        analysis = orm.Dict({**settings, 'discard_ps': 0.0})  # the AIMD is short: analyse all of it
+        li_species, tfsi_species = settings.get('li_species', 'Li'), settings.get('tfsi_species', 'TFSI')
+        references: dict[str, dict] = {}
+        for index, frames in sorted(self.ctx.get('reference_aimd', {}).items()):
+            composition = self.ctx.compositions[int(index)]
+            if li_species not in composition and tfsi_species not in composition:
+                continue
+            key = composition_key(composition)
+            suffix = f'_c{index}' if self._several() else ''
+            try:
+                trajectory = aimd_trajectory(frames, metadata={'call_link_label': f'reference_trajectory{suffix}'})
+                entry = {'n_frames': len(frames), 'trajectory_uuid': trajectory.uuid}
+                if li_species in composition:
+                    entry['li_clusters'] = analyse_li_environment(
+                        trajectory, analysis, metadata={'call_link_label': f'reference_li_environment{suffix}'}
+                    ).get_dict()
+                if tfsi_species in composition:
+                    entry['tfsi_conformers'] = analyse_tfsi_conformers(
+                        trajectory, analysis, metadata={'call_link_label': f'reference_tfsi_conformers{suffix}'}
+                    ).get_dict()
+            except Exception as exception:  # a calcfunction that raised: stored as excepted, said here
+                self.report(f'reference AIMD of {key}: no Li+/TFSI analysis ({exception})')
+                continue
+            references[key] = entry
+        return orm.Dict(references) if references else None
+
     def compare(self):
         """Store the comparison table and its figures."""
         inputs: dict[str, orm.Data] = {}
@@ -1099,9 +1140,11 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
                 inputs[f'{table_row}_evaluation'] = self.ctx.metrics[table_row]
                 if table_row in self.ctx.properties:
                     inputs[f'{table_row}_properties'] = self.ctx.properties[table_row]
+        references = self._reference_results()
         result = compare_models(
             orm.Dict(self.ctx.ions),
             test_split=self.ctx.test_split,
+            **({'references': references} if references is not None else {}),
             **inputs,
             metadata={'call_link_label': 'compare_models'},
         )

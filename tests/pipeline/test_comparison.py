@@ -275,3 +275,32 @@ def test_li_and_tfsi_columns_per_composition():
     assert 'MACE [Li:1 PYR14:2 TFSI:3]: CN Li-O 4.2 (r_cut 2.65 Å), 3.4 anions/Li+, mono/bi 75 %/25 %' in text
     assert 'lifetimes >0.8/- ps; TFSI cis 30 %' in text
     assert 'MACE [PYR14:2 TFSI:2]: TFSI cis 35 %' in text
+
+
+def test_reference_aimd_beside_the_models():
+    """The reference AIMD's Li+ solvation and TFSI cis fraction are shown beside the models', labelled and flagged as
+    a short run; one without a first shell says why."""
+    rows = {
+        'mace': {
+            'info': {'label': 'MACE', 'kind': 'trained', 'architecture': 'mace', 'driver': 'model_0'},
+            'evaluation': _metrics(40.0, 2.0),
+            'properties': _properties(1.45, 1.0e-11, 1.5e-11) | {'li_clusters': _li_clusters(True)},
+        }
+    }
+    references = {
+        'Li:1 PYR14:2 TFSI:3': {
+            'n_frames': 41,
+            'li_clusters': _li_clusters(True) | {'ligand_cn': 3.9},
+            'tfsi_conformers': {'cis_fraction': 0.25},
+        },
+        'Li:2 PYR14:1 TFSI:3': {'n_frames': 41, 'li_clusters': {'available': False, 'reason': 'no first shell'}},
+    }
+    table = comparison_table(rows, {'Li': 1, 'PYR14': 1, 'TFSI': -1}, TEST_SET, references)
+    reference = table['references']['Li:1 PYR14:2 TFSI:3']
+    assert reference['li_solvation']['ligand_cn'] == 3.9 and reference['tfsi_cis_fraction'] == 0.25
+    assert table['references']['Li:2 PYR14:1 TFSI:3']['li_solvation'] is None
+    text = format_comparison_table(table)
+    assert '  AIMD [Li:1 PYR14:2 TFSI:3]: CN Li-O 3.9 (r_cut 2.65 Å)' in text and 'TFSI cis 25 %' in text
+    assert "AIMD [Li:1 PYR14:2 TFSI:3]: 41 frames of the data set's own AIMD" in text
+    assert 'AIMD [Li:2 PYR14:1 TFSI:3]: Li+ solvation: no first shell' in text
+    assert 'references' not in comparison_table(rows, {'Li': 1, 'PYR14': 1, 'TFSI': -1}, TEST_SET)

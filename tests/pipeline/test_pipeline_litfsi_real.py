@@ -5,7 +5,8 @@ PYR14TFSI (one ion pair, 45 atoms) and Li 1 + PYR14 1 + TFSI 2 (x(LiTFSI) = 1/2,
 compositions whose held-out test set holds blocks of each, MACE and DeePMD committees trained once on both, test
 errors, MD properties and a comparison row per composition and model, with the Li+ solvation and TFSI conformer
 results; ``aiida-ilmlff report`` prints the same table from the graph and a QueryBuilder query finds the frames by
-composition. Models of a few frames are not physical: the test checks that every number is computed or flagged.
+composition. The reference AIMD of each composition is analysed as the models' MD. Models of a few frames are not
+physical: the test checks that every number is computed or flagged.
 """
 
 from __future__ import annotations
@@ -143,6 +144,20 @@ def test_litfsi_two_compositions(pipeline_codes, aiida_profile, tmp_path):
             assert cell['value'] is None or cell['regime'] == 'diffusive', (ion, cell)
             if cell['value'] is None:
                 assert any(flag.startswith(f'D {ion}') for flag in row['flags']), (ion, row['flags'])
+
+    # The reference AIMD of each composition (the data set's CP2K run), analysed as the models' MD: TFSI conformers
+    # of both, the Li+ solvation of the Li+ composition (or why not).
+    references = comparison['references']
+    assert set(references) == {NEAT_KEY, LITHIUM_KEY}
+    for key, reference in references.items():
+        assert 0.0 <= reference['tfsi_cis_fraction'] <= 1.0 and reference['n_frames'] == 7
+        if key == NEAT_KEY:
+            assert reference['li_solvation'] is None and not reference['flags']
+        else:
+            assert reference['li_solvation'] is not None or reference['flags'][0].startswith('Li+ solvation:')
+    compare = node.base.links.get_outgoing(link_label_filter='compare_models').one().node
+    trajectory = compare.inputs.references.get_dict()[LITHIUM_KEY]['trajectory_uuid']
+    assert orm.load_node(trajectory).creator.inputs.frames.base.attributes.get('compositions') == [LITHIUM_KEY]
 
     # aiida-ilmlff report: the same table, from the graph.
     from click.testing import CliRunner
