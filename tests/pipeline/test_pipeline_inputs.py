@@ -332,10 +332,12 @@ def test_edited_compositions_are_refused_on_submission(codes):
 
 
 def test_tfsi_fast_protocol_is_sized_to_its_level_of_theory(codes):
-    """`fast` labels TFSI at `fast-dft`: the data set gets a 40-step AIMD, 8 EQ and 4 nEQ frames per composition and
-    the test split 5 fs blocks 2 fs apart; PYR14BF4 keeps xTB's sizes; the caller's overrides win."""
+    """`fast` labels TFSI at `fast-dft`: the data set gets a 24-step AIMD with an hour of walltime, 8 EQ and 4 nEQ
+    frames per composition and the test split 5 fs blocks 2 fs apart; PYR14BF4 keeps xTB's sizes; the caller's
+    overrides win."""
     tfsi = PipelineWorkChain.get_builder_from_protocol(codes, compositions=LITFSI_SERIES, protocol='fast')
-    assert (tfsi.dataset.n_eq.value, tfsi.dataset.n_neq.value, tfsi.dataset.aimd.md['steps']) == (8, 4, 40)
+    assert (tfsi.dataset.n_eq.value, tfsi.dataset.n_neq.value, tfsi.dataset.aimd.md['steps']) == (8, 4, 24)
+    assert tfsi.dataset.aimd.cp2k.cp2k.metadata.options.max_wallclock_seconds == 3600
     assert (tfsi.test_block_fs.value, tfsi.test_gap_fs.value) == (5.0, 2.0)
     bf4 = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, protocol='fast')
     assert (bf4.dataset.n_eq.value, bf4.dataset.aimd.md['steps'], bf4.test_block_fs.value) == (24, 300, 25.0)
@@ -346,4 +348,4 @@ def test_tfsi_fast_protocol_is_sized_to_its_level_of_theory(codes):
         overrides={'test_block_fs': 3.0, 'meta_parameters': {'dataset_overrides': {'n_eq': 5}}},
     )
     assert (given.test_block_fs.value, given.test_gap_fs.value, given.dataset.n_eq.value) == (3.0, 2.0, 5)
-    assert given.dataset.aimd.md['steps'] == 40
+    assert given.dataset.aimd.md['steps'] == 24
