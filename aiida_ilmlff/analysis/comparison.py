@@ -234,7 +234,8 @@ def comparison_table(
                     + (f', needs ~{_fmt(needed)} ps' if needed is not None else '')
                 )
         if not broken:
-            for pair, entry in (properties.get('coordination') or {}).items():
+            # Sorted: a Dict read back from PostgreSQL (JSONB) has its keys in another order than from SQLite.
+            for pair, entry in sorted((properties.get('coordination') or {}).items()):
                 row['coordination'][pair] = {
                     'r_cut_A': entry.get('r_cut_A'),
                     'cn': entry.get('cn'),

@@ -304,3 +304,15 @@ def test_reference_aimd_beside_the_models():
     assert "AIMD [Li:1 PYR14:2 TFSI:3]: 41 frames of the data set's own AIMD" in text
     assert 'AIMD [Li:2 PYR14:1 TFSI:3]: Li+ solvation: no first shell' in text
     assert 'references' not in comparison_table(rows, {'Li': 1, 'PYR14': 1, 'TFSI': -1}, TEST_SET)
+
+
+def test_flags_do_not_depend_on_the_order_of_the_stored_dict():
+    """PostgreSQL (JSONB) gives a Dict's keys back in another order than SQLite: the table must not change with it
+    (the fault test compares tables across profiles and found CN flags swapped)."""
+    fallback = {'r_cut_A': 4.17, 'cn': 1.0, 'cutoff_fallback': True}
+    tables = []
+    for pairs in (['PYR14-PYR14', 'PYR14-BF4'], ['PYR14-BF4', 'PYR14-PYR14']):
+        properties = _properties(1.2, 2.0e-11, 3.0e-11) | {'coordination': {pair: fallback for pair in pairs}}
+        rows = {'mace': {'info': {'label': 'MACE'}, 'evaluation': _metrics(40.0, 2.0), 'properties': properties}}
+        tables.append(format_comparison_table(comparison_table(rows, {'PYR14': 1, 'BF4': -1}, TEST_SET)))
+    assert tables[0] == tables[1]
