@@ -25,7 +25,12 @@ import typing as t
 
 from aiida.engine.processes.calcjobs.monitors import CalcJobMonitorAction, CalcJobMonitorResult
 
-from aiida_ilmlff.parsers.cp2k_output import CP2K_OUTPUT_FILE, SCF_NOT_CONVERGED_MARKERS, unconverged_evaluations
+from aiida_ilmlff.parsers.cp2k_output import (
+    CP2K_OUTPUT_FILE,
+    SCF_NOT_CONVERGED_MARKERS,
+    SCF_WALLTIME_MARKER,
+    unconverged_evaluations,
+)
 
 if t.TYPE_CHECKING:
     from aiida.orm import CalcJobNode
@@ -38,7 +43,9 @@ SCF_MONITOR_ENTRY_POINT = 'ilmlff.cp2k.scf'
 #: Start of the message of a job killed by :func:`cp2k_scf_monitor` (the CalcJob's exit message, code 150).
 SCF_MONITOR_MESSAGE = 'CP2K SCF not converged'
 
-_PATTERN = '|'.join([*SCF_NOT_CONVERGED_MARKERS, r'ENERGY\| Total FORCE_EVAL', r'MD\| Step number'])
+_PATTERN = '|'.join(
+    [*SCF_NOT_CONVERGED_MARKERS, SCF_WALLTIME_MARKER, r'ENERGY\| Total FORCE_EVAL', r'MD\| Step number']
+)
 
 
 def is_scf_monitor_stop(node: CalcJobNode) -> bool:

@@ -26,15 +26,18 @@ __all__ = (
     'HARTREE_PER_BOHR_TO_EV_PER_A',
     'HARTREE_TO_EV',
     'SCF_NOT_CONVERGED_MARKERS',
+    'SCF_WALLTIME_MARKER',
     'WALLTIME_MARKER',
     'XTB_CHARGE_MARKERS',
     'Cp2kEvaluation',
     'Cp2kOutput',
+    'md_step_numbers',
     'parse_cp2k_evaluations',
     'parse_cp2k_forces',
     'parse_cp2k_stdout',
     'parse_cp2k_stress',
     'parse_cp2k_stress_per_evaluation',
+    'restart_md_step',
     'scf_failed',
     'unconverged_evaluations',
     'xtb_charge_abort',
@@ -57,8 +60,14 @@ SCF_NOT_CONVERGED_MARKERS = ('SCF run NOT converged', 'outer SCF loop FAILED')
 #: CP2K stopped at ``GLOBAL/WALLTIME``.
 WALLTIME_MARKER = 'exceeded requested execution time'
 
+#: CP2K stopped an SCF at ``GLOBAL/WALLTIME`` (it then prints an SCF failure marker too, and stops the run: the
+#: evaluation was interrupted, not failed, and is no MD step).
+SCF_WALLTIME_MARKER = 'SCF run terminated - exceeded requested execution time'
+
 #: GFN-xTB's ``CHECK_ATOMIC_CHARGES`` abort ("Atomic charges outside chemical range").
 XTB_CHARGE_MARKERS = ('Switch-off CHECK_ATOMIC_CHARGES', 'Charge outside chemical range')
+
+_MD_STEP = re.compile(r'MD\|\s+Step number\s+(\d+)')
 
 _FLOAT = r'[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[EeDd][-+]?\d+)?'
 _ENERGY_VALUE = re.compile(r'ENERGY\|\s+Total FORCE_EVAL.*?:\s+(' + _FLOAT + r')')
@@ -80,14 +89,38 @@ def unconverged_evaluations(text: str) -> list[int]:
     messages come before its energy line); a trailing evaluation without an energy line yet (a running job, or
     one killed while it ran) is included, so a monitor reading a live output sees the failure as soon as CP2K
     prints it. In an MD run evaluation 0 is the initial step and evaluation ``k`` is MD step ``first_step + k``.
+    An SCF that CP2K stopped at its walltime (:data:`SCF_WALLTIME_MARKER`) is not counted: CP2K prints the failure
+    marker for it too, but the run ends there and that evaluation never becomes an MD step.
     """
     segments = FORCE_EVAL_ENERGY_LINE.split(text)
-    return [k for k, segment in enumerate(segments) if scf_failed(segment)]
+    return [k for k, segment in enumerate(segments) if scf_failed(segment) and SCF_WALLTIME_MARKER not in segment]
 
 
 def xtb_charge_abort(text: str) -> bool:
     """Whether ``text`` (CP2K's main output) reports the GFN-xTB atomic-charge abort."""
     return any(marker in text for marker in XTB_CHARGE_MARKERS)
+
+
+_STEP_START_VAL = re.compile(r'^\s*STEP_START_VAL\s+(\d+)', re.MULTILINE)
+
+
+def restart_md_step(text: str) -> int | None:
+    """The MD step a CP2K restart file (``<project>-1.restart``) continues from: its ``MOTION/MD/STEP_START_VAL``.
+
+    ``None`` when the file has no such keyword (not an MD restart, or step 0).
+    """
+    match = _STEP_START_VAL.search(text)
+    return int(match.group(1)) if match else None
+
+
+def md_step_numbers(text: str) -> list[int]:
+    """The MD step numbers CP2K's main output reports (``MD| Step number <n>``), in order.
+
+    The step numbers are absolute: a run restarted with ``EXT_RESTART/RESTART_COUNTERS`` goes on from the
+    restart file's ``STEP_START_VAL``. The initial evaluation of a run (step 0, or the restart step) has no such
+    line. Empty when the run stopped before its first step.
+    """
+    return [int(n) for n in _MD_STEP.findall(text)]
 
 
 class Cp2kOutput(t.NamedTuple):

@@ -30,7 +30,11 @@ import typing as t
 import numpy as np
 from ase import units
 
-from aiida_ilmlff.parsers.cp2k_output import parse_cp2k_stress_per_evaluation, unconverged_evaluations
+from aiida_ilmlff.parsers.cp2k_output import (
+    md_step_numbers,
+    parse_cp2k_stress_per_evaluation,
+    unconverged_evaluations,
+)
 
 __all__ = (
     'CP2K_ENER_FILE',
@@ -163,7 +167,7 @@ def parse_cp2k_ener(text: str) -> dict[str, np.ndarray]:
 
 def _evaluation_steps(stdout: str, first_step: int) -> list[int]:
     """MD step of each force evaluation of a run: ``first_step``, then the ``MD| Step number <n>`` that follow."""
-    return [int(first_step)] + [int(n) for n in re.findall(r'MD\|\s+Step number\s+(\d+)', stdout)]
+    return [int(first_step), *md_step_numbers(stdout)]
 
 
 def unconverged_md_steps(stdout: str, first_step: int) -> set[int]:

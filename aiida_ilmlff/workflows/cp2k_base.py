@@ -3,7 +3,16 @@
 Differences from the parent work chain:
 
 * ``restart_incomplete_calculation`` (aiida-cp2k's only handler, disabled there) is enabled: a run that hit
-  the walltime or stopped early restarts from its wavefunction.
+  the walltime or stopped early restarts from its wavefunction. An MD continues from CP2K's restart file
+  (``EXT_RESTART`` with ``RESTART_COUNTERS``) for the steps it has left: CP2K counts ``MOTION/MD/STEPS`` from the
+  restored ``STEP_START_VAL``, so the restart asks for the requested total less the step of the restart file
+  (:func:`remaining_md_steps`; measured with CP2K 2023.1: restarted at step 4 with ``STEPS 6`` it ran to step 10,
+  and ``MAX_STEPS`` cannot cap it exactly: restarted at step 4 with ``MAX_STEPS 6`` it stopped at 5). CP2K writes
+  the restart file every ``MOTION/PRINT/RESTART/EACH/MD`` steps (20 by default; ``ilmlff.aimd`` sets it to its
+  print interval) and not when it stops at its walltime: an MD stopped before its first restart file cannot be
+  continued and the work chain stops with exit code 400 (raise ``max_wallclock_seconds`` or print restarts more
+  often). An SCF that CP2K stopped at its walltime is no SCF failure
+  (:data:`~aiida_ilmlff.parsers.cp2k_output.SCF_WALLTIME_MARKER`).
 * ``GLOBAL/WALLTIME`` is set to 95 % of ``metadata.options.max_wallclock_seconds`` (unless given), so CP2K
   stops cleanly and writes its restart files before the scheduler kills the job.
 * :meth:`handle_scf_not_converged` climbs an SCF ladder when the SCF fails, whether CP2K aborted (exit
@@ -50,7 +59,12 @@ from aiida import engine, orm
 from aiida_cp2k.workchains.base import Cp2kBaseWorkChain, Cp2kCalculation
 
 from aiida_ilmlff.calculations.monitors import SCF_MONITOR_ENTRY_POINT, is_scf_monitor_stop
-from aiida_ilmlff.parsers.cp2k_output import parse_cp2k_stdout, unconverged_evaluations, xtb_charge_abort
+from aiida_ilmlff.parsers.cp2k_output import (
+    parse_cp2k_stdout,
+    restart_md_step,
+    unconverged_evaluations,
+    xtb_charge_abort,
+)
 from aiida_ilmlff.workflows.cancelled import CancelledJobMixin
 
 __all__ = (
@@ -59,6 +73,8 @@ __all__ = (
     'IlmlffCp2kBaseWorkChain',
     'apply_scf_rung',
     'read_cp2k_stdout',
+    'read_retrieved',
+    'remaining_md_steps',
     'with_walltime',
 )
 
@@ -157,15 +173,38 @@ def with_walltime(parameters: dict, max_wallclock_seconds: int | None) -> dict:
     return params
 
 
-def read_cp2k_stdout(calc: orm.CalcJobNode) -> str:
-    """The text of CP2K's main output in the retrieved folder ('' if it cannot be read)."""
+#: CP2K's default ``MOTION/MD/STEPS``.
+CP2K_DEFAULT_MD_STEPS = 3
+
+
+def remaining_md_steps(parameters: dict, last_step: int) -> int:
+    """``MOTION/MD/STEPS`` for an MD restarted at ``last_step`` so that it ends at the step ``parameters`` asked for.
+
+    :param parameters: the CP2K input as first submitted (its ``MOTION/MD/STEPS`` is the requested total; CP2K's
+        default of 3 when absent).
+    :param last_step: the step of the stopped run's restart file (its ``STEP_START_VAL``,
+        :func:`~aiida_ilmlff.parsers.cp2k_output.restart_md_step`), from which the restart goes on.
+    :returns: the requested total less ``last_step``, at least 1 (a run that stopped after its last step repeats
+        one step rather than run none: CP2K writes no trajectory for ``STEPS 0``, and repeated steps are merged).
+    """
+    md = _section(copy.deepcopy(parameters), 'MOTION', 'MD')
+    total = _get_int(md, 'STEPS', CP2K_DEFAULT_MD_STEPS)
+    return max(total - int(last_step), 1)
+
+
+def read_retrieved(calc: orm.CalcJobNode, name: str) -> str:
+    """The text of the file ``name`` in the retrieved folder of ``calc`` ('' if it cannot be read)."""
     try:
-        name = calc.base.attributes.get('output_filename', Cp2kCalculation._DEFAULT_OUTPUT_FILE)
         return calc.outputs.retrieved.base.repository.get_object_content(name)
     except (AttributeError, KeyError, OSError, FileNotFoundError):
         return ''
     except Exception:  # e.g. NotExistent when nothing was retrieved
         return ''
+
+
+def read_cp2k_stdout(calc: orm.CalcJobNode) -> str:
+    """The text of CP2K's main output in the retrieved folder ('' if it cannot be read)."""
+    return read_retrieved(calc, calc.base.attributes.get('output_filename', Cp2kCalculation._DEFAULT_OUTPUT_FILE))
 
 
 class IlmlffCp2kBaseWorkChain(CancelledJobMixin, Cp2kBaseWorkChain):
@@ -317,8 +356,30 @@ class IlmlffCp2kBaseWorkChain(CancelledJobMixin, Cp2kBaseWorkChain):
         Cp2kCalculation.exit_codes.ERROR_MAXIMUM_NUMBER_OPTIMIZATION_STEPS_REACHED,
     ], enabled=True)  # fmt: skip
     def restart_incomplete_calculation(self, calc):
-        """aiida-cp2k's restart handler, enabled: restart an incomplete run from its wavefunction."""
-        return Cp2kBaseWorkChain.restart_incomplete_calculation.__wrapped__(self, calc)
+        """aiida-cp2k's restart handler, enabled: restart an incomplete run from its wavefunction.
+
+        An MD continues from CP2K's restart file for the steps it has left (:func:`remaining_md_steps`).
+        """
+        report = Cp2kBaseWorkChain.restart_incomplete_calculation.__wrapped__(self, calc)
+        if report is not None and report.exit_code.status != 0:
+            return report
+        parameters = self.ctx.inputs.parameters.get_dict()
+        if not self._is_md() or not any(str(k).upper() == 'EXT_RESTART' for k in parameters):
+            return report
+        step = restart_md_step(read_retrieved(calc, Cp2kCalculation._DEFAULT_RESTART_FILE_NAME))
+        if step is None:
+            self.report(
+                f'{calc.process_label}<{calc.pk}> wrote no MD restart file before it stopped: the MD cannot be '
+                'continued (raise max_wallclock_seconds, or MOTION/PRINT/RESTART/EACH/MD for more restart files)'
+            )
+            return engine.ProcessHandlerReport(True, self.exit_codes.NO_RESTART_DATA)
+        remaining = remaining_md_steps(self.inputs.cp2k.parameters.get_dict(), step)
+        md = _section(parameters, 'MOTION', 'MD')
+        _pop(md, 'STEPS')
+        md['STEPS'] = remaining
+        self.ctx.inputs.parameters = orm.Dict(parameters)
+        self.report(f'the MD continues from its restart file at step {step} for {remaining} more step(s)')
+        return report
 
     @engine.process_handler(priority=100, exit_codes=[Cp2kCalculation.exit_codes.ERROR_OUTPUT_CONTAINS_ABORT])
     def handle_cp2k_abort(self, calc):

@@ -116,3 +116,31 @@ def test_extract_cp2k_labels_from_retrieved_files():
     assert np.array_equal(labels.get_array('stress'), np.array(expected['stress_eV_per_A3']))
     assert labels.base.attributes.get('scf_converged') is True
     assert labels.base.attributes.get('cp2k_version') == '2023.1'
+
+
+def test_an_scf_stopped_at_the_walltime_is_no_scf_failure():
+    """CP2K 2023.1 stopping at GLOBAL/WALLTIME in an MD's SCF prints the SCF failure marker for that evaluation too
+    (measured: water GFN1-xTB MD, WALLTIME 3): it is not counted, a real failure before it is."""
+    from aiida_ilmlff.parsers.cp2k_output import md_step_numbers, unconverged_evaluations
+
+    step = ' ENERGY| Total FORCE_EVAL ( QS ) energy [a.u.]:   -5.77\n MD| Step number   {n}\n'
+    stopped = (
+        ' *** SCF run terminated - exceeded requested execution time:       3.000 seconds.\n'
+        ' *** WARNING in qs_scf.F:601 :: SCF run NOT converged ***\n'
+        ' ENERGY| Total FORCE_EVAL ( QS ) energy [a.u.]:   -5.76\n'
+        ' *** MD run terminated - exceeded requested execution time:       3.000 seconds.\n'
+    )
+    text = step.format(n=1) + step.format(n=2) + stopped
+    assert unconverged_evaluations(text) == []
+    assert md_step_numbers(text) == [1, 2]
+    failed = step.format(n=1) + ' *** SCF run NOT converged ***\n' + step.format(n=2) + stopped
+    assert unconverged_evaluations(failed) == [1]
+
+
+def test_restart_md_step():
+    from aiida_ilmlff.parsers.cp2k_output import restart_md_step
+
+    restart = ' &MOTION\n   &MD\n     ENSEMBLE  NVT\n     STEPS  24\n     STEP_START_VAL  17\n   &END MD\n'
+    assert restart_md_step(restart) == 17
+    assert restart_md_step(' &MOTION\n   &MD\n     STEPS  24\n') is None
+    assert restart_md_step('') is None

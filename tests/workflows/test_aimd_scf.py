@@ -3,6 +3,7 @@ CP2K AIMD whose SCF cannot converge."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import types
 
@@ -171,3 +172,62 @@ def test_aimd_scf_ladder_reruns_the_md_from_its_start(cp2k_code):
     steps = [frame.info['perturbation']['step'] for frame in trajectory.to_ase()]
     assert steps == list(range(7)) and summary['unconverged_steps'] == []
     assert trajectory.stresses.shape == (7, 3, 3) and np.isfinite(trajectory.stresses).all()
+
+
+def test_remaining_md_steps():
+    """CP2K counts STEPS from the restored STEP_START_VAL: a restart asks for the requested total less the last step."""
+    from aiida_ilmlff.workflows.cp2k_base import remaining_md_steps
+
+    assert remaining_md_steps({'MOTION': {'MD': {'STEPS': 24}}}, 17) == 7
+    assert remaining_md_steps({'motion': {'md': {'steps': '24'}}}, 0) == 24
+    assert remaining_md_steps({'MOTION': {'MD': {'STEPS': 24}}}, 24) == 1  # never STEPS 0 (no trajectory)
+    assert remaining_md_steps({}, 1) == 2  # CP2K's default of 3 steps
+
+
+@pytest.mark.timeout(600)
+def test_aimd_continues_after_the_walltime_for_the_steps_it_has_left(cp2k_code):
+    """A real CP2K GFN1-xTB AIMD of one PYR14BF4 ion pair with GLOBAL/WALLTIME 5 s: CP2K stops cleanly every few
+    steps; each restart continues from the last step reached (parent folder, EXT_RESTART) for the steps left, and
+    the merged trajectory holds exactly steps 0..N once each (before the fix a restart ran N more steps)."""
+    from aiida.cmdline.utils.common import get_workchain_report
+
+    from aiida_ilmlff.parsers.cp2k_output import md_step_numbers, restart_md_step, unconverged_evaluations
+    from aiida_ilmlff.systems import build_ionic_liquid
+    from aiida_ilmlff.workflows.cp2k_base import read_cp2k_stdout, read_retrieved
+    from aiida_ilmlff.workflows.dataset import DatasetWorkChain
+
+    n_steps = 6
+    composition = {'PYR14': 1, 'BF4': 1}
+    dataset = DatasetWorkChain.get_builder_from_protocol(cp2k_code, composition, protocol='fast')
+    parameters = dataset.aimd.cp2k.cp2k.parameters.get_dict()
+    parameters.setdefault('GLOBAL', {})['WALLTIME'] = 5
+    builder = AimdWorkChain.get_builder()
+    builder.structure = orm.StructureData(ase=build_ionic_liquid(composition, 1.2, seed=0))
+    builder.cp2k.cp2k.code = cp2k_code
+    builder.cp2k.cp2k.parameters = orm.Dict(parameters)
+    builder.cp2k.cp2k.metadata.options = options(600)
+    builder.cp2k.max_iterations = orm.Int(12)
+    builder.md = orm.Dict({'steps': n_steps, 'temperature': 450.0})
+
+    results, node = run_get_node(builder)
+    calcs = sorted((n for n in node.called[0].called if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime)
+    assert node.is_finished_ok, get_workchain_report(node.called[0], 'REPORT') + '\n'.join(
+        f'{c.pk} {c.exit_status} {c.exit_message} {read_cp2k_stdout(c)[-3000:]}' for c in calcs[-1:]
+    )
+    assert len(calcs) >= 2, 'the walltime never stopped the MD: the test did not test the restart'
+    for previous, calc in itertools.pairwise(calcs):
+        assert calc.inputs.parent_calc_folder.uuid == previous.outputs.remote_folder.uuid
+        # The SCF CP2K stopped at its walltime is no SCF failure (it printed the failure marker for it).
+        assert 'SCF run terminated' not in read_cp2k_stdout(previous) or not unconverged_evaluations(
+            read_cp2k_stdout(previous)
+        )
+        last = restart_md_step(read_retrieved(previous, 'aiida-1.restart'))
+        assert last == md_step_numbers(read_cp2k_stdout(previous))[-1]  # a restart file every step (print_every 1)
+        assert calc.inputs.parameters['MOTION']['MD']['STEPS'] == n_steps - last
+        assert md_step_numbers(read_cp2k_stdout(calc))[0] == last + 1
+    assert md_step_numbers(read_cp2k_stdout(calcs[-1]))[-1] == n_steps
+    steps = [frame.info['perturbation']['step'] for frame in results['trajectory'].to_ase()]
+    assert steps == list(range(n_steps + 1))
+    assert results['summary']['n_runs'] == len(calcs)
+    ends = ', '.join(str(md_step_numbers(read_cp2k_stdout(c))[-1]) for c in calcs)
+    print(f'\n{len(calcs)} runs, ending at steps {ends}')
