@@ -81,6 +81,11 @@ class Composition:
         return sum(count for _, count in self.entries)
 
     @property
+    def elements(self) -> list[str]:
+        """The chemical elements of the composition, sorted (hydrogen included)."""
+        return sorted({symbol for ion, _ in self.entries for symbol in ion.symbols if symbol})
+
+    @property
     def n_atoms(self) -> int:
         """Total number of atoms, hydrogens included."""
         return sum(ion.n_atoms * count for ion, count in self.entries)

@@ -521,7 +521,7 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
                 spec = validate_composition(composition)
             except CompositionError as exception:
                 raise ValueError(f'`composition`: {exception}') from exception
-            elements = sorted({s for ion in spec.ions.values() for s in ion.symbols if s})
+            elements = spec.elements
             return spec.to_dict(), elements, int(spec.n_atoms)
         if structure is not None:
             return None, sorted({kind.symbol for kind in structure.kinds}), len(structure.sites)
@@ -536,7 +536,7 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             specs = validate_compositions(compositions)
         except CompositionError as exception:
             raise ValueError(str(exception)) from exception
-        elements = sorted({s for spec in specs for ion in spec.ions.values() for s in ion.symbols if s})
+        elements = sorted({element for spec in specs for element in spec.elements})
         return [spec.to_dict() for spec in specs], elements, max(int(spec.n_atoms) for spec in specs)
 
     @classmethod

@@ -123,7 +123,7 @@ def _composition_facts(composition: t.Mapping) -> tuple[dict[str, int], list[str
     except CompositionError as exception:
         raise ValueError(f'`composition`: {exception}') from exception
     ions = {name: ion.charge for name, ion in spec.ions.items()}
-    elements = sorted({symbol for ion in spec.ions.values() for symbol in ion.symbols if symbol})
+    elements = spec.elements
     species = [name for name, count in spec.counts.items() for _ in range(int(count))]
     return ions, elements, species, int(spec.n_atoms)
 

@@ -22,42 +22,26 @@ from aiida.engine import run_get_node
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.workflows.pipeline import PipelineWorkChain
 
-from .conftest import ONE_THREAD
-from .test_pipeline_real import RELAXED_GUARDS
+from .conftest import ONE_THREAD, smallest_overrides
 
 NEAT, LITHIUM = {'PYR14': 1, 'TFSI': 1}, {'Li': 1, 'PYR14': 1, 'TFSI': 2}
 NEAT_KEY, LITHIUM_KEY = 'PYR14:1 TFSI:1', 'Li:1 PYR14:1 TFSI:2'
-#: The smallest two-composition pipeline, sized to 10 minutes on 2 cores: a 6-step AIMD (3 fs) per composition at
-#: `fast-dft` gives 4 EQ frames after the first two steps (no nEQ frame: a single point of the 61-atom box costs
+#: The smallest two-composition pipeline, sized to 10 minutes on 2 cores: a 5-step AIMD (2.5 fs) per composition at
+#: `fast-dft` gives 4 EQ frames after the first step (no nEQ frame: a single point of the 61-atom box costs
 #: ~60 OT steps of 2.5 s from an atomic guess, measured with two jobs on 2 cores); 1 fs test blocks 0.25 fs apart
 #: from the training frames; committees of 2; short NPT and NVT runs. (250 Ry would be cheaper, but the OT of the
 #: 61-atom box then stagnates at a gradient of 3.4e-5: measured, not used.)
-SMALLEST_LITFSI = {
-    'test_fraction': 0.3,
-    'test_block_fs': 1.0,
-    'test_gap_fs': 0.25,
-    'meta_parameters': {
-        'committee_size': 2,
-        'mace_overrides': {'valid_fraction': 0.34, 'member': {'mace': {'parameters': {'batch_size': 2}}}},
-        'deepmd_overrides': {'valid_fraction': 0.34},
-        'dataset_overrides': {
-            'n_eq': 4,
-            'n_neq': 0,
-            'aimd': {'md': {'steps': 6}},
-            'eq': {'sampling': {'equilibration': 2}},
-        },
-        'properties_overrides': {
-            'max_npt_stages': 1,
-            'analysis': {'discard_ps': 0.02},
-            'npt': {
-                'md': {
-                    'parameters': {'steps': 100, 'checkpoint_every': 50, 'tau_p_fs': 500.0, 'guards': RELAXED_GUARDS}
-                }
-            },
-            'nvt': {'md': {'parameters': {'steps': 200, 'checkpoint_every': 100, 'guards': RELAXED_GUARDS}}},
-        },
-    },
-}
+AIMD_STEPS = 5
+SMALLEST_LITFSI = smallest_overrides(
+    test_fraction=0.3,
+    test_block_fs=1.0,
+    test_gap_fs=0.25,
+    dataset={'n_eq': 4, 'n_neq': 0, 'aimd': {'md': {'steps': AIMD_STEPS}}, 'eq': {'sampling': {'equilibration': 1}}},
+    max_npt_stages=1,
+    discard_ps=0.02,
+    npt_steps=100,
+    nvt_steps=200,
+)
 
 
 @pytest.mark.slow
@@ -150,7 +134,7 @@ def test_litfsi_two_compositions(pipeline_codes, aiida_profile, tmp_path):
     references = comparison['references']
     assert set(references) == {NEAT_KEY, LITHIUM_KEY}
     for key, reference in references.items():
-        assert 0.0 <= reference['tfsi_cis_fraction'] <= 1.0 and reference['n_frames'] == 7
+        assert 0.0 <= reference['tfsi_cis_fraction'] <= 1.0 and reference['n_frames'] == AIMD_STEPS + 1
         if key == NEAT_KEY:
             assert reference['li_solvation'] is None and not reference['flags']
         else:

@@ -25,62 +25,29 @@ from aiida_ilmlff.sampling.split import time_gaps
 from aiida_ilmlff.workflows.pipeline import PipelineWorkChain
 from tests.fixtures.boxes import PYR14BF4
 
-from .conftest import ONE_THREAD
+from .conftest import ONE_THREAD, smallest_overrides
 
 BIN = pathlib.Path(sys.executable).parent
 PNG = b'\x89PNG\r\n\x1a\n'
 
-#: Models trained on 6 frames have holes: atoms meet, forces spike, and the committee's DeePMD members heat the
-#: box (measured after the committees moved to the one stratified validation split: 2357 K > 5 x 450 K at step 72
-#: of the first NPT stage, again after three time-step halvings). The plumbing is under test here, so the
-#: distance and force guards are off and the temperature guard allows 10 x T; the non-finite and volume guards
-#: stay on and still fail the run if the MD breaks down.
-#: The bond guard is off for the same reason: with whole test blocks held out the models see 5 frames, and both broke
-#: a PYR14 bond (1.5x) in the second NPT stage (measured 2026-12-04); the guard has its own tests (tests/md).
-RELAXED_GUARDS = {
-    'min_distance_A': None,
-    'max_force_eV_A': None,
-    'max_temperature_factor': 10.0,
-    'max_bond_stretch': None,
-    # Whole test blocks leave the models 5 training frames: the DeePMD model's NPT expanded past the 50 % volume
-    # guard three times (404). The properties then flag its density as unconverged; the guard is for production.
-    'max_volume_change': None,
-}
-#: The smallest pipeline: every stage runs, each as briefly as it can and still mean something.
-SMALLEST = {
-    'test_fraction': 0.25,
-    # The 40-step AIMD spans 20 fs: segments of 5 fs (each with the nEQ frames made from its EQ frames), 2 fs apart
-    # from the training frames.
-    'test_block_fs': 5.0,
-    'test_gap_fs': 2.0,
-    'meta_parameters': {
-        'committee_size': 2,
-        # Whole blocks make the training set 4-6 frames: MACE batches of 2 (with `fast`'s 4, mace_run_train drops
-        # the only, incomplete batch of 3 training frames and fails in torch.cat).
-        'mace_overrides': {'valid_fraction': 0.34, 'member': {'mace': {'parameters': {'batch_size': 2}}}},
-        'deepmd_overrides': {'valid_fraction': 0.34},
-        'dataset_overrides': {
-            'n_eq': 4,
-            'n_neq': 4,
-            'aimd': {'md': {'steps': 40}},
-            'neq': {'generators': {'rattle': {'weight': 1.0, 'sigma_min': 0.02, 'sigma_max': 0.05}}},
-        },
-        'properties_overrides': {
-            'max_npt_stages': 2,
-            'analysis': {'discard_ps': 0.05},
-            # RELAXED_GUARDS: the guards would stop the MD of such models (as they should in production).
-            # tau_p 0.5 ps instead of fast's weak 10 ps: the 6-frame DeePMD model heats to 5x T (temperature
-            # guard, 402) in NVT at the built 1.2 g/cm^3 that the weak barostat keeps; let the box expand
-            # (~0.94 g/cm^3 with these seeded models) as the plumbing run before the weak barostat did.
-            'npt': {
-                'md': {
-                    'parameters': {'steps': 200, 'checkpoint_every': 100, 'tau_p_fs': 500.0, 'guards': RELAXED_GUARDS}
-                }
-            },
-            'nvt': {'md': {'parameters': {'steps': 400, 'checkpoint_every': 200, 'guards': RELAXED_GUARDS}}},
-        },
+#: The smallest pipeline: every stage runs, each as briefly as it can and still mean something. The 40-step AIMD
+#: spans 20 fs: segments of 5 fs (each with the nEQ frames made from its EQ frames), 2 fs apart from the training
+#: frames. Whole blocks make the training set 4-6 frames.
+SMALLEST = smallest_overrides(
+    test_fraction=0.25,
+    test_block_fs=5.0,
+    test_gap_fs=2.0,
+    dataset={
+        'n_eq': 4,
+        'n_neq': 4,
+        'aimd': {'md': {'steps': 40}},
+        'neq': {'generators': {'rattle': {'weight': 1.0, 'sigma_min': 0.02, 'sigma_max': 0.05}}},
     },
-}
+    max_npt_stages=2,
+    discard_ps=0.05,
+    npt_steps=200,
+    nvt_steps=400,
+)
 
 
 @pytest.mark.slow
