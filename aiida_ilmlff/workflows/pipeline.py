@@ -167,7 +167,7 @@ def _stage_messages(value: t.Mapping, compositions: t.Sequence[t.Mapping]) -> li
     else:
         dataset_context = {'compositions': [dict(c) for c in compositions], 'temperature': top.get('temperature')}
     messages = []
-    for composition in compositions:
+    for composition in compositions if value.get('properties') else ():
         _, elements, species, _ = _composition_facts(composition)
         context = {
             **_SET_BY_PIPELINE['properties'],
@@ -175,11 +175,10 @@ def _stage_messages(value: t.Mapping, compositions: t.Sequence[t.Mapping]) -> li
             'species': species,
             'elements': elements,
         }
-        message = properties.check_inputs(value['properties'], context) if value.get('properties') else None
-        if message:
+        message = properties.check_inputs(value['properties'], context)
+        if message:  # the first composition the properties do not fit is enough to say what is wrong
             where = f' (composition {composition_key(composition)})' if len(compositions) > 1 else ''
             messages.append(('properties', f'{message}{where}'))
-        if messages:
             break
     contexts = {
         'dataset': dataset_context,
