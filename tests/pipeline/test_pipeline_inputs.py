@@ -338,7 +338,7 @@ def test_tfsi_fast_protocol_is_sized_to_its_level_of_theory(codes):
     tfsi = PipelineWorkChain.get_builder_from_protocol(codes, compositions=LITFSI_SERIES, protocol='fast')
     assert (tfsi.dataset.n_eq.value, tfsi.dataset.n_neq.value, tfsi.dataset.aimd.md['steps']) == (8, 4, 24)
     assert tfsi.dataset.aimd.cp2k.cp2k.metadata.options.max_wallclock_seconds == 3600
-    assert (tfsi.test_block_fs.value, tfsi.test_gap_fs.value) == (5.0, 2.0)
+    assert (tfsi.test_block_fs.value, tfsi.test_gap_fs.value) == (1.0, 0.25)
     bf4 = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, protocol='fast')
     assert (bf4.dataset.n_eq.value, bf4.dataset.aimd.md['steps'], bf4.test_block_fs.value) == (24, 300, 25.0)
     given = PipelineWorkChain.get_builder_from_protocol(
