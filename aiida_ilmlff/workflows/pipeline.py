@@ -603,6 +603,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         builder.test_gap_fs = orm.Float(float(inputs['test_gap_fs']))
         builder.test_block_fs = orm.Float(float(inputs['test_block_fs']))
 
+        sizes: dict = {}
         if frames is not None:
             builder.frames = frames
         else:
@@ -626,15 +627,17 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             for key in ('temperature', 'box_density'):
                 nodes.pop(key, None)
             builder.dataset = nodes
-            # The test split sized to the data set's level of theory (`fast-dft`: a shorter AIMD), under `overrides`.
+            # The test split and the validation fraction sized to the data set's level of theory (`fast-dft`: a
+            # shorter AIMD, fewer frames), under `overrides`.
             label_protocol = plain['meta_parameters']['label_protocol']
-            for key, value in ((meta.get('label_protocol_sizes') or {}).get(label_protocol) or {}).items():
-                if key not in ('test_fraction', 'test_gap_fs', 'test_block_fs'):
+            sizes = dict((meta.get('label_protocol_sizes') or {}).get(label_protocol) or {})
+            for key, value in sizes.items():
+                if key not in ('test_fraction', 'test_gap_fs', 'test_block_fs', 'valid_fraction'):
                     raise ValueError(
                         f'`meta_parameters.label_protocol_sizes.{label_protocol}.{key}`: only test_fraction, '
-                        'test_gap_fs and test_block_fs are sized by the level of theory'
+                        'test_gap_fs, test_block_fs and valid_fraction are sized by the level of theory'
                     )
-                if key not in (overrides or {}):
+                if key != 'valid_fraction' and key not in (overrides or {}):
                     builder[key] = type(builder[key])(value)
 
         for name in meta.get('architectures') or list(ARCHITECTURE_LABELS):
@@ -644,10 +647,13 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         if not architectures and not foundation_models:
             raise ValueError('`codes`: give a `mace` and/or `deepmd` training code (or `foundation_models`)')
         for name in architectures:
+            train_overrides = dict(meta.get(f'{name}_overrides') or {})
+            if 'valid_fraction' in sizes and 'valid_fraction' not in train_overrides:
+                train_overrides['valid_fraction'] = sizes['valid_fraction']
             with cls._stage_overrides(name):
                 plain = TrainWorkChain.get_plain_protocol_inputs(
                     meta.get(f'{name}_protocol') or meta['train_protocol'],
-                    meta.get(f'{name}_overrides') or None,
+                    train_overrides or None,
                     architecture=name,
                     options=options or None,
                     committee_size=int(meta['committee_size']),

@@ -333,19 +333,25 @@ def test_edited_compositions_are_refused_on_submission(codes):
 
 def test_tfsi_fast_protocol_is_sized_to_its_level_of_theory(codes):
     """`fast` labels TFSI at `fast-dft`: the data set gets a 24-step AIMD with an hour of walltime, 8 EQ and 4 nEQ
-    frames per composition and the test split 5 fs blocks 2 fs apart; PYR14BF4 keeps xTB's sizes; the caller's
-    overrides win."""
+    frames per composition, the test split 1 fs blocks 0.25 fs apart and a validation fraction of 0.2; PYR14BF4
+    keeps xTB's sizes; the caller's overrides win."""
     tfsi = PipelineWorkChain.get_builder_from_protocol(codes, compositions=LITFSI_SERIES, protocol='fast')
     assert (tfsi.dataset.n_eq.value, tfsi.dataset.n_neq.value, tfsi.dataset.aimd.md['steps']) == (8, 4, 24)
     assert tfsi.dataset.aimd.cp2k.cp2k.metadata.options.max_wallclock_seconds == 3600
     assert (tfsi.test_block_fs.value, tfsi.test_gap_fs.value) == (1.0, 0.25)
+    assert tfsi.mace.valid_fraction.value == tfsi.deepmd.valid_fraction.value == 0.2
     bf4 = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, protocol='fast')
     assert (bf4.dataset.n_eq.value, bf4.dataset.aimd.md['steps'], bf4.test_block_fs.value) == (24, 300, 25.0)
+    assert bf4.mace.valid_fraction.value == 0.1
     given = PipelineWorkChain.get_builder_from_protocol(
         codes,
         compositions=LITFSI_SERIES,
         protocol='fast',
-        overrides={'test_block_fs': 3.0, 'meta_parameters': {'dataset_overrides': {'n_eq': 5}}},
+        overrides={
+            'test_block_fs': 3.0,
+            'meta_parameters': {'dataset_overrides': {'n_eq': 5}, 'mace_overrides': {'valid_fraction': 0.3}},
+        },
     )
-    assert (given.test_block_fs.value, given.test_gap_fs.value, given.dataset.n_eq.value) == (3.0, 2.0, 5)
+    assert (given.test_block_fs.value, given.test_gap_fs.value, given.dataset.n_eq.value) == (3.0, 0.25, 5)
+    assert (given.mace.valid_fraction.value, given.deepmd.valid_fraction.value) == (0.3, 0.2)
     assert given.dataset.aimd.md['steps'] == 24
