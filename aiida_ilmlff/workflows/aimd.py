@@ -42,7 +42,7 @@ from aiida_ilmlff.sampling.cp2k_md import CP2K_ENER_FILE
 from aiida_ilmlff.workflows.cp2k_base import IlmlffCp2kBaseWorkChain
 from aiida_ilmlff.workflows.protocols.checks import check_code_plugin
 
-__all__ = ('MD_DEFAULTS', 'AimdWorkChain', 'md_parameters', 'validate_inputs', 'validate_md')
+__all__ = ('HOT_AIMD_FACTOR', 'MD_DEFAULTS', 'AimdWorkChain', 'md_parameters', 'validate_inputs', 'validate_md')
 
 #: MD settings (the ``md`` input): temperature [K], timestep [fs], steps, CSVR time constant [fs], print
 #: stride [steps], random seed (velocities and thermostat); ``max_unconverged_steps``: unconverged SCF steps the
@@ -60,6 +60,12 @@ MD_DEFAULTS: dict[str, t.Any] = {
     'check_atomic_charges': True,
     'stress': True,
 }
+
+
+#: An AIMD whose mean temperature exceeds this multiple of its thermostat target is reported as far from
+#: equilibrium (measured: the LiTFSI example's 24-step `fast-dft` AIMDs of built boxes at 298 K averaged 1075 K
+#: and 1409 K).
+HOT_AIMD_FACTOR = 1.5
 
 
 def validate_md(value: orm.Dict | None, _: t.Any = None) -> str | None:
@@ -295,6 +301,14 @@ class AimdWorkChain(WorkChain):
             f'{"unknown" if mean is None else f"{mean:.0f} K"}; {len(summary["unconverged_steps"])} unconverged '
             'step(s) left out'
         )
+        target = float(self.ctx.md_settings['temperature'])
+        if mean is not None and mean > HOT_AIMD_FACTOR * target:
+            self.report(
+                f'warning: mean T {mean:.0f} K is more than {HOT_AIMD_FACTOR:g} x the thermostat target '
+                f'{target:.0f} K: the starting structure was far from equilibrium (e.g. a built box that was not '
+                'relaxed) and these frames are no equilibrium sample at the target temperature; run a longer AIMD '
+                'or relax the box first'
+            )
         self.out('trajectory', outputs['trajectory'])
         self.out('summary', outputs['summary'])
         return None

@@ -11,6 +11,7 @@ physical: the test checks that every number is computed or flagged.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -20,6 +21,7 @@ from aiida.cmdline.utils.common import get_workchain_report
 from aiida.engine import run_get_node
 
 from aiida_ilmlff.data import FramesData
+from aiida_ilmlff.workflows.aimd import HOT_AIMD_FACTOR
 from aiida_ilmlff.workflows.pipeline import PipelineWorkChain
 
 from .conftest import ONE_THREAD, smallest_overrides
@@ -62,6 +64,11 @@ def test_litfsi_two_compositions(pipeline_codes, aiida_profile, tmp_path):
     print(report)
     print(f'ilmlff.pipeline LiTFSI/PYR14TFSI two compositions: {wall:.0f} s wall', file=sys.stderr)
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
+
+    # An AIMD far hotter than its thermostat (a built box that was not relaxed) says so.
+    for mean in re.findall(r'AimdWorkChain\|results\]: \d+ frames from steps \S+; mean T (\d+) K', report):
+        hot = f'warning: mean T {mean} K is more than' in report
+        assert hot == (float(mean) > HOT_AIMD_FACTOR * 298.15), mean
 
     # One data set of both compositions at one level of theory; the test set holds frames of each.
     dataset, test = node.outputs.dataset, node.outputs.test_set
