@@ -186,7 +186,7 @@ def test_remaining_md_steps():
 
 @pytest.mark.timeout(600)
 def test_aimd_continues_after_the_walltime_for_the_steps_it_has_left(cp2k_code):
-    """A real CP2K GFN1-xTB AIMD of one PYR14BF4 ion pair with GLOBAL/WALLTIME 5 s: CP2K stops cleanly every few
+    """A real CP2K GFN1-xTB AIMD of one PYR14BF4 ion pair with GLOBAL/WALLTIME 6 s: CP2K stops cleanly every few
     steps; each restart continues from the last step reached (parent folder, EXT_RESTART) for the steps left, and
     the merged trajectory holds exactly steps 0..N once each (before the fix a restart ran N more steps)."""
     from aiida.cmdline.utils.common import get_workchain_report
@@ -196,17 +196,17 @@ def test_aimd_continues_after_the_walltime_for_the_steps_it_has_left(cp2k_code):
     from aiida_ilmlff.workflows.cp2k_base import read_cp2k_stdout, read_retrieved
     from aiida_ilmlff.workflows.dataset import DatasetWorkChain
 
-    n_steps = 6
+    n_steps = 16
     composition = {'PYR14': 1, 'BF4': 1}
     dataset = DatasetWorkChain.get_builder_from_protocol(cp2k_code, composition, protocol='fast')
     parameters = dataset.aimd.cp2k.cp2k.parameters.get_dict()
-    parameters.setdefault('GLOBAL', {})['WALLTIME'] = 5
+    parameters.setdefault('GLOBAL', {})['WALLTIME'] = 6
     builder = AimdWorkChain.get_builder()
     builder.structure = orm.StructureData(ase=build_ionic_liquid(composition, 1.2, seed=0))
     builder.cp2k.cp2k.code = cp2k_code
     builder.cp2k.cp2k.parameters = orm.Dict(parameters)
     builder.cp2k.cp2k.metadata.options = options(600)
-    builder.cp2k.max_iterations = orm.Int(12)
+    builder.cp2k.max_iterations = orm.Int(20)
     builder.md = orm.Dict({'steps': n_steps, 'temperature': 450.0})
 
     results, node = run_get_node(builder)
