@@ -213,6 +213,8 @@ def plot_comparison(comparison: t.Mapping[str, t.Any], path: str | pathlib.Path 
     if np.isfinite(density).any():
         low = np.nanmin(density - np.nan_to_num(density_error))
         axes[2].set_ylim(max(0.0, 0.9 * low), None)
+    else:  # no density is a result: no scale to show
+        axes[2].set_yticks([])
     width = 0.8 / max(1, len(ions))
     for j, row in enumerate(rows):
         if _failed(row):
@@ -232,9 +234,9 @@ def plot_comparison(comparison: t.Mapping[str, t.Any], path: str | pathlib.Path 
                     **_NOTE,
                 )
     axes[3].set_ylabel('D (m$^2$/s)')
-    if ions:
-        axes[3].legend(fontsize=8)
     positive = [r['D'][i]['value'] for r in rows for i in ions if (r.get('D', {}).get(i) or {}).get('value')]
+    if ions and positive:  # a legend of bars none of which is drawn would cover the flags
+        axes[3].legend(fontsize=8)
     if positive and min(positive) > 0:
         axes[3].set_yscale('log')
     elif not positive:  # no D is a result: no scale to show
