@@ -32,6 +32,7 @@ __all__ = (
     'Cp2kEvaluation',
     'Cp2kOutput',
     'md_step_numbers',
+    'optimisation_max_gradients',
     'parse_cp2k_evaluations',
     'parse_cp2k_forces',
     'parse_cp2k_stdout',
@@ -111,6 +112,21 @@ def restart_md_step(text: str) -> int | None:
     """
     match = _STEP_START_VAL.search(text)
     return int(match.group(1)) if match else None
+
+
+_OPT_MAX_GRADIENT = re.compile(r'(?:OPT\|\s+Maximum gradient|Max\. gradient\s+=)\s+(' + _FLOAT + r')')
+
+
+def optimisation_max_gradients(text: str) -> list[float]:
+    """The largest force component of every step of a CP2K geometry optimisation, in eV/Å, in order.
+
+    Read from the step summaries of CP2K's main output (``OPT| Maximum gradient`` in CP2K 2023, ``Max. gradient =``
+    before; Hartree/bohr). The starting geometry has no summary. Empty when no step was completed.
+    """
+    return [
+        float(v.replace('D', 'E').replace('d', 'e')) * HARTREE_PER_BOHR_TO_EV_PER_A
+        for v in _OPT_MAX_GRADIENT.findall(text)
+    ]
 
 
 def md_step_numbers(text: str) -> list[int]:

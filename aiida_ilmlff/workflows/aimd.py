@@ -32,17 +32,34 @@ import typing as t
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain
+from aiida.engine import ToContext, WorkChain, if_
 
+from aiida_ilmlff.calculations.functions.box import relaxed_box
 from aiida_ilmlff.calculations.functions.sampling import parse_cp2k_md
 from aiida_ilmlff.calculations.monitors import SCF_MONITOR_ENTRY_POINT
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.data.level_of_theory import cp2k_level_of_theory
+from aiida_ilmlff.parsers.cp2k_output import HARTREE_PER_BOHR_TO_EV_PER_A, optimisation_max_gradients
 from aiida_ilmlff.sampling.cp2k_md import CP2K_ENER_FILE
-from aiida_ilmlff.workflows.cp2k_base import IlmlffCp2kBaseWorkChain
+from aiida_ilmlff.systems.checks import molecule_graph_mismatches
+from aiida_ilmlff.workflows.cp2k_base import (
+    IlmlffCp2kBaseWorkChain,
+    read_cp2k_stdout,
+    with_wavefunction_restart,
+)
 from aiida_ilmlff.workflows.protocols.checks import check_code_plugin
 
-__all__ = ('HOT_AIMD_FACTOR', 'MD_DEFAULTS', 'AimdWorkChain', 'md_parameters', 'validate_inputs', 'validate_md')
+__all__ = (
+    'HOT_AIMD_FACTOR',
+    'MD_DEFAULTS',
+    'RELAX_DEFAULTS',
+    'AimdWorkChain',
+    'md_parameters',
+    'relax_parameters',
+    'validate_inputs',
+    'validate_md',
+    'validate_relax',
+)
 
 #: MD settings (the ``md`` input): temperature [K], timestep [fs], steps, CSVR time constant [fs], print
 #: stride [steps], random seed (velocities and thermostat); ``max_unconverged_steps``: unconverged SCF steps the
@@ -61,6 +78,14 @@ MD_DEFAULTS: dict[str, t.Any] = {
     'stress': True,
 }
 
+
+#: The pre-relaxation of the starting structure (the ``relax`` input): at most ``max_steps`` CP2K geometry-
+#: optimisation steps at the MD's level of theory (0: none), done when the largest force component is below
+#: ``max_force_eV_A``; ``optimizer``: CP2K's ``BFGS``, ``LBFGS`` (large systems) or ``CG``.
+RELAX_DEFAULTS: dict[str, t.Any] = {'max_steps': 0, 'max_force_eV_A': 0.1, 'optimizer': 'BFGS'}
+
+#: CP2K geometry optimisers the ``relax`` input accepts.
+RELAX_OPTIMIZERS = ('BFGS', 'LBFGS', 'CG')
 
 #: An AIMD whose mean temperature exceeds this multiple of its thermostat target is reported as far from
 #: equilibrium (measured: the LiTFSI example's 24-step `fast-dft` AIMDs of built boxes at 298 K averaged 1075 K
@@ -98,6 +123,28 @@ def validate_md(value: orm.Dict | None, _: t.Any = None) -> str | None:
         return (
             f'`md.timestep_fs` = {s["timestep_fs"]} fs is too long for hydrogen-containing ions: use <= 2 fs (0.5 fs)'
         )
+    return None
+
+
+def validate_relax(value: orm.Dict | t.Mapping | None, _: t.Any = None) -> str | None:
+    """Check the ``relax`` settings: known keys, ``max_steps`` >= 0, ``max_force_eV_A`` > 0, a known optimiser."""
+    if value is None:
+        return None
+    settings = value.get_dict() if isinstance(value, orm.Dict) else dict(value)
+    unknown = sorted(set(settings) - set(RELAX_DEFAULTS))
+    if unknown:
+        return f'`relax`: unknown key(s) {unknown}; known: {sorted(RELAX_DEFAULTS)}'
+    s = {**RELAX_DEFAULTS, **settings}
+    steps = s['max_steps']
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        return f'`relax.max_steps` must be an integer >= 0 (0: no relaxation), got {steps!r}'
+    try:
+        if not float(s['max_force_eV_A']) > 0:
+            return f'`relax.max_force_eV_A` must be > 0, got {s["max_force_eV_A"]}'
+    except (TypeError, ValueError):
+        return f'`relax.max_force_eV_A` must be a number, got {s["max_force_eV_A"]!r}'
+    if str(s['optimizer']).upper() not in RELAX_OPTIMIZERS:
+        return f'`relax.optimizer` must be one of {list(RELAX_OPTIMIZERS)}, got {s["optimizer"]!r}'
     return None
 
 
@@ -175,6 +222,36 @@ def md_parameters(parameters: dict, md: t.Mapping[str, t.Any]) -> dict:
     return params
 
 
+def relax_parameters(parameters: dict, relax: t.Mapping[str, t.Any]) -> dict:
+    """A copy of the CP2K ``parameters`` set up for the pre-relaxation of the MD's starting structure.
+
+    ``GLOBAL/RUN_TYPE GEO_OPT``; ``MOTION/GEO_OPT`` with ``OPTIMIZER``, ``MAX_ITER`` = ``max_steps`` and
+    ``MAX_FORCE`` = ``max_force_eV_A`` (converted to Hartree/bohr); ``RMS_FORCE`` equal to it and ``MAX_DR``/``RMS_DR``
+    of 1 bohr, so that the largest force alone decides (a pre-relaxation lowers the strain of a built box before an
+    MD; it is no converged minimum). The ``FORCE_EVAL`` (the level of theory) is not changed.
+    """
+    s = {**RELAX_DEFAULTS, **relax}
+    params = copy.deepcopy(parameters)
+    glob = params.setdefault('GLOBAL', {})
+    for key in [k for k in glob if str(k).upper() == 'RUN_TYPE']:
+        glob.pop(key)
+    glob['RUN_TYPE'] = 'GEO_OPT'
+    for key in [k for k in params if str(k).upper() == 'MOTION']:
+        params.pop(key)
+    force = float(s['max_force_eV_A']) / HARTREE_PER_BOHR_TO_EV_PER_A
+    params['MOTION'] = {
+        'GEO_OPT': {
+            'OPTIMIZER': str(s['optimizer']).upper(),
+            'MAX_ITER': int(s['max_steps']),
+            'MAX_FORCE': force,
+            'RMS_FORCE': force,
+            'MAX_DR': 1.0,
+            'RMS_DR': 1.0,
+        },
+    }
+    return params
+
+
 class AimdWorkChain(WorkChain):
     """CP2K NVT (CSVR) molecular dynamics of a structure; every converged printed step a labelled frame.
 
@@ -209,8 +286,24 @@ class AimdWorkChain(WorkChain):
             'step), check_atomic_charges (GFN-xTB), stress (analytical stress of every step). Missing keys take '
             'the defaults of MD_DEFAULTS.',
         )
+        spec.input(
+            'relax',
+            valid_type=orm.Dict,
+            default=lambda: orm.Dict(RELAX_DEFAULTS),
+            validator=validate_relax,
+            help='Pre-relaxation of `structure` before the MD (CP2K GEO_OPT at the same level of theory; the MD then '
+            'starts from its geometry and wavefunction): max_steps (0: none), max_force_eV_A (done below this '
+            'largest force component), optimizer (BFGS, LBFGS, CG). A built box is strained: its unrelaxed AIMD '
+            'heats far above the thermostat (HOT_AIMD_FACTOR).',
+        )
         spec.inputs.validator = validate_inputs
-        spec.outline(cls.setup, cls.run_md, cls.inspect_md, cls.results)
+        spec.outline(
+            cls.setup,
+            if_(cls.should_relax)(cls.run_relax, cls.inspect_relax),
+            cls.run_md,
+            cls.inspect_md,
+            cls.results,
+        )
         spec.output(
             'trajectory',
             valid_type=FramesData,
@@ -219,11 +312,28 @@ class AimdWorkChain(WorkChain):
             'step and time in `perturbation`.',
         )
         spec.output('summary', valid_type=orm.Dict, help='Steps, dropped steps, temperature and drift statistics.')
+        spec.output(
+            'relaxed_structure',
+            valid_type=orm.StructureData,
+            required=False,
+            help='The pre-relaxed starting structure of the MD (with `relax.max_steps` > 0): `structure` with the '
+            'positions of the CP2K optimisation, its attributes kept.',
+        )
         spec.exit_code(320, 'ERROR_OUTPUT_PARSING', message='The MD trajectory could not be read: {message}')
         spec.exit_code(
             401,
             'ERROR_SUB_PROCESS_FAILED_MD',
             message='The CP2K MD work chain (IlmlffCp2kBaseWorkChain) failed: {message}',
+        )
+        spec.exit_code(
+            402,
+            'ERROR_SUB_PROCESS_FAILED_RELAX',
+            message='The CP2K pre-relaxation (IlmlffCp2kBaseWorkChain, GEO_OPT) failed: {message}',
+        )
+        spec.exit_code(
+            501,
+            'ERROR_RELAXATION_BROKE_MOLECULES',
+            message='The pre-relaxation broke or joined molecules of the box: {message}',
         )
 
     def setup(self):
@@ -231,6 +341,9 @@ class AimdWorkChain(WorkChain):
         calc = self.inputs.cp2k.cp2k
         md = {**MD_DEFAULTS, **self.inputs.md.get_dict()}
         parameters = calc.parameters.get_dict()
+        self.ctx.level_parameters = parameters
+        self.ctx.relax_settings = {**RELAX_DEFAULTS, **self.inputs.relax.get_dict()}
+        self.ctx.start = self.inputs.structure
         self.ctx.md_settings = md
         self.ctx.parameters = md_parameters(parameters, md)
         level = cp2k_level_of_theory(parameters, calc.get('basissets'), calc.get('pseudos'))
@@ -240,12 +353,74 @@ class AimdWorkChain(WorkChain):
             f'{md["timestep_fs"]} fs at {md["temperature"]} K (CSVR, {md["thermostat_timecon_fs"]} fs)'
         )
 
-    def run_md(self):
-        """Submit the CP2K MD."""
+    def should_relax(self) -> bool:
+        """Whether the starting structure is pre-relaxed (``relax.max_steps`` > 0)."""
+        return int(self.ctx.relax_settings['max_steps']) > 0
+
+    def run_relax(self):
+        """Submit the CP2K pre-relaxation (GEO_OPT, capped at ``max_steps``: a capped run is accepted as done)."""
         inputs = AttributeDict(self.exposed_inputs(IlmlffCp2kBaseWorkChain, namespace='cp2k'))
         calc = AttributeDict(inputs.cp2k)
         calc.structure = self.inputs.structure
-        calc.parameters = orm.Dict(self.ctx.parameters)
+        calc.parameters = orm.Dict(relax_parameters(self.ctx.level_parameters, self.ctx.relax_settings))
+        inputs.cp2k = calc
+        overrides = inputs['handler_overrides'].get_dict() if 'handler_overrides' in inputs else {}
+        inputs.handler_overrides = orm.Dict({**overrides, 'accept_capped_optimisation': {'enabled': True}})
+        inputs.metadata = {**dict(inputs.get('metadata', {})), 'call_link_label': 'cp2k_relax'}
+        s = self.ctx.relax_settings
+        self.report(
+            f'pre-relaxation: CP2K GEO_OPT ({str(s["optimizer"]).upper()}) of at most {s["max_steps"]} steps, '
+            f'until the largest force is below {float(s["max_force_eV_A"]):g} eV/Å'
+        )
+        return ToContext(relax=self.submit(IlmlffCp2kBaseWorkChain, **inputs))
+
+    def inspect_relax(self):
+        """Check the relaxation, keep its geometry (box attributes kept) and its wavefunction for the MD."""
+        node = self.ctx.relax
+        if not node.is_finished_ok or 'output_structure' not in node.outputs:
+            message = f'{node.process_label}<{node.pk}> exit status {node.exit_status}: {node.exit_message}'
+            self.report(message)
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_RELAX.format(message=message)
+        relaxed = relaxed_box(
+            self.inputs.structure, node.outputs.output_structure, metadata={'call_link_label': 'relaxed_box'}
+        )
+        calcs = sorted((c for c in node.called if isinstance(c, orm.CalcJobNode)), key=lambda c: c.ctime)
+        gradients = [g for calc in calcs for g in optimisation_max_gradients(read_cp2k_stdout(calc))]
+        capped = calcs[-1].exit_status != 0
+        forces = f'largest force {gradients[0]:.2f} -> {gradients[-1]:.2f} eV/Å' if gradients else 'no step summary'
+        self.report(
+            f'pre-relaxed in {len(gradients)} step(s), {"capped at max_steps" if capped else "converged"}: {forces}'
+        )
+        mismatches = self._molecule_mismatches(relaxed)
+        if mismatches:
+            return self.exit_codes.ERROR_RELAXATION_BROKE_MOLECULES.format(message='; '.join(mismatches[:3]))
+        self.out('relaxed_structure', relaxed)
+        self.ctx.start = relaxed
+        self.ctx.wavefunction = node.outputs.remote_folder
+        return None
+
+    @staticmethod
+    def _molecule_mismatches(structure: orm.StructureData) -> list[str]:
+        """Molecules of a built box whose bond graph changed (empty for a structure without ``mol_id``)."""
+        mol_id = structure.base.attributes.get('mol_id', None)
+        molecules = structure.base.attributes.get('molecules', None)
+        if mol_id is None or molecules is None:
+            return []
+        atoms = structure.get_ase()
+        atoms.arrays['mol_id'] = [int(i) for i in mol_id]
+        atoms.info['molecules'] = list(molecules)
+        return molecule_graph_mismatches(atoms)
+
+    def run_md(self):
+        """Submit the CP2K MD (from the pre-relaxed geometry and wavefunction where there are)."""
+        inputs = AttributeDict(self.exposed_inputs(IlmlffCp2kBaseWorkChain, namespace='cp2k'))
+        calc = AttributeDict(inputs.cp2k)
+        calc.structure = self.ctx.start
+        parameters = self.ctx.parameters
+        if 'wavefunction' in self.ctx:
+            calc.parent_calc_folder = self.ctx.wavefunction
+            parameters = with_wavefunction_restart(parameters)
+        calc.parameters = orm.Dict(parameters)
         settings = calc.settings.get_dict() if 'settings' in calc else {}
         retrieve = list(settings.get('additional_retrieve_list', []))
         if CP2K_ENER_FILE not in retrieve:
@@ -285,7 +460,7 @@ class AimdWorkChain(WorkChain):
         }
         try:
             outputs, process = parse_cp2k_md.run_get_node(
-                structure=self.inputs.structure,
+                structure=self.ctx.start,
                 settings=orm.Dict(settings),
                 metadata={'call_link_label': 'parse_md'},
                 **retrieved,

@@ -43,6 +43,8 @@ Differences from the parent work chain:
 * :meth:`~aiida_ilmlff.workflows.cancelled.CancelledJobMixin.handle_cancelled_job` (priority 900): the job was
   cancelled from outside (``scancel``): submitted again from its start with ``resubmit_cancelled`` (the protocols'
   default), otherwise the work chain stops with exit code 403.
+* :meth:`accept_capped_optimisation` (off by default, priority 402): a geometry optimisation that ran its
+  ``MAX_ITER`` steps is accepted as it is (the pre-relaxation of ``ilmlff.aimd``) instead of being continued.
 * :meth:`handle_cp2k_abort`: any other ``[ABORT]`` stops the work chain with exit code 320 and CP2K's message.
 
 Exit codes (AiiDA bands): 300, 310 (aiida-cp2k), 301/302 (sub-process excepted/killed), 320 CP2K aborted
@@ -76,6 +78,7 @@ __all__ = (
     'read_retrieved',
     'remaining_md_steps',
     'with_walltime',
+    'with_wavefunction_restart',
 )
 
 #: CP2K's ``GLOBAL/WALLTIME`` as a fraction of the scheduler's ``max_wallclock_seconds``.
@@ -88,6 +91,7 @@ SCF_LADDER = (
 )
 
 _RESTART_WFN = './parent_calc/aiida-RESTART.wfn'
+_OPTIMISATION_STEPS_REACHED = Cp2kCalculation.exit_codes.ERROR_MAXIMUM_NUMBER_OPTIMIZATION_STEPS_REACHED.status
 
 
 def _section(params: dict, *path: str) -> dict:
@@ -116,6 +120,22 @@ def _get_int(section: dict, key: str, default: int) -> int:
         return default
 
 
+def with_wavefunction_restart(parameters: dict) -> dict:
+    """A copy of the CP2K ``parameters`` whose SCF starts from the wavefunction of ``parent_calc_folder``.
+
+    ``FORCE_EVAL/DFT/RESTART_FILE_NAME`` = ``./parent_calc/aiida-RESTART.wfn`` (where aiida-cp2k copies the parent
+    folder) and ``SCF/SCF_GUESS RESTART``; CP2K falls back to ``ATOMIC`` when the file is absent.
+    """
+    params = copy.deepcopy(parameters)
+    dft = _section(params, 'FORCE_EVAL', 'DFT')
+    _pop(dft, 'RESTART_FILE_NAME')
+    dft['RESTART_FILE_NAME'] = _RESTART_WFN
+    scf = _section(dft, 'SCF')
+    _pop(scf, 'SCF_GUESS')
+    scf['SCF_GUESS'] = 'RESTART'
+    return params
+
+
 def apply_scf_rung(parameters: dict, rung: int) -> dict:
     """Return a copy of the CP2K ``parameters`` with SCF ladder rung ``rung`` (1-based) applied.
 
@@ -123,15 +143,8 @@ def apply_scf_rung(parameters: dict, rung: int) -> dict:
     """
     if not 1 <= rung <= len(SCF_LADDER):
         raise ValueError(f'SCF ladder rung must be in 1..{len(SCF_LADDER)}, got {rung}')
-    params = copy.deepcopy(parameters)
-    dft = _section(params, 'FORCE_EVAL', 'DFT')
-    scf = _section(dft, 'SCF')
-    for key in list(dft):
-        if str(key).upper() == 'RESTART_FILE_NAME':
-            dft.pop(key)
-    dft['RESTART_FILE_NAME'] = _RESTART_WFN
-    _pop(scf, 'SCF_GUESS')
-    scf['SCF_GUESS'] = 'RESTART'
+    params = with_wavefunction_restart(parameters)
+    scf = _section(params, 'FORCE_EVAL', 'DFT', 'SCF')
     if SCF_LADDER[rung - 1][0] == 'robust_ot':
         ot = _section(scf, 'OT')
         for key in ('MINIMIZER', 'PRECONDITIONER', 'STEPSIZE', 'LINESEARCH'):
@@ -331,12 +344,12 @@ class IlmlffCp2kBaseWorkChain(CancelledJobMixin, Cp2kBaseWorkChain):
     def handle_scf_not_converged(self, calc):
         """The SCF failed (exit 450, or exit 0 with an SCF failure marker in the output): climb the SCF ladder.
 
-        A finished MD counts as failed when more force evaluations than the SCF monitor tolerates (0 without a
-        monitor) did not converge.
+        A finished MD, or a geometry optimisation that finished or ran its ``MAX_ITER`` steps, counts as failed when
+        more force evaluations than the SCF monitor tolerates (0 without a monitor) did not converge.
         """
         if calc.exit_status == Cp2kCalculation.exit_codes.ERROR_SCF_NOT_CONVERGED.status:
             pass
-        elif calc.exit_status == 0:
+        elif calc.exit_status in (0, _OPTIMISATION_STEPS_REACHED):
             if len(unconverged_evaluations(read_cp2k_stdout(calc))) <= self._allowed_unconverged():
                 return None
         else:
@@ -348,6 +361,26 @@ class IlmlffCp2kBaseWorkChain(CancelledJobMixin, Cp2kBaseWorkChain):
             )
             return engine.ProcessHandlerReport(True, self.exit_codes.ERROR_SCF_NOT_CONVERGED)
         return report
+
+    @engine.process_handler(
+        priority=402,
+        exit_codes=[Cp2kCalculation.exit_codes.ERROR_MAXIMUM_NUMBER_OPTIMIZATION_STEPS_REACHED],
+        enabled=False,
+    )
+    def accept_capped_optimisation(self, calc):
+        """A geometry optimisation that ran its ``MOTION/GEO_OPT/MAX_ITER`` steps is done, not incomplete.
+
+        Off by default (then :meth:`restart_incomplete_calculation` continues the optimisation); ``ilmlff.aimd``
+        enables it for its pre-relaxation of a built box, which needs the forces lowered, not converged. Its SCF
+        was checked first (:meth:`handle_scf_not_converged`): the outputs of this run, the last geometry included
+        (``output_structure``), become the work chain's.
+        """
+        self.report(
+            f'{calc.process_label}<{calc.pk}> ran the MAX_ITER steps of its geometry optimisation: accepted as a '
+            'capped optimisation (accept_capped_optimisation)'
+        )
+        self.ctx.is_finished = True
+        return engine.ProcessHandlerReport(True)
 
     @engine.process_handler(priority=401, exit_codes=[
         Cp2kCalculation.exit_codes.ERROR_OUT_OF_WALLTIME,

@@ -49,7 +49,7 @@ from aiida_ilmlff.sampling.perturb import GENERATORS, generator_counts
 from aiida_ilmlff.sampling.settings import SAMPLING_SETTINGS, validate_import_settings
 from aiida_ilmlff.systems.composition import reference_density
 from aiida_ilmlff.systems.density import UNKNOWN_LIQUID_TEMPERATURE, default_temperature
-from aiida_ilmlff.workflows.aimd import MD_DEFAULTS, AimdWorkChain, validate_md
+from aiida_ilmlff.workflows.aimd import MD_DEFAULTS, RELAX_DEFAULTS, AimdWorkChain, validate_md, validate_relax
 from aiida_ilmlff.workflows.label import LabelWorkChain
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, UnknownOverrideError, recursive_merge
 from aiida_ilmlff.workflows.protocols.checks import LIQUID_TEMPERATURE_K, check_code_plugin, check_liquid_temperature
@@ -266,6 +266,11 @@ def check_inputs(values: t.Mapping, context: t.Mapping | None = None) -> str | N
         message = validate_md(md)
         if message:
             errors.append(f'`aimd.{message.strip("`")}' if message.startswith('`md') else message)
+    relax = value.get('aimd', {}).get('relax') if isinstance(value.get('aimd'), t.Mapping) else None
+    if relax is not None:
+        message = validate_relax(relax)
+        if message:
+            errors.append(f'`aimd.{message.lstrip("`")}')
     if errors:
         return 'invalid ilmlff.dataset inputs:\n  - ' + '\n  - '.join(errors)
     return None
@@ -554,7 +559,8 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         """The protocol inputs as plain values (no nodes): the ports (``box_density``, ``temperature``, ``seed``,
         ``n_boxes``, ``n_eq``, ``n_neq``, ``eq.sampling``, ``neq.*``), ``label`` (the plain inputs of
         :meth:`LabelWorkChain.get_plain_protocol_inputs` for ``elements``) and, when the EQ frames come from AIMD
-        (``eq_source`` None and ``n_eq`` > 0), ``aimd`` (``cp2k``: the labelling level of theory; ``md``).
+        (``eq_source`` None and ``n_eq`` > 0), ``aimd`` (``cp2k``: the labelling level of theory; ``md``; ``relax``:
+        the pre-relaxation of each box at that level of theory).
         When the labelling protocol resolves to another one for these elements (``fast`` -> ``fast-dft`` for TFSI),
         the protocol's ``meta_parameters.label_protocol_sizes[<resolved>]`` (frame counts, AIMD steps sized to that
         level of theory's cost) apply under ``overrides``.
@@ -616,7 +622,8 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
             metadata['options'] = recursive_merge(metadata.get('options', {}), aimd_options)
             cp2k['max_iterations'] = int(meta.get('aimd_max_iterations', 5))
             md = {**MD_DEFAULTS, **inputs['aimd']['md'], 'temperature': float(inputs['temperature'])}
-            inputs['aimd'] = {'cp2k': cp2k, 'md': md}
+            relax = {**RELAX_DEFAULTS, **(inputs['aimd'].get('relax') or {})}
+            inputs['aimd'] = {'cp2k': cp2k, 'md': md, 'relax': relax}
         else:
             inputs.pop('aimd', None)
         inputs['meta_parameters'] = {'label_protocol': label_protocol}
@@ -649,6 +656,8 @@ class DatasetWorkChain(ProtocolMixin, WorkChain):
         if 'aimd' in inputs:
             cp2k = LabelWorkChain.plain_inputs_to_nodes(aimd_code, {'cp2k': inputs['aimd']['cp2k']}, elements=elements)
             nodes['aimd'] = {'cp2k': cp2k['cp2k'], 'md': orm.Dict(inputs['aimd']['md'])}
+            if 'relax' in inputs['aimd']:
+                nodes['aimd']['relax'] = orm.Dict(inputs['aimd']['relax'])
         return nodes
 
     @classmethod

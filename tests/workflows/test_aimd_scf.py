@@ -45,6 +45,42 @@ def _node():
     return types.SimpleNamespace(get_remote_workdir=lambda: '/scratch/job', get_option=lambda name: 'aiida.out')
 
 
+def _pyr14bf4_aimd(cp2k_code, *, md: dict, max_iterations: int, edit=None, relax: dict | None = None):
+    """An ``ilmlff.aimd`` builder for one PYR14BF4 ion pair (35 atoms, 1.2 g/cm^3, a built box with its molecule
+    attributes) at the `fast` data set's level of theory (GFN1-xTB); ``edit(parameters)`` changes the CP2K
+    parameters in place first."""
+    from aiida_ilmlff.calculations.functions.box import structure_from_atoms
+    from aiida_ilmlff.systems import build_ionic_liquid
+    from aiida_ilmlff.workflows.dataset import DatasetWorkChain
+
+    composition = {'PYR14': 1, 'BF4': 1}
+    dataset = DatasetWorkChain.get_builder_from_protocol(cp2k_code, composition, protocol='fast')
+    parameters = dataset.aimd.cp2k.cp2k.parameters.get_dict()
+    if edit is not None:
+        edit(parameters)
+    builder = AimdWorkChain.get_builder()
+    builder.structure = structure_from_atoms(build_ionic_liquid(composition, 1.2, seed=0))
+    builder.cp2k.cp2k.code = cp2k_code
+    builder.cp2k.cp2k.parameters = orm.Dict(parameters)
+    builder.cp2k.cp2k.metadata.options = options(600)
+    builder.cp2k.max_iterations = orm.Int(max_iterations)
+    builder.md = orm.Dict(md)
+    if relax is not None:
+        builder.relax = orm.Dict(relax)
+    return builder
+
+
+def _no_outer_scf(max_scf: int, eps_scf: float):
+    """An ``edit`` of :func:`_pyr14bf4_aimd`: no outer SCF, ``MAX_SCF`` and ``EPS_SCF`` as given."""
+
+    def edit(parameters):
+        scf = parameters['FORCE_EVAL']['DFT']['SCF']
+        scf.pop('OUTER_SCF')
+        scf.update({'MAX_SCF': max_scf, 'EPS_SCF': eps_scf})
+
+    return edit
+
+
 @pytest.mark.parametrize('grep_status', [0, 2])
 def test_monitor_kills_at_the_first_unconverged_step(grep_status):
     assert cp2k_scf_monitor(_node(), _Transport(CONVERGED, grep_status)) is None
@@ -78,6 +114,9 @@ def test_handler_order():
     assert handlers['handle_scf_monitor'] == (550, True)
     assert handlers['stop_on_scf_monitor'] == (549, True)
     assert handlers['handle_scf_not_converged'][0] < 549
+    # A capped pre-relaxation is accepted only where asked (ilmlff.aimd), before the restart handler would continue it.
+    assert handlers['accept_capped_optimisation'] == (402, False)
+    assert handlers['restart_incomplete_calculation'][0] < 402 < handlers['handle_scf_not_converged'][0]
 
 
 def test_md_settings():
@@ -103,23 +142,10 @@ def test_aimd_with_an_scf_that_cannot_converge_stops_at_once(cp2k_code):
     step 0 does not converge; the monitor kills the job within its first steps (of 5000), the base work chain
     stops with 510 (the ladder is switched off here, so that the test stays short), the AIMD fails (401) and gives
     no trajectory: no frame of it can enter a data set."""
-    from aiida_ilmlff.systems import build_ionic_liquid
-    from aiida_ilmlff.workflows.dataset import DatasetWorkChain
-
-    composition = {'PYR14': 1, 'BF4': 1}
-    dataset = DatasetWorkChain.get_builder_from_protocol(cp2k_code, composition, protocol='fast')
-    parameters = dataset.aimd.cp2k.cp2k.parameters.get_dict()
-    scf = parameters['FORCE_EVAL']['DFT']['SCF']
-    scf.pop('OUTER_SCF')
-    scf.update({'MAX_SCF': 1, 'EPS_SCF': 1.0e-9})
-    builder = AimdWorkChain.get_builder()
-    builder.structure = orm.StructureData(ase=build_ionic_liquid(composition, 1.2, seed=0))
-    builder.cp2k.cp2k.code = cp2k_code
-    builder.cp2k.cp2k.parameters = orm.Dict(parameters)
-    builder.cp2k.cp2k.metadata.options = options(600)
-    builder.cp2k.max_iterations = orm.Int(3)
+    builder = _pyr14bf4_aimd(
+        cp2k_code, md={'steps': 5000, 'temperature': 450.0}, max_iterations=3, edit=_no_outer_scf(1, 1.0e-9)
+    )
     builder.cp2k.handler_overrides = orm.Dict({'handle_scf_monitor': {'enabled': False}})
-    builder.md = orm.Dict({'steps': 5000, 'temperature': 450.0})
 
     results, node = run_get_node(builder)
     assert node.exit_status == AimdWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_MD.status
@@ -144,22 +170,9 @@ def test_aimd_scf_ladder_reruns_the_md_from_its_start(cp2k_code):
     re-run's frames only, each with its stress."""
     import numpy as np
 
-    from aiida_ilmlff.systems import build_ionic_liquid
-    from aiida_ilmlff.workflows.dataset import DatasetWorkChain
-
-    composition = {'PYR14': 1, 'BF4': 1}
-    dataset = DatasetWorkChain.get_builder_from_protocol(cp2k_code, composition, protocol='fast')
-    parameters = dataset.aimd.cp2k.cp2k.parameters.get_dict()
-    scf = parameters['FORCE_EVAL']['DFT']['SCF']
-    scf.pop('OUTER_SCF')
-    scf.update({'MAX_SCF': 1, 'EPS_SCF': 1.0e-6})
-    builder = AimdWorkChain.get_builder()
-    builder.structure = orm.StructureData(ase=build_ionic_liquid(composition, 1.2, seed=0))
-    builder.cp2k.cp2k.code = cp2k_code
-    builder.cp2k.cp2k.parameters = orm.Dict(parameters)
-    builder.cp2k.cp2k.metadata.options = options(600)
-    builder.cp2k.max_iterations = orm.Int(3)
-    builder.md = orm.Dict({'steps': 6, 'temperature': 450.0})
+    builder = _pyr14bf4_aimd(
+        cp2k_code, md={'steps': 6, 'temperature': 450.0}, max_iterations=3, edit=_no_outer_scf(1, 1.0e-6)
+    )
 
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
@@ -192,22 +205,15 @@ def test_aimd_continues_after_the_walltime_for_the_steps_it_has_left(cp2k_code):
     from aiida.cmdline.utils.common import get_workchain_report
 
     from aiida_ilmlff.parsers.cp2k_output import md_step_numbers, restart_md_step, unconverged_evaluations
-    from aiida_ilmlff.systems import build_ionic_liquid
     from aiida_ilmlff.workflows.cp2k_base import read_cp2k_stdout, read_retrieved
-    from aiida_ilmlff.workflows.dataset import DatasetWorkChain
 
     n_steps = 16
-    composition = {'PYR14': 1, 'BF4': 1}
-    dataset = DatasetWorkChain.get_builder_from_protocol(cp2k_code, composition, protocol='fast')
-    parameters = dataset.aimd.cp2k.cp2k.parameters.get_dict()
-    parameters.setdefault('GLOBAL', {})['WALLTIME'] = 6
-    builder = AimdWorkChain.get_builder()
-    builder.structure = orm.StructureData(ase=build_ionic_liquid(composition, 1.2, seed=0))
-    builder.cp2k.cp2k.code = cp2k_code
-    builder.cp2k.cp2k.parameters = orm.Dict(parameters)
-    builder.cp2k.cp2k.metadata.options = options(600)
-    builder.cp2k.max_iterations = orm.Int(20)
-    builder.md = orm.Dict({'steps': n_steps, 'temperature': 450.0})
+    builder = _pyr14bf4_aimd(
+        cp2k_code,
+        md={'steps': n_steps, 'temperature': 450.0},
+        max_iterations=20,
+        edit=lambda parameters: parameters.setdefault('GLOBAL', {}).update({'WALLTIME': 6}),
+    )
 
     results, node = run_get_node(builder)
     calcs = sorted((n for n in node.called[0].called if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime)
@@ -231,3 +237,61 @@ def test_aimd_continues_after_the_walltime_for_the_steps_it_has_left(cp2k_code):
     assert results['summary']['n_runs'] == len(calcs)
     ends = ', '.join(str(md_step_numbers(read_cp2k_stdout(c))[-1]) for c in calcs)
     print(f'\n{len(calcs)} runs, ending at steps {ends}')
+
+
+def test_relax_settings():
+    """The pre-relaxation's CP2K input: GEO_OPT capped at max_steps, the largest force alone decides; bad settings
+    are refused before submission."""
+    from aiida_ilmlff.parsers.cp2k_output import HARTREE_PER_BOHR_TO_EV_PER_A
+    from aiida_ilmlff.workflows.aimd import RELAX_DEFAULTS, relax_parameters, validate_relax
+
+    params = {'GLOBAL': {'run_type': 'ENERGY_FORCE'}, 'MOTION': {'MD': {'STEPS': 3}}, 'FORCE_EVAL': {'METHOD': 'QS'}}
+    relax = relax_parameters(params, {'max_steps': 7, 'max_force_eV_A': 0.2})
+    assert relax['GLOBAL'] == {'RUN_TYPE': 'GEO_OPT'} and 'MD' not in relax['MOTION']
+    geo = relax['MOTION']['GEO_OPT']
+    assert geo['MAX_ITER'] == 7 and geo['OPTIMIZER'] == 'BFGS'
+    assert geo['MAX_FORCE'] == pytest.approx(0.2 / HARTREE_PER_BOHR_TO_EV_PER_A) == geo['RMS_FORCE']
+    assert relax['FORCE_EVAL'] == params['FORCE_EVAL'] and params['GLOBAL'] == {'run_type': 'ENERGY_FORCE'}
+    assert validate_relax(orm.Dict(RELAX_DEFAULTS)) is None
+    assert 'max_steps' in validate_relax({'max_steps': -1})
+    assert 'max_steps' in validate_relax({'max_steps': 2.5})
+    assert 'max_force_eV_A' in validate_relax({'max_force_eV_A': 0})
+    assert 'optimizer' in validate_relax({'optimizer': 'FIRE'})
+    assert 'unknown' in validate_relax({'steps': 3})
+    builder = AimdWorkChain.get_builder()
+    with pytest.raises(ValueError, match='max_steps'):
+        builder.relax = orm.Dict({'max_steps': -1})
+
+
+@pytest.mark.timeout(600)
+def test_aimd_pre_relaxes_a_built_box(cp2k_code):
+    """A real CP2K GFN1-xTB pre-relaxation of one PYR14BF4 ion pair, capped at 4 BFGS steps, then 3 AIMD steps: the
+    capped optimisation is accepted (not continued), the relaxed box keeps its molecule attributes, the largest
+    force falls, and the MD starts from the relaxed positions and the relaxation's wavefunction."""
+    import numpy as np
+    from aiida.cmdline.utils.common import get_workchain_report
+
+    from aiida_ilmlff.parsers.cp2k_output import optimisation_max_gradients
+    from aiida_ilmlff.workflows.cp2k_base import read_cp2k_stdout
+
+    builder = _pyr14bf4_aimd(cp2k_code, md={'steps': 3, 'temperature': 450.0}, max_iterations=3, relax={'max_steps': 4})
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, get_workchain_report(node, 'REPORT')
+    relax = node.base.links.get_outgoing(link_label_filter='cp2k_relax').one().node
+    calcs = [n for n in relax.called if isinstance(n, orm.CalcJobNode)]
+    assert len(calcs) == 1, 'a capped pre-relaxation is not continued'
+    assert calcs[0].inputs.parameters['MOTION']['GEO_OPT']['MAX_ITER'] == 4
+    gradients = optimisation_max_gradients(read_cp2k_stdout(calcs[0]))
+    assert 1 <= len(gradients) <= 4 and gradients[-1] < gradients[0], gradients
+    relaxed = results['relaxed_structure']
+    assert relaxed.base.attributes.get('mol_id') == builder.structure.base.attributes.get('mol_id')
+    assert relaxed.base.attributes.get('molecules') == ['PYR14', 'BF4']
+    assert np.abs(np.array(relaxed.get_ase().positions) - builder.structure.get_ase().positions).max() > 1e-3
+    md = node.base.links.get_outgoing(link_label_filter='cp2k_md').one().node
+    first = sorted((n for n in md.called if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime)[0]
+    assert first.inputs.parent_calc_folder.uuid == calcs[0].outputs.remote_folder.uuid
+    assert first.inputs.parameters['FORCE_EVAL']['DFT']['SCF']['SCF_GUESS'] == 'RESTART'
+    frames = results['trajectory'].to_ase()
+    assert np.allclose(frames[0].positions, relaxed.get_ase().positions, atol=1e-4)
+    assert 'pre-relaxed in' in get_workchain_report(node, 'REPORT')
+    print(f'\nlargest force {gradients[0]:.2f} -> {gradients[-1]:.2f} eV/A in {len(gradients)} steps')

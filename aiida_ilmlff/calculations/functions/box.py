@@ -23,7 +23,7 @@ from aiida_ilmlff.systems import (
     validate_seed,
 )
 
-__all__ = ('build_box', 'build_ionic_liquid_box', 'structure_from_atoms')
+__all__ = ('build_box', 'build_ionic_liquid_box', 'relaxed_box', 'structure_from_atoms')
 
 
 def structure_from_atoms(atoms) -> orm.StructureData:
@@ -51,6 +51,31 @@ def build_ionic_liquid_box(composition: orm.Dict, density: orm.Float, seed: orm.
     """
     atoms = build_ionic_liquid(composition.get_dict(), density.value, seed.value)
     return structure_from_atoms(atoms)
+
+
+@calcfunction
+def relaxed_box(box: orm.StructureData, relaxed: orm.StructureData) -> orm.StructureData:
+    """The built ``box`` with the positions of its relaxed geometry ``relaxed`` (a CP2K optimisation's output).
+
+    The cell, species order and the box attributes (``mol_id``, ``molecules``, ``composition``) are the box's.
+
+    :param box: a built box (:func:`build_ionic_liquid_box`), N sites.
+    :param relaxed: the same N sites in the same order, relaxed positions in Å.
+    :raises ValueError: another number of sites or other species order (not a relaxation of ``box``).
+    """
+    atoms, moved = box.get_ase(), relaxed.get_ase()
+    if atoms.get_chemical_symbols() != moved.get_chemical_symbols():
+        raise ValueError(
+            f'`relaxed` ({moved.get_chemical_formula()}) is not a relaxation of `box` '
+            f'({atoms.get_chemical_formula()}): other sites'
+        )
+    atoms.positions = moved.positions
+    structure = orm.StructureData(ase=atoms)
+    for key in ('mol_id', 'molecules', 'composition'):
+        value = box.base.attributes.get(key, None)
+        if value is not None:
+            structure.base.attributes.set(key, value)
+    return structure
 
 
 def build_box(composition, density, seed=0) -> orm.StructureData:
