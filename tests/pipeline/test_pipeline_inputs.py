@@ -346,7 +346,7 @@ def test_tfsi_fast_protocol_is_sized_to_its_level_of_theory(codes):
     # Built TFSI boxes are pre-relaxed at `fast-dft` before their AIMD; xTB's PYR14BF4 boxes at `fast` are not.
     assert tfsi.dataset.aimd.relax.get_dict() == {'max_steps': 20, 'max_force_eV_A': 0.25, 'optimizer': 'BFGS'}
     assert bf4.dataset.aimd.relax['max_steps'] == 0
-    with pytest.raises(ValueError, match='relax.max_steps'):
+    with pytest.raises(ValueError, match=r'relax\.max_steps'):
         PipelineWorkChain.get_builder_from_protocol(
             codes,
             compositions=LITFSI_SERIES,

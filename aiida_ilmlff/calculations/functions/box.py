@@ -23,7 +23,22 @@ from aiida_ilmlff.systems import (
     validate_seed,
 )
 
-__all__ = ('build_box', 'build_ionic_liquid_box', 'relaxed_box', 'structure_from_atoms')
+__all__ = ('BOX_ATTRIBUTES', 'build_box', 'build_ionic_liquid_box', 'moved_box', 'relaxed_box', 'structure_from_atoms')
+
+
+#: The attributes of a built box that describe its molecules (see the module docstring).
+BOX_ATTRIBUTES = ('mol_id', 'molecules', 'composition')
+
+
+def moved_box(box: orm.StructureData, atoms) -> orm.StructureData:
+    """An unstored ``StructureData`` of ``atoms`` (the same sites as ``box``, moved, or in a scaled cell) with the
+    molecule attributes of ``box`` (:data:`BOX_ATTRIBUTES`, those it has)."""
+    structure = orm.StructureData(ase=atoms)
+    for key in BOX_ATTRIBUTES:
+        value = box.base.attributes.get(key, None)
+        if value is not None:
+            structure.base.attributes.set(key, value)
+    return structure
 
 
 def structure_from_atoms(atoms) -> orm.StructureData:
@@ -70,12 +85,7 @@ def relaxed_box(box: orm.StructureData, relaxed: orm.StructureData) -> orm.Struc
             f'({atoms.get_chemical_formula()}): other sites'
         )
     atoms.positions = moved.positions
-    structure = orm.StructureData(ase=atoms)
-    for key in ('mol_id', 'molecules', 'composition'):
-        value = box.base.attributes.get(key, None)
-        if value is not None:
-            structure.base.attributes.set(key, value)
-    return structure
+    return moved_box(box, atoms)
 
 
 def build_box(composition, density, seed=0) -> orm.StructureData:

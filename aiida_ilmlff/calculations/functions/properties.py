@@ -28,6 +28,7 @@ from aiida_ilmlff.analysis.npt import stage_density_statistics
 from aiida_ilmlff.analysis.properties import analysis_window, guard_problem, rdf_and_coordination, species_diffusion
 from aiida_ilmlff.analysis.settings import ANALYSIS_SETTINGS, default_li_ligand, with_defaults
 from aiida_ilmlff.analysis.trajectory import TrajectoryReader
+from aiida_ilmlff.calculations.functions.box import moved_box
 from aiida_ilmlff.runner.contract import GUARDS
 
 __all__ = (
@@ -179,12 +180,7 @@ def scale_to_density(structure: orm.StructureData, density: orm.Dict) -> orm.Str
     )
     atoms.set_cell(cell, scale_atoms=False)
     atoms.set_positions(positions)
-    scaled = orm.StructureData(ase=atoms)
-    for key in ('mol_id', 'molecules', 'composition'):
-        value = structure.base.attributes.get(key, None)
-        if value is not None:
-            scaled.base.attributes.set(key, value)
-    return scaled
+    return moved_box(structure, atoms)
 
 
 # ---------------------------------------------------------------------------------------------- diffusion
