@@ -56,6 +56,7 @@ from .rdf import (
     rdf,
     running_coordination_number,
 )
+from .rdf_agreement import RDFAgreement, first_peak, rdf_agreement, rdf_distance
 from .residence import (
     ResidenceTime,
     bound_fraction,
@@ -93,6 +94,7 @@ __all__ = (
     'MoleculeTree',
     'NoFirstShellError',
     'RDFAccumulator',
+    'RDFAgreement',
     'RDFResult',
     'ResidenceTime',
     'TimeSeriesStatistics',
@@ -117,6 +119,7 @@ __all__ = (
     'diffusion_coefficient',
     'dihedral',
     'first_minimum',
+    'first_peak',
     'is_orthorhombic',
     'li_anion_contacts',
     'li_clusters',
@@ -131,6 +134,8 @@ __all__ = (
     'pairs_within',
     'perpendicular_widths',
     'rdf',
+    'rdf_agreement',
+    'rdf_distance',
     'rdf_from_trajectory',
     'residence_correlation',
     'residence_time',
