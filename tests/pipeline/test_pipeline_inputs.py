@@ -344,7 +344,7 @@ def test_tfsi_fast_protocol_is_sized_to_its_level_of_theory(codes):
     assert (bf4.dataset.n_eq.value, bf4.dataset.aimd.md['steps'], bf4.test_block_fs.value) == (24, 300, 25.0)
     assert bf4.mace.valid_fraction.value == 0.1
     # Built TFSI boxes are pre-relaxed at `fast-dft` before their AIMD; xTB's PYR14BF4 boxes at `fast` are not.
-    assert tfsi.dataset.aimd.relax.get_dict() == {'max_steps': 20, 'max_force_eV_A': 0.25, 'optimizer': 'BFGS'}
+    assert tfsi.dataset.aimd.relax.get_dict() == {'max_steps': 10, 'max_force_eV_A': 0.25, 'optimizer': 'BFGS'}
     assert bf4.dataset.aimd.relax['max_steps'] == 0
     with pytest.raises(ValueError, match=r'relax\.max_steps'):
         PipelineWorkChain.get_builder_from_protocol(

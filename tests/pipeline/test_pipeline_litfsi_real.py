@@ -33,7 +33,7 @@ NEAT_KEY, LITHIUM_KEY = 'PYR14:1 TFSI:1', 'Li:1 PYR14:1 TFSI:2'
 #: ~60 OT steps of 2.5 s from an atomic guess, measured with two jobs on 2 cores); 1 fs test blocks 0.25 fs apart
 #: from the training frames; committees of 2; short NPT and NVT runs. (250 Ry would be cheaper, but the OT of the
 #: 61-atom box then stagnates at a gradient of 3.4e-5: measured, not used.) No pre-relaxation of the boxes
-#: (`fast-dft` relaxes them for 20 steps): its first SCF alone would cost what the AIMD does; the relaxation has its
+#: (`fast-dft` relaxes them for 10 steps): its first SCF alone would cost what the AIMD does; the relaxation has its
 #: own real test (tests/workflows/test_aimd_scf.py) and ran in the example (docs/litfsi.md).
 AIMD_STEPS = 5
 SMALLEST_LITFSI = smallest_overrides(
