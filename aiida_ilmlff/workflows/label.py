@@ -383,8 +383,9 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
 
         ``protocol`` itself, except for CP2K when the frames hold one of the protocol's
         ``meta_parameters.cp2k_xtb_unconverged_elements``: then its ``cp2k_fallback_protocol``. ``fast`` (GFN1-xTB)
-        names S and ``fast-dft`` (PBE-D3(BJ)/SZV-MOLOPT-SR-GTH), because GFN1-xTB's SCF does not converge for TFSI
-        in CP2K 2023.1 (label.yaml gives the measurement). ``overrides`` may set both keys (``[]`` keeps xTB).
+        names S and ``fast-dft`` (PBE-D3(BJ)/SZV-MOLOPT-SR-GTH, DZVP-MOLOPT-SR-GTH on S), because GFN1-xTB's SCF does
+        not converge for TFSI in CP2K 2023.1 (label.yaml gives the measurement). ``overrides`` may set both keys
+        (``[]`` keeps xTB).
 
         :raises ValueError: an unknown protocol or fallback protocol, an unknown engine.
         """

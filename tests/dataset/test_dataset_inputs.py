@@ -55,14 +55,16 @@ def test_box_density_follows_the_ions(cp2k_code):
 
 def test_fast_tfsi_dataset_runs_aimd_and_labels_at_minimal_basis_dft(cp2k_code):
     """GFN1-xTB does not converge for TFSI: the `fast` data set of LiTFSI/PYR14TFSI runs its AIMD and labels its
-    nEQ frames at `fast-dft` (PBE-D3(BJ)/SZV-MOLOPT-SR-GTH), one level of theory for both; PYR14BF4 stays xTB."""
+    nEQ frames at `fast-dft` (PBE-D3(BJ)/SZV-MOLOPT-SR-GTH, DZVP on S), one level of theory for both; PYR14BF4
+    stays xTB."""
     builder = DatasetWorkChain.get_builder_from_protocol(cp2k_code, {'Li': 1, 'PYR14': 2, 'TFSI': 3}, protocol='fast')
     aimd = md_parameters(builder.aimd.cp2k.cp2k.parameters.get_dict(), builder.aimd.md.get_dict())
     label = builder.label.cp2k.cp2k.parameters.get_dict()
     fingerprint = cp2k_level_of_theory(label)['fingerprint']
     assert fingerprint.startswith('cp2k/PBE-D3(BJ):') and cp2k_level_of_theory(aimd)['fingerprint'] == fingerprint
     assert {kind['BASIS_SET'] for kind in label['FORCE_EVAL']['SUBSYS']['KIND']} == {
-        f'SZV-MOLOPT-SR-GTH-q{q}' for q in (1, 3, 4, 5, 6, 7)
+        *(f'SZV-MOLOPT-SR-GTH-q{q}' for q in (1, 3, 4, 5, 6, 7)),
+        'DZVP-MOLOPT-SR-GTH-q6',  # S (q6 O stays minimal)
     }
     assert 'label protocol fast-dft' in builder.metadata.description
 

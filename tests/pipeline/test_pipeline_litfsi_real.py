@@ -1,7 +1,7 @@
 """``ilmlff.pipeline`` over two compositions of LiTFSI/PYR14TFSI with the real codes, at the smallest size.
 
 PYR14TFSI (one ion pair, 45 atoms) and Li 1 + PYR14 1 + TFSI 2 (x(LiTFSI) = 1/2, 61 atoms): CP2K AIMD at the
-`fast` level of theory for TFSI (`fast-dft`, PBE-D3(BJ)/SZV-MOLOPT-SR-GTH), one data set of both
+`fast` level of theory for TFSI (`fast-dft`, PBE-D3(BJ)/SZV-MOLOPT-SR-GTH, DZVP on S), one data set of both
 compositions whose held-out test set holds blocks of each, MACE and DeePMD committees trained once on both, test
 errors, MD properties and a comparison row per composition and model, with the Li+ solvation and TFSI conformer
 results; ``aiida-ilmlff report`` prints the same table from the graph and a QueryBuilder query finds the frames by

@@ -226,9 +226,9 @@ def test_unknown_keyword_aborts_with_message(cp2k_code, libf4_frames, serial_opt
 @pytest.mark.slow
 def test_fast_labels_tfsi_frames_with_minimal_basis_dft(cp2k_code, serial_options):
     """Li+ TFSI- (16 atoms, 7.0 Å box at 1.4 g/cm^3), protocol ``fast``: frames with S are labelled at ``fast-dft``
-    (PBE-D3(BJ)/SZV-MOLOPT-SR-GTH, 400 Ry), because GFN1-xTB does not converge for TFSI liquids (this pair only on
-    the SCF ladder's last rung): both converge, with forces and the analytical stress, and the level of theory says
-    PBE (issue 18; ~20 s of CP2K a frame)."""
+    (PBE-D3(BJ)/SZV-MOLOPT-SR-GTH, DZVP on S, 400 Ry), because GFN1-xTB does not converge for TFSI liquids (this
+    pair only on the SCF ladder's last rung): both converge, with forces and the analytical stress, and the level
+    of theory says PBE (issue 18; ~20 s of CP2K a frame)."""
     from aiida_ilmlff.systems.builder import build_ionic_liquid
 
     atoms = build_ionic_liquid({'Li': 1, 'TFSI': 1}, 1.4, seed=0)
@@ -241,7 +241,7 @@ def test_fast_labels_tfsi_frames_with_minimal_basis_dft(cp2k_code, serial_option
     assert summary['level_of_theory'].startswith('cp2k/PBE')
     calc = _calcjobs(node)[0]
     kinds = {kind['_']: kind['BASIS_SET'] for kind in calc.inputs.parameters['FORCE_EVAL']['SUBSYS']['KIND']}
-    assert kinds['S'] == 'SZV-MOLOPT-SR-GTH-q6' and kinds['Li'] == 'SZV-MOLOPT-SR-GTH-q3'
+    assert kinds['S'] == 'DZVP-MOLOPT-SR-GTH-q6' and kinds['Li'] == 'SZV-MOLOPT-SR-GTH-q3'
     labelled = results['labelled']
     assert np.isfinite(labelled.energies).all() and np.isfinite(labelled.stresses).all()
     forces = np.stack([labelled.get_forces(i) for i in range(2)])

@@ -61,7 +61,7 @@ def _litfsi_frames():
 
 def test_fast_labels_tfsi_with_minimal_basis_dft(cp2k_code, pw_code, sssp_family):
     """GFN1-xTB does not converge for TFSI: CP2K `fast` labels frames with S at `fast-dft` (PBE-D3(BJ),
-    SZV-MOLOPT-SR-GTH, 400 Ry); frames without S stay at GFN1-xTB; `[]` keeps xTB; pw.x is not affected."""
+    SZV-MOLOPT-SR-GTH, DZVP on S, 400 Ry); frames without S stay at GFN1-xTB; `[]` keeps xTB; pw.x is not affected."""
     frames = _litfsi_frames()
     elements = ['C', 'F', 'Li', 'N', 'O', 'S']
     assert LabelWorkChain.resolve_protocol('fast', code=cp2k_code, elements=elements) == 'fast-dft'
@@ -79,7 +79,8 @@ def test_fast_labels_tfsi_with_minimal_basis_dft(cp2k_code, pw_code, sssp_family
     assert dft['SCF']['OT'] == {'MINIMIZER': 'CG', 'PRECONDITIONER': 'FULL_ALL', 'STEPSIZE': 0.05}
     assert dft['XC']['VDW_POTENTIAL']['PAIR_POTENTIAL']['TYPE'] == 'DFTD3(BJ)'
     kinds = {kind['_']: kind['BASIS_SET'] for kind in builder.cp2k.cp2k.parameters['FORCE_EVAL']['SUBSYS']['KIND']}
-    assert kinds == {element: f'SZV-MOLOPT-SR-GTH-q{q}' for element, q in zip(elements, (4, 7, 3, 5, 6, 6))}
+    minimal = {element: f'SZV-MOLOPT-SR-GTH-q{q}' for element, q in zip(elements, (4, 7, 3, 5, 6, 6))}
+    assert kinds == {**minimal, 'S': 'DZVP-MOLOPT-SR-GTH-q6'}  # S keeps its C-S bonds only with d functions
     assert builder.max_concurrent.value == 3  # the caller's overrides apply to the fallback protocol
     xtb = LabelWorkChain.get_builder_from_protocol(cp2k_code, frames, protocol='fast', overrides=keep_xtb)
     assert xtb.cp2k.cp2k.parameters['FORCE_EVAL']['DFT']['QS']['METHOD'] == 'XTB'
