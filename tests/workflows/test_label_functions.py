@@ -312,6 +312,7 @@ def test_handlers_enabled_by_default():
         'handle_scf_monitor': (550, True),
         'stop_on_scf_monitor': (549, True),
         'handle_scf_not_converged': (500, True),
+        'accept_capped_optimisation': (402, False),  # on only for ilmlff.aimd's pre-relaxation
         'restart_incomplete_calculation': (401, True),
         'handle_cp2k_abort': (100, True),
     }
