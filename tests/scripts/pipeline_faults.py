@@ -174,10 +174,25 @@ def first_change_after(start: float) -> dict | None:
     return {'time': when, 'what': what}
 
 
+def _locked(exception: Exception) -> bool:
+    """SQLite's 'database is locked': the daemon held the write lock past the client's busy timeout."""
+    return 'database is locked' in str(exception)
+
+
 def wait_for(predicate, timeout: float, what: str):
+    """Poll ``predicate`` until it is true; a read refused by SQLite's write lock is polled again (seen on the
+    SQLite profile while the daemon wrote: `sqlite3.OperationalError: database is locked`)."""
+    from aiida.manage import get_manager
+
     start = now()
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except Exception as exception:
+            if not _locked(exception):
+                raise
+            get_manager().get_profile_storage().get_session().rollback()
+            value = None
         if value:
             return value
         if now() - start > timeout:
