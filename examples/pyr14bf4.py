@@ -11,6 +11,8 @@ works meanwhile); the table is printed at the end and the figures are written to
 
 The numbers of the ``fast`` protocol are not physics (70 atoms, tiny models, picoseconds): they show every
 stage working. ``--protocol``-level choices are in ``aiida_ilmlff/workflows/protocols/pipeline.yaml``.
+``--active-learning`` adds ``ilmlff.active_learning`` (protocol ``fast``) between the data set and the training
+(``make demo DEMO_ARGS=--active-learning``); its iterations are printed under the table.
 """
 
 from __future__ import annotations
@@ -27,9 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--temperature', type=float, default=450.0, help='K (default 450: above the melting point)')
     parser.add_argument('--output', default='demo-output', help='folder for the figures and comparison.json')
     parser.add_argument('--keep-daemon', action='store_true', help='leave the daemon running afterwards')
+    parser.add_argument(
+        '--active-learning',
+        action='store_true',
+        help='grow the training set by ilmlff.active_learning (protocol fast) before the committees are trained',
+    )
     args = parser.parse_args(argv)
     composition = {'PYR14': args.ion_pairs, 'BF4': args.ion_pairs}
-    return run(composition, args.temperature, args.output, keep_daemon=args.keep_daemon)
+    overrides = {'active_learning': True} if args.active_learning else None
+    return run(composition, args.temperature, args.output, overrides=overrides, keep_daemon=args.keep_daemon)
 
 
 if __name__ == '__main__':

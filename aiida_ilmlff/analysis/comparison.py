@@ -14,6 +14,8 @@ import typing as t
 
 import numpy as np
 
+from aiida_ilmlff.analysis.active_learning import active_learning_summary, format_active_learning
+
 __all__ = ('ROW_KINDS', 'UNITS', 'comparison_table', 'curve_columns', 'format_comparison_table', 'ion_order')
 
 #: How a comparison row's model came about.
@@ -127,6 +129,7 @@ def comparison_table(
     ions: t.Mapping[str, int],
     test_set: t.Mapping[str, t.Any] | None = None,
     references: t.Mapping[str, t.Mapping[str, t.Any]] | None = None,
+    active_learning: t.Mapping[str, t.Any] | None = None,
 ) -> dict[str, t.Any]:
     """Assemble the comparison from per-model evaluation metrics and properties, every number flagged where it is
     not a result.
@@ -142,6 +145,9 @@ def comparison_table(
     :param references: composition key -> the reference AIMD's ``li_clusters`` and ``tfsi_conformers`` (as
         ``ilmlff.properties`` writes them) and ``n_frames``: the Li+ solvation and TFSI cis fraction of the AIMD the
         data set came from, shown beside the models' (``references`` of the result, flagged as short runs).
+    :param active_learning: the ``iterations`` of the active learning that made the training set, summarised by
+        :func:`~aiida_ilmlff.analysis.active_learning.active_learning_summary` (``active_learning`` of the result;
+        its flags say when it added nothing or stopped early).
     :returns: ``{'rows': {name: row}, 'order': [names], 'ions': {...}, 'units': {...}, 'test_set': {...}}``; a row
         has ``force_rmse`` [meV/Å], ``force_rmse_relative``, ``energy_rmse`` [meV/atom] (for :data:`ALIGNED_KINDS`
         the energy RMSE after fitted per-element offsets, ``None`` when that fit is not determined),
@@ -260,6 +266,8 @@ def comparison_table(
     result = {'rows': table, 'order': order, 'ions': ions, 'units': dict(UNITS), 'test_set': test_set}
     if references:
         result['references'] = {key: _reference_entry(key, value) for key, value in sorted(references.items())}
+    if active_learning:
+        result['active_learning'] = active_learning_summary(active_learning)
     return result
 
 
@@ -435,6 +443,11 @@ def format_comparison_table(comparison: t.Mapping[str, t.Any]) -> str:
             "built box): a check of the models' structure, not an equilibrium value"
         )
         notes.extend(f'{entry.get("label", key)}: {flag}' for flag in entry.get('flags') or [])
+    active_learning = comparison.get('active_learning')
+    if active_learning:
+        notes.extend(active_learning.get('flags') or [])
+        rendered.append('')
+        rendered.extend(format_active_learning(active_learning))
     if notes:
         rendered.append('')
         rendered.extend(f'[{k}] {note}' for k, note in enumerate(notes, start=1))

@@ -14,7 +14,11 @@ At most ``task_max`` candidates are kept per iteration, picked at random (seeded
 minimum interatomic distance (squeezed frames that DFT would reject) and near-duplicates (an RMSD below
 ``duplicate_rmsd`` from an already picked frame of the same atoms). With ``adaptive_lo_rate`` the lower
 level used for the *selection* drops to the deviation quantile that makes that fraction of the non-failed
-frames candidates (never above ``f_lo``); accuracy and convergence always use ``f_lo``.
+frames candidates (never above ``f_lo``); accuracy and convergence always use ``f_lo``. With
+``fallback_to_failed``, when no frame lies between the levels and the accurate ratio is below ``conv_accuracy``
+(a first model far from the trust levels: every explored frame failed), the failed frames of *lowest*
+deviation are picked instead (:func:`lowest_failed`, same filters), in deviation order: the configurations
+closest to what the committee still handles, rather than the far end of a trajectory that left it.
 
 :data:`SELECTION_DEFAULTS` is the one place of the selection defaults (trust levels ``F_LO`` = 0.05 and
 ``F_HI`` = 0.15 eV/Å, DP-GEN's examples).
@@ -41,7 +45,9 @@ __all__ = (
     'classify',
     'committee_force_errors',
     'correlation',
+    'lowest_failed',
     'minimum_image_rmsd',
+    'relative_trust_levels',
     'select_indices',
     'selection_statistics',
 )
@@ -57,6 +63,7 @@ SELECTION_DEFAULTS: dict[str, t.Any] = {
     'f_lo': F_LO,
     'f_hi': F_HI,
     'adaptive_lo_rate': None,
+    'fallback_to_failed': True,
     'task_max': 10,
     'min_distance': 0.7,
     'duplicate_rmsd': 0.02,
@@ -99,6 +106,35 @@ def adaptive_lower_level(deviation: np.ndarray, f_lo: float, f_hi: float, rate: 
     return float(min(f_lo, np.quantile(below, 1.0 - rate)))
 
 
+def relative_trust_levels(f_lo: float, f_hi: float, force_rmse: float) -> tuple[float, float]:
+    """Trust levels [eV/Å] given in units of a committee's measured force error.
+
+    ``trust_levels: relative`` of ``ilmlff.active_learning``: ``f_lo`` and ``f_hi`` are multiples of the mean
+    validation force RMSE of the first committee of the run, so that one protocol fits a tiny first model
+    (RMSE ~0.2 eV/Å, where DP-GEN's 0.05 / 0.15 eV/Å fail every frame) and a production one (~0.03 eV/Å).
+
+    :param f_lo: lower level, a multiple of ``force_rmse``. :param f_hi: upper level, idem.
+    :param force_rmse: the committee's validation force RMSE [eV/Å].
+    :returns: ``(f_lo, f_hi)`` [eV/Å].
+    :raises ValueError: for a force RMSE that is not a positive finite number.
+    """
+    if not (np.isfinite(force_rmse) and force_rmse > 0):
+        raise ValueError(f'relative trust levels need a positive, finite committee force RMSE, got {force_rmse}')
+    return float(f_lo * force_rmse), float(f_hi * force_rmse)
+
+
+def lowest_failed(deviation: np.ndarray, f_hi: float, limit: int) -> np.ndarray:
+    """Indices of at most ``limit`` failed frames (finite ``d >= f_hi``), lowest deviation first.
+
+    The fallback pool of the selection when no frame lies between the trust levels.
+    :param deviation: ``(N,)`` max force deviation [eV/Å]. :returns: ``(<= limit,)`` int64 indices.
+    """
+    deviation = np.asarray(deviation, dtype=float)
+    failed = np.flatnonzero(np.isfinite(deviation) & (deviation >= f_hi))
+    order = np.argsort(deviation[failed], kind='stable')
+    return failed[order][: max(int(limit), 0)].astype(np.int64)
+
+
 def minimum_image_rmsd(a: np.ndarray, b: np.ndarray, cell: np.ndarray) -> float:
     """RMSD [Å] between two ``(n, 3)`` frames of the same atoms (same order), each displacement taken under the
     minimum image of the ``(3, 3)`` cell [Å] (no image for a singular cell)."""
@@ -117,16 +153,21 @@ def select_indices(
     cell: t.Callable[[int], np.ndarray],
     group: t.Callable[[int], t.Hashable],
     duplicate_rmsd: float,
+    shuffle: bool = True,
 ) -> tuple[list[int], list[int]]:
-    """Pick at most ``task_max`` of ``candidates`` in a seeded random order, skipping near-duplicates.
+    """Pick at most ``task_max`` of ``candidates`` in a seeded random order (``shuffle``) or in the order given,
+    skipping near-duplicates.
 
     A candidate is a near-duplicate when its RMSD (:func:`minimum_image_rmsd`) from an already picked frame of
     the same ``group`` (same trajectory atoms) is below ``duplicate_rmsd`` [Å].
 
     :returns: ``(picked, duplicates)`` lists of candidate values; ``picked`` in the order picked.
     """
-    rng = np.random.default_rng(int(seed))
-    order = [candidates[i] for i in rng.permutation(len(candidates))]
+    if shuffle:
+        rng = np.random.default_rng(int(seed))
+        order = [candidates[i] for i in rng.permutation(len(candidates))]
+    else:
+        order = list(candidates)
     picked: list[int] = []
     duplicates: list[int] = []
     for index in order:
@@ -215,6 +256,7 @@ def selection_statistics(
     n_selectable: int,
     n_rejected_min_distance: int,
     n_rejected_duplicate: int,
+    selected_from: str | None = None,
 ) -> dict[str, t.Any]:
     """The ``statistics`` of one selection: counts and ratios of accurate / candidate / failed frames, overall and
     per run, the trust levels used, the filters' counts and whether the committee has converged.
@@ -223,6 +265,8 @@ def selection_statistics(
     :param classes: ``(N,)`` :func:`classify` classes. :param picked: indices of the selected frames.
     :param runs: ``(key, {temperature_K, pressure_bar, ensemble})`` per run, in run-index order.
     :param options: the selection settings (:data:`SELECTION_DEFAULTS` keys).
+    :param selected_from: the band the picked frames came from: ``'candidate'``, ``'failed'`` (the fallback) or
+        ``None`` (nothing picked).
     :returns: the dict (``converged``: accurate ratio >= ``conv_accuracy``).
     """
     n = len(deviation)
@@ -253,6 +297,8 @@ def selection_statistics(
         'f_hi': float(options['f_hi']),
         'f_lo_used': f_lo_used,
         'adaptive_lo_rate': options.get('adaptive_lo_rate'),
+        'fallback_to_failed': bool(options.get('fallback_to_failed')),
+        'selected_from': selected_from if picked else None,
         'n_selectable': int(n_selectable),
         'n_rejected_min_distance': int(n_rejected_min_distance),
         'n_rejected_duplicate': int(n_rejected_duplicate),

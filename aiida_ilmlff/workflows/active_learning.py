@@ -8,7 +8,9 @@ The loop of DP-GEN / dpgen2, with every step a node in the provenance graph. Ite
    stage, the first model driving and the others giving the force deviation of every saved frame;
 3. **select** (:func:`~aiida_ilmlff.calculations.functions.active_learning.select_candidates`): accurate
    (``max_devi_f < f_lo``), candidate (``f_lo <= max_devi_f < f_hi``) and failed (``>= f_hi``) frames; at
-   most ``task_max`` candidates survive the minimum-distance and near-duplicate filters;
+   most ``task_max`` candidates survive the minimum-distance and near-duplicate filters; with
+   ``fallback_to_failed``, when no frame lies between the levels and the stage has not converged, the failed
+   frames of lowest deviation are picked instead (a first model for which every explored frame failed);
 4. **label** them (``ilmlff.label``): new frames of origin ``AL`` with the iteration number;
 5. **calibrate**: the committee is evaluated (``ilmlff.evaluate``) on the labelled candidates; the
    correlation of its deviation with its true force error is stored and plotted;
@@ -21,8 +23,13 @@ committee is then trained once more on the final set, so that ``models`` were tr
 
 Failures: a labelling work chain that labels some frames but fails (too many rejected) is reported and the
 iteration goes on with what was labelled; when no selected frame could be labelled the work chain stops
-with 403 (outputs attached). No candidate left while not converged stops with 320: the trust levels need
-changing.
+with 403 (outputs attached). No candidate left while not converged (and no failed frame to fall back on, or
+``fallback_to_failed`` off) stops with 320: the trust levels need changing.
+
+Trust levels: in eV/Å (``selection.trust_levels`` ``absolute``, DP-GEN's 0.05 / 0.15), or ``relative``: multiples
+of the mean validation force RMSE of the run's first committee, resolved once after its training and kept for
+the whole run (and its continuations), so that the accurate ratios of all iterations are measured against one
+level in eV/Å.
 
 Continuation: give a previous run's ``frames`` as ``frames``, its ``models`` as ``continuation.models`` and
 its ``iterations`` as ``continuation.iterations`` (or call :meth:`ActiveLearningWorkChain.
@@ -49,7 +56,7 @@ from aiida_ilmlff.calculations.functions.active_learning import (
 from aiida_ilmlff.calculations.functions.frames import merge_frames
 from aiida_ilmlff.data import FramesData, MLFFModelData
 from aiida_ilmlff.runner.contract import validate_parameters
-from aiida_ilmlff.sampling.selection import F_HI, F_LO
+from aiida_ilmlff.sampling.selection import F_HI, F_LO, relative_trust_levels
 from aiida_ilmlff.sampling.split import train_valid_indices
 from aiida_ilmlff.workflows.label import LabelWorkChain
 from aiida_ilmlff.workflows.md import MDBaseWorkChain, numbered_namespace
@@ -66,6 +73,12 @@ __all__ = (
     'resolve_stage_temperatures',
     'validate_inputs',
 )
+
+#: Values of ``selection.trust_levels``: what the numbers ``f_lo`` and ``f_hi`` are.
+TRUST_LEVELS = {
+    'absolute': 'eV/Å',
+    'relative': "multiples of the first committee's mean validation force RMSE",
+}
 
 _STAGE_KEYS = {
     'ensemble': 'nve, nvt, npt or npt_berendsen (default nvt)',
@@ -205,6 +218,14 @@ def check_inputs(values: t.Mapping, context: t.Mapping | None = None) -> str | N
     selection = inputs.get('selection') or {}
     f_lo = selection.get('f_lo', F_LO)
     f_hi = selection.get('f_hi', F_HI)
+    mode = selection.get('trust_levels', 'absolute')
+    if mode not in TRUST_LEVELS:
+        return f'`selection.trust_levels` must be one of {sorted(TRUST_LEVELS)}, got {mode!r}'
+    if mode == 'relative' and not 0 < f_lo < f_hi:
+        return (
+            f'`selection.f_lo` ({f_lo:g}) and `selection.f_hi` ({f_hi:g}) are relative trust levels (multiples of '
+            "the committee's validation force RMSE): they must satisfy 0 < f_lo < f_hi (e.g. 1.5 and 5)"
+        )
     if not 0 <= f_lo < f_hi:
         return (
             f'`selection.f_lo` ({f_lo:g} eV/Å) must be >= 0 and below `selection.f_hi` ({f_hi:g} eV/Å): frames with '
@@ -355,13 +376,29 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             'selection.f_lo',
             valid_type=orm.Float,
             default=lambda: orm.Float(F_LO),
-            help='Lower trust level on the max force deviation [eV/Å]: below it a frame is accurate.',
+            help='Lower trust level on the max force deviation [eV/Å, or relative: see `trust_levels`]: below it a '
+            'frame is accurate.',
         )
         spec.input(
             'selection.f_hi',
             valid_type=orm.Float,
             default=lambda: orm.Float(F_HI),
-            help='Upper trust level [eV/Å]: at or above it a frame has failed (not labelled).',
+            help='Upper trust level [eV/Å, or relative: see `trust_levels`]: at or above it a frame has failed (not '
+            'labelled, unless `fallback_to_failed` picks it).',
+        )
+        spec.input(
+            'selection.trust_levels',
+            valid_type=orm.Str,
+            default=lambda: orm.Str('absolute'),
+            help='What `f_lo` and `f_hi` are: `absolute` (eV/Å) or `relative` (multiples of the mean validation force '
+            'RMSE of the first committee of the run, resolved after its training and kept for the whole run).',
+        )
+        spec.input(
+            'selection.fallback_to_failed',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(True),
+            help='When no frame lies between the trust levels and the stage has not converged, label the failed '
+            'frames of lowest deviation (same filters) instead of stopping with 320.',
         )
         spec.input(
             'selection.adaptive_lo_rate',
@@ -654,6 +691,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             'selection': {
                 **{key: orm.Float(selection[key]) for key in ('f_lo', 'f_hi', 'min_distance', 'duplicate_rmsd')},
                 **{key: orm.Int(selection[key]) for key in ('task_max', 'seed')},
+                'trust_levels': orm.Str(selection.get('trust_levels', 'absolute')),
+                'fallback_to_failed': orm.Bool(selection.get('fallback_to_failed', True)),
             },
             'conv_accuracy': orm.Float(inputs['conv_accuracy']),
             'max_iterations': orm.Int(inputs['max_iterations']),
@@ -702,14 +741,27 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.records = {}
         self.ctx.statistics = {}
         self.ctx.stages = [normalise_stage(stage) for stage in self.inputs.exploration.stages.get_list()]
+        selection = self.inputs.selection
+        self.ctx.relative = selection.trust_levels.value == 'relative'
+        # Trust levels in eV/Å: known now when absolute, after the first training when relative.
+        self.ctx.trust = (
+            None
+            if self.ctx.relative
+            else {'mode': 'absolute', 'f_lo': selection.f_lo.value, 'f_hi': selection.f_hi.value}
+        )
         continuation = self.inputs.get('continuation', {}) or {}
         if 'iterations' in continuation:
             previous = continuation['iterations'].get_dict()
+            if self.ctx.relative and (previous.get('trust') or {}).get('mode') == 'relative':
+                self.ctx.trust = previous['trust']
             self.ctx.iteration = int(previous.get('n_iterations', 0))
             self.ctx.stage = int(previous.get('stage', 0))
             self.ctx.stage_iterations = int(previous.get('stage_iterations', 0))
             self.ctx.converged = bool(previous.get('converged', False))
             models = continuation.get('models')
+            if self.ctx.trust is None:
+                models = None  # relative levels never resolved: retrain, and resolve them from that committee
+                self.report('the relative trust levels of the previous run are unknown: retraining the committee')
             if models and previous.get('models_training_set') == self.inputs.frames.uuid:
                 self.ctx.models = dict(models)
                 self.ctx.models_training_set = self.inputs.frames.uuid
@@ -721,9 +773,15 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 f'continuing after iteration {self.ctx.iteration} (stage {self.ctx.stage}, converged '
                 f'{self.ctx.converged}) with {self.inputs.frames.n_frames} frames, {how}'
             )
+        if self.ctx.relative and self.ctx.trust is None:
+            levels = (
+                f'relative trust levels {selection.f_lo.value:g} / {selection.f_hi.value:g} x the first '
+                "committee's validation force RMSE"
+            )
+        else:
+            levels = f'trust levels f_lo {self.ctx.trust["f_lo"]:.3g} / f_hi {self.ctx.trust["f_hi"]:.3g} eV/Å'
         self.report(
-            f'{len(self.ctx.stages)} stage(s); trust levels f_lo {self.inputs.selection.f_lo.value:g} / f_hi '
-            f'{self.inputs.selection.f_hi.value:g} eV/Å; task_max {self.inputs.selection.task_max.value}; '
+            f'{len(self.ctx.stages)} stage(s); {levels}; task_max {self.inputs.selection.task_max.value}; '
             f'conv_accuracy {self.inputs.conv_accuracy.value:g}; max_iterations {self.inputs.max_iterations.value}'
         )
         self.report('iter stage  frames  accurate        candidate       failed          selected labelled set')
@@ -791,6 +849,35 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.models_training_set = self.ctx.frames.uuid
         if self.ctx.status == 'running':
             self.out(f'{self._prefix}.models', models)
+        if self.ctx.trust is None:
+            return self._resolve_relative_trust_levels(node)
+        return None
+
+    def _resolve_relative_trust_levels(self, node: orm.ProcessNode):
+        """Relative trust levels in eV/Å from the mean validation force RMSE [meV/Å] of the first committee."""
+        selection = self.inputs.selection
+        try:
+            rmse = node.outputs.metrics.get_dict()['committee']['valid']['force_rmse']['mean'] / 1000.0
+            f_lo, f_hi = relative_trust_levels(selection.f_lo.value, selection.f_hi.value, rmse)
+        except (AttributeError, KeyError, TypeError, ValueError) as exception:
+            self._attach_results('training_failed')
+            detail = f'no validation force RMSE for the relative trust levels in {node.process_label}<{node.pk}>'
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_TRAINING.format(
+                iteration=self.ctx.iteration, detail=f'{detail} ({exception})'
+            )
+        self.ctx.trust = {
+            'mode': 'relative',
+            'f_lo': f_lo,
+            'f_hi': f_hi,
+            'f_lo_relative': selection.f_lo.value,
+            'f_hi_relative': selection.f_hi.value,
+            'force_rmse_valid': rmse,
+            'iteration': self.ctx.iteration,
+        }
+        self.report(
+            f'trust levels f_lo {f_lo:.3g} / f_hi {f_hi:.3g} eV/Å: {selection.f_lo.value:g} / {selection.f_hi.value:g}'
+            f" x the committee's validation force RMSE {rmse:.3g} eV/Å, kept for the whole run"
+        )
         return None
 
     def run_exploration(self):
@@ -856,8 +943,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             )
         selection = self.inputs.selection
         settings = {
-            'f_lo': selection.f_lo.value,
-            'f_hi': selection.f_hi.value,
+            'f_lo': self.ctx.trust['f_lo'],
+            'f_hi': self.ctx.trust['f_hi'],
+            'fallback_to_failed': selection.fallback_to_failed.value,
             'adaptive_lo_rate': selection.adaptive_lo_rate.value if 'adaptive_lo_rate' in selection else None,
             'task_max': selection.task_max.value,
             'min_distance': selection.min_distance.value,
@@ -971,13 +1059,12 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if not node.is_finished_ok or 'predictions' not in node.outputs:
             self.report(f'calibration skipped: {node.process_label}<{node.pk}> exit {node.exit_status}')
             return
-        selection = self.inputs.selection
         try:
             outputs = calibrate_committee(
                 frames=self.ctx.labelled,
                 predictions=node.outputs.predictions,
                 settings=orm.Dict(
-                    {'iteration': self.ctx.iteration, 'f_lo': selection.f_lo.value, 'f_hi': selection.f_hi.value}
+                    {'iteration': self.ctx.iteration, 'f_lo': self.ctx.trust['f_lo'], 'f_hi': self.ctx.trust['f_hi']}
                 ),
                 metadata={'call_link_label': f'calibrate_iter_{self.ctx.iteration:03d}'},
             )
@@ -1027,6 +1114,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             f'{stats["n_failed"]:5d} ({stats["ratio_failed"]:.3f})  '
             f'{stats["n_selected"]:8d} {record["n_labelled"]:8d} {record["n_train_before"]}->{record["n_train_after"]}'
         )
+        if stats.get('selected_from') == 'failed':
+            line += '  (picked from the failed band)'
         if record.get('calibration_pearson') is not None:
             line += f'  calibration r={record["calibration_pearson"]:.2f}'
         if stats['converged']:
@@ -1049,6 +1138,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             'models_training_set': self.ctx.models_training_set if models else None,
             'f_lo': self.inputs.selection.f_lo.value,
             'f_hi': self.inputs.selection.f_hi.value,
+            'trust_levels': self.inputs.selection.trust_levels.value,
+            'trust': self.ctx.trust,
             'conv_accuracy': self.inputs.conv_accuracy.value,
         }
         continuation = self.inputs.get('continuation', {}) or {}

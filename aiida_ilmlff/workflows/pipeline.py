@@ -910,6 +910,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         if not node.is_finished_ok:
             self.report(f'active learning ended [{node.exit_status}] {node.exit_message}: using its last training set')
         self.ctx.training_set = node.outputs.frames
+        self.ctx.active_learning_iterations = node.outputs.iterations if 'iterations' in node.outputs else None
         return None
 
     def run_training(self):
@@ -1150,6 +1151,11 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             orm.Dict(self.ctx.ions),
             test_split=self.ctx.test_split,
             **({'references': references} if references is not None else {}),
+            **(
+                {'active_learning': self.ctx.active_learning_iterations}
+                if self.ctx.get('active_learning_iterations') is not None
+                else {}
+            ),
             **inputs,
             metadata={'call_link_label': 'compare_models'},
         )

@@ -69,7 +69,16 @@ def copper_structure(aiida_profile):
 STANDIN_OVERRIDES = {
     'max_iterations': 4,
     'conv_accuracy': 0.8,
-    'selection': {'task_max': 4, 'duplicate_rmsd': 0.0, 'min_distance': 1.5},
+    # DP-GEN's absolute levels and its 320 on no candidate (the `fast` protocol is relative, with the fallback)
+    'selection': {
+        'task_max': 4,
+        'duplicate_rmsd': 0.0,
+        'min_distance': 1.5,
+        'trust_levels': 'absolute',
+        'f_lo': 0.05,
+        'f_hi': 0.15,
+        'fallback_to_failed': False,
+    },
     'train': {'committee_size': 2, 'valid_fraction': 0.5},
     'exploration': {
         'parameters': {'traj_every': 5, 'thermo_every': 5, 'checkpoint_every': 100, 'timestep_fs': 2.0},

@@ -8,8 +8,10 @@ takes 10-40 s on the shared 2-core machine.
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
+import pytest
 from aiida import orm
 from aiida.cmdline.utils.common import get_workchain_report
 from aiida.common.links import LinkType
@@ -151,3 +153,46 @@ def test_continuation_redoes_nothing(standin_builder, monkeypatch):
     np.testing.assert_array_equal(
         second.outputs.frames.iterations[: first.outputs.frames.n_frames], first.outputs.frames.iterations
     )
+
+
+def test_relative_trust_levels_follow_the_first_committee(standin_builder, monkeypatch):
+    """`relative`: f_lo / f_hi in units of the first committee's validation force RMSE, then fixed for the run."""
+    monkeypatch.setitem(CONFIG, 'a0', 0.13)
+    # 0.05 and 0.15 eV/Å for a first committee of validation force RMSE 0.13 eV/Å (the stand-in's amplitude)
+    overrides = {'selection': {'trust_levels': 'relative', 'f_lo': 0.05 / 0.13, 'f_hi': 0.15 / 0.13}}
+    _, node = run_get_node(standin_builder({**overrides, 'conv_accuracy': 0.9, 'max_iterations': 6}))
+    report = get_workchain_report(node, 'REPORT')
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    summary = node.outputs.iterations.get_dict()
+    trust = summary['trust']
+    assert trust['mode'] == 'relative' and trust['iteration'] == 1
+    assert trust['force_rmse_valid'] == pytest.approx(0.13)
+    assert (trust['f_lo'], trust['f_hi']) == pytest.approx((0.05, 0.15))
+    records = summary['iterations']
+    assert len(records) >= 2 and summary['converged']
+    # the levels stay those of the first committee although every later committee is more accurate
+    assert all((r['f_lo'], r['f_hi']) == (trust['f_lo'], trust['f_hi']) for r in records)
+    assert "x the committee's validation force RMSE 0.13 eV/Å, kept for the whole run" in report
+    ratios = [r['ratio_accurate'] for r in records]
+    assert ratios[-1] > ratios[0]
+
+
+def test_every_frame_failed_falls_back_to_the_lowest_deviations(standin_builder, monkeypatch):
+    """No frame between the levels: the failed frames of lowest deviation are labelled (not a 320 stop)."""
+    monkeypatch.setitem(CONFIG, 'a0', 0.5)
+    _, node = run_get_node(standin_builder({'max_iterations': 1, 'selection': {'fallback_to_failed': True}}))
+    report = get_workchain_report(node, 'REPORT')
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    record = node.outputs.iterations['iterations'][0]
+    assert record['n_failed'] == record['n_frames'] > 0 and record['n_candidate'] == 0
+    assert record['selected_from'] == 'failed' and record['n_selected'] == 4 and record['n_labelled'] == 4
+    assert '(picked from the failed band)' in report
+    namespace = node.outputs.iteration.iter_001
+    deviations = namespace.deviations
+    selected = deviations.get_array('selected')
+    values = deviations.get_array('max_devi_f')
+    # the picked frames are the lowest deviations of the frames the minimum-distance filter let through
+    passed = ~selected & np.isfinite(values)
+    assert values[selected].max() <= np.sort(values[passed])[: 5 * 4].max()
+    assert {json.loads(p)['class'] for p in namespace.selected.perturbations} == {'failed'}
+    assert node.outputs.frames.n_frames == node.inputs.frames.n_frames + 4

@@ -316,3 +316,59 @@ def test_flags_do_not_depend_on_the_order_of_the_stored_dict():
         rows = {'mace': {'info': {'label': 'MACE'}, 'evaluation': _metrics(40.0, 2.0), 'properties': properties}}
         tables.append(format_comparison_table(comparison_table(rows, {'PYR14': 1, 'BF4': -1}, TEST_SET)))
     assert tables[0] == tables[1]
+
+
+def _al_record(iteration, ratio, n_labelled, selected_from='candidate', stage=0):
+    return {
+        'iteration': iteration,
+        'stage': stage,
+        'n_frames': 30,
+        'ratio_accurate': ratio,
+        'ratio_candidate': 1.0 - ratio - 0.1,
+        'ratio_failed': 0.1,
+        'f_lo': 0.3,
+        'f_hi': 0.9,
+        'n_selected': n_labelled,
+        'selected_from': selected_from if n_labelled else None,
+        'n_labelled': n_labelled,
+        'n_train_before': 40 + 8 * (iteration - 1),
+        'n_train_after': 40 + 8 * iteration,
+        'converged': False,
+    }
+
+
+def test_active_learning_rows_and_flags_under_the_table():
+    """The iterations of active learning are printed under the table; what it did not do is flagged."""
+    rows = {
+        'mace': {
+            'info': {'label': 'MACE', 'kind': 'trained', 'architecture': 'mace', 'driver': 'model_0'},
+            'evaluation': _metrics(40.0, 2.0),
+        }
+    }
+    trust = {'mode': 'relative', 'f_lo': 0.3, 'f_hi': 0.9, 'f_lo_relative': 2.0, 'f_hi_relative': 6.0}
+    working = {
+        'status': 'max_iterations',
+        'trust': {**trust, 'force_rmse_valid': 0.15},
+        'iterations': [_al_record(1, 0.2, 8, 'failed'), _al_record(2, 0.5, 8), _al_record(3, 0.8, 8)],
+    }
+    table = comparison_table(rows, {'PYR14': 1, 'BF4': -1}, TEST_SET, active_learning=working)
+    summary = table['active_learning']
+    assert summary['n_labelled'] == 24 and [r['ratio_accurate'] for r in summary['iterations']] == [0.2, 0.5, 0.8]
+    assert summary['flags'] == [
+        'active learning: iteration(s) 1 picked from the failed band (no explored frame lay between the trust levels)'
+    ]
+    text = format_comparison_table(table)
+    assert 'active learning: max_iterations, 24 frames added; trust levels 0.3 / 0.9 eV/Å (2 / 6 x the' in text
+    assert '     1     0     30    0.200     0.700  0.100 8 (failed)' in text
+    assert '40->48' in text and '56->64' in text
+
+    idle = {
+        'status': 'no_candidates',
+        'trust': {'mode': 'absolute', 'f_lo': 0.05, 'f_hi': 0.15},
+        'iterations': [_al_record(1, 0.3, 0), _al_record(2, 0.1, 0)],
+    }
+    text = format_comparison_table(comparison_table(rows, {'PYR14': 1, 'BF4': -1}, TEST_SET, active_learning=idle))
+    assert 'active learning added no frame in 2 iteration(s): the models were trained on the data set alone' in text
+    assert 'active learning stopped early (no_candidates): the models were trained on its last training set' in text
+    assert 'the accurate ratio did not rise (0.30 in iteration 1, 0.10 in iteration 2)' in text
+    assert 'active learning' not in format_comparison_table(comparison_table(rows, {'PYR14': 1, 'BF4': -1}, TEST_SET))

@@ -20,6 +20,7 @@ from aiida_ilmlff.common.plain import finite_or_none
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.data.trajectory import MDTrajectoryData
 from aiida_ilmlff.sampling.selection import (
+    ACCURATE,
     F_HI,
     F_LO,
     SELECTION_DEFAULTS,
@@ -28,6 +29,7 @@ from aiida_ilmlff.sampling.selection import (
     classify,
     committee_force_errors,
     correlation,
+    lowest_failed,
     select_indices,
     selection_statistics,
 )
@@ -55,16 +57,19 @@ def select_candidates(settings: orm.Dict, **explorations: orm.Data) -> dict[str,
     """Classify the explored frames by committee deviation and pick the frames to label (DP-GEN semantics).
 
     :param settings: ``Dict`` with the keys of :data:`SELECTION_DEFAULTS`: ``f_lo``, ``f_hi`` [eV/Å],
-        ``adaptive_lo_rate`` (fraction in (0, 1) or ``None``), ``task_max``, ``min_distance`` [Å],
+        ``adaptive_lo_rate`` (fraction in (0, 1) or ``None``), ``fallback_to_failed`` (bool: with no frame
+        between the levels and the accurate ratio below ``conv_accuracy``, pick the failed frames of lowest
+        deviation instead), ``task_max``, ``min_distance`` [Å],
         ``duplicate_rmsd`` [Å], ``seed``, ``iteration`` (stored on the selected frames), ``conv_accuracy``.
     :param explorations: ``trajectory_<key>`` (``MDTrajectoryData``) and ``deviation_<key>`` (``ArrayData``
         with ``time_fs`` and ``max_devi_f``, the ``deviation`` output of ``ilmlff.md``), one pair per MD run.
     :returns: ``statistics`` (Dict: counts and ratios of accurate / candidate / failed frames, per run too,
-        the trust levels used, the selection filters' counts, ``converged`` = accurate ratio >=
-        ``conv_accuracy``), ``deviations`` (ArrayData: ``max_devi_f`` (N,) eV/Å, ``run`` (N,) run index in
-        sorted key order, ``frame`` (N,), ``class`` (N,) 0/1/2, ``selected`` (N,) bool) and, when a frame was
+        the trust levels used, the selection filters' counts, ``selected_from`` (``candidate``, ``failed`` or
+        ``None``), ``converged`` = accurate ratio >= ``conv_accuracy``), ``deviations`` (ArrayData:
+        ``max_devi_f`` (N,) eV/Å, ``run`` (N,) run index in sorted key order, ``frame`` (N,), ``class`` (N,)
+        0/1/2, ``selected`` (N,) bool) and, when a frame was
         picked, ``selected`` (FramesData, origin ``AL``, ``iteration`` set, ``perturbation`` JSON with the
-        deviation, run key and frame, ``source`` = trajectory uuid, ``temperature`` = the run's target).
+        deviation, its class, run key and frame, ``source`` = trajectory uuid, ``temperature`` = the run's target).
     :raises ValueError: for a trajectory without its deviation (or the reverse) or no run at all.
     """
     options = {**SELECTION_DEFAULTS, **settings.get_dict()}
@@ -93,6 +98,12 @@ def select_candidates(settings: orm.Dict, **explorations: orm.Data) -> dict[str,
     rate = options.get('adaptive_lo_rate')
     f_lo_used = adaptive_lower_level(deviation_all, f_lo, f_hi, float(rate)) if rate else f_lo
     selectable = np.flatnonzero(np.isfinite(deviation_all) & (deviation_all >= f_lo_used) & (deviation_all < f_hi))
+    band = 'candidate'
+    converged = bool(len(classes) and np.mean(classes == ACCURATE) >= float(options['conv_accuracy']))
+    if selectable.size == 0 and options.get('fallback_to_failed') and not converged:
+        # Nothing between the levels: the failed frames nearest to them (a few times task_max, for the filters).
+        selectable = lowest_failed(deviation_all, f_hi, 5 * int(options['task_max']))
+        band = 'failed'
 
     # Positions of the selectable frames, read once per run (only those frames).
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -125,6 +136,7 @@ def select_candidates(settings: orm.Dict, **explorations: orm.Data) -> dict[str,
         cell=lambda i: cache[i][1],
         group=lambda i: int(run_all[i]),
         duplicate_rmsd=float(options.get('duplicate_rmsd') or 0.0),
+        shuffle=band == 'candidate',
     )
     picked = sorted(picked)
 
@@ -140,6 +152,7 @@ def select_candidates(settings: orm.Dict, **explorations: orm.Data) -> dict[str,
         n_selectable=int(selectable.size),
         n_rejected_min_distance=len(squeezed),
         n_rejected_duplicate=len(duplicates),
+        selected_from=band,
     )
     selected_mask = np.zeros(n, dtype=bool)
     selected_mask[picked] = True
@@ -155,7 +168,9 @@ def select_candidates(settings: orm.Dict, **explorations: orm.Data) -> dict[str,
     deviations.base.attributes.set('runs', keys)
     outputs: dict[str, orm.Data] = {'statistics': orm.Dict(statistics), 'deviations': deviations}
     if picked:
-        outputs['selected'] = _selected_frames(picked, runs, run_all, frame_all, deviation_all, cache, static, options)
+        outputs['selected'] = _selected_frames(
+            picked, runs, run_all, frame_all, deviation_all, cache, static, {**options, 'band': band}
+        )
     return outputs
 
 
@@ -180,6 +195,7 @@ def _selected_frames(picked, runs, run_all, frame_all, deviation_all, cache, sta
                     'run': r['key'],
                     'frame': int(frame_all[index]),
                     'max_devi_f': float(deviation_all[index]),
+                    'class': options['band'],
                 }
             )
         )
@@ -296,6 +312,7 @@ def collect_iterations(state: orm.Dict, previous: orm.Dict | None = None, **stat
         'n_selected',
         'n_rejected_min_distance',
         'n_rejected_duplicate',
+        'selected_from',
         'converged',
     )
     for node in statistics.values():

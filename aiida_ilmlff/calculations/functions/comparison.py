@@ -38,7 +38,11 @@ def test_set_summary(split: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
 
 @calcfunction
 def compare_models(
-    ions: orm.Dict, test_split: orm.Dict | None = None, references: orm.Dict | None = None, **inputs: orm.Dict
+    ions: orm.Dict,
+    test_split: orm.Dict | None = None,
+    references: orm.Dict | None = None,
+    active_learning: orm.Dict | None = None,
+    **inputs: orm.Dict,
 ) -> dict[str, orm.Data]:
     """Store the comparison of the pipeline's models and its figure.
 
@@ -50,6 +54,8 @@ def compare_models(
         it the table warns that the test errors may be optimistic.
     :param references: the reference AIMD's Li+ solvation and TFSI conformers by composition key
         (``{key: {n_frames, li_clusters, tfsi_conformers}}``), shown beside the models'.
+    :param active_learning: the ``iterations`` output of the active learning that grew the training set: its
+        iterations and flags (nothing added, stopped early) join the table.
     :param inputs: per row ``<row>_info`` (Dict, see ``comparison_table``), ``<row>_evaluation`` (the
         ``metrics`` of ``ilmlff.evaluate`` on the shared test set) and optionally ``<row>_properties`` (the
         ``properties`` output of ``ilmlff.properties``).
@@ -66,7 +72,13 @@ def compare_models(
     if missing:
         raise ValueError(f'compare_models: rows {missing} have no `_evaluation` metrics')
     test_set = test_set_summary(test_split.get_dict()) if test_split is not None else None
-    table = comparison_table(rows, ions.get_dict(), test_set, references.get_dict() if references is not None else None)
+    table = comparison_table(
+        rows,
+        ions.get_dict(),
+        test_set,
+        references.get_dict() if references is not None else None,
+        active_learning.get_dict() if active_learning is not None else None,
+    )
     figure = _png_node(lambda buffer: plot_comparison(table, buffer), 'comparison.png')
     return {'comparison': orm.Dict(table), 'figure': figure}
 
