@@ -19,6 +19,7 @@ from aiida.common import datastructures
 from aiida.engine import CalcJob
 
 from aiida_ilmlff.data import FramesData, MLFFModelData
+from aiida_ilmlff.data.box_atoms import box_atoms
 from aiida_ilmlff.data.trajectory import MDTrajectoryData
 from aiida_ilmlff.runner.contract import (
     CHECKPOINT_FORMAT,
@@ -305,13 +306,7 @@ class MDCalculation(CalcJob):
         if isinstance(structure, FramesData):
             atoms = structure[self.inputs.frame_index.value if 'frame_index' in self.inputs else -1]
         else:
-            atoms = structure.get_ase()
-            mol_id = structure.base.attributes.get('mol_id', None)
-            if mol_id is not None:
-                atoms.arrays['mol_id'] = np.asarray(mol_id, dtype=np.int64)
-            molecules = structure.base.attributes.get('molecules', None)
-            if molecules is not None:
-                atoms.info['molecules'] = list(molecules)
+            atoms = box_atoms(structure)
         atoms.calc = None
         info = {}
         if 'molecules' in atoms.info and atoms.info['molecules'] is not None:

@@ -23,6 +23,7 @@ from aiida.common.exceptions import ValidationError
 from aiida_ilmlff.common.hashing import sha256_file
 
 from . import frames_formats, frames_h5
+from .box_atoms import box_atoms
 from .frame_arrays import ORIGINS, FrameArrays
 
 if t.TYPE_CHECKING:
@@ -164,15 +165,7 @@ class FramesData(orm.Data):
             structures = [structures]
         images = []
         for structure in structures:
-            atoms = structure.get_ase()
-            mol_id = structure.base.attributes.get('mol_id', None)
-            if mol_id is not None:
-                if len(mol_id) != len(atoms):
-                    raise ValueError(f'StructureData<{structure.uuid}> has {len(mol_id)} mol_id for {len(atoms)} sites')
-                atoms.arrays['mol_id'] = np.asarray(mol_id, dtype=np.int64)
-            molecules = structure.base.attributes.get('molecules', None)
-            if molecules is not None:
-                atoms.info['molecules'] = list(molecules)
+            atoms = box_atoms(structure)
             atoms.info['source'] = structure.uuid if structure.is_stored else ''
             images.append(atoms)
         return cls.from_ase(images, origin=origin, **kwargs)

@@ -38,6 +38,7 @@ from aiida_ilmlff.calculations.functions.box import relaxed_box
 from aiida_ilmlff.calculations.functions.sampling import parse_cp2k_md
 from aiida_ilmlff.calculations.monitors import SCF_MONITOR_ENTRY_POINT
 from aiida_ilmlff.data import FramesData
+from aiida_ilmlff.data.box_atoms import box_atoms
 from aiida_ilmlff.data.level_of_theory import cp2k_level_of_theory
 from aiida_ilmlff.parsers.cp2k_output import HARTREE_PER_BOHR_TO_EV_PER_A, optimisation_max_gradients
 from aiida_ilmlff.sampling.cp2k_md import CP2K_ENER_FILE
@@ -402,13 +403,9 @@ class AimdWorkChain(WorkChain):
     @staticmethod
     def _molecule_mismatches(structure: orm.StructureData) -> list[str]:
         """Molecules of a built box whose bond graph changed (empty for a structure without ``mol_id``)."""
-        mol_id = structure.base.attributes.get('mol_id', None)
-        molecules = structure.base.attributes.get('molecules', None)
-        if mol_id is None or molecules is None:
+        atoms = box_atoms(structure)
+        if 'mol_id' not in atoms.arrays or 'molecules' not in atoms.info:
             return []
-        atoms = structure.get_ase()
-        atoms.arrays['mol_id'] = [int(i) for i in mol_id]
-        atoms.info['molecules'] = list(molecules)
         return molecule_graph_mismatches(atoms)
 
     def run_md(self):

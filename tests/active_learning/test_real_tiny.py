@@ -3,7 +3,8 @@
 The initial frames (rattled 2-pair PYR14BF4 boxes, 70 atoms) are labelled inside the test by ``ilmlff.label``
 (real CP2K), so the provenance runs from every training frame back to its CP2K calculation. The MACE models
 are trained for a handful of epochs on two frames: far from converged, their committee deviation is large,
-so the trust levels are opened wide (``f_hi`` 50 eV/Å) to make the loop select, label and retrain. The run
+so the trust levels are opened wide (relative, as in the ``fast`` protocol: 0.05 / 50 x the first committee's
+validation force RMSE, read from the real training metrics) to make the loop select, label and retrain. The run
 takes about 4-5 minutes on the shared 2-core machine (measured times in docs/active_learning.md); the wall
 time is printed, not asserted.
 """
@@ -79,7 +80,7 @@ def test_two_iterations_with_cp2k_mace_and_the_runner(real_codes):
     overrides = {
         'max_iterations': 2,
         'final_training': False,
-        'selection': {'f_lo': 0.05, 'f_hi': 50.0, 'task_max': 2},
+        'selection': {'trust_levels': 'relative', 'f_lo': 0.05, 'f_hi': 50.0, 'task_max': 2},
         'train': {'committee_size': 2, 'valid_fraction': 0.5, 'member': {'mace': {'parameters': TINY_MACE}}},
         'label': {'max_concurrent': 2},
         'exploration': {
@@ -106,6 +107,13 @@ def test_two_iterations_with_cp2k_mace_and_the_runner(real_codes):
     summary = node.outputs.iterations.get_dict()
     records = summary['iterations']
     assert [r['iteration'] for r in records] == [1, 2] and summary['n_iterations'] == 2
+    # relative trust levels resolved from the first committee's validation force RMSE [meV/Å -> eV/Å]
+    trust = summary['trust']
+    first_metrics = node.outputs.iteration.iter_001.models
+    assert trust['mode'] == 'relative' and trust['iteration'] == 1 and trust['force_rmse_valid'] > 0
+    assert len(first_metrics) == 2
+    assert trust['f_hi'] == pytest.approx(50.0 * trust['force_rmse_valid'])
+    assert all(r['f_lo'] == pytest.approx(trust['f_lo']) for r in records)
     rows = [
         line.split('|_report_iteration]:')[1].split() for line in report.splitlines() if '_report_iteration]' in line
     ]
