@@ -48,9 +48,7 @@ def angle_triplets(pairs) -> np.ndarray:
         neighbours.setdefault(i, set()).add(j)
         neighbours.setdefault(j, set()).add(i)
     triplets = [
-        (i, centre, k)
-        for centre, around in neighbours.items()
-        for i, k in itertools.combinations(sorted(around), 2)
+        (i, centre, k) for centre, around in neighbours.items() for i, k in itertools.combinations(sorted(around), 2)
     ]
     return np.asarray(sorted(triplets), dtype=np.int64).reshape(-1, 3)
 
