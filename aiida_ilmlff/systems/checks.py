@@ -28,6 +28,7 @@ __all__ = (
     'molecule_graphs_match',
 )
 
+
 @functools.lru_cache(maxsize=256)
 def _ion_from_definition(name: str, smiles: str, charge: int) -> Ion:
     return Ion(name=name, smiles=smiles, charge=charge)
