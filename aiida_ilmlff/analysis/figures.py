@@ -132,6 +132,23 @@ def plot_rdf(r, curves: t.Mapping[str, tuple[np.ndarray, np.ndarray, float]], fa
     return figure
 
 
+def plot_rdf_overlay(r, g: t.Mapping[str, np.ndarray], g_reference: t.Mapping[str, np.ndarray], title: str = ''):
+    """g(r) of a model's MD (solid) over its reference run's (dashed), one colour per pair: the picture of a
+    validation against the reference (:func:`aiida_ilmlff.analysis.validation.structure_agreement`)."""
+    figure = new_figure((7.0, 4.4))
+    axis = figure.subplots()
+    for i, name in enumerate(g):
+        axis.plot(r, g[name], color=f'C{i}', label=f'{name} model')
+        if name in g_reference:
+            axis.plot(r, g_reference[name], color=f'C{i}', linestyle='--', linewidth=1.0, label=f'{name} reference')
+    axis.axhline(1.0, color='0.7', linewidth=0.6)
+    axis.set_xlabel('r [Å]')
+    axis.set_ylabel('g(r)')
+    axis.set_title(title or 'model (solid) against reference (dashed)', fontsize=10)
+    axis.legend(fontsize=7, loc='upper right', ncol=2)
+    return figure
+
+
 def calibration_png(deviation: np.ndarray, error: np.ndarray, f_lo: float, f_hi: float, title: str) -> bytes:
     """PNG bytes: committee max force deviation against the max force error [eV/Å], with the trust levels marked."""
     import matplotlib

@@ -43,6 +43,7 @@ __all__ = (
     'molecule_bonds',
     'structure_agreement',
     'validation_rdf_pairs',
+    'validation_summary',
 )
 
 #: Largest |first-peak shift| [Å] of a model's g(r) from the reference's that meets the target (issue 17).
@@ -159,8 +160,12 @@ def structure_agreement(
     with TrajectoryReader(path) as reader, TrajectoryReader(reference_path) as reference:
         frames = reader.read(window['start'])
         reference_frames = reference.read()
-    geometry = intramolecular_agreement(
-        numbers, bonds, frames.positions, frames.cell, reference_frames.positions, reference_frames.cell
+    geometry = (
+        intramolecular_agreement(
+            numbers, bonds, frames.positions, frames.cell, reference_frames.positions, reference_frames.cell
+        )
+        if len(bonds)
+        else {'bonds': {}, 'angles': {}}  # monatomic species only
     )
     return {
         'rdf': rdfs,
@@ -177,3 +182,58 @@ def structure_agreement(
         'max_abs_height_deviation': max((abs(e['peak_height_ratio'] - 1.0) for e in available), default=None),
         'mean_rdf_distance_A': float(np.mean([e['distance'] for e in available])) if available else None,
     }
+
+
+def validation_summary(
+    state: t.Mapping[str, t.Any],
+    structure: t.Mapping[str, t.Any] | None = None,
+    metrics: t.Mapping[str, t.Any] | None = None,
+    calibration: t.Mapping[str, t.Any] | None = None,
+) -> dict[str, t.Any]:
+    """The record of one validation, from what its steps produced (plain dicts).
+
+    :param state: the state point and MD facts: ``temperature_K``, ``composition``, ``level_of_theory``, ``driver``
+        (the model key that drove the MD), ``md_intact``, ``md_ps``, ``test_force_rmse`` [meV/Å] (optional), ...
+        (kept as they are).
+    :param structure: :func:`structure_agreement` without its curves (the ``structure`` output).
+    :param metrics: the ``metrics`` of ``ilmlff.evaluate`` on the labelled a posteriori frames.
+    :param calibration: the ``calibration`` of ``calibrate_committee`` on them.
+    :returns: ``state`` plus ``structure`` (``within_targets``, ``max_abs_peak_shift_A``,
+        ``max_abs_height_deviation``, ``mean_rdf_distance_A``), ``rdf`` (pair -> ``peak_shift``,
+        ``peak_height_ratio``, ``distance``, ``within_targets``), ``bond_shifts_A``, ``bond_width_ratios``,
+        ``angle_shifts_deg`` and ``a_posteriori`` (``n_frames``, ``force_rmse`` [meV/Å], ``force_rmse_relative``,
+        ``ratio_to_test``, ``calibration_pearson``, ``mean_error_over_deviation``), each where known.
+    """
+    record = dict(state)
+    if structure:
+        record['structure'] = {
+            key: structure.get(key)
+            for key in ('within_targets', 'max_abs_peak_shift_A', 'max_abs_height_deviation', 'mean_rdf_distance_A')
+        }
+        record['rdf'] = {
+            pair: {key: entry.get(key) for key in ('peak_shift', 'peak_height_ratio', 'distance', 'within_targets')}
+            for pair, entry in (structure.get('rdf') or {}).items()
+        }
+        record['bond_shifts_A'] = {name: entry['shift'] for name, entry in (structure.get('bonds') or {}).items()}
+        record['bond_width_ratios'] = {
+            name: entry['width_ratio'] for name, entry in (structure.get('bonds') or {}).items()
+        }
+        record['angle_shifts_deg'] = {name: entry['shift'] for name, entry in (structure.get('angles') or {}).items()}
+    if metrics:
+        models = metrics.get('models') or {}
+        driver = state.get('driver') if state.get('driver') in models else (sorted(models)[0] if models else None)
+        errors = (models.get(driver) or {}).get('errors') or {}
+        a_posteriori = {
+            'n_frames': metrics.get('n_frames'),
+            'force_rmse': errors.get('force_rmse'),
+            'force_rmse_relative': errors.get('force_rmse_relative'),
+            'ratio_to_test': None,
+        }
+        test = state.get('test_force_rmse')
+        if test and errors.get('force_rmse') is not None:
+            a_posteriori['ratio_to_test'] = errors['force_rmse'] / test
+        if calibration:
+            a_posteriori['calibration_pearson'] = (calibration.get('deviation_vs_max_error') or {}).get('pearson')
+            a_posteriori['mean_error_over_deviation'] = calibration.get('mean_error_over_deviation')
+        record['a_posteriori'] = a_posteriori
+    return record
