@@ -211,7 +211,11 @@ def validation_summary(
             for key in ('within_targets', 'max_abs_peak_shift_A', 'max_abs_height_deviation', 'mean_rdf_distance_A')
         }
         record['rdf'] = {
-            pair: {key: entry.get(key) for key in ('peak_shift', 'peak_height_ratio', 'distance', 'within_targets')}
+            pair: {
+                key: entry.get(key)
+                for key in ('available', 'reason', 'peak_shift', 'peak_height_ratio', 'distance', 'within_targets')
+                if key in entry
+            }
             for pair, entry in (structure.get('rdf') or {}).items()
         }
         record['bond_shifts_A'] = {name: entry['shift'] for name, entry in (structure.get('bonds') or {}).items()}
