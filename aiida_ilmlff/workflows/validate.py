@@ -44,7 +44,9 @@ from aiida_ilmlff.common.plain import finite_or_none
 from aiida_ilmlff.data import FramesData, MLFFModelData
 from aiida_ilmlff.runner.contract import validate_parameters
 from aiida_ilmlff.workflows.label import LabelWorkChain
-from aiida_ilmlff.workflows.md import MDBaseWorkChain
+from aiida_ilmlff.workflows.md import MDBaseWorkChain, models_namespace
+from aiida_ilmlff.workflows.protocols import ProtocolMixin, UnknownOverrideError, recursive_merge
+from aiida_ilmlff.workflows.protocols.checks import check_code_plugin
 
 __all__ = ('ValidationWorkChain', 'check_reference', 'reference_temperature_of', 'validate_inputs')
 
@@ -147,8 +149,13 @@ def validate_inputs(inputs: t.Mapping, _: t.Any = None) -> str | None:
     return None
 
 
-class ValidationWorkChain(WorkChain):
-    """A model's NVT MD at the state point of a reference AIMD, compared with it; a posteriori force errors."""
+class ValidationWorkChain(ProtocolMixin, WorkChain):
+    """A model's NVT MD at the state point of a reference AIMD, compared with it; a posteriori force errors.
+
+    Build it with :meth:`get_builder_from_protocol`.
+    """
+
+    _protocol_file = 'validate.yaml'
 
     _md_process = MDBaseWorkChain
     _label_process = LabelWorkChain
@@ -262,6 +269,98 @@ class ValidationWorkChain(WorkChain):
             message='The model MD tripped a guard after {time_ps} ps ({message}): no structure to compare; '
             '`validation` says when and why.',
         )
+
+    @classmethod
+    def get_plain_protocol_inputs(
+        cls,
+        protocol: str | None = None,
+        overrides: t.Mapping | None = None,
+        *,
+        label_code: orm.AbstractCode,
+        elements: t.Iterable[str],
+        temperature_K: float,
+        options: t.Mapping | None = None,
+    ) -> dict:
+        """The protocol inputs as plain values (no models, reference or codes in them).
+
+        ``md`` is :meth:`MDBaseWorkChain.get_plain_protocol_inputs` of the same protocol with this protocol's ``md``
+        merged over it, NVT at ``temperature_K``; ``label`` is :meth:`LabelWorkChain.get_plain_protocol_inputs` of
+        ``label.protocol`` (default: this protocol's name) for ``elements``.
+
+        :raises ValueError: an unknown protocol or override key (naming its path).
+        """
+        protocol = cls.check_protocol(protocol)
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        md = recursive_merge(
+            inputs.get('md') or {}, {'md': {'parameters': {'ensemble': 'nvt', 'temperature_K': float(temperature_K)}}}
+        )
+        inputs['md'] = MDBaseWorkChain.get_plain_protocol_inputs(protocol, md, options=options)
+        label = dict(inputs.get('label') or {})
+        label_protocol = label.pop('protocol', None) or protocol
+        try:
+            inputs['label'] = LabelWorkChain.get_plain_protocol_inputs(
+                label_protocol, label or None, code=label_code, elements=elements, options=dict(options or {}) or None
+            )
+        except UnknownOverrideError as exception:
+            raise exception.prefixed('label') from None
+        return inputs
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        codes: t.Mapping[str, orm.AbstractCode],
+        models: t.Any,
+        reference: FramesData,
+        *,
+        protocol: str | None = None,
+        overrides: t.Mapping | None = None,
+        options: t.Mapping | None = None,
+        training_set: FramesData | None = None,
+        test_force_rmse: float | None = None,
+    ):
+        """A builder filled from the YAML protocol (``fast``, ``balanced``, ``stringent``).
+
+        :param codes: ``{'runner': ilmlff-runner code, 'label': the reference's labelling code (CP2K or pw.x)}``.
+        :param models: an ``MLFFModelData``, a list (model 0 drives) or a ``{key: model}`` mapping.
+        :param reference: the reference AIMD frames (the ``trajectory`` of ``ilmlff.aimd``); its temperature is the
+            MD's.
+        :param overrides: nested mapping over the protocol (e.g. ``{'md': {'md': {'parameters': {'steps': 5000}}},
+            'a_posteriori_frames': 10, 'label': {'protocol': 'fast-dft'}}``).
+        :param options: ``metadata.options`` of every job.
+        :param training_set: the models' training set (checks the reference's level of theory and composition).
+        :param test_force_rmse: the driving model's test-set force RMSE [meV/Å].
+        :raises ValueError: missing codes, a code of another plugin, an unknown protocol or override key, a reference
+            that is not one AIMD run.
+        """
+        missing = sorted({'runner', 'label'} - set(codes or {}))
+        if missing:
+            raise ValueError(f'`codes`: missing {missing}; give {{"runner": ..., "label": ...}}')
+        message = check_code_plugin(codes['runner'], 'ilmlff.md', 'codes.runner') or check_reference(reference)
+        if message:
+            raise ValueError(message)
+        inputs = cls.get_plain_protocol_inputs(
+            protocol,
+            overrides,
+            label_code=codes['label'],
+            elements=reference.elements,
+            temperature_K=reference_temperature_of(reference),
+            options=options,
+        )
+        builder = cls.get_builder()
+        builder.models = models_namespace(models)
+        builder.reference = reference
+        md = MDBaseWorkChain.plain_inputs_to_nodes(codes['runner'], inputs['md'])
+        builder.md = md
+        builder.label = LabelWorkChain.plain_inputs_to_nodes(
+            codes['label'], inputs['label'], elements=reference.elements
+        )
+        builder.analysis = orm.Dict(inputs.get('analysis') or {})
+        builder.a_posteriori_frames = orm.Int(inputs['a_posteriori_frames'])
+        if training_set is not None:
+            builder.training_set = training_set
+        if test_force_rmse is not None:
+            builder.test_force_rmse = orm.Float(test_force_rmse)
+        return builder
 
     def setup(self):
         """The state point of the reference and the record of the validation."""

@@ -130,3 +130,28 @@ def test_a_model_whose_md_trips_a_guard_is_a_finding(standin_codes, cu_reference
     assert validation['md_intact'] is False and validation['md_exit_status'] >= 500
     assert 'structure' not in validation and 'a_posteriori' not in validation
     assert 'trajectory' in node.outputs
+
+
+@pytest.mark.parametrize('protocol', ['fast', 'balanced', 'stringent'])
+def test_protocols_build_valid_builders(standin_codes, cu_reference, tmp_path, protocol):
+    """Every protocol gives a builder whose inputs validate: NVT at the reference's temperature, no guard restart."""
+    reference = cu_reference(n_frames=4, temperature=500.0)
+    builder = ValidationWorkChain.get_builder_from_protocol(
+        standin_codes,
+        list(_models(tmp_path).values()),
+        reference,
+        protocol=protocol,
+        overrides={'label': {'protocol': 'fast'}},
+        test_force_rmse=40.0,
+    )
+    assert ValidationWorkChain.spec().inputs.validate(builder._inputs(prune=True)) is None
+    parameters = builder.md.md.parameters.get_dict()
+    assert parameters['ensemble'] == 'nvt' and parameters['temperature_K'] == 500.0
+    assert builder.md.max_guard_restarts.value == 0 and builder.a_posteriori_frames.value >= 4
+    assert list(builder.models) == ['model_0', 'model_1']
+    with pytest.raises(ValueError, match=r'unknown key `md.md.paramters`'):
+        ValidationWorkChain.get_builder_from_protocol(
+            standin_codes, list(_models(tmp_path).values()), reference, overrides={'md': {'md': {'paramters': {}}}}
+        )
+    with pytest.raises(ValueError, match='missing'):
+        ValidationWorkChain.get_builder_from_protocol({'runner': standin_codes['runner']}, [], reference)
