@@ -135,7 +135,8 @@ def comparison_table(
     not a result.
 
     :param rows: row name -> ``{'info': {...}, 'evaluation': <ilmlff.evaluate metrics dict>, 'properties':
-        <ilmlff.properties ``properties`` dict, optional>}``; ``info`` holds ``label`` (shown in the table),
+        <ilmlff.properties ``properties`` dict, optional>, 'validation': <ilmlff.validate ``validation`` dict,
+        optional>}``; ``info`` holds ``label`` (shown in the table),
         ``kind`` (one of :data:`ROW_KINDS`), ``architecture``, ``driver`` (the model key that drove the MD and
         whose errors are reported), ``committee_size``, ``model_uuid``.
     :param ions: ion name -> formal charge of the composition (columns of the self-diffusion coefficients).
@@ -160,8 +161,10 @@ def comparison_table(
         their distribution, mono-/bidentate shares, mean cluster size, continuous and intermittent Li-anion
         lifetimes [ps] with lower-bound marks) and ``tfsi_cis_fraction``, ``broken`` (the bond a model's MD broke,
         or ``None``), ``unstable`` (the guard its MD gave up on, or ``None``; with either there is no density, D or
-        coordination) and ``flags`` (one short text per number that is not a
-        result, shown under the table). Missing numbers are ``None``.
+        coordination), ``validation`` (with a validation: ``md_intact``, ``md_ps``, ``a_posteriori_force_rmse``
+        [meV/Å] and its relative value and ratio to the test-set RMSE, ``rdf_within_targets``, the largest RDF peak
+        shift [Å] and height deviation, the mean RDF distance [Å], counts of RDFs; else ``None``) and ``flags``
+        (one short text per number that is not a result, shown under the table). Missing numbers are ``None``.
     :raises ValueError: for an unknown ``kind`` or no rows.
     """
     if not rows:
@@ -208,8 +211,12 @@ def comparison_table(
             'tfsi_cis_fraction': None,
             'broken': None,
             'unstable': None,
+            'validation': None,
             'flags': flags,
         }
+        validation = values.get('validation')
+        if validation:
+            row['validation'] = _validation_entry(validation, flags)
         properties = values.get('properties') or {}
         broken = properties.get('broken')
         unstable = properties.get('unstable')
@@ -269,6 +276,53 @@ def comparison_table(
     if active_learning:
         result['active_learning'] = active_learning_summary(active_learning)
     return result
+
+
+#: A posteriori force RMSE / test-set force RMSE above which the test set does not represent the model's own MD
+#: (issue 17's study goal: at most 1.5).
+A_POSTERIORI_RATIO_TARGET = 1.5
+
+
+def _validation_entry(validation: t.Mapping[str, t.Any], flags: list[str]) -> dict[str, t.Any]:
+    """The comparison's view of an ``ilmlff.validate`` record (``validation`` output), flags appended to ``flags``."""
+    structure = validation.get('structure') or {}
+    a_posteriori = validation.get('a_posteriori') or {}
+    rdf = validation.get('rdf') or {}
+    entry = {
+        'md_intact': validation.get('md_intact'),
+        'md_ps': validation.get('md_ps'),
+        'a_posteriori_force_rmse': a_posteriori.get('force_rmse'),
+        'a_posteriori_force_rmse_relative': a_posteriori.get('force_rmse_relative'),
+        'a_posteriori_ratio': a_posteriori.get('ratio_to_test'),
+        'a_posteriori_frames': a_posteriori.get('n_frames'),
+        'calibration_pearson': a_posteriori.get('calibration_pearson'),
+        'rdf_within_targets': structure.get('within_targets'),
+        'max_abs_peak_shift_A': structure.get('max_abs_peak_shift_A'),
+        'max_abs_height_deviation': structure.get('max_abs_height_deviation'),
+        'mean_rdf_distance_A': structure.get('mean_rdf_distance_A'),
+        'n_rdf': len(rdf),
+        'n_rdf_available': sum(1 for value in rdf.values() if value.get('available', True) is not False),
+    }
+    if entry['md_intact'] is False:
+        flags.append(
+            f'validation: its NVT at the AIMD state point tripped a guard after {_fmt(entry["md_ps"])} ps '
+            f'({validation.get("md_exit_message")}); no structure or a posteriori error'
+        )
+        return entry
+    if entry['rdf_within_targets'] is False:
+        flags.append(
+            f'validation: RDF first peaks off the AIMD by up to {_fmt(entry["max_abs_peak_shift_A"])} Å and '
+            f'{_percent(entry["max_abs_height_deviation"])} in height (targets 0.05 Å, 10 %)'
+        )
+    elif entry['n_rdf'] and not entry['n_rdf_available']:
+        flags.append('validation: no RDF had a first peak within half the box (too small a box): no RDF agreement')
+    ratio = entry['a_posteriori_ratio']
+    if ratio is not None and ratio > A_POSTERIORI_RATIO_TARGET:
+        flags.append(
+            f'validation: the force RMSE on frames of its own MD is {ratio:.1f} x the test-set RMSE (target <= '
+            f'{A_POSTERIORI_RATIO_TARGET:g}): the test set does not represent where its MD goes'
+        )
+    return entry
 
 
 def _reference_entry(key: str, reference: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
@@ -391,6 +445,38 @@ def format_comparison_table(comparison: t.Mapping[str, t.Any]) -> str:
                 relative = _percent(entry.get('force_rmse_relative'))
                 force = _fmt(entry.get('force_rmse'), digits=4)
                 cells.append(f'{origin} {force} ({relative}, {entry.get("n_frames") or 0} frames)')
+            rendered.append(f'  {row.get("label", name)}: ' + '; '.join(cells))
+    validated = [name for name in order if comparison['rows'][name].get('validation')]
+    if validated:
+        rendered.append('')
+        rendered.append(
+            "validation against the data set's AIMD (NVT at its state point: MD intact, a posteriori force RMSE on "
+            'frames of its own MD, RDF first peaks and distance to the AIMD):'
+        )
+        for name in validated:
+            row = comparison['rows'][name]
+            entry = row['validation']
+            if entry.get('md_intact') is False:
+                cells = [f'MD broke after {_fmt(entry.get("md_ps"))} ps']
+            else:
+                ratio = entry.get('a_posteriori_ratio')
+                cells = [
+                    f'MD intact ({_fmt(entry.get("md_ps"))} ps)',
+                    f'a posteriori F RMSE {_fmt(entry.get("a_posteriori_force_rmse"), digits=4)} meV/Å '
+                    f'({_percent(entry.get("a_posteriori_force_rmse_relative"))}'
+                    + (f', {ratio:.2f} x test' if ratio is not None else '')
+                    + f', {entry.get("a_posteriori_frames") or 0} frames)',
+                ]
+                if entry.get('n_rdf_available'):
+                    targets = {True: 'within targets', False: 'off targets'}.get(entry.get('rdf_within_targets'), 'n/a')
+                    cells.append(
+                        f'RDF peak shift <= {_fmt(entry.get("max_abs_peak_shift_A"))} Å, height <= '
+                        f'{_percent(entry.get("max_abs_height_deviation"))}, distance '
+                        f'{_fmt(entry.get("mean_rdf_distance_A"))} Å ({targets}, {entry["n_rdf_available"]} of '
+                        f'{entry["n_rdf"]} RDFs)'
+                    )
+                else:
+                    cells.append('RDF n/a (no first peak within half the box)')
             rendered.append(f'  {row.get("label", name)}: ' + '; '.join(cells))
     references = comparison.get('references') or {}
     lines = [(row.get('label', name), row) for name in order for row in [comparison['rows'][name]]]

@@ -45,11 +45,13 @@ from aiida_ilmlff.sampling.split import BLOCK_SPLIT_DEFAULTS, validate_block_spl
 from aiida_ilmlff.workflows import active_learning, dataset, properties, train
 from aiida_ilmlff.workflows.active_learning import ActiveLearningWorkChain
 from aiida_ilmlff.workflows.dataset import DatasetWorkChain
+from aiida_ilmlff.workflows.md import MDBaseWorkChain
 from aiida_ilmlff.workflows.properties import PropertiesWorkChain
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, UnknownOverrideError, recursive_merge
 from aiida_ilmlff.workflows.protocols.checks import LIQUID_TEMPERATURE_K, check_code_plugin, check_liquid_temperature
 from aiida_ilmlff.workflows.protocols.plain import SET_BY_PARENT, to_plain
 from aiida_ilmlff.workflows.train import MaceTrainBaseWorkChain, TrainWorkChain
+from aiida_ilmlff.workflows.validate import ValidationWorkChain, reference_temperature_of
 
 __all__ = ('ARCHITECTURE_LABELS', 'PipelineWorkChain', 'validate_inputs')
 
@@ -427,6 +429,18 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             help="Box for the property MD (with `mol_id`/`molecules`); default: the data set's first box (of each "
             'composition), or a box built from the composition at `box_density`. Not with `compositions`.',
         )
+        spec.expose_inputs(
+            ValidationWorkChain,
+            namespace='validation',
+            exclude=('models', 'reference', 'training_set', 'test_force_rmse', 'label'),
+            namespace_options={
+                'required': False,
+                'populate_defaults': False,
+                'help': "Optional ilmlff.validate of every row against the data set's AIMD (same box, density and "
+                'temperature): NVT with the committee, RDFs, bonds and angles against the AIMD, a posteriori errors '
+                "on frames labelled with the data set's labelling inputs. Needs the data set (not `frames`).",
+            },
+        )
         spec.inputs.validator = validate_inputs
 
         spec.outline(
@@ -440,6 +454,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             cls.inspect_evaluation,
             cls.run_properties,
             cls.inspect_properties,
+            cls.inspect_validation,
             cls.compare,
         )
 
@@ -473,6 +488,13 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             valid_type=orm.Dict,
             dynamic=True,
             help='ilmlff.properties `properties`, by row (with `compositions`: by `<row>_c<i>`).',
+        )
+        spec.output_namespace(
+            'validation',
+            valid_type=orm.Dict,
+            dynamic=True,
+            required=False,
+            help='ilmlff.validate `validation` by row (with `compositions`: by `<row>_c<i>`).',
         )
         spec.output(
             'comparison',
@@ -694,6 +716,22 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         nodes = PropertiesWorkChain.plain_inputs_to_nodes(codes['runner'], plain)
         nodes.pop('temperature')
         builder.properties = nodes
+
+        if inputs.get('validation', False) and frames is None:
+            with cls._stage_overrides('validation'):
+                plain = ValidationWorkChain.get_plain_protocol_inputs(
+                    meta['validation_protocol'],
+                    meta.get('validation_overrides') or None,
+                    label_code=codes['label'],
+                    elements=elements,
+                    temperature_K=temperature,
+                    options=options or None,
+                )
+            builder.validation = {
+                'md': MDBaseWorkChain.plain_inputs_to_nodes(codes['runner'], plain['md']),
+                'analysis': orm.Dict(plain.get('analysis') or {}),
+                'a_posteriori_frames': orm.Int(plain['a_posteriori_frames']),
+            }
 
         use_active_learning = inputs.get('active_learning', False) if active_learning is None else active_learning
         if use_active_learning:
@@ -1062,6 +1100,7 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
                 inputs.temperature = self.inputs.temperature
                 inputs.metadata = {'call_link_label': f'properties_{table_row}'}
                 self._launch(PropertiesWorkChain, inputs, f'properties_{table_row}')
+                self._launch_validation(row, table_row, index or 0, models)
         boxes = ', '.join(
             f'StructureData<{box.pk}> ({len(box.sites)} atoms)' for _, box in sorted(self.ctx.boxes.items())
         )
@@ -1089,6 +1128,50 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         self.out('properties', properties)
         self.ctx.properties = properties
         return None
+
+    def _launch_validation(self, row: str, table_row: str, index: int, models: t.Mapping) -> None:
+        """ilmlff.validate of one table row against the AIMD of its composition, when asked for and there is one."""
+        reference = self.ctx.get('reference_aimd', {}).get(str(index))
+        if not self.inputs.get('validation') or reference is None:
+            return
+        inputs = AttributeDict(self.exposed_inputs(ValidationWorkChain, namespace='validation'))
+        inputs.models = dict(models)
+        inputs.reference = reference
+        # the a posteriori frames are labelled exactly as the data set's nEQ frames (same code, level of theory)
+        inputs.label = AttributeDict(self.exposed_inputs(DatasetWorkChain, namespace='dataset'))['label']
+        md = AttributeDict(inputs.md)
+        calc = AttributeDict(md.md)
+        calc.parameters = orm.Dict(
+            {**calc.parameters.get_dict(), 'ensemble': 'nvt', 'temperature_K': reference_temperature_of(reference)}
+        )
+        md.md = calc
+        inputs.md = md
+        if self.ctx.rows[row]['kind'] != 'foundation':
+            inputs.training_set = self.ctx.training_set
+        metrics = self.ctx.metrics.get(table_row)
+        if metrics is not None:
+            errors = (metrics.get_dict().get('models', {}).get(sorted(models)[0]) or {}).get('errors') or {}
+            if errors.get('force_rmse'):
+                inputs.test_force_rmse = orm.Float(errors['force_rmse'])
+        inputs.metadata = {'call_link_label': f'validation_{table_row}'}
+        self._launch(ValidationWorkChain, inputs, f'validation_{table_row}')
+
+    def inspect_validation(self):
+        """Keep each row's validation record (also of an MD that broke: exit 510 attaches it)."""
+        validations = {}
+        for table_row in self.ctx.metrics:
+            node = self.ctx.get(f'validation_{table_row}')
+            if node is None:
+                continue
+            if 'validation' in node.outputs:
+                validations[table_row] = node.outputs.validation
+            if not node.is_finished_ok:
+                self.report(
+                    f'{table_row}: validation {node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
+                )
+        if validations:
+            self.out('validation', validations)
+        self.ctx.validations = validations
 
     def _reference_results(self) -> orm.Dict | None:
         """The Li+ solvation and TFSI conformers of each composition's reference AIMD (the data set's CP2K run), by
@@ -1146,6 +1229,8 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
                 inputs[f'{table_row}_evaluation'] = self.ctx.metrics[table_row]
                 if table_row in self.ctx.properties:
                     inputs[f'{table_row}_properties'] = self.ctx.properties[table_row]
+                if table_row in self.ctx.get('validations', {}):
+                    inputs[f'{table_row}_validation'] = self.ctx.validations[table_row]
         references = self._reference_results()
         result = compare_models(
             orm.Dict(self.ctx.ions),

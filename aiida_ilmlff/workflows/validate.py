@@ -97,10 +97,10 @@ def validate_inputs(inputs: t.Mapping, _: t.Any = None) -> str | None:
     """Cross-checks of the whole namespace (see the module docstring)."""
     reference = inputs.get('reference')
     models = inputs.get('models') or {}
+    if reference is None:
+        return None  # the namespace exposed by a parent (ilmlff.pipeline) that sets models and reference at run time
     if not models:
         return '`models`: give at least one model (a committee: the first key drives the MD)'
-    if reference is None:
-        return None
     message = check_reference(reference)
     if message:
         return message

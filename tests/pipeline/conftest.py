@@ -47,6 +47,7 @@ def smallest_overrides(
     discard_ps: float,
     npt_steps: int,
     nvt_steps: int,
+    validation_frames: int | None = None,
 ) -> dict:
     """``overrides`` of ``PipelineWorkChain.get_builder_from_protocol`` for the smallest real pipeline at ``fast``.
 
@@ -56,10 +57,21 @@ def smallest_overrides(
     halfway and :data:`RELAXED_GUARDS` (the guards would stop the MD of such models, as they should in production).
     tau_p 0.5 ps instead of fast's weak 10 ps: the 6-frame DeePMD model heats to 5x T (temperature guard, 402) in NVT
     at the built 1.2 g/cm^3 that the weak barostat keeps; the box may expand as the plumbing run before the weak
-    barostat did.
+    barostat did. ``validation_frames`` None: no ilmlff.validate; else its NVT of ``nvt_steps // 2`` steps from the
+    AIMD box with that many a posteriori frames.
     """
     md = {'checkpoint_every': None, 'guards': RELAXED_GUARDS}
+    validation = {}
+    if validation_frames is not None:
+        validation = {
+            'validation_overrides': {
+                'a_posteriori_frames': validation_frames,
+                'analysis': {'discard_ps': 0.0},
+                'md': {'md': {'parameters': {**md, 'steps': nvt_steps // 2, 'traj_every': 5, 'thermo_every': 5}}},
+            }
+        }
     return {
+        'validation': validation_frames is not None,
         'test_fraction': test_fraction,
         'test_block_fs': test_block_fs,
         'test_gap_fs': test_gap_fs,
@@ -68,6 +80,7 @@ def smallest_overrides(
             'mace_overrides': {'valid_fraction': 0.34, 'member': {'mace': {'parameters': {'batch_size': 2}}}},
             'deepmd_overrides': {'valid_fraction': 0.34},
             'dataset_overrides': dict(dataset),
+            **validation,
             'properties_overrides': {
                 'max_npt_stages': max_npt_stages,
                 'analysis': {'discard_ps': discard_ps},

@@ -372,3 +372,41 @@ def test_active_learning_rows_and_flags_under_the_table():
     assert 'active learning stopped early (no_candidates): the models were trained on its last training set' in text
     assert 'the accurate ratio did not rise (0.30 in iteration 1, 0.10 in iteration 2)' in text
     assert 'active learning' not in format_comparison_table(comparison_table(rows, {'PYR14': 1, 'BF4': -1}, TEST_SET))
+
+
+def test_validation_columns_and_flags():
+    """A validated row prints its MD, a posteriori error and RDF agreement; what misses the targets is flagged."""
+    rows = {
+        'mace': {
+            'info': {'label': 'MACE', 'kind': 'trained', 'architecture': 'mace', 'driver': 'model_0'},
+            'evaluation': _metrics(40.0, 2.0),
+            'validation': {
+                'md_intact': True,
+                'md_ps': 1.0,
+                'structure': {
+                    'within_targets': False,
+                    'max_abs_peak_shift_A': 0.08,
+                    'max_abs_height_deviation': 0.2,
+                    'mean_rdf_distance_A': 0.3,
+                },
+                'rdf': {'A-B': {'available': True}, 'A-A': {'available': False, 'reason': 'no peak'}},
+                'a_posteriori': {'n_frames': 4, 'force_rmse': 100.0, 'force_rmse_relative': 0.1, 'ratio_to_test': 2.5},
+            },
+        },
+        'deepmd': {
+            'info': {'label': 'DeePMD', 'kind': 'trained', 'architecture': 'deepmd', 'driver': 'model_0'},
+            'evaluation': _metrics(60.0, 3.0),
+            'validation': {'md_intact': False, 'md_ps': 0.12, 'md_exit_message': 'a bond broke'},
+        },
+    }
+    table = comparison_table(rows, {'PYR14': 1, 'BF4': -1}, TEST_SET)
+    assert table['rows']['mace']['validation']['n_rdf_available'] == 1
+    assert table['rows']['mace']['validation']['a_posteriori_ratio'] == 2.5
+    text = format_comparison_table(table)
+    assert 'MACE: MD intact (1 ps); a posteriori F RMSE 100 meV/Å (10 %, 2.50 x test, 4 frames); RDF peak shift' in text
+    assert '(off targets, 1 of 2 RDFs)' in text
+    assert 'DeePMD: MD broke after 0.12 ps' in text
+    assert 'MACE: validation: RDF first peaks off the AIMD by up to 0.08 Å and 20 % in height' in text
+    assert 'MACE: validation: the force RMSE on frames of its own MD is 2.5 x the test-set RMSE' in text
+    assert 'DeePMD: validation: its NVT at the AIMD state point tripped a guard after 0.12 ps (a bond broke)' in text
+    assert table['rows']['deepmd']['validation']['a_posteriori_force_rmse'] is None

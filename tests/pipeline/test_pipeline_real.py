@@ -20,6 +20,7 @@ import pytest
 from aiida.cmdline.utils.common import get_workchain_report
 from aiida.engine import run_get_node
 
+from aiida_ilmlff.analysis.comparison import format_comparison_table
 from aiida_ilmlff.calculations.functions.frames import frame_records_of
 from aiida_ilmlff.sampling.split import time_gaps
 from aiida_ilmlff.workflows.pipeline import PipelineWorkChain
@@ -47,6 +48,7 @@ SMALLEST = smallest_overrides(
     discard_ps=0.05,
     npt_steps=200,
     nvt_steps=400,
+    validation_frames=1,
 )
 
 
@@ -132,6 +134,16 @@ def test_smallest_pipeline(pipeline_codes, aiida_profile, tmp_path):
         assert node.outputs.figures[name].get_content('rb')[:8] == PNG
     assert set(node.outputs.models) == {'mace', 'deepmd'}
     assert 'stage 5/5 properties' in report
+
+    # ilmlff.validate of both rows against the data set's AIMD: its record joins the comparison.
+    assert set(node.outputs.validation) == {'mace', 'deepmd'}
+    for name, validation in node.outputs.validation.items():
+        record = validation.get_dict()
+        assert record['temperature_K'] == 450.0 and record['composition'] == 'BF4:2 PYR14:2', record
+        assert comparison['rows'][name]['validation']['md_intact'] == record['md_intact']
+        if record['md_intact']:
+            assert record['a_posteriori']['n_frames'] == 1 and record['a_posteriori']['ratio_to_test'] > 0, record
+    assert "validation against the data set's AIMD" in format_comparison_table(comparison)
     assert report.count('test-set force RMSE') == 2  # one line of errors per row
 
     # Both committees were trained on the very same training set.
@@ -142,7 +154,6 @@ def test_smallest_pipeline(pipeline_codes, aiida_profile, tmp_path):
     # aiida-ilmlff report: the same table from the graph, figures redrawn from stored nodes.
     from click.testing import CliRunner
 
-    from aiida_ilmlff.analysis.comparison import format_comparison_table
     from aiida_ilmlff.cli import cli
 
     result = CliRunner().invoke(cli, ['report', str(node.pk), '-o', str(tmp_path / 'figures')])

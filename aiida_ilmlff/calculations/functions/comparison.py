@@ -58,15 +58,18 @@ def compare_models(
         iterations and flags (nothing added, stopped early) join the table.
     :param inputs: per row ``<row>_info`` (Dict, see ``comparison_table``), ``<row>_evaluation`` (the
         ``metrics`` of ``ilmlff.evaluate`` on the shared test set) and optionally ``<row>_properties`` (the
-        ``properties`` output of ``ilmlff.properties``).
+        ``properties`` output of ``ilmlff.properties``) and ``<row>_validation`` (the ``validation`` of
+        ``ilmlff.validate``).
     :returns: ``comparison`` (Dict) and ``figure`` (PNG SinglefileData).
     :raises ValueError: for an input name without one of the suffixes above, or a row without evaluation.
     """
     rows: dict[str, dict] = {}
     for key, node in inputs.items():
         name, _, part = key.rpartition('_')
-        if part not in ('info', 'evaluation', 'properties') or not name:
-            raise ValueError(f'compare_models: unexpected input `{key}` (use <row>_info/_evaluation/_properties)')
+        if part not in ('info', 'evaluation', 'properties', 'validation') or not name:
+            raise ValueError(
+                f'compare_models: unexpected input `{key}` (use <row>_info/_evaluation/_properties/_validation)'
+            )
         rows.setdefault(name, {})[part] = node.get_dict()
     missing = sorted(name for name, values in rows.items() if 'evaluation' not in values)
     if missing:
