@@ -13,6 +13,7 @@ import json
 import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
+from ase.geometry import wrap_positions
 
 from aiida_ilmlff.analysis.figures import calibration_png
 from aiida_ilmlff.common.geometry import min_pair_distance
@@ -181,8 +182,7 @@ def _selected_frames(picked, runs, run_all, frame_all, deviation_all, cache, sta
         run = int(run_all[index])
         r = runs[run]
         pos, cell = cache[index]
-        fractional = pos @ np.linalg.inv(cell)
-        positions.append((fractional - np.floor(fractional)) @ cell)
+        positions.append(wrap_positions(pos, cell, pbc=True, eps=0.0))
         cells.append(cell)
         numbers.append(static[run]['numbers'])
         mol_ids.append(static[run]['mol_id'])

@@ -11,6 +11,7 @@ import json
 import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
+from ase.geometry import wrap_positions
 
 from aiida_ilmlff.analysis.figures import plot_rdf_overlay, png_buffer
 from aiida_ilmlff.analysis.validation import structure_agreement, validation_summary
@@ -80,9 +81,7 @@ def a_posteriori_frames(trajectory: MDTrajectoryData, settings: orm.Dict) -> Fra
     temperature = trajectory.base.attributes.get('temperature_K', None)
     positions = []
     for block in blocks:
-        cell = np.asarray(block.cell, dtype=float)
-        fractional = np.asarray(block.positions, dtype=float) @ np.linalg.inv(cell)
-        positions.append((fractional - np.floor(fractional)) @ cell)
+        positions.append(wrap_positions(np.asarray(block.positions, dtype=float), block.cell, pbc=True, eps=0.0))
     return FramesData.from_arrays(
         [numbers] * len(blocks),
         positions,
