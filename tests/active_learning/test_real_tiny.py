@@ -3,7 +3,7 @@
 The initial frames (rattled 2-pair PYR14BF4 boxes, 70 atoms) are labelled inside the test by ``ilmlff.label``
 (real CP2K), so the provenance runs from every training frame back to its CP2K calculation. The MACE models
 are trained for a handful of epochs on two frames: far from converged, their committee deviation is large,
-so the trust levels are opened wide (relative, as in the ``fast`` protocol: 0.05 / 50 x the first committee's
+so the trust levels are opened wide (relative, as in the ``fast`` protocol, but 0.01 / 50 x the first committee's
 validation force RMSE, read from the real training metrics) to make the loop select, label and retrain. The run
 takes about 4-5 minutes on the shared 2-core machine (measured times in docs/active_learning.md); the wall
 time is printed, not asserted.
@@ -80,7 +80,9 @@ def test_two_iterations_with_cp2k_mace_and_the_runner(real_codes):
     overrides = {
         'max_iterations': 2,
         'final_training': False,
-        'selection': {'trust_levels': 'relative', 'f_lo': 0.05, 'f_hi': 50.0, 'task_max': 2},
+        # The 3-epoch members agree far better than they are right (measured: deviation ~0.05-0.07 eV/Å against a
+        # validation force RMSE of 1.4 eV/Å): an over-confident committee, so the lower level is 1 % of the RMSE.
+        'selection': {'trust_levels': 'relative', 'f_lo': 0.01, 'f_hi': 50.0, 'task_max': 2},
         'train': {'committee_size': 2, 'valid_fraction': 0.5, 'member': {'mace': {'parameters': TINY_MACE}}},
         'label': {'max_concurrent': 2},
         'exploration': {

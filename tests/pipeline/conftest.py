@@ -67,7 +67,17 @@ def smallest_overrides(
             'validation_overrides': {
                 'a_posteriori_frames': validation_frames,
                 'analysis': {'discard_ps': 0.0},
-                'md': {'md': {'parameters': {**md, 'steps': nvt_steps // 2, 'traj_every': 5, 'thermo_every': 5}}},
+                'md': {
+                    'md': {
+                        'parameters': {
+                            **md,
+                            'steps': nvt_steps // 2,
+                            'checkpoint_every': nvt_steps // 2,
+                            'traj_every': 5,
+                            'thermo_every': 5,
+                        }
+                    }
+                },
             }
         }
     return {
