@@ -299,21 +299,44 @@ def parity_png(
     forces_reference: np.ndarray,
     forces_predicted: np.ndarray,
     title: str = '',
+    numbers: np.ndarray | None = None,
 ) -> bytes:
-    """A two-panel parity plot (energy per atom [eV/atom], force components [eV/Å]) as PNG bytes."""
+    """A two-panel parity plot (energy per atom [eV/atom], force components [eV/Å]) as PNG bytes.
+
+    :param forces_reference: (n, 3) reference forces of n atoms; ``forces_predicted`` the same shape.
+    :param numbers: (n,) atomic numbers of those atoms: the force panel then has one colour per element, with the
+        element's force RMSE [eV/Å] in the legend (the elements a model gets wrong show at a glance).
+    """
     import matplotlib
 
     matplotlib.use('Agg')
+    from ase.data import chemical_symbols
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(8, 4), dpi=100)
+    forces_reference = np.asarray(forces_reference, dtype=float).reshape(-1, 3)
+    forces_predicted = np.asarray(forces_predicted, dtype=float).reshape(-1, 3)
     panels = (
         (energy_reference, energy_predicted, 'energy [eV/atom]'),
         (np.ravel(forces_reference), np.ravel(forces_predicted), 'force component [eV/Å]'),
     )
     for k, (reference, predicted, label) in enumerate(panels):
         axes = figure.add_subplot(1, 2, k + 1)
-        axes.scatter(reference, predicted, s=4, alpha=0.6)
+        if k == 1 and numbers is not None and len(numbers) == len(forces_reference):
+            numbers = np.asarray(numbers)
+            for z in np.unique(numbers):
+                mask = numbers == z
+                rmse = float(np.sqrt(np.mean((forces_predicted[mask] - forces_reference[mask]) ** 2)))
+                axes.scatter(
+                    np.ravel(forces_reference[mask]),
+                    np.ravel(forces_predicted[mask]),
+                    s=4,
+                    alpha=0.6,
+                    label=f'{chemical_symbols[int(z)]} (RMSE {rmse:.3g})',
+                )
+            axes.legend(fontsize=7, markerscale=2, loc='upper left')
+        else:
+            axes.scatter(reference, predicted, s=4, alpha=0.6)
         if np.size(reference):
             low = float(min(np.min(reference), np.min(predicted)))
             high = float(max(np.max(reference), np.max(predicted)))
@@ -463,6 +486,7 @@ class EvaluateParser(Parser):
                     parity.get_array('forces_reference'),
                     parity.get_array('forces_predicted'),
                     title=f'{len(keys)} model(s) on {frames.n_frames} frames',
+                    numbers=parity.get_array('numbers'),
                 )
                 self.out('parity_plot', orm.SinglefileData(io.BytesIO(png), filename='parity.png'))
         self.out('metrics', orm.Dict(finite_or_none(metrics)))

@@ -113,3 +113,19 @@ def test_unknown_element_quotes_the_runner(aiida_profile, tmp_path):
     assert calcfunction.exit_status == 310
     assert "elements ['Li'] are not in its type_map" in calcfunction.exit_message
     assert not results
+
+
+def test_parity_plot_per_element():
+    """The force panel has one colour per element (legend: each element's RMSE) when the atomic numbers are given."""
+    from aiida_ilmlff.parsers.evaluate import parity_png
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(20, 3))
+    predicted = reference + rng.normal(scale=0.1, size=(20, 3))
+    energy = rng.normal(size=4)
+    plain = parity_png(energy, energy + 0.01, reference, predicted)
+    per_element = parity_png(energy, energy + 0.01, reference, predicted, numbers=np.array([1] * 10 + [9] * 10))
+    assert plain.startswith(b'\x89PNG') and per_element.startswith(b'\x89PNG')
+    assert per_element != plain
+    # numbers that do not match the atoms: the plain panel
+    assert parity_png(energy, energy + 0.01, reference, predicted, numbers=np.array([1, 9])) == plain
