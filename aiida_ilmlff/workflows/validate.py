@@ -409,10 +409,13 @@ class ValidationWorkChain(ProtocolMixin, WorkChain):
         self.ctx.record['md_ps'] = float((time[-1] - time[0]) / 1000.0) if len(time) else 0.0
         self.ctx.record['md_intact'] = node.is_finished_ok
         if not node.is_finished_ok:
-            self.ctx.record.update(md_exit_status=node.exit_status, md_exit_message=node.exit_message)
+            # the last MD job's message names the guard, the bond or value and the step (the work chain's is generic)
+            jobs = sorted((n for n in node.called if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime)
+            message = (jobs[-1].exit_message if jobs and jobs[-1].exit_message else None) or node.exit_message
+            self.ctx.record.update(md_exit_status=node.exit_status, md_exit_message=message)
             self._store_record()
             return self.exit_codes.ERROR_MD_NOT_INTACT.format(
-                time_ps=f'{self.ctx.record["md_ps"]:.3g}', message=f'exit {node.exit_status}: {node.exit_message}'
+                time_ps=f'{self.ctx.record["md_ps"]:.3g}', message=f'exit {node.exit_status}: {message}'
             )
         return None
 

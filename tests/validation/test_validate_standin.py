@@ -128,6 +128,9 @@ def test_a_model_whose_md_trips_a_guard_is_a_finding(standin_codes, cu_reference
     assert node.exit_status == ValidationWorkChain.exit_codes.ERROR_MD_NOT_INTACT.status, node.exit_message
     validation = node.outputs.validation.get_dict()
     assert validation['md_intact'] is False and validation['md_exit_status'] >= 500
+    # the MD job's own message: which guard, and where (not the work chain's generic text)
+    assert 'guard' in validation['md_exit_message'] and 'step' in validation['md_exit_message']
+    assert 'persisted after the allowed restarts' not in validation['md_exit_message']
     assert 'structure' not in validation and 'a_posteriori' not in validation
     assert 'trajectory' in node.outputs
 
