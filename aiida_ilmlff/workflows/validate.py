@@ -24,7 +24,6 @@ models were trained on.
 
 from __future__ import annotations
 
-import json
 import typing as t
 
 import numpy as np
@@ -34,7 +33,7 @@ from aiida.engine import ToContext, WorkChain, if_
 
 from aiida_ilmlff.calculations.evaluate import EvaluateCalculation
 from aiida_ilmlff.calculations.functions.active_learning import calibrate_committee
-from aiida_ilmlff.calculations.functions.reference import aimd_trajectory
+from aiida_ilmlff.calculations.functions.reference import aimd_run_problem, aimd_trajectory
 from aiida_ilmlff.calculations.functions.validation import (
     a_posteriori_frames,
     collect_validation,
@@ -64,26 +63,14 @@ def reference_temperature_of(reference: FramesData) -> float | None:
 def check_reference(reference: FramesData) -> str | None:
     """Why ``reference`` is not one AIMD run the validation can use, or None.
 
-    One box (same atoms in every frame), at least 3 frames with increasing ``time_fs``, molecule indices, one level
-    of theory and one recorded temperature.
+    :func:`~aiida_ilmlff.calculations.functions.reference.aimd_run_problem` (one box, at least 3 frames with
+    increasing ``time_fs``, molecule indices), plus molecule names, one level of theory and one temperature.
     """
-    n_atoms = reference.n_atoms_per_frame
-    if len(reference) < 3:
-        return f'`reference` has {len(reference)} frames: a reference AIMD needs at least 3'
-    if len(set(n_atoms.tolist())) != 1:
-        return '`reference`: the frames are not of one box (their atom counts differ): give one AIMD run'
-    n = int(n_atoms[0])
-    numbers = reference.numbers.reshape(len(reference), n)
-    if not (numbers == numbers[0]).all():
-        return '`reference`: the frames are not of one box (their atoms differ): give one AIMD run'
-    if reference.mol_ids is None or (reference.mol_ids[:n] < 0).any() or not reference.molecules[0]:
-        return '`reference` has no molecule indices: give the `trajectory` of ilmlff.aimd on a built box'
-    times = []
-    for text in reference.perturbations.tolist():
-        record = json.loads(text) if text else {}
-        times.append(record.get('time_fs'))
-    if any(time is None for time in times) or np.any(np.diff(np.asarray(times, dtype=float)) <= 0):
-        return '`reference`: every frame needs an increasing `time_fs` (the `trajectory` of ilmlff.aimd has them)'
+    problem = aimd_run_problem(reference)
+    if problem is not None:
+        return f'`reference`: {problem} (give the `trajectory` of ilmlff.aimd on a built box)'
+    if not reference.molecules[0]:
+        return '`reference` has no molecule names: give the `trajectory` of ilmlff.aimd on a built box'
     levels = sorted(set(reference.levels_of_theory.tolist()))
     if len(levels) != 1 or not levels[0]:
         return f'`reference` must be of one level of theory, got {levels}'

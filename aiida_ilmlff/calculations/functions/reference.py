@@ -18,7 +18,37 @@ from aiida_ilmlff.analysis.trajectory import TrajectoryWriter
 from aiida_ilmlff.data import FramesData
 from aiida_ilmlff.data.trajectory import MDTrajectoryData
 
-__all__ = ('aimd_trajectory',)
+__all__ = ('aimd_run_problem', 'aimd_trajectory')
+
+
+def aimd_run_problem(frames: FramesData) -> str | None:
+    """Why ``frames`` are not the frames of one AIMD run (the ``trajectory`` of ``ilmlff.aimd``), or None.
+
+    One box (the same atoms in every frame), at least 3 frames, molecule indices, and a ``time_fs`` in every frame's
+    ``perturbation``, increasing. The one check of a reference run, for :func:`aimd_trajectory` and
+    ``ilmlff.validate``.
+    """
+    n_atoms = frames.n_atoms_per_frame
+    if len(frames) < 3:
+        return f'a reference AIMD needs at least 3 frames, got {len(frames)}'
+    if len(set(n_atoms.tolist())) != 1:
+        return f'the frames are not of one box: atom counts {sorted(set(n_atoms.tolist()))}'
+    n = int(n_atoms[0])
+    numbers = frames.numbers.reshape(len(frames), n)
+    if not (numbers == numbers[0]).all():
+        return 'the frames are not of one box: their atomic numbers differ'
+    mol_ids = frames.mol_ids
+    if mol_ids is None or (mol_ids[:n] < 0).any():
+        return 'the frames have no molecule indices: the Li+, TFSI and structure analyses need them'
+    times = []
+    for index, text in enumerate(frames.perturbations.tolist()):
+        record = json.loads(text) if text else {}
+        if record.get('time_fs') is None:
+            return f'frame {index} has no `time_fs`: not a frame of an AIMD run'
+        times.append(float(record['time_fs']))
+    if (np.diff(np.asarray(times)) <= 0).any():
+        return 'the frames are not in increasing time'
+    return None
 
 
 @calcfunction
@@ -37,27 +67,13 @@ def aimd_trajectory(frames: FramesData) -> MDTrajectoryData:
     """
     from ase.data import atomic_masses
 
-    n_atoms = frames.n_atoms_per_frame
-    if len(frames) < 3:
-        raise ValueError(f'a reference trajectory needs at least 3 frames, got {len(frames)}')
-    if len(set(n_atoms.tolist())) != 1:
-        raise ValueError(f'the frames are not of one box: atom counts {sorted(set(n_atoms.tolist()))}')
-    n = int(n_atoms[0])
+    problem = aimd_run_problem(frames)
+    if problem is not None:
+        raise ValueError(problem)
+    n = int(frames.n_atoms_per_frame[0])
     numbers = frames.numbers.reshape(len(frames), n)
-    if not (numbers == numbers[0]).all():
-        raise ValueError('the frames are not of one box: their atomic numbers differ')
     mol_ids = frames.mol_ids
-    if mol_ids is None or (mol_ids[:n] < 0).any():
-        raise ValueError('the frames have no molecule indices: the Li+ and TFSI analyses need them')
-    times = []
-    for index, text in enumerate(frames.perturbations.tolist()):
-        record = json.loads(text) if text else {}
-        if record.get('time_fs') is None:
-            raise ValueError(f'frame {index} has no `time_fs`: not a frame of an AIMD run')
-        times.append(float(record['time_fs']))
-    times = np.asarray(times)
-    if (np.diff(times) <= 0).any():
-        raise ValueError('the frames are not in increasing time')
+    times = np.asarray([json.loads(text)['time_fs'] for text in frames.perturbations.tolist()], dtype=float)
     molecules = json.loads(frames.molecules[0]) if frames.molecules[0] else None
     positions = frames.positions.reshape(len(frames), n, 3)
     with tempfile.TemporaryDirectory(prefix='ilmlff-reference-') as tmpdir:
