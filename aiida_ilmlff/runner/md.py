@@ -586,7 +586,9 @@ class MDRun:
             if saving:
                 self._save_frame(step, time_fs, energy, forces, temperature)
                 self.last_good = self._snapshot(step, time_fs)
-                self.thermo.flush()
+                self.thermo.flush()  # the progress monitor reads both: a thermo row comes with its deviation row
+                if self.deviation is not None:
+                    self.deviation.flush()
                 if segment % checkpoint_every == 0:
                     self._flush()
                     self._checkpoint(self.last_good)
