@@ -19,7 +19,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'aiida_ilmlff'
 
 #: Packages (every module under them) and single modules that must not import ``aiida``.
 PURE = ('aiida_ilmlff.common', 'aiida_ilmlff.systems', 'aiida_ilmlff.sampling', 'aiida_ilmlff.analysis')
-PURE_MODULES = ('aiida_ilmlff.runner.contract',)
+PURE_MODULES = ('aiida_ilmlff.runner.contract', 'aiida_ilmlff.runner.mace_e0s')
 
 
 def _modules(package: str) -> list[str]:

@@ -35,6 +35,10 @@ EVAL_INPUT = 'eval_input.xyz'
 EVAL_OUTPUT = 'eval_output.xyz'
 EVAL_LOG = 'eval.log'
 FOUNDATION_FILE = 'foundation.model'
+#: The E0s step of a fine-tune (:mod:`aiida_ilmlff.runner.mace_e0s`, copied into the job folder) and its record.
+E0S_SCRIPT = 'mace_e0s.py'
+E0S_RECORD = 'e0s.json'
+E0S_LOG = 'e0s.log'
 
 _POSITIVE_INT = (int,)
 _NUMBER = (float, int)
@@ -57,7 +61,10 @@ SCHEMA = ParameterSchema(
         'E0s': Option(
             (dict, str),
             "isolated-atom energies [eV] as {symbol: energy}; or 'average' (least-squares fit to the "
-            "training energies, the default, logged as a warning) or, when fine-tuning, 'foundation'",
+            "training energies, the default, logged as a warning) or, when fine-tuning, 'foundation' (the foundation "
+            "model's own) or 'estimated' (the foundation's E0s corrected by a least-squares fit of its energy errors "
+            "on the training frames: mace's choice when the foundation was trained at another level of theory or on "
+            'another chemistry)',
         ),
         'loss': Option(
             (str,),
@@ -167,7 +174,8 @@ class MaceTrainCalculation(BaseTrainCalculation):
             valid_type=orm.Dict,
             required=False,
             help='Execution settings: `eval_executable` (path of `mace_eval_configs` on the computer; default: '
-            'the one beside the training executable).',
+            'the one beside the training executable), `python_executable` (the Python of the MACE environment, '
+            'for the E0s step of a fine-tune; default: `python` beside the training executable).',
         )
         spec.inputs['metadata']['options']['parser_name'].default = 'ilmlff.mace.train'
         spec.output('model', valid_type=MLFFModelData, help='The trained, deployable MACE model.')
@@ -198,10 +206,10 @@ class MaceTrainCalculation(BaseTrainCalculation):
                 return f'`E0s` values must be energies in eV, got {bad}'
             if missing:
                 return f'`E0s` lacks isolated-atom energies for {missing}: give one per element of the frames'
-        elif isinstance(e0s, str) and e0s not in ('average', 'foundation'):
-            return f"`E0s` must be a {{symbol: energy}} dict, 'average' or 'foundation', got {e0s!r}"
-        elif e0s == 'foundation' and foundation is None:
-            return "`E0s`='foundation' needs a `foundation_model`"
+        elif isinstance(e0s, str) and e0s not in ('average', 'foundation', 'estimated'):
+            return f"`E0s` must be a {{symbol: energy}} dict, 'average', 'foundation' or 'estimated', got {e0s!r}"
+        elif e0s in ('foundation', 'estimated') and foundation is None:
+            return f'`E0s`={e0s!r} needs a `foundation_model`'
         _, problem = stress_decision(
             inputs['train'], stress_weighted(parameters), parameters.get('train_stress'), '`parameters.stress_weight`'
         )
@@ -258,6 +266,7 @@ class MaceTrainCalculation(BaseTrainCalculation):
         if 'foundation_model' in self.inputs:
             options['foundation_model'] = FOUNDATION_FILE
             options['multiheads_finetuning'] = 'False'
+            options['E0s'] = 'foundation'  # the E0s step has written the asked E0s into the foundation file
         for key, value in parameters.items():
             if key in _FLAGS:
                 continue
@@ -269,14 +278,45 @@ class MaceTrainCalculation(BaseTrainCalculation):
             arguments.append('--restart_latest')
         return arguments
 
-    def _eval_executable(self) -> str:
+    def _sibling_executable(self, setting: str, name: str) -> str:
+        """``settings[setting]``, else ``name`` beside the training executable (same environment), else ``name``."""
         settings = self.inputs.settings.get_dict() if 'settings' in self.inputs else {}
-        if 'eval_executable' in settings:
-            return str(settings['eval_executable'])
+        if setting in settings:
+            return str(settings[setting])
         code = self.inputs.code
         if isinstance(code, orm.InstalledCode):
-            return str(pathlib.PurePosixPath(code.filepath_executable).parent / 'mace_eval_configs')
-        return 'mace_eval_configs'
+            return str(pathlib.PurePosixPath(code.filepath_executable).parent / name)
+        return name
+
+    def _eval_executable(self) -> str:
+        return self._sibling_executable('eval_executable', 'mace_eval_configs')
+
+    def sets_foundation_e0s(self) -> bool:
+        """Whether the job writes the E0s into the foundation model before fine-tuning (E0s other than
+        ``'foundation'``): mace 0.3.16's plain fine-tune keeps the foundation's E0s whatever ``--E0s`` says
+        (:mod:`aiida_ilmlff.runner.mace_e0s`)."""
+        return 'foundation_model' in self.inputs and self.inputs.parameters.get_dict().get('E0s') != 'foundation'
+
+    def _e0s_step(self, folder) -> str:
+        """Write the E0s script into ``folder``; return the job-script line that runs it (the job stops if it fails)."""
+        import importlib.resources
+
+        # a standalone script (torch, mace, ASE; no AiiDA), read as text: the daemon never imports it
+        script = importlib.resources.files('aiida_ilmlff.runner').joinpath(E0S_SCRIPT).read_text(encoding='utf8')
+        with folder.open(E0S_SCRIPT, 'w') as handle:
+            handle.write(script)
+        parameters = self.inputs.parameters.get_dict()
+        e0s = parameters.get('E0s') or 'average'
+        command = [
+            self._sibling_executable('python_executable', 'python'),
+            E0S_SCRIPT,
+            f'--e0s={json.dumps(e0s) if isinstance(e0s, dict) else e0s}',
+            '--frames=train.xyz',
+            f'--model={FOUNDATION_FILE}',
+            f'--record={E0S_RECORD}',
+            f'--dtype={parameters.get("default_dtype", "float64")}',
+        ]
+        return f'{shlex.join(command)} > {E0S_LOG} 2>&1 || exit 1\n'
 
     def prepare_for_submission(self, folder):
         """Write the split files, the evaluation input and the command lines."""
@@ -332,6 +372,8 @@ class MaceTrainCalculation(BaseTrainCalculation):
         calcinfo.append_text = (
             f'if [ -f {self.model_filename()} ]; then\n    {shlex.join(evaluate)} > {EVAL_LOG} 2>&1\nfi\n'
         )
+        if self.sets_foundation_e0s():
+            calcinfo.prepend_text = self._e0s_step(folder)
         calcinfo.retrieve_list = [
             self.model_filename(),
             'logs',
@@ -340,6 +382,8 @@ class MaceTrainCalculation(BaseTrainCalculation):
             'mace_train.err',
             EVAL_LOG,
             SPLIT_FILE,
+            E0S_RECORD,
+            E0S_LOG,
         ]
         calcinfo.retrieve_temporary_list = [EVAL_OUTPUT]
         return calcinfo

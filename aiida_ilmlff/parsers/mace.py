@@ -115,13 +115,19 @@ class MaceTrainParser(TrainParser):
 
     def parse(self, **kwargs):
         """Parse the retrieved files into ``learning_curve``, ``metrics`` and ``model``."""
-        from aiida_ilmlff.calculations.mace import EVAL_LOG, EVAL_OUTPUT
+        from aiida_ilmlff.calculations.mace import E0S_LOG, E0S_RECORD, EVAL_LOG, EVAL_OUTPUT
 
         context = self._context()
         if isinstance(context, ExitCode):
             return context
         walltime, split, parameters = context
         stderr = self._read('mace_train.err') or ''
+        # a fine-tune's E0s step (aiida_ilmlff.runner.mace_e0s) runs first; the job stops if it fails
+        e0s_log, e0s_record = self._read(E0S_LOG), self._read(E0S_RECORD)
+        if e0s_log is not None and e0s_record is None:
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(
+                detail=f'the E0s step before fine-tuning failed: {last_error(e0s_log) or "no output"}'
+            )
 
         log_name = self._find('logs', '.log')
         log = self._read(log_name) if log_name else None
@@ -193,6 +199,8 @@ class MaceTrainParser(TrainParser):
             'seconds_per_epoch': training_seconds / n_epochs if training_seconds and n_epochs else None,
             'split': {k: v for k, v in split.items() if k not in ('model_file', 'stress_trained', 'stress_evaluated')},
         }
+        if e0s_record is not None:  # the E0s written into the foundation model before fine-tuning [eV]
+            metrics['foundation_e0s'] = json.loads(e0s_record)
         self.out('metrics', orm.Dict(finite_or_none(metrics)))
         self.out('model', self._model_node(model_file, split, parameters))
         return ExitCode(0)

@@ -8,4 +8,6 @@
 - :mod:`~aiida_ilmlff.runner.evaluate`: energies and forces of models on frames.
 - :mod:`~aiida_ilmlff.runner.calculators`: the one model loader (ASE calculators for MACE and DeePMD files).
 - :mod:`~aiida_ilmlff.runner.inspect_model`: a model file's metadata (run in a subprocess).
+- :mod:`~aiida_ilmlff.runner.mace_e0s`: a standalone script that writes the E0s into a MACE foundation model before
+  a fine-tune (copied into the ``mace_run_train`` job and run by that environment's Python).
 """

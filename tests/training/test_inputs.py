@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -239,6 +240,24 @@ def test_protocol_overrides_and_unknown_protocol(mace_train_code, frames):
 # ------------------------------------------------------------------ job files
 
 
+def test_mace_e0s_given_and_foundation_own(mace_train_code, frames, tmp_path):
+    """Without a foundation model the E0s go to --E0s; a fine-tune with E0s 'foundation' runs no E0s step."""
+    inputs = _mace_inputs(mace_train_code, frames, E0s={'Li': -5.0, 'B': -80.0, 'F': -120.0})
+    calcinfo, _ = _prepare(MaceTrainCalculation, inputs, tmp_path)
+    assert '--E0s={"3": -5.0, "5": -80.0, "9": -120.0}' in calcinfo.codes_info[0].cmdline_params
+    assert not calcinfo.prepend_text
+    inputs = _mace_inputs(mace_train_code, frames, E0s='foundation')
+    inputs['foundation_model'] = _fake_model(['B', 'F', 'Li'], tmp_path=tmp_path).store()
+    (tmp_path / 'own').mkdir()
+    calcinfo, _ = _prepare(MaceTrainCalculation, inputs, tmp_path / 'own')
+    assert '--E0s=foundation' in calcinfo.codes_info[0].cmdline_params and not calcinfo.prepend_text
+
+
+def test_mace_e0s_estimated_needs_a_foundation_model(mace_train_code, frames):
+    inputs = _mace_inputs(mace_train_code, frames, E0s='estimated')
+    _assert_rejected(MaceTrainCalculation, inputs, "`E0s`='estimated' needs a `foundation_model`")
+
+
 def _prepare(process_class, inputs, tmp_path):
     process = instantiate_process(get_manager().get_runner(), process_class, **inputs)
     (tmp_path / 'sandbox').mkdir()
@@ -255,7 +274,16 @@ def test_mace_job_files_and_cmdline(mace_train_code, frames, tmp_path):
     assert '--foundation_model=foundation.model' in arguments
     assert '--multiheads_finetuning=False' in arguments
     assert '--train_file=train.xyz' in arguments and '--test_file=test.xyz' in arguments
-    assert '--E0s={"3": -5.0, "5": -80.0, "9": -120.0}' in arguments
+    # mace 0.3.16's plain fine-tune keeps the foundation's E0s whatever --E0s says: the job writes the asked E0s
+    # into the foundation file first (runner/mace_e0s.py, with the Python beside mace_run_train), then trains with
+    # the foundation's
+    assert '--E0s=foundation' in arguments
+    python = str(pathlib.PurePosixPath(mace_train_code.filepath_executable).parent / 'python')
+    assert calcinfo.prepend_text.startswith(f'{python} mace_e0s.py ')
+    assert '\'--e0s={"Li": -5.0, "B": -80.0, "F": -120.0}\'' in calcinfo.prepend_text
+    assert '--model=foundation.model' in calcinfo.prepend_text and '|| exit 1' in calcinfo.prepend_text
+    assert 'def fit_e0s' in (tmp_path / 'sandbox' / 'mace_e0s.py').read_text()
+    assert 'e0s.json' in calcinfo.retrieve_list
     assert '--ema' in arguments and '--swa' in arguments and '--seed=3' in arguments
     assert calcinfo.local_copy_list[0][2] == 'foundation.model'
     assert 'mace_stagetwo.model' in calcinfo.retrieve_list
