@@ -19,7 +19,7 @@ PYTEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS)
 DEMO_ARGS ?=
 
-.PHONY: install setup test test-fast test-protocols test-faults demo demo-litfsi lint docs clean-aiida
+.PHONY: install setup test test-fast test-protocols test-faults test-study demo demo-litfsi lint docs clean-aiida
 
 $(STAMP): pyproject.toml tools/bootstrap.sh
 	bash tools/bootstrap.sh
@@ -31,7 +31,7 @@ setup: install
 	$(BIN)/aiida-ilmlff setup
 
 test: setup
-	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m "not protocol and not faults" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m "not protocol and not faults and not study" $(PYTEST_ARGS)
 
 test-protocols: setup
 	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m protocol $(PYTEST_ARGS)
@@ -41,6 +41,10 @@ test-protocols: setup
 # One process: they time the restart and must not share the 2 cores with other tests.
 test-faults: setup
 	$(BIN)/python -m pytest -ra -n 0 -m faults $(PYTEST_ARGS)
+
+# The PYR14BF4 study at its smallest (examples/study_pyr14bf4.py --quick) through a daemon: every stage, ~15 min.
+test-study: setup
+	$(BIN)/python -m pytest -ra -n 0 -m study $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m "not slow and not services and not daemon and not slurm" $(PYTEST_ARGS)

@@ -40,11 +40,13 @@ from aiida_ilmlff.calculations.functions.comparison import compare_models, plot_
 from aiida_ilmlff.calculations.functions.frames import hold_out_test_set, select_frames
 from aiida_ilmlff.common import composition_key
 from aiida_ilmlff.data import FramesData, MLFFModelData
+from aiida_ilmlff.data.frame_arrays import ORIGINS
 from aiida_ilmlff.runner.contract import EVALUATE_BATCH_SIZE
 from aiida_ilmlff.sampling.split import BLOCK_SPLIT_DEFAULTS, validate_block_split
 from aiida_ilmlff.workflows import active_learning, dataset, properties, train
 from aiida_ilmlff.workflows.active_learning import ActiveLearningWorkChain
 from aiida_ilmlff.workflows.dataset import DatasetWorkChain
+from aiida_ilmlff.workflows.label import LabelWorkChain
 from aiida_ilmlff.workflows.md import MDBaseWorkChain
 from aiida_ilmlff.workflows.properties import PropertiesWorkChain
 from aiida_ilmlff.workflows.protocols import ProtocolMixin, UnknownOverrideError, recursive_merge
@@ -250,6 +252,22 @@ def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
                 )
     if foundations and not value.get('finetune'):
         return '`foundation_models` need the `finetune` inputs (ilmlff.mace.train.base: code, parameters)'
+    origins = value.get('training_origins')
+    if origins is not None:
+        wanted = origins.get_list()
+        unknown = sorted(str(o) for o in set(wanted) - set(ORIGINS))
+        if not wanted or unknown:
+            return f'`training_origins`: give one or more of {list(ORIGINS)}' + (f', not {unknown}' if unknown else '')
+        if 'frames' in value and not set(wanted) & set(value['frames'].base.attributes.get('origin_counts') or {}):
+            return f'`training_origins` {wanted}: `frames` has no frame of these origins'
+    validation = value.get('validation') or {}
+    if 'reference' in validation and len(compositions) > 1:
+        return '`validation.reference` is one AIMD of one composition: not with `compositions`'
+    if validation and 'frames' in value and not ('reference' in validation and 'label' in validation):
+        return (
+            '`validation` with `frames`: give `validation.reference` (the AIMD to validate against) and '
+            '`validation.label` (its labelling inputs), or leave `validation` out'
+        )
     if not value.get('properties'):
         return '`properties` inputs (ilmlff.properties: runner code and MD settings) are required'
     if not value.get('evaluate'):
@@ -364,6 +382,14 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             'length, each with the perturbation families of its frames, and the test set takes whole segments.',
         )
         spec.input('split_seed', valid_type=orm.Int, default=lambda: orm.Int(0), help='Seed of the test split.')
+        spec.input(
+            'training_origins',
+            valid_type=orm.List,
+            required=False,
+            help=f'Origins ({", ".join(ORIGINS)}) of the frames that train the models, e.g. ["EQ"] for the '
+            "paper's EQ-only ablation; default: all. The test set is drawn from the whole data set first, so runs "
+            'on the same data set with different `training_origins` share one test set.',
+        )
         spec.expose_inputs(
             ActiveLearningWorkChain,
             namespace='active_learning',
@@ -432,15 +458,19 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         spec.expose_inputs(
             ValidationWorkChain,
             namespace='validation',
-            exclude=('models', 'reference', 'training_set', 'test_force_rmse', 'label'),
+            exclude=('models', 'training_set', 'test_force_rmse'),
             namespace_options={
                 'required': False,
                 'populate_defaults': False,
                 'help': "Optional ilmlff.validate of every row against the data set's AIMD (same box, density and "
                 'temperature): NVT with the committee, RDFs, bonds and angles against the AIMD, a posteriori errors '
-                "on frames labelled with the data set's labelling inputs. Needs the data set (not `frames`).",
+                "on frames labelled with the data set's labelling inputs. `reference` and `label` are the data "
+                "set's AIMD and labelling inputs; with `frames` give both (e.g. the AIMD `trajectory` and the "
+                '`label` inputs of the ilmlff.dataset run that made `frames`).',
             },
         )
+        spec.inputs['validation']['reference'].required = False
+        spec.inputs['validation']['label'].required = False
         spec.inputs.validator = validate_inputs
 
         spec.outline(
@@ -539,6 +569,8 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         frames: FramesData | None = None,
         foundation_models: t.Mapping[str, MLFFModelData] | None = None,
         active_learning: bool | None = None,
+        reference: FramesData | None = None,
+        training_origins: t.Sequence[str] | None = None,
     ):
         """A builder for the whole pipeline of ``composition`` at the level of ``protocol``.
 
@@ -571,6 +603,10 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         :param frames: a labelled data set to use instead of running ilmlff.dataset.
         :param foundation_models: key -> MACE MLFFModelData, compared as they are and fine-tuned.
         :param active_learning: run ilmlff.active_learning (default: the protocol's ``active_learning``).
+        :param reference: with ``frames``, the AIMD (FramesData of one run) to validate every row against; its
+            a posteriori frames are labelled with ``codes['label']`` at the validation protocol's labelling
+            protocol. Without it, a pipeline given ``frames`` validates nothing.
+        :param training_origins: origins that train the models (e.g. ``['EQ']``); default all.
         :raises ValueError: an unknown protocol or override key, a missing, unknown or wrong-plugin code, a
             non-neutral or unknown composition, a temperature outside any liquid, a box larger than the labelling
             protocol labels, a committee of fewer than 2, a foundation model missing an element of the composition.
@@ -662,10 +698,13 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
                 if key != 'valid_fraction' and key not in (overrides or {}):
                     builder[key] = type(builder[key])(value)
 
-        for name in meta.get('architectures') or list(ARCHITECTURE_LABELS):
+        # `architectures: []` trains no committee: only the foundation models are compared (as is, fine-tuned)
+        wanted = meta.get('architectures')
+        wanted = list(ARCHITECTURE_LABELS) if wanted is None else list(wanted)
+        for name in wanted:
             if name not in ARCHITECTURE_LABELS:
                 raise ValueError(f'`architectures`: unknown {name!r}; use {list(ARCHITECTURE_LABELS)}')
-        architectures = [name for name in (meta.get('architectures') or ARCHITECTURE_LABELS) if name in codes]
+        architectures = [name for name in wanted if name in codes]
         if not architectures and not foundation_models:
             raise ValueError('`codes`: give a `mace` and/or `deepmd` training code (or `foundation_models`)')
         for name in architectures:
@@ -717,7 +756,11 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
         nodes.pop('temperature')
         builder.properties = nodes
 
-        if inputs.get('validation', False) and frames is None:
+        if frames is not None and reference is not None and 'label' not in codes:
+            raise ValueError(
+                '`codes`: validating against `reference` needs the `label` code for the a posteriori frames'
+            )
+        if inputs.get('validation', False) and (frames is None or reference is not None):
             with cls._stage_overrides('validation'):
                 plain = ValidationWorkChain.get_plain_protocol_inputs(
                     meta['validation_protocol'],
@@ -732,6 +775,13 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
                 'analysis': orm.Dict(plain.get('analysis') or {}),
                 'a_posteriori_frames': orm.Int(plain['a_posteriori_frames']),
             }
+            if frames is not None:  # no data set run to take the AIMD and the labelling inputs from
+                builder.validation.reference = reference
+                builder.validation.label = LabelWorkChain.plain_inputs_to_nodes(
+                    codes['label'], plain['label'], elements=elements
+                )
+        if training_origins is not None:
+            builder.training_origins = orm.List(list(training_origins))
 
         use_active_learning = inputs.get('active_learning', False) if active_learning is None else active_learning
         if use_active_learning:
@@ -893,6 +943,19 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_SPLIT_FAILED.format(message=str(exception))
         self.ctx.training_set, self.ctx.test_set = result['train'], result['test']
         self.out('test_set', self.ctx.test_set)
+        if 'training_origins' in self.inputs:  # an ablation: only these origins train, the test set is unchanged
+            wanted = set(self.inputs.training_origins.get_list())
+            keep = [i for i, origin in enumerate(self.ctx.training_set.origins.tolist()) if origin in wanted]
+            if not keep:
+                return self.exit_codes.ERROR_SPLIT_FAILED.format(
+                    message=f'no training frame of the origins {sorted(wanted)} is left after the split'
+                )
+            self.report(
+                f'training_origins {sorted(wanted)}: {len(keep)} of {self.ctx.training_set.n_frames} training frames'
+            )
+            self.ctx.training_set = select_frames(
+                self.ctx.training_set, orm.List(keep), metadata={'call_link_label': 'training_origins'}
+            )
         self.ctx.test_split = result['split']
         self.out('test_split', result['split'])
         split = result['split'].get_dict()
@@ -1131,14 +1194,18 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
 
     def _launch_validation(self, row: str, table_row: str, index: int, models: t.Mapping) -> None:
         """ilmlff.validate of one table row against the AIMD of its composition, when asked for and there is one."""
-        reference = self.ctx.get('reference_aimd', {}).get(str(index))
-        if not self.inputs.get('validation') or reference is None:
+        if not self.inputs.get('validation'):
             return
         inputs = AttributeDict(self.exposed_inputs(ValidationWorkChain, namespace='validation'))
+        # given (with `frames`), or the data set's AIMD and labelling inputs: the a posteriori frames are labelled
+        # exactly as the data set's nEQ frames (same code, level of theory)
+        reference = inputs.get('reference') or self.ctx.get('reference_aimd', {}).get(str(index))
+        if reference is None:
+            return
         inputs.models = dict(models)
         inputs.reference = reference
-        # the a posteriori frames are labelled exactly as the data set's nEQ frames (same code, level of theory)
-        inputs.label = AttributeDict(self.exposed_inputs(DatasetWorkChain, namespace='dataset'))['label']
+        if 'label' not in inputs:
+            inputs.label = AttributeDict(self.exposed_inputs(DatasetWorkChain, namespace='dataset'))['label']
         md = AttributeDict(inputs.md)
         calc = AttributeDict(md.md)
         calc.parameters = orm.Dict(

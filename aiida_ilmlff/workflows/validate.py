@@ -80,12 +80,14 @@ def check_reference(reference: FramesData) -> str | None:
     return None
 
 
-def validate_inputs(inputs: t.Mapping, _: t.Any = None) -> str | None:
+def validate_inputs(inputs: t.Mapping, port: t.Any = None) -> str | None:
     """Cross-checks of the whole namespace (see the module docstring)."""
     reference = inputs.get('reference')
     models = inputs.get('models') or {}
     if reference is None:
         return None  # the namespace exposed by a parent (ilmlff.pipeline) that sets models and reference at run time
+    if port is not None and 'models' not in port:  # exposed by a parent that sets the models at run time
+        return check_reference(reference)
     if not models:
         return '`models`: give at least one model (a committee: the first key drives the MD)'
     message = check_reference(reference)

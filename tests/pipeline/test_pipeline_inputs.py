@@ -365,3 +365,63 @@ def test_tfsi_fast_protocol_is_sized_to_its_level_of_theory(codes):
     assert (given.test_block_fs.value, given.test_gap_fs.value, given.dataset.n_eq.value) == (3.0, 0.25, 5)
     assert (given.mace.valid_fraction.value, given.deepmd.valid_fraction.value) == (0.3, 0.2)
     assert given.dataset.aimd.md['steps'] == 24
+
+
+def _eq_frames(origin: str = 'EQ', n: int = 24):
+    """``n`` labelled frames of 5 atoms with PYR14BF4's elements (enough for the committees' validation split; only
+    their attributes are read here)."""
+    import numpy as np
+
+    from aiida_ilmlff.data import FramesData
+
+    return FramesData.from_arrays(
+        np.tile([1, 5, 6, 7, 9], (n, 1)),
+        np.random.default_rng(0).uniform(0, 5, (n, 5, 3)),
+        np.tile(np.eye(3) * 10.0, (n, 1, 1)),
+        energy=np.linspace(-1.0, -1.1, n),
+        forces=np.zeros((n, 5, 3)),
+        origin=[origin] * n,
+    ).store()
+
+
+def test_training_origins(codes):
+    """`training_origins` goes to the builder; an unknown origin, or one `frames` does not have, is refused."""
+    frames = _eq_frames()
+    builder = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, frames=frames, training_origins=['EQ'])
+    assert builder.training_origins.get_list() == ['EQ']
+    assert validate_inputs(builder._inputs(prune=True)) is None
+    before = count_nodes()
+    for origins, message in (
+        (['EQQ'], r"give one or more of \['EQ', 'nEQ', 'AL', 'import'\], not \['EQQ'\]"),
+        (['AL'], r"`training_origins` \['AL'\]: `frames` has no frame of these origins"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, frames=frames, training_origins=origins)
+    assert count_nodes() == before
+
+
+def test_validation_with_frames_needs_a_reference_and_labels(codes):
+    """Given `frames`, a pipeline validates only against a given `reference`, with the `label` code's labels."""
+    frames = _eq_frames()
+    builder = PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, frames=frames)
+    assert 'validation' not in builder._inputs(prune=True)  # no reference: nothing to validate against
+    builder.validation.a_posteriori_frames = orm.Int(1)
+    assert '`validation` with `frames`: give `validation.reference`' in validate_inputs(builder._inputs(prune=True))
+    without_label = {key: code for key, code in codes.items() if key != 'label'}
+    with pytest.raises(ValueError, match='validating against `reference` needs the `label` code'):
+        PipelineWorkChain.get_builder_from_protocol(without_label, PYR14BF4, frames=frames, reference=frames)
+
+
+def test_foundation_models_alone(codes, tmp_path):
+    """`architectures: []` trains no committee: only the foundation rows (as is, fine-tuned), E0s `estimated`."""
+    model = _model(tmp_path, ['B', 'C', 'F', 'H', 'N'])
+    builder = PipelineWorkChain.get_builder_from_protocol(
+        codes, PYR14BF4, foundation_models={'mp0': model}, overrides={'meta_parameters': {'architectures': []}}
+    )
+    inputs = builder._inputs(prune=True)
+    assert 'mace' not in inputs and 'deepmd' not in inputs and set(inputs['foundation_models']) == {'mp0'}
+    assert builder.finetune.mace.parameters['E0s'] == 'estimated'
+    with pytest.raises(ValueError, match='give a `mace` and/or `deepmd` training code'):
+        PipelineWorkChain.get_builder_from_protocol(
+            codes, PYR14BF4, overrides={'meta_parameters': {'architectures': []}}
+        )
