@@ -295,6 +295,7 @@ def _validation_entry(validation: t.Mapping[str, t.Any], flags: list[str]) -> di
         'a_posteriori_force_rmse_relative': a_posteriori.get('force_rmse_relative'),
         'a_posteriori_ratio': a_posteriori.get('ratio_to_test'),
         'a_posteriori_frames': a_posteriori.get('n_frames'),
+        'a_posteriori_problem': validation.get('a_posteriori_problem'),
         'calibration_pearson': a_posteriori.get('calibration_pearson'),
         'rdf_within_targets': structure.get('within_targets'),
         'max_abs_peak_shift_A': structure.get('max_abs_peak_shift_A'),
@@ -316,6 +317,8 @@ def _validation_entry(validation: t.Mapping[str, t.Any], flags: list[str]) -> di
         )
     elif entry['n_rdf'] and not entry['n_rdf_available']:
         flags.append('validation: no RDF had a first peak within half the box (too small a box): no RDF agreement')
+    if entry['a_posteriori_problem']:
+        flags.append(f'validation: no a posteriori error: {entry["a_posteriori_problem"]}')
     ratio = entry['a_posteriori_ratio']
     if ratio is not None and ratio > A_POSTERIORI_RATIO_TARGET:
         flags.append(

@@ -24,6 +24,7 @@ __all__ = (
     'plot_density',
     'plot_msd',
     'plot_rdf',
+    'plot_study',
     'png_buffer',
 )
 
@@ -310,3 +311,29 @@ def plot_curves(
     fig.tight_layout()
     fig.savefig(path, format='png', dpi=110)
     plt.close(fig)
+
+
+def plot_study(rows: t.Sequence[t.Mapping[str, t.Any]]):
+    """The PYR14BF4 study's figure (``examples/study_pyr14bf4.py``): per row (variant and model), the relative
+    force RMSE on the shared test set (left) and how long its NVT stayed intact at 450 K and 550 K [ps] (right;
+    hatched: a guard tripped). ``rows``: dicts with ``variant``, ``model``, ``force_rmse_relative``, ``ps_450K``,
+    ``intact_450K``, ``ps_550K``, ``intact_550K`` (``None`` where not measured). Returns the Figure."""
+    figure = new_figure(figsize=(10.0, 0.45 * len(rows) + 1.6))
+    left, right = figure.subplots(1, 2, sharey=True)
+    labels = [f'{row["variant"]} {row["model"]}' for row in rows]
+    y = np.arange(len(rows))
+    relative = [100.0 * (row.get('force_rmse_relative') or np.nan) for row in rows]
+    left.barh(y, relative, color=['tab:blue' if row['model'] == 'MACE' else 'tab:orange' for row in rows])
+    left.set_yticks(y, labels)
+    left.invert_yaxis()
+    left.set_xlabel('test-set force RMSE / RMS reference force [%]')
+    for offset, temperature, colour in ((-0.2, '450K', 'tab:green'), (0.2, '550K', 'tab:red')):
+        times = [row.get(f'ps_{temperature}') or 0.0 for row in rows]
+        broken = [row.get(f'intact_{temperature}') is False for row in rows]
+        bars = right.barh(y + offset, times, height=0.4, color=colour, label=temperature.replace('K', ' K'))
+        for bar, was_broken in zip(bars, broken):
+            if was_broken:
+                bar.set_hatch('//')
+    right.set_xlabel('NVT intact [ps] (hatched: a guard tripped)')
+    right.legend(loc='lower right')
+    return figure

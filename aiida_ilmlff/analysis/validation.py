@@ -202,7 +202,9 @@ def validation_summary(
         ``max_abs_height_deviation``, ``mean_rdf_distance_A``), ``rdf`` (pair -> ``peak_shift``,
         ``peak_height_ratio``, ``distance``, ``within_targets``), ``bond_shifts_A``, ``bond_width_ratios``,
         ``angle_shifts_deg`` and ``a_posteriori`` (``n_frames``, ``force_rmse`` [meV/Å], ``force_rmse_relative``,
-        ``ratio_to_test``, ``calibration_pearson``, ``mean_error_over_deviation``), each where known.
+        ``ratio_to_test``, ``calibration_pearson``, ``mean_error_over_deviation``), each where known; a
+        ``state['a_posteriori_problem']`` (why there is no a posteriori error, e.g. every frame of the model MD
+        rejected by the labelling) is kept.
     """
     record = dict(state)
     if structure:

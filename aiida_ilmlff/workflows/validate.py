@@ -456,10 +456,10 @@ class ValidationWorkChain(ProtocolMixin, WorkChain):
         node = self.ctx.labelling
         labelled = node.outputs.labelled if 'labelled' in node.outputs else None
         if labelled is None or len(labelled) == 0:
+            message = f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
+            self.ctx.record['a_posteriori_problem'] = f'no frame of the model MD could be labelled: {message}'
             self._store_record()
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_LABEL.format(
-                message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
-            )
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_LABEL.format(message=message)
         level = self.inputs.reference.levels_of_theory[0]
         if set(labelled.levels_of_theory.tolist()) != {level}:
             self._store_record()

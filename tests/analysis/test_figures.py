@@ -68,3 +68,37 @@ def test_comparison_figure_draws_no_d_for_a_sub_diffusive_ion(monkeypatch):
     assert heights[0] == 1e-10 and np.isnan(heights[1])  # no bar for the sub-diffusive row
     assert [text.get_text() for text in axes[2].texts] == ['not converged']
     assert axes[2].patches[1].get_hatch() == '//' and not axes[2].patches[0].get_hatch()
+
+
+def test_study_figure_hatches_a_run_that_tripped_a_guard():
+    """The study's figure: one bar per row and temperature; a run whose guard tripped is hatched, a row without a
+    measurement draws an empty bar, not a number."""
+    from aiida_ilmlff.analysis.figures import plot_study, png_buffer
+
+    rows = [
+        {
+            'variant': '(a) EQ',
+            'model': 'MACE',
+            'force_rmse_relative': 0.4,
+            'ps_450K': 20.0,
+            'intact_450K': True,
+            'ps_550K': 3.5,
+            'intact_550K': False,
+        },
+        {
+            'variant': '(a) EQ',
+            'model': 'DeePMD',
+            'force_rmse_relative': None,
+            'ps_450K': None,
+            'intact_450K': None,
+            'ps_550K': None,
+            'intact_550K': None,
+        },
+    ]
+    figure = plot_study(rows)
+    left, right = figure.axes
+    assert [tick.get_text() for tick in left.get_yticklabels()] == ['(a) EQ MACE', '(a) EQ DeePMD']
+    hatches = [patch.get_hatch() for patch in right.patches]
+    widths = [patch.get_width() for patch in right.patches]
+    assert hatches == [None, None, '//', None] and widths == [20.0, 0.0, 3.5, 0.0]
+    assert png_buffer(figure).getvalue()[:8] == b'\x89PNG\r\n\x1a\n'
