@@ -268,6 +268,20 @@ def validate_inputs(value: t.Mapping, _: t.Any = None) -> str | None:
             '`validation` with `frames`: give `validation.reference` (the AIMD to validate against) and '
             '`validation.label` (its labelling inputs), or leave `validation` out'
         )
+    if 'reference' in validation and 'frames' in value:  # the validation's own checks (run_time) made early
+        reference, frames = validation['reference'], value['frames']
+        wanted = composition_key(compositions[0])
+        if reference.composition_keys[0] != wanted:
+            return (
+                f'`validation.reference` is an AIMD of {reference.composition_keys[0] or "unknown molecules"}, '
+                f'not of the composition {wanted}'
+            )
+        level = reference.levels_of_theory[0]
+        if level not in set(frames.levels_of_theory.tolist()):
+            return (
+                f'`validation.reference` is of level of theory {level or "unknown"}, which no frame of `frames` has: '
+                'validate against an AIMD at the level of theory the models are trained on'
+            )
     if not value.get('properties'):
         return '`properties` inputs (ilmlff.properties: runner code and MD settings) are required'
     if not value.get('evaluate'):

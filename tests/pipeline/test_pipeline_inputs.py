@@ -367,7 +367,7 @@ def test_tfsi_fast_protocol_is_sized_to_its_level_of_theory(codes):
     assert given.dataset.aimd.md['steps'] == 24
 
 
-def _eq_frames(origin: str = 'EQ', n: int = 24):
+def _eq_frames(origin: str = 'EQ', n: int = 24, **kwargs):
     """``n`` labelled frames of 5 atoms with PYR14BF4's elements (enough for the committees' validation split; only
     their attributes are read here)."""
     import numpy as np
@@ -381,6 +381,7 @@ def _eq_frames(origin: str = 'EQ', n: int = 24):
         energy=np.linspace(-1.0, -1.1, n),
         forces=np.zeros((n, 5, 3)),
         origin=[origin] * n,
+        **kwargs,
     ).store()
 
 
@@ -425,3 +426,22 @@ def test_foundation_models_alone(codes, tmp_path):
         PipelineWorkChain.get_builder_from_protocol(
             codes, PYR14BF4, overrides={'meta_parameters': {'architectures': []}}
         )
+
+
+@pytest.mark.parametrize(
+    ('molecules', 'level', 'message'),
+    [
+        (['EMIM', 'BF4'], 'xtb', r'is an AIMD of BF4:1 EMIM:1, not of the composition BF4:2 PYR14:2'),
+        (['PYR14', 'PYR14', 'BF4', 'BF4'], 'pbe', r'is of level of theory pbe, which no frame of `frames` has'),
+    ],
+)
+def test_reference_of_another_liquid_or_level_of_theory(codes, molecules, level, message):
+    """A reference AIMD of another composition or level of theory than the data set: refused before submission."""
+    import json
+
+    frames = _eq_frames(level_of_theory=['xtb'] * 24)
+    reference = _eq_frames(n=4, level_of_theory=[level] * 4, molecules=[json.dumps(molecules)] * 4)
+    before = count_nodes()
+    with pytest.raises(ValueError, match=message):
+        PipelineWorkChain.get_builder_from_protocol(codes, PYR14BF4, frames=frames, reference=reference)
+    assert count_nodes() == before
