@@ -42,7 +42,7 @@ test-protocols: setup
 test-faults: setup
 	$(BIN)/python -m pytest -ra -n 0 -m faults $(PYTEST_ARGS)
 
-# The PYR14BF4 study at its smallest (examples/study_pyr14bf4.py --quick) through a daemon: every stage, ~15 min.
+# The PYR14BF4 study at its smallest (examples/study_pyr14bf4.py --quick) through a daemon: every stage, 20 min.
 test-study: setup
 	$(BIN)/python -m pytest -ra -n 0 -m study $(PYTEST_ARGS)
 
