@@ -150,12 +150,13 @@ def _submit_and_wait(builder, group, stage: str, **extras: t.Any):
 
 
 def _reference_aimd(pipeline):
-    """The AIMD trajectory (FramesData) of the data set that ``pipeline`` made."""
+    """The AIMD trajectory (FramesData) of the data set that ``pipeline`` made (None if its AIMD failed)."""
     from aiida.common.links import LinkType
 
+    from aiida_ilmlff.workflows.dataset import first_aimd_trajectory
+
     dataset = pipeline.base.links.get_outgoing(link_type=LinkType.CALL_WORK, link_label_filter='dataset').one().node
-    aimd = dataset.base.links.get_outgoing(link_type=LinkType.CALL_WORK, link_label_filter='aimd_0').one().node
-    return aimd.outputs.trajectory
+    return first_aimd_trajectory(dataset)
 
 
 def _foundation(size: dict, group, codes: dict):
@@ -258,6 +259,9 @@ def run(label: str, quick: bool, keep_daemon: bool, output: str | None = None) -
             print(f'pipeline (b) made no data set: verdi process report {b.pk}', flush=True)
             return 1
         dataset, reference = b.outputs.dataset, _reference_aimd(b)
+        if reference is None:
+            print(f'pipeline (b) has no AIMD to validate against: verdi process report {b.pk}', flush=True)
+            return 1
         common = {'frames': dataset, 'reference': reference}
         a = _pipeline(size, group, codes, 'a', training_origins=['EQ'], **common)
         c = _pipeline(size, group, codes, 'c', active_learning=True, **common)

@@ -55,7 +55,7 @@ from aiida_ilmlff.workflows.protocols import ProtocolMixin, UnknownOverrideError
 from aiida_ilmlff.workflows.protocols.checks import LIQUID_TEMPERATURE_K, check_code_plugin, check_liquid_temperature
 from aiida_ilmlff.workflows.protocols.plain import is_set_by_parent, to_plain
 
-__all__ = ('HOT_GENERATOR', 'DatasetWorkChain', 'check_inputs', 'validate_inputs')
+__all__ = ('HOT_GENERATOR', 'DatasetWorkChain', 'check_inputs', 'first_aimd_trajectory', 'validate_inputs')
 
 #: Name of the nEQ "generator" that takes frames from a high-temperature trajectory (``neq.hot_*`` inputs).
 HOT_GENERATOR = 'hot_md'
@@ -171,6 +171,17 @@ def _compositions_messages(value: t.Mapping, compositions: t.Any) -> list[str]:
         except CompositionError as exception:
             errors.append(str(exception))
     return errors
+
+
+def first_aimd_trajectory(dataset: orm.WorkflowNode) -> FramesData | None:
+    """The ``trajectory`` (FramesData) of the first AIMD (call link ``aimd_0``) of an ``ilmlff.dataset`` run, the
+    reference its EQ frames come from; ``None`` when it ran none, or that AIMD did not finish with a trajectory."""
+    from aiida.common.links import LinkType
+
+    called = dataset.base.links.get_outgoing(link_type=LinkType.CALL_WORK, link_label_filter='aimd_0').all()
+    if not called or not called[0].node.is_finished_ok or 'trajectory' not in called[0].node.outputs:
+        return None
+    return called[0].node.outputs.trajectory
 
 
 def check_inputs(values: t.Mapping, context: t.Mapping | None = None) -> str | None:

@@ -935,9 +935,9 @@ class PipelineWorkChain(ProtocolMixin, WorkChain):
             parent = node
             if self._several():
                 parent = node.base.links.get_outgoing(link_label_filter=f'composition_{index}').one().node
-            aimd = parent.base.links.get_outgoing(link_label_filter='aimd_0').all()
-            if aimd and aimd[0].node.is_finished_ok and 'trajectory' in aimd[0].node.outputs:
-                self.ctx.reference_aimd[str(index)] = aimd[0].node.outputs.trajectory
+            trajectory = dataset.first_aimd_trajectory(parent)
+            if trajectory is not None:
+                self.ctx.reference_aimd[str(index)] = trajectory
         return None
 
     def split_test_set(self):
