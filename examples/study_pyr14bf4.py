@@ -52,8 +52,8 @@ QUICK_GUARDS = {
     'max_volume_change': None,
 }
 
-#: size -> the knobs the stages take. ``full``: the fast protocols at 2 cores, committees of 2, 5 ps of NVT at 450 and
-#: 550 K per row (the issue asks 20 ps: 16 runs of 20,000 steps are about 3 h of MD alone on 2 cores, docs/validation.md).
+#: size -> the knobs the stages take. ``full``: the fast protocols at 2 cores, committees of 2, 5 ps of NVT at 450
+#: and 550 K per row (the issue asks 20 ps: 16 runs of 20,000 steps are hours of MD alone on 2 cores).
 SIZES: dict[str, dict[str, t.Any]] = {
     'full': {
         'committee_size': 2,

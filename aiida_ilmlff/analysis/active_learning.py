@@ -29,6 +29,7 @@ _COLUMNS = (
     'f_hi',
     'n_selected',
     'selected_from',
+    'truncated_runs',
     'n_labelled',
     'n_train_before',
     'n_train_after',
@@ -75,6 +76,17 @@ def active_learning_summary(iterations: t.Mapping[str, t.Any], exit_status: int 
         flags.append(
             f'active learning: iteration(s) {", ".join(map(str, from_failed))} picked from the failed band (no '
             'explored frame lay between the trust levels)'
+        )
+    from_truncated = [r['iteration'] for r in rows if r.get('selected_from') == 'truncated']
+    if from_truncated:
+        flags.append(
+            f'active learning: iteration(s) {", ".join(map(str, from_truncated))} picked the last frames before an '
+            'exploration MD stopped early (every saved frame was accurate)'
+        )
+    if rows and rows[-1].get('truncated_runs'):
+        flags.append(
+            f'active learning: the exploration MD of the last iteration ({rows[-1]["iteration"]}) stopped early '
+            f'({", ".join(rows[-1]["truncated_runs"])}): the models still break in MD'
         )
     return {
         'status': status,

@@ -45,6 +45,7 @@ __all__ = (
     'classify',
     'committee_force_errors',
     'correlation',
+    'last_frames',
     'lowest_failed',
     'minimum_image_rmsd',
     'relative_trust_levels',
@@ -70,6 +71,7 @@ SELECTION_DEFAULTS: dict[str, t.Any] = {
     'seed': 0,
     'iteration': 0,
     'conv_accuracy': 0.9,
+    'truncated_runs': [],
 }
 
 #: Frame classes returned by :func:`classify`.
@@ -133,6 +135,21 @@ def lowest_failed(deviation: np.ndarray, f_hi: float, limit: int) -> np.ndarray:
     failed = np.flatnonzero(np.isfinite(deviation) & (deviation >= f_hi))
     order = np.argsort(deviation[failed], kind='stable')
     return failed[order][: max(int(limit), 0)].astype(np.int64)
+
+
+def last_frames(run: np.ndarray, runs: t.Iterable[int], limit: int) -> np.ndarray:
+    """Indices of the last ``limit`` frames of each of ``runs``, the latest first, the runs interleaved.
+
+    The fallback pool of the selection when an exploration MD stopped early (a guard trip) and no explored frame
+    is a candidate or failed: the frames the committee still handled just before the MD broke are the nearest
+    to what it cannot yet describe.
+    :param run: ``(N,)`` run index of every explored frame (frames of a run in time order).
+    :param runs: the indices of the runs that stopped early. :returns: ``(<= limit * len(runs),)`` int64 indices.
+    """
+    run = np.asarray(run)
+    tails = [np.flatnonzero(run == index)[::-1][: max(int(limit), 0)] for index in sorted(set(runs))]
+    picked = [tail[k] for k in range(max((len(tail) for tail in tails), default=0)) for tail in tails if k < len(tail)]
+    return np.asarray(picked, dtype=np.int64)
 
 
 def minimum_image_rmsd(a: np.ndarray, b: np.ndarray, cell: np.ndarray) -> float:
@@ -257,17 +274,23 @@ def selection_statistics(
     n_rejected_min_distance: int,
     n_rejected_duplicate: int,
     selected_from: str | None = None,
+    truncated: t.Sequence[str] = (),
 ) -> dict[str, t.Any]:
     """The ``statistics`` of one selection: counts and ratios of accurate / candidate / failed frames, overall and
     per run, the trust levels used, the filters' counts and whether the committee has converged.
+
+    A committee whose exploration MD stopped early (``truncated``: a guard trip) has not converged whatever its
+    accurate ratio: the frames it saved are the ones it handled, not the configurations it met.
 
     :param deviation: ``(N,)`` max force deviation [eV/Å] of every explored frame. :param run: ``(N,)`` run index.
     :param classes: ``(N,)`` :func:`classify` classes. :param picked: indices of the selected frames.
     :param runs: ``(key, {temperature_K, pressure_bar, ensemble})`` per run, in run-index order.
     :param options: the selection settings (:data:`SELECTION_DEFAULTS` keys).
-    :param selected_from: the band the picked frames came from: ``'candidate'``, ``'failed'`` (the fallback) or
-        ``None`` (nothing picked).
-    :returns: the dict (``converged``: accurate ratio >= ``conv_accuracy``).
+    :param selected_from: the band the picked frames came from: ``'candidate'``, ``'failed'`` (the fallback),
+        ``'truncated'`` (the last frames of runs that stopped early) or ``None`` (nothing picked).
+    :param truncated: the keys of the runs that stopped before their last step.
+    :returns: the dict (``converged``: accurate ratio >= ``conv_accuracy`` and no run truncated;
+        ``truncated_runs``).
     """
     n = len(deviation)
     counts = {name: int(np.sum(classes == value)) for name, value in (('accurate', 0), ('candidate', 1), ('failed', 2))}
@@ -283,6 +306,7 @@ def selection_statistics(
             'temperature_K': attributes.get('temperature_K'),
             'pressure_bar': attributes.get('pressure_bar'),
             'ensemble': attributes.get('ensemble'),
+            'truncated': key in truncated,
             'max_devi_f_max': float(np.nanmax(values)) if np.isfinite(values).any() else None,
         }
     finite = deviation[np.isfinite(deviation)]
@@ -305,7 +329,8 @@ def selection_statistics(
         'n_selected': len(picked),
         'task_max': int(options['task_max']),
         'conv_accuracy': float(options['conv_accuracy']),
-        'converged': bool(n > 0 and ratio['accurate'] >= float(options['conv_accuracy'])),
+        'truncated_runs': sorted(truncated),
+        'converged': bool(n > 0 and ratio['accurate'] >= float(options['conv_accuracy']) and not truncated),
         'max_devi_f_quantiles': {
             q: (float(np.quantile(finite, float(q))) if finite.size else None) for q in ('0.5', '0.9', '0.99')
         },

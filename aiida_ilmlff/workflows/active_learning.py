@@ -10,13 +10,15 @@ The loop of DP-GEN / dpgen2, with every step a node in the provenance graph. Ite
    (``max_devi_f < f_lo``), candidate (``f_lo <= max_devi_f < f_hi``) and failed (``>= f_hi``) frames; at
    most ``task_max`` candidates survive the minimum-distance and near-duplicate filters; with
    ``fallback_to_failed``, when no frame lies between the levels and the stage has not converged, the failed
-   frames of lowest deviation are picked instead (a first model for which every explored frame failed);
+   frames of lowest deviation are picked instead (a first model for which every explored frame failed), and
+   when an exploration MD stopped early (a guard trip) with every saved frame accurate, its last frames;
 4. **label** them (``ilmlff.label``): new frames of origin ``AL`` with the iteration number;
 5. **calibrate**: the committee is evaluated (``ilmlff.evaluate``) on the labelled candidates; the
    correlation of its deviation with its true force error is stored and plotted;
 6. **merge** the new frames into the cumulative training set (``merge_frames``).
 
-A stage is converged when its accurate ratio reaches ``conv_accuracy``; the loop then moves to the next
+A stage is converged when its accurate ratio reaches ``conv_accuracy`` and none of its MD runs stopped early
+(a committee that handled the few frames before its MD broke has not converged); the loop then moves to the next
 stage without labelling (the committee is unchanged, so it is not retrained), and is converged after the
 last stage. It stops at ``max_iterations`` (counted over continued runs too); with ``final_training`` the
 committee is then trained once more on the final set, so that ``models`` were trained on ``frames``.
@@ -398,7 +400,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             valid_type=orm.Bool,
             default=lambda: orm.Bool(True),
             help='When no frame lies between the trust levels and the stage has not converged, label the failed '
-            'frames of lowest deviation (same filters) instead of stopping with 320.',
+            'frames of lowest deviation (same filters) instead of stopping with 320; when no frame failed either '
+            'but an exploration MD stopped early, the last frames before it stopped.',
         )
         spec.input(
             'selection.adaptive_lo_rate',
@@ -922,6 +925,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         """Select the candidates from every run with a trajectory and deviations; decide convergence."""
         explorations: dict[str, orm.Data] = {}
         failed = []
+        truncated = []  # runs that stopped before their last step: the committee has not converged on them
         for key in self.ctx.runs:
             node = self.ctx[f'explore_{key}']
             outputs = node.outputs
@@ -930,9 +934,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 explorations[f'deviation_{key}'] = outputs.deviation
                 self.out(f'{self._prefix}.trajectories.{key}', outputs.trajectory)
                 if not node.is_finished_ok:
+                    truncated.append(key)
                     self.report(
                         f'{node.process_label}<{node.pk}> exit {node.exit_status} ({node.exit_message}): using the '
-                        f'{outputs.trajectory.n_frames} frames it saved'
+                        f'{outputs.trajectory.n_frames} frames it saved; the stage cannot converge on a run that '
+                        'stopped early'
                     )
             else:
                 failed.append(f'{node.process_label}<{node.pk}> exit {node.exit_status}')
@@ -953,6 +959,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             'seed': selection.seed.value + self.ctx.iteration,
             'iteration': self.ctx.iteration,
             'conv_accuracy': self.inputs.conv_accuracy.value,
+            'truncated_runs': truncated,
         }
         try:
             outputs = select_candidates(
@@ -991,6 +998,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 f'{stats["n_failed"]} failed of {stats["n_frames"]}; accurate ratio {stats["ratio_accurate"]:.3f} < '
                 f'{stats["conv_accuracy"]:g}'
             )
+            if stats.get('truncated_runs'):
+                detail += f'; MD stopped early in {", ".join(stats["truncated_runs"])}'
             return self.exit_codes.ERROR_NO_CANDIDATES.format(iteration=self.ctx.iteration, detail=detail)
         self.ctx.selected = outputs['selected']
         self.out(f'{self._prefix}.selected', self.ctx.selected)
@@ -1116,6 +1125,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         )
         if stats.get('selected_from') == 'failed':
             line += '  (picked from the failed band)'
+        elif stats.get('selected_from') == 'truncated':
+            line += '  (picked: the last frames before an MD stopped early)'
+        if stats.get('truncated_runs') and stats.get('selected_from') != 'truncated':
+            line += f'  (MD stopped early: {", ".join(stats["truncated_runs"])})'
         if record.get('calibration_pearson') is not None:
             line += f'  calibration r={record["calibration_pearson"]:.2f}'
         if stats['converged']:

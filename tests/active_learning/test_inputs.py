@@ -7,7 +7,15 @@ import pytest
 from aiida.engine import run_get_node
 
 from aiida_ilmlff.common.geometry import min_pair_distance
-from aiida_ilmlff.sampling.selection import adaptive_lower_level, classify, correlation, select_indices
+from aiida_ilmlff.sampling.selection import (
+    SELECTION_DEFAULTS,
+    adaptive_lower_level,
+    classify,
+    correlation,
+    last_frames,
+    select_indices,
+    selection_statistics,
+)
 from aiida_ilmlff.workflows.active_learning import (
     ActiveLearningWorkChain,
     normalise_stage,
@@ -24,6 +32,25 @@ def test_classification_follows_dpgen():
     low = np.linspace(0.0, 0.04, 101)
     assert adaptive_lower_level(low, 0.05, 0.15, 0.1) == pytest.approx(0.036)
     assert adaptive_lower_level(np.array([0.1, 0.12]), 0.05, 0.15, 0.5) == 0.05
+
+
+def test_a_run_that_stopped_early_is_not_converged():
+    """Every saved frame accurate but one MD stopped early: not converged; the fallback pool is the end of that run,
+    the latest frame first, the runs interleaved."""
+    run = np.array([0, 0, 0, 1, 1, 1, 1])
+    np.testing.assert_array_equal(last_frames(run, [1], 2), [6, 5])
+    np.testing.assert_array_equal(last_frames(run, [0, 1], 2), [2, 6, 1, 5])
+    assert last_frames(run, [], 2).size == 0
+    deviation = np.full(7, 0.01)
+    classes = classify(deviation, 0.05, 0.15)
+    runs = [('a', {}), ('b', {})]
+    counts = {'f_lo_used': 0.05, 'n_selectable': 0, 'n_rejected_min_distance': 0, 'n_rejected_duplicate': 0}
+    intact = selection_statistics(deviation, run, classes, [], runs, SELECTION_DEFAULTS, **counts)
+    assert intact['converged'] and intact['truncated_runs'] == []
+    broken = selection_statistics(deviation, run, classes, [], runs, SELECTION_DEFAULTS, truncated=['b'], **counts)
+    assert broken['ratio_accurate'] == 1.0 and not broken['converged']
+    assert broken['truncated_runs'] == ['b']
+    assert broken['runs']['b']['truncated'] and not broken['runs']['a']['truncated']
 
 
 def test_filters_and_correlation():

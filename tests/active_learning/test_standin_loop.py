@@ -196,3 +196,30 @@ def test_every_frame_failed_falls_back_to_the_lowest_deviations(standin_builder,
     assert values[selected].max() <= np.sort(values[passed])[: 5 * 4].max()
     assert {json.loads(p)['class'] for p in namespace.selected.perturbations} == {'failed'}
     assert node.outputs.frames.n_frames == node.inputs.frames.n_frames + 4
+
+
+def test_an_exploration_that_stopped_early_does_not_converge(standin_builder, monkeypatch):
+    """Every saved frame accurate, but the MD tripped its force guard: not converged (it used to stop 'converged'
+    having learnt nothing); the last frames before the trip are labelled instead."""
+    monkeypatch.setitem(CONFIG, 'a0', 0.005)
+    overrides = {
+        'max_iterations': 1,
+        'selection': {'fallback_to_failed': True},
+        'exploration': {'parameters': {'guards': {'max_force_eV_A': 0.2}}},
+    }
+    _, node = run_get_node(standin_builder(overrides))
+    report = get_workchain_report(node, 'REPORT')
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    record = node.outputs.iterations['iterations'][0]
+    assert record['ratio_accurate'] == 1.0 and not record['converged'], record
+    assert record['truncated_runs'] and record['selected_from'] == 'truncated'
+    assert 0 < record['n_selected'] <= 4 and record['n_labelled'] == record['n_selected']
+    assert 'the stage cannot converge on a run that stopped early' in report
+    assert '(picked: the last frames before an MD stopped early)' in report
+    namespace = node.outputs.iteration.iter_001
+    selected = namespace.deviations.get_array('selected')
+    frames = namespace.deviations.get_array('frame')
+    assert frames[selected].max() == frames.max()  # the last saved frame is among the picked
+    assert {json.loads(p)['class'] for p in namespace.selected.perturbations} == {'truncated'}
+    summary = node.outputs.iterations.get_dict()
+    assert not summary['converged'] and summary['status'] == 'max_iterations'

@@ -30,6 +30,7 @@ from aiida_ilmlff.sampling.selection import (
     classify,
     committee_force_errors,
     correlation,
+    last_frames,
     lowest_failed,
     select_indices,
     selection_statistics,
@@ -61,17 +62,22 @@ def select_candidates(settings: orm.Dict, **explorations: orm.Data) -> dict[str,
         ``adaptive_lo_rate`` (fraction in (0, 1) or ``None``), ``fallback_to_failed`` (bool: with no frame
         between the levels and the accurate ratio below ``conv_accuracy``, pick the failed frames of lowest
         deviation instead), ``task_max``, ``min_distance`` [Å],
-        ``duplicate_rmsd`` [Å], ``seed``, ``iteration`` (stored on the selected frames), ``conv_accuracy``.
+        ``duplicate_rmsd`` [Å], ``seed``, ``iteration`` (stored on the selected frames), ``conv_accuracy``,
+        ``truncated_runs`` (keys of the runs whose MD stopped early: the committee has then not converged, and
+        with ``fallback_to_failed`` and neither a candidate nor a failed frame, the last frames of those runs
+        are picked, band ``truncated``).
     :param explorations: ``trajectory_<key>`` (``MDTrajectoryData``) and ``deviation_<key>`` (``ArrayData``
         with ``time_fs`` and ``max_devi_f``, the ``deviation`` output of ``ilmlff.md``), one pair per MD run.
     :returns: ``statistics`` (Dict: counts and ratios of accurate / candidate / failed frames, per run too,
-        the trust levels used, the selection filters' counts, ``selected_from`` (``candidate``, ``failed`` or
-        ``None``), ``converged`` = accurate ratio >= ``conv_accuracy``), ``deviations`` (ArrayData:
+        the trust levels used, the selection filters' counts, ``selected_from`` (``candidate``, ``failed``,
+        ``truncated`` or ``None``), ``truncated_runs``, ``converged`` = accurate ratio >= ``conv_accuracy`` and
+        no run truncated), ``deviations`` (ArrayData:
         ``max_devi_f`` (N,) eV/Å, ``run`` (N,) run index in sorted key order, ``frame`` (N,), ``class`` (N,)
         0/1/2, ``selected`` (N,) bool) and, when a frame was
         picked, ``selected`` (FramesData, origin ``AL``, ``iteration`` set, ``perturbation`` JSON with the
         deviation, its class, run key and frame, ``source`` = trajectory uuid, ``temperature`` = the run's target).
-    :raises ValueError: for a trajectory without its deviation (or the reverse) or no run at all.
+    :raises ValueError: for a trajectory without its deviation (or the reverse), no run at all, or a truncated
+        run that is not one of the runs.
     """
     options = {**SELECTION_DEFAULTS, **settings.get_dict()}
     keys = sorted(name[len('trajectory_') :] for name in explorations if name.startswith('trajectory_'))
@@ -80,6 +86,9 @@ def select_candidates(settings: orm.Dict, **explorations: orm.Data) -> dict[str,
         raise ValueError(f'every trajectory needs its deviation: trajectories {keys}, deviations {deviation_keys}')
     if not keys:
         raise ValueError('no exploration run to select from')
+    truncated = sorted(options.get('truncated_runs') or [])
+    if set(truncated) - set(keys):
+        raise ValueError(f'truncated runs {sorted(set(truncated) - set(keys))} are not among the runs {keys}')
     f_lo, f_hi = float(options['f_lo']), float(options['f_hi'])
 
     runs = []
@@ -100,11 +109,15 @@ def select_candidates(settings: orm.Dict, **explorations: orm.Data) -> dict[str,
     f_lo_used = adaptive_lower_level(deviation_all, f_lo, f_hi, float(rate)) if rate else f_lo
     selectable = np.flatnonzero(np.isfinite(deviation_all) & (deviation_all >= f_lo_used) & (deviation_all < f_hi))
     band = 'candidate'
-    converged = bool(len(classes) and np.mean(classes == ACCURATE) >= float(options['conv_accuracy']))
+    converged = bool(len(classes) and np.mean(classes == ACCURATE) >= float(options['conv_accuracy']) and not truncated)
     if selectable.size == 0 and options.get('fallback_to_failed') and not converged:
         # Nothing between the levels: the failed frames nearest to them (a few times task_max, for the filters).
         selectable = lowest_failed(deviation_all, f_hi, 5 * int(options['task_max']))
         band = 'failed'
+        if selectable.size == 0 and truncated:
+            # Every saved frame accurate but an MD broke: the frames just before it broke.
+            selectable = last_frames(run_all, [keys.index(key) for key in truncated], 5 * int(options['task_max']))
+            band = 'truncated'
 
     # Positions of the selectable frames, read once per run (only those frames).
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -154,6 +167,7 @@ def select_candidates(settings: orm.Dict, **explorations: orm.Data) -> dict[str,
         n_rejected_min_distance=len(squeezed),
         n_rejected_duplicate=len(duplicates),
         selected_from=band,
+        truncated=truncated,
     )
     selected_mask = np.zeros(n, dtype=bool)
     selected_mask[picked] = True
@@ -313,6 +327,7 @@ def collect_iterations(state: orm.Dict, previous: orm.Dict | None = None, **stat
         'n_rejected_min_distance',
         'n_rejected_duplicate',
         'selected_from',
+        'truncated_runs',
         'converged',
     )
     for node in statistics.values():
