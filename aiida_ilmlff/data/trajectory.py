@@ -126,3 +126,9 @@ class MDTrajectoryData(orm.SinglefileData):
     def time_span_fs(self) -> tuple[float | None, float | None]:
         """(first, last) frame time in fs."""
         return self.base.attributes.get('time_start_fs'), self.base.attributes.get('time_end_fs')
+
+    @property
+    def simulated_ps(self) -> float:
+        """Simulated time [ps] from the first to the last saved frame (0.0 for fewer than two frames)."""
+        first, last = self.time_span_fs
+        return float((last - first) / 1000.0) if first is not None and last is not None else 0.0

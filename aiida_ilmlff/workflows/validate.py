@@ -393,9 +393,7 @@ class ValidationWorkChain(ProtocolMixin, WorkChain):
             )
         trajectory = node.outputs.trajectory
         self.out('trajectory', trajectory)
-        with trajectory.open_reader() as reader:
-            time = np.asarray(reader.time, dtype=float)
-        self.ctx.record['md_ps'] = float((time[-1] - time[0]) / 1000.0) if len(time) else 0.0
+        self.ctx.record['md_ps'] = trajectory.simulated_ps
         self.ctx.record['md_intact'] = node.is_finished_ok
         if not node.is_finished_ok:
             # the last MD job's message names the guard, the bond or value and the step (the work chain's is generic)

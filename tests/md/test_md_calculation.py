@@ -39,7 +39,7 @@ def _check_nvt_run(node, n_atoms=70):
     trajectory = node.outputs.trajectory
     assert isinstance(trajectory, MDTrajectoryData)
     assert trajectory.n_frames == 21 and trajectory.n_atoms == n_atoms
-    assert trajectory.time_span_fs == (0.0, 200.0)
+    assert trajectory.time_span_fs == (0.0, 200.0) and trajectory.simulated_ps == pytest.approx(0.2)
     assert trajectory.base.attributes.get('frame_interval_fs') == pytest.approx(10.0)
     assert trajectory.base.attributes.get('species') == {'BF4': 2, 'PYR14': 2}
     with trajectory.open_reader() as reader:
