@@ -65,28 +65,63 @@ def _print_progress(descendants: list, shown: dict) -> None:
                 shown[child.pk] = line
 
 
-def wait(node, poll: float = 10.0) -> None:
+def _rollback() -> None:
+    """Roll back the storage session after a failed query, so that the next poll starts a fresh transaction."""
+    from aiida.manage import get_manager
+
+    try:
+        get_manager().get_profile_storage().get_session().rollback()
+    except Exception:  # the next poll tries again; its own error is reported then
+        pass
+
+
+def wait(node, poll: float = 10.0, patience_s: float = 600.0) -> None:
     """Block until ``node`` terminates, printing its latest report line, how many sub-processes run and the
-    progress lines of the training and MD jobs (epochs, losses, simulated time, temperature)."""
+    progress lines of the training and MD jobs (epochs, losses, simulated time, temperature).
+
+    A poll that fails on the database (``sqlalchemy.exc.SQLAlchemyError``: a locked SQLite file while the daemon
+    writes, a dropped PostgreSQL connection) is rolled back and tried again; the error is raised only when every
+    poll failed for ``patience_s`` seconds. Watching never changes the processes: the daemon runs them either way.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
     last = None
     shown: dict = {}
     start = time.monotonic()
+    failing_since: float | None = None
     print(
         f'watch it with `verdi process report {node.pk}`; a running training or MD job: `verdi process report PK` '
         '(its progress lines)',
         flush=True,
     )
-    while not node.is_terminated:
-        descendants = node.called_descendants
-        running = sum(1 for child in descendants if not child.is_terminated)
-        message = _last_report(node) or node.process_state.value
+    while True:
+        try:
+            if node.is_terminated:
+                break
+            descendants = node.called_descendants
+            running = sum(1 for child in descendants if not child.is_terminated)
+            message = _last_report(node) or node.process_state.value
+            failing_since = None
+        except SQLAlchemyError as error:
+            _rollback()
+            now = time.monotonic()
+            failing_since = failing_since or now
+            if now - failing_since > patience_s:
+                raise
+            reason = f'{type(error).__name__}: {str(error).splitlines()[0]}'
+            print(f'    (database busy, polling again: {reason})', flush=True)
+            time.sleep(poll)
+            continue
         line = (
             f'[{(time.monotonic() - start) / 60:5.1f} min] {message} ({len(descendants)} processes, {running} running)'
         )
         if line.split('] ', 1)[1] != (last or '').split('] ', 1)[-1]:
             print(line, flush=True)
             last = line
-        _print_progress(descendants, shown)
+        try:
+            _print_progress(descendants, shown)
+        except SQLAlchemyError:
+            _rollback()
         time.sleep(poll)
     print(
         f'[{(time.monotonic() - start) / 60:5.1f} min] {node.process_label}<{node.pk}> {node.process_state.value} '

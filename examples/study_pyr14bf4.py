@@ -114,7 +114,10 @@ def _meta(size: dict) -> dict:
             'nvt': {'md': {'parameters': {**size['md_overrides'], 'steps': 200}}},
         }
         meta['mace_overrides'] = {'valid_fraction': 0.34, 'member': {'mace': {'parameters': {'batch_size': 2}}}}
-        meta['deepmd_overrides'] = {'valid_fraction': 0.34}
+        meta['deepmd_overrides'] = {
+            'valid_fraction': 0.34,
+            'member': {'deepmd': {'parameters': {'numb_steps': 500, 'decay_steps': 50, 'save_freq': 250}}},
+        }
         meta['finetune_overrides'] = {
             'mace': {'valid_fraction': 0.34, 'parameters': {'batch_size': 2, 'max_num_epochs': 10}}
         }
@@ -236,12 +239,49 @@ def _stability(size: dict, group, codes: dict, pipelines: dict, reference) -> li
     return nodes
 
 
+def _run_stages(size: dict, group, codes: dict, stamps: dict) -> int:
+    """Submit the stages in order ((a) and (c) side by side) and wait for each; ``stamps``: stage -> end time.
+    Return 0, or 1 when (b) left nothing to go on with (the reason is printed)."""
+    foundation = _foundation(size, group, codes)
+    stamps['foundation'] = time.time()
+    b = _pipeline(size, group, codes, 'b', foundation_models={FOUNDATION_KEY: foundation})
+    wait(b)
+    stamps['b'] = time.time()
+    if 'dataset' not in b.outputs:
+        print(f'pipeline (b) made no data set: verdi process report {b.pk}', flush=True)
+        return 1
+    dataset, reference = b.outputs.dataset, _reference_aimd(b)
+    if reference is None:
+        print(f'pipeline (b) has no AIMD to validate against: verdi process report {b.pk}', flush=True)
+        return 1
+    common = {'frames': dataset, 'reference': reference}
+    a = _pipeline(size, group, codes, 'a', training_origins=['EQ'], **common)
+    c = _pipeline(size, group, codes, 'c', active_learning=True, **common)
+    wait(a)
+    wait(c)
+    stamps['a_c'] = time.time()
+    for node in _stability(size, group, codes, {'a': a, 'b': b, 'c': c}, reference):
+        wait(node)
+    stamps['stability'] = time.time()
+    return 0
+
+
 def run(label: str, quick: bool, keep_daemon: bool, output: str | None = None) -> int:
     """Run the whole study (the stages in order, (a) and (c) side by side), then print the report."""
     from aiida import load_profile, orm
 
-    load_profile()
+    profile = load_profile()
     size = SIZES['quick' if quick else 'full']
+    if not quick and 'sqlite' in profile.storage_backend:
+        # measured: the full study on a SQLite profile (core.sqlite_dos) broke at 14 min with "database is locked"
+        # in the daemon and in this script, ~24 processes writing at once
+        print(
+            f"profile {profile.name} stores in SQLite ({profile.storage_backend}), which locks under the full study's "
+            'concurrency (measured: "database is locked" after 14 min). Use a PostgreSQL profile: '
+            '`aiida-ilmlff setup --profile study --db-backend postgres --broker rabbitmq` (docs/validation.md).',
+            flush=True,
+        )
+        return 2
     group = _group(label)
     if len(group.nodes):
         print(f'group {group.label} is not empty: choose another --label, or --report {label}', flush=True)
@@ -251,30 +291,19 @@ def run(label: str, quick: bool, keep_daemon: bool, output: str | None = None) -
     codes = {key: orm.load_code(value) for key, value in CODES.items()}
     stamps = {'start': time.time()}
     try:
-        foundation = _foundation(size, group, codes)
-        stamps['foundation'] = time.time()
-        b = _pipeline(size, group, codes, 'b', foundation_models={FOUNDATION_KEY: foundation})
-        wait(b)
-        stamps['b'] = time.time()
-        if 'dataset' not in b.outputs:
-            print(f'pipeline (b) made no data set: verdi process report {b.pk}', flush=True)
-            return 1
-        dataset, reference = b.outputs.dataset, _reference_aimd(b)
-        if reference is None:
-            print(f'pipeline (b) has no AIMD to validate against: verdi process report {b.pk}', flush=True)
-            return 1
-        common = {'frames': dataset, 'reference': reference}
-        a = _pipeline(size, group, codes, 'a', training_origins=['EQ'], **common)
-        c = _pipeline(size, group, codes, 'c', active_learning=True, **common)
-        wait(a)
-        wait(c)
-        stamps['a_c'] = time.time()
-        for node in _stability(size, group, codes, {'a': a, 'b': b, 'c': c}, reference):
-            wait(node)
-        stamps['stability'] = time.time()
-    finally:
-        if started and not keep_daemon:
-            stop_daemon()
+        status = _run_stages(size, group, codes, stamps)
+    except BaseException:
+        # the processes are in the graph and the daemon goes on running them: stopping it here would kill the jobs
+        print(
+            f'the study script stopped; the daemon keeps running its processes (`verdi process list`, '
+            f'`verdi daemon stop` to stop them): `--report {label}` prints the table when they end',
+            flush=True,
+        )
+        raise
+    if started and not keep_daemon:
+        stop_daemon()
+    if status:
+        return status
     group.base.extras.set(
         'study_wall_s',
         {
