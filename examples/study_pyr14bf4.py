@@ -21,8 +21,9 @@ Every process is in the AiiDA group ``study-pyr14bf4/<label>`` (extras ``study_s
 ``aiida-ilmlff report PK`` prints each pipeline's own comparison.
 
 Sizes: ``--quick`` is the smallest run that exercises every stage (17 min on 2 cores; a test runs it, see
-``make test-study``); the default is sized for 2.5 h on 2 cores (measured runs in docs/validation.md). Run
-``make setup`` first; the script starts the profile's daemon if needed.
+``make test-study``); the default took 88 min on 2 cores (docs/validation.md) and needs a PostgreSQL profile
+(SQLite locks under its concurrency; the script refuses it). Run ``make setup`` first; the script starts the
+profile's daemon if needed, and leaves it running its processes if the script itself stops.
 """
 
 from __future__ import annotations
