@@ -362,7 +362,7 @@ def study_rows(label: str) -> dict[str, t.Any]:
                     'rdf_peak_shift_A': validation.get('max_abs_peak_shift_A'),
                     'intact_450K': validation.get('md_intact'),
                     'ps_450K': validation.get('md_ps'),
-                    'notes': _empty_cell_notes(entry, pipeline.pk),
+                    'notes': _empty_cell_notes(entry),
                     **_hot_run(md),
                 }
             )
@@ -376,18 +376,15 @@ def study_rows(label: str) -> dict[str, t.Any]:
     }
 
 
-def _empty_cell_notes(entry: dict, pipeline_pk: int) -> list[str]:
-    """Why a row's a posteriori and RDF cells are empty: the comparison's own `validation: no ...` flags, and a
-    validation MD that tripped a guard before it made frames to label or an RDF (``entry``: one row of the
-    pipeline's comparison Dict)."""
-    notes = [flag for flag in entry.get('flags') or [] if flag.startswith('validation: no ')]
-    validation = entry.get('validation') or {}
-    if validation.get('md_intact') is False and validation.get('a_posteriori_ratio') is None:
-        notes.append(
-            f'validation MD broke after {validation.get("md_ps") or 0:.2f} ps: no a posteriori frames or RDFs '
-            f'(aiida-ilmlff report {pipeline_pk})'
-        )
-    return notes
+def _empty_cell_notes(entry: dict) -> list[str]:
+    """Why a row's a posteriori and RDF cells are empty, in the pipeline comparison's own words (its flags of a
+    validation MD that tripped a guard, or of a validation that produced no RDF or a posteriori error;
+    :func:`aiida_ilmlff.analysis.comparison`). ``entry``: one row of the pipeline's comparison Dict."""
+    return [
+        flag
+        for flag in entry.get('flags') or []
+        if flag.startswith(('validation: no ', 'validation: its NVT at the AIMD state point tripped a guard'))
+    ]
 
 
 def _hot_run(node) -> dict[str, t.Any]:

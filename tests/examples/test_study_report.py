@@ -21,14 +21,16 @@ def study():
 
 
 def test_a_broken_validation_md_explains_its_empty_cells(study):
-    broken = {'validation': {'md_intact': False, 'md_ps': 0.02}, 'flags': []}
+    tripped = (
+        'validation: its NVT at the AIMD state point tripped a guard after 0.02 ps (a molecule came apart); '
+        'no structure or a posteriori error'
+    )
+    broken = {'validation': {'md_intact': False, 'md_ps': 0.02}, 'flags': ['DeePMD: molecules broke', tripped]}
     intact = {'validation': {'md_intact': True, 'md_ps': 5.0, 'a_posteriori_ratio': 1.1}, 'flags': []}
     unlabelled = {'validation': {'md_intact': True, 'md_ps': 5.0}, 'flags': ['validation: no a posteriori error: x']}
-    assert study._empty_cell_notes(broken, 7) == [
-        'validation MD broke after 0.02 ps: no a posteriori frames or RDFs (aiida-ilmlff report 7)'
-    ]
-    assert study._empty_cell_notes(intact, 7) == []
-    assert study._empty_cell_notes(unlabelled, 7) == ['validation: no a posteriori error: x']
+    assert study._empty_cell_notes(broken) == [tripped]
+    assert study._empty_cell_notes(intact) == []
+    assert study._empty_cell_notes(unlabelled) == ['validation: no a posteriori error: x']
     row = {
         'variant': '(b) EQ+nEQ',
         'model': 'DeePMD',
@@ -41,8 +43,8 @@ def test_a_broken_validation_md_explains_its_empty_cells(study):
         'ps_450K': 0.02,
         'intact_550K': False,
         'ps_550K': 0.02,
-        'notes': study._empty_cell_notes(broken, 7),
+        'notes': study._empty_cell_notes(broken),
     }
     table = study.format_study({'group': 'g', 'size': 'full', 'pipelines': {'b': 7}, 'rows': [row]})
     assert 'why a cell is empty:' in table
-    assert '(b) EQ+nEQ DeePMD: validation MD broke after 0.02 ps' in table
+    assert '(b) EQ+nEQ DeePMD: validation: its NVT at the AIMD state point tripped a guard after 0.02 ps' in table
