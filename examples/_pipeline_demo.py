@@ -34,10 +34,11 @@ def start_daemon() -> bool:
 
 
 def stop_daemon() -> None:
-    """Stop the profile's daemon."""
+    """Stop the profile's daemon, waiting up to 120 s for the workers' graceful shut-down (the circus client's
+    default of 20 s timed out on a loaded 2-core machine)."""
     from aiida.engine.daemon.client import get_daemon_client
 
-    get_daemon_client().stop_daemon(wait=True)
+    get_daemon_client().stop_daemon(wait=True, timeout=120)
 
 
 def _last_report(node) -> str | None:
