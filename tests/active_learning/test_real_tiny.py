@@ -138,13 +138,12 @@ def test_two_iterations_with_cp2k_mace_and_the_runner(real_codes):
     assert trained_on is not None and trained_on.uuid == node.outputs.iteration.iter_001.frames.uuid
     loop_labels = sorted((n for n in node.called if n.process_label == 'LabelWorkChain'), key=lambda n: n.ctime)
     label_chains = [label_node, loop_labels[0]]  # the final models were trained after iteration 1's labels
-    expected = {
-        n.uuid
-        for chain in label_chains
-        for n in chain.called_descendants
-        if n.process_label == 'Cp2kCalculation' and n.is_finished_ok
-    }
-    assert len(expected) == initial.n_frames + records[0]['n_labelled']
+    # each label chain's frame -> CalcJob map (batches at `fast`: one CalcJob labels several frames)
+    maps = [chain.outputs.labelled.base.attributes.get('label_calculations') for chain in label_chains]
+    assert sum(len(m) for m in maps) == initial.n_frames + records[0]['n_labelled']
+    expected = {uuid for m in maps for uuid in m.values()}
+    ran = {n.uuid for chain in label_chains for n in chain.called_descendants if n.process_label == 'Cp2kCalculation'}
+    assert expected <= ran
     for key, model in node.outputs.models.items():
         query = orm.QueryBuilder()
         query.append(MLFFModelData, filters={'uuid': model.uuid}, tag='model')

@@ -112,7 +112,7 @@ def test_second_dataset_runs_no_cp2k_job(cp2k_code, label_caching):
         f'first dataset: {len(ran1)} CP2K jobs in {seconds1:.1f} s; second: {len(ran2)} CP2K jobs, '
         f'{len(cloned2)} cache clones in {seconds2:.1f} s'
     )
-    assert not cloned1 and len(ran1) >= 3  # the AIMD and the nEQ single points ran
+    assert not cloned1 and len(ran1) >= 2  # the AIMD and the nEQ single points (one batch at `fast`) ran
     assert ran2 == [], [(calc.pk, calc.process_label) for calc in ran2]
     assert len(cloned2) == len(ran1)
     assert {calc.base.caching.get_cache_source() for calc in cloned2} == {calc.uuid for calc in ran1}

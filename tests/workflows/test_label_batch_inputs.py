@@ -44,12 +44,16 @@ def test_frames_per_job_below_one_fails_before_submission(cp2k_code, frames, val
 
 
 def test_frames_per_job_from_the_protocols(cp2k_code, frames):
-    assert LabelWorkChain.get_builder_from_protocol(cp2k_code, frames).frames_per_job.value == 1
+    assert LabelWorkChain.get_builder_from_protocol(cp2k_code, frames).frames_per_job.value == 20
     assert LabelWorkChain.get_builder_from_protocol(cp2k_code, frames, protocol='balanced').frames_per_job.value == 16
-    builder = LabelWorkChain.get_builder_from_protocol(cp2k_code, frames, overrides={'frames_per_job': 50})
-    assert builder.frames_per_job.value == 50
+    builder = LabelWorkChain.get_builder_from_protocol(cp2k_code, frames, overrides={'frames_per_job': 1})
+    assert builder.frames_per_job.value == 1
+    # `fast` frames with S (TFSI) fall back to `fast-dft`, minutes of CP2K a frame: one frame per job
+    tfsi = LabelWorkChain.get_plain_protocol_inputs('fast', engine='cp2k', elements=['C', 'F', 'N', 'O', 'S'])
+    assert tfsi['frames_per_job'] == 1
     descriptions = LabelWorkChain.get_available_protocols()
     assert 'frames per job' in descriptions['balanced']['description']
+    assert '`frames_per_job` 20' in descriptions['fast']['description']
 
 
 def test_pw_engine_refuses_batches():
@@ -87,8 +91,12 @@ def test_mixed_species_orders_are_never_one_batch(aiida_profile):
 
 def test_group_by_species_keeps_order_and_size():
     numbers = {0: [3, 5], 1: [5, 3], 2: [3, 5], 3: [3, 5], 4: [3, 5, 9], 5: [3, 5]}
-    assert group_by_species(numbers, range(6), 3) == [[0, 2, 3], [1], [4], [5]]
+    assert group_by_species(numbers, range(6), 3) == [[0, 2], [1], [3, 5], [4]]  # 4 frames: 2 + 2, not 3 + 1
     assert group_by_species(numbers, [5, 3], 50) == [[5, 3]]
+    sizes = [len(batch) for batch in group_by_species({i: [1] for i in range(21)}, range(21), 20)]
+    assert sizes == [10, 11]  # ceil(21 / 20) jobs of equal size, not 20 + 1
+    batches = group_by_species({i: [1] for i in range(100)}, range(100), 20)
+    assert [len(b) for b in batches] == [20] * 5 and [i for b in batches for i in b] == list(range(100))
 
 
 def test_cp2k_batch_parameters():

@@ -53,7 +53,10 @@ def test_label_three_frames_fast_and_finite_differences(cp2k_code, libf4_frames,
     """
     frames = libf4_frames(3)
     start = time.monotonic()
-    results, node = _label(cp2k_code, frames, serial_options, overrides=TIGHT_SCF, max_concurrent=orm.Int(3))
+    # one single point per frame (the batched path's labels equal these: test_label_cp2k_batched.py)
+    results, node = _label(
+        cp2k_code, frames, serial_options, overrides=TIGHT_SCF, max_concurrent=orm.Int(3), frames_per_job=orm.Int(1)
+    )
     elapsed = time.monotonic() - start
     assert node.is_finished_ok, node.exit_message
     print(f'labelling three 6-atom frames took {elapsed:.1f} s')
@@ -195,8 +198,9 @@ def test_caching_reuses_cp2k_calculations(cp2k_code, libf4_frames, serial_option
 
     frames = libf4_frames(2, seed0=30)
     with enable_caching(identifier='aiida.calculations:cp2k'):
-        first, node1 = _label(cp2k_code, frames, serial_options)
-        second, node2 = _label(cp2k_code, frames, serial_options, max_concurrent=orm.Int(1))
+        # one single point per frame (a cached batch: test_label_cp2k_batched.py::test_batch_is_cached)
+        first, node1 = _label(cp2k_code, frames, serial_options, frames_per_job=orm.Int(1))
+        second, node2 = _label(cp2k_code, frames, serial_options, max_concurrent=orm.Int(1), frames_per_job=orm.Int(1))
     assert node1.is_finished_ok and node2.is_finished_ok
     report = get_workchain_report(node2, 'REPORT')
     assert 'submitted frames 0..0 (1 work chains); 1 left' in report  # batches of max_concurrent = 1

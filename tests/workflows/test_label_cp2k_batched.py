@@ -65,7 +65,7 @@ def test_batch_in_one_cp2k_job_equals_single_points(cp2k_code, serial_options):
     frames = FramesData.from_ase(_pyr14bf4_frames(4, strained=1)).store()
     batched, node, batched_wall = _label(cp2k_code, frames, serial_options, frames_per_job=4, max_concurrent=1)
     assert node.is_finished_ok, node.exit_message
-    single, single_node, single_wall = _label(cp2k_code, frames, serial_options, max_concurrent=4)
+    single, single_node, single_wall = _label(cp2k_code, frames, serial_options, frames_per_job=1, max_concurrent=4)
     assert single_node.is_finished_ok, single_node.exit_message
     print(f'4 frames of 35 atoms: batched {batched_wall:.1f} s wall (1 job), one job per frame {single_wall:.1f} s')
 

@@ -23,6 +23,7 @@ some frames, else alone. A batch of one frame is a single point.
 from __future__ import annotations
 
 import copy
+import itertools
 import typing as t
 
 import numpy as np
@@ -105,13 +106,21 @@ def cp2k_batch_parameters(parameters: dict, stress: bool, n_frames: int, variabl
 def group_by_species(numbers: t.Mapping[int, t.Sequence[int]], indices: t.Sequence[int], size: int) -> list[list[int]]:
     """Cut frames ``indices`` into batches of at most ``size`` frames that share atom count and species order.
 
+    The ``n`` frames of one species order go into ``ceil(n / size)`` batches of equal size (give or take one
+    frame), so that concurrent jobs take about the same time: 21 frames with ``size`` 20 are batches of 11 and
+    10, not 20 and 1.
+
     :param numbers: atomic numbers of the frames (``numbers[i]`` for frame ``i``).
     :return: the batches, frames in their order, batches in the order of their first frame.
     """
     groups: dict[tuple, list[int]] = {}
     for index in indices:
         groups.setdefault(tuple(int(z) for z in numbers[int(index)]), []).append(int(index))
-    batches = [group[k : k + size] for group in groups.values() for k in range(0, len(group), size)]
+    batches = []
+    for group in groups.values():
+        n_batches = -(-len(group) // size)
+        bounds = [round(k * len(group) / n_batches) for k in range(n_batches + 1)]
+        batches.extend(group[start:stop] for start, stop in itertools.pairwise(bounds))
     return sorted(batches, key=lambda batch: batch[0])
 
 
