@@ -167,8 +167,11 @@ def test_smallest_pipeline(pipeline_codes, aiida_profile, tmp_path):
 
     behind = dft_calculations_behind(node.outputs.properties.mace)
     assert behind and all(calc.process_type == 'aiida.calculations:cp2k' for calc in behind)
-    aimd = [calc for calc in behind if calc.inputs.parameters.get_dict()['GLOBAL']['RUN_TYPE'] == 'MD']
-    assert len(aimd) >= 1 and len(behind) > len(aimd)
+    # the AIMD is an MD; a batch of single points (`fast`: up to 20 frames per job) is an MD over REFTRAJ frames
+    motion = {calc.pk: calc.inputs.parameters.get_dict().get('MOTION', {}).get('MD', {}) for calc in behind}
+    aimd = [calc for calc in behind if motion[calc.pk].get('ENSEMBLE') not in (None, 'REFTRAJ')]
+    batches = [calc for calc in behind if motion[calc.pk].get('ENSEMBLE') == 'REFTRAJ']
+    assert len(aimd) >= 1 and batches and len(behind) > len(aimd)
     mace_model = node.outputs.models.mace.model_0
     assert mace_model.pk in {model.pk for model in models_trained_on(min_neq=1, architecture='mace')}
     assert len(trajectories_of(mace_model)) >= 2  # NPT stage(s) and NVT production
