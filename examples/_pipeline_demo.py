@@ -34,11 +34,14 @@ def start_daemon() -> bool:
 
 
 def stop_daemon() -> None:
-    """Stop the profile's daemon, waiting up to 120 s for the workers' graceful shut-down (the circus client's
-    default of 20 s timed out on a loaded 2-core machine)."""
+    """Stop the profile's daemon, waiting up to ``DAEMON_TIMEOUT`` s (``aiida_ilmlff.cli.setup``; the value
+    ``aiida-ilmlff setup`` gives its profiles) for the workers' graceful shut-down, also in a profile made otherwise
+    (AiiDA's default of 2 s times out on a loaded 2-core machine)."""
     from aiida.engine.daemon.client import get_daemon_client
 
-    get_daemon_client().stop_daemon(wait=True, timeout=120)
+    from aiida_ilmlff.cli.setup import DAEMON_TIMEOUT
+
+    get_daemon_client().stop_daemon(wait=True, timeout=DAEMON_TIMEOUT)
 
 
 def _last_report(node) -> str | None:

@@ -34,8 +34,8 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ilmlff.cli.setup import DAEMON_TIMEOUT
 from tests.fixtures.codes import BIN
-from tests.fixtures.daemon import DAEMON_STOP_TIMEOUT
 from tests.slurm.test_faults import MD_PARAMETERS, md_builder, report_lines, started_job
 from tests.slurm.test_slurm_ssh import _slurm_record, slurm_over_ssh  # noqa: F401
 
@@ -252,9 +252,7 @@ def _verdi(aiida_profile, *args: str) -> subprocess.CompletedProcess:
 
     env = {**os.environ, 'AIIDA_PATH': str(AiiDAConfigDir.get().parent), 'PATH': f'{BIN}:{os.environ["PATH"]}'}
     command = [str(BIN / 'verdi'), '-p', aiida_profile.name, *args]
-    return subprocess.run(
-        command, capture_output=True, text=True, env=env, timeout=DAEMON_STOP_TIMEOUT + 60, check=False
-    )
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=DAEMON_TIMEOUT + 60, check=False)
 
 
 @pytest.fixture
@@ -317,7 +315,7 @@ def test_calcjob_paused_by_a_long_outage_is_played(
             time.sleep(3)
         wall = time.monotonic() - start
     finally:
-        stopped = _verdi(aiida_profile, 'daemon', 'stop', '--timeout', str(DAEMON_STOP_TIMEOUT))
+        stopped = _verdi(aiida_profile, 'daemon', 'stop', '--timeout', str(DAEMON_TIMEOUT))
     outage.join(timeout=120)
     assert outage.error is None, outage.error
     from aiida.manage import get_manager
