@@ -331,7 +331,13 @@ def setup(
         aiida_config.set_option('daemon.timeout', DAEMON_TIMEOUT, scope=profile_name)
         aiida_config.store()
         timeout = DAEMON_TIMEOUT
-    click.echo(f'daemon     client timeout {timeout:g} s (`verdi config set daemon.timeout`)')
+    if timeout < DAEMON_TIMEOUT:
+        click.echo(
+            f'daemon     client timeout {timeout:g} s in profile `{profile_name}`: `verdi daemon stop` may exit before '
+            f'the workers have stopped on a loaded machine (`verdi config set daemon.timeout {DAEMON_TIMEOUT}`)'
+        )
+    else:
+        click.echo(f'daemon     client timeout {timeout:g} s (`verdi config set daemon.timeout`)')
 
     # 3. Computer.
     label = computer_label or 'localhost'

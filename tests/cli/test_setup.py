@@ -131,3 +131,20 @@ def test_new_profile_waits_for_the_daemon(configured):
     assert config(path)['profiles']['ilmlff']['options']['daemon.timeout'] == DAEMON_TIMEOUT
     second = run(['setup'], path, check=True)
     assert f'daemon     client timeout {DAEMON_TIMEOUT} s' in second.stdout, second.stdout
+    # An existing profile is left as its owner set it; a shorter timeout gets a hint.
+    env = {**os.environ, 'AIIDA_PATH': str(path)}
+    lowered = subprocess.run(
+        [str(BIN / 'verdi'), '-p', 'ilmlff', 'config', 'set', 'daemon.timeout', '2'], env=env, capture_output=True
+    )
+    assert lowered.returncode == 0, lowered.stderr
+    try:
+        third = run(['setup'], path, check=True)
+        assert f'verdi config set daemon.timeout {DAEMON_TIMEOUT}' in third.stdout, third.stdout
+        assert config(path)['profiles']['ilmlff']['options']['daemon.timeout'] == 2
+    finally:
+        subprocess.run(
+            [str(BIN / 'verdi'), '-p', 'ilmlff', 'config', 'set', 'daemon.timeout', str(DAEMON_TIMEOUT)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
