@@ -2,7 +2,8 @@
 #   make demo   the main job (builds, labels, trains, runs and compares; see README)
 #   make demo-litfsi   the same for LiTFSI/PYR14TFSI at two Li+ fractions, one model over both
 #   make test   the test suite (make test-protocols: the full-size protocol runs it leaves out;
-#               make test-faults: the daemon killed in the middle of a pipeline, on both profiles)
+#               make test-faults: the daemon killed in the middle of a pipeline, on both profiles;
+#               make test-litfsi: the real LiTFSI/PYR14TFSI pipeline over two compositions)
 # Both are idempotent. AiiDA's configuration lives in .aiida/ inside this checkout (AIIDA_PATH=checkout),
 # so a user's ~/.aiida is never touched.
 SHELL := /bin/bash
@@ -19,7 +20,7 @@ PYTEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS)
 DEMO_ARGS ?=
 
-.PHONY: install setup test test-fast test-protocols test-faults test-study demo demo-litfsi lint docs clean-aiida
+.PHONY: install setup test test-fast test-protocols test-faults test-litfsi test-study demo demo-litfsi lint docs clean-aiida
 
 $(STAMP): pyproject.toml tools/bootstrap.sh
 	bash tools/bootstrap.sh
@@ -31,7 +32,7 @@ setup: install
 	$(BIN)/aiida-ilmlff setup
 
 test: setup
-	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m "not protocol and not faults and not study" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m "not protocol and not faults and not study and not litfsi" $(PYTEST_ARGS)
 
 test-protocols: setup
 	$(BIN)/python -m pytest -ra $(PYTEST_PARALLEL) -m protocol $(PYTEST_ARGS)
@@ -41,6 +42,12 @@ test-protocols: setup
 # One process: they time the restart and must not share the 2 cores with other tests.
 test-faults: setup
 	$(BIN)/python -m pytest -ra -n 0 -m faults $(PYTEST_ARGS)
+
+# The real LiTFSI/PYR14TFSI pipeline over two compositions (tests/pipeline/test_pipeline_litfsi_real.py, a
+# fast-dft AIMD of a 45- and a 61-atom box: 14.5 min, the longest test by far): run by .ci/run after test-faults;
+# outside make test, which it alone lengthened by 7 of its 44.6 min on 2 workers.
+test-litfsi: setup
+	$(BIN)/python -m pytest -ra -n 0 -m litfsi $(PYTEST_ARGS)
 
 # The PYR14BF4 study at its smallest (examples/study_pyr14bf4.py --quick) through a daemon: every stage, 20 min.
 test-study: setup

@@ -6,7 +6,8 @@ compositions whose held-out test set holds blocks of each, MACE and DeePMD commi
 errors, MD properties and a comparison row per composition and model, with the Li+ solvation and TFSI conformer
 results; ``aiida-ilmlff report`` prints the same table from the graph and a QueryBuilder query finds the frames by
 composition. The reference AIMD of each composition is analysed as the models' MD. Models of a few frames are not
-physical: the test checks that every number is computed or flagged.
+physical: the test checks that every number is computed or flagged. Marker ``litfsi``: left out of ``make test``,
+run by ``make test-litfsi`` (``.ci/run`` runs it after ``make test-faults``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ SMALLEST_LITFSI = smallest_overrides(
 
 
 @pytest.mark.slow
+@pytest.mark.litfsi  # left out of make test (14.5 min alone); make test-litfsi and .ci/run run it
 @pytest.mark.timeout(1200)
 def test_litfsi_two_compositions(pipeline_codes, aiida_profile, tmp_path):
     """Two compositions, one model per architecture, every Li+ and TFSI output, the report, a query by composition."""
