@@ -24,7 +24,14 @@ import dataclasses
 import pathlib
 import shutil
 
-__all__ = ('BROKER_FILES', 'StaleBroker', 'broker_service_dir', 'clear_stale_broker_files', 'find_stale_broker')
+__all__ = (
+    'BROKER_FILES',
+    'DAEMON_TIMEOUT',
+    'StaleBroker',
+    'broker_service_dir',
+    'clear_stale_broker_files',
+    'find_stale_broker',
+)
 
 #: The files the ZeroMQ broker service writes in its directory (``aiida.brokers.zeromq.service``).
 BROKER_FILES = ('broker.pid', 'broker.status', 'broker.sockets')
@@ -38,6 +45,13 @@ class StaleBroker:
     files: tuple[pathlib.Path, ...]
     sockets_dir: pathlib.Path | None
     pid: int | None
+
+
+#: Seconds the daemon client waits for an answer of the circus daemon (AiiDA's ``daemon.timeout`` option, set in
+#: every profile ``aiida-ilmlff setup`` creates; AiiDA's default is 2): ``verdi daemon stop`` waits this long for
+#: the workers' graceful shut-down. The default timed out on a loaded 2-core machine after a work chain had finished
+#: (CI 2026-12-07), so that `verdi daemon stop` exited 1 with the daemon still stopping.
+DAEMON_TIMEOUT = 120
 
 
 def broker_service_dir(profile) -> pathlib.Path | None:

@@ -34,12 +34,12 @@ def start_daemon() -> bool:
 
 
 def stop_daemon() -> None:
-    """Stop the profile's daemon, waiting up to ``DAEMON_TIMEOUT`` s (``aiida_ilmlff.cli.setup``; the value
+    """Stop the profile's daemon, waiting up to ``DAEMON_TIMEOUT`` s (``aiida_ilmlff.daemon_recovery``; the value
     ``aiida-ilmlff setup`` gives its profiles) for the workers' graceful shut-down, also in a profile made otherwise
     (AiiDA's default of 2 s times out on a loaded 2-core machine)."""
     from aiida.engine.daemon.client import get_daemon_client
 
-    from aiida_ilmlff.cli.setup import DAEMON_TIMEOUT
+    from aiida_ilmlff.daemon_recovery import DAEMON_TIMEOUT
 
     get_daemon_client().stop_daemon(wait=True, timeout=DAEMON_TIMEOUT)
 

@@ -12,11 +12,6 @@ import sys
 import click
 
 EXIT_BAD_INPUT = 2
-#: Seconds the daemon client waits for an answer of the circus daemon (AiiDA's ``daemon.timeout`` option, set in
-#: every profile ``aiida-ilmlff setup`` creates; AiiDA's default is 2): ``verdi daemon stop`` waits this long for
-#: the workers' graceful shut-down. The default timed out on a loaded 2-core machine after a work chain had finished
-#: (CI 2026-12-07), so that `verdi daemon stop` exited 1 with the daemon still stopping.
-DAEMON_TIMEOUT = 120
 
 
 def fail(message: str) -> None:
@@ -325,9 +320,11 @@ def setup(
         )
 
     # 2c. Daemon: its client waits DAEMON_TIMEOUT s for the daemon's answers (a new profile only, as for caching).
-    timeout = get_config().get_option('daemon.timeout', scope=profile_name)
+    from aiida_ilmlff.daemon_recovery import DAEMON_TIMEOUT
+
+    aiida_config = get_config()
+    timeout = aiida_config.get_option('daemon.timeout', scope=profile_name)
     if create and timeout < DAEMON_TIMEOUT:
-        aiida_config = get_config()
         aiida_config.set_option('daemon.timeout', DAEMON_TIMEOUT, scope=profile_name)
         aiida_config.store()
         timeout = DAEMON_TIMEOUT

@@ -124,7 +124,7 @@ def test_new_profile_reuses_dft_labels(configured):
 def test_new_profile_waits_for_the_daemon(configured):
     """A profile made by ``setup`` gives the daemon's workers DAEMON_TIMEOUT s to stop (``verdi daemon stop``), where
     AiiDA's default of 2 s timed out on a loaded machine; a second run keeps the value and says it."""
-    from aiida_ilmlff.cli.setup import DAEMON_TIMEOUT
+    from aiida_ilmlff.daemon_recovery import DAEMON_TIMEOUT
 
     path, first = configured
     assert f'daemon     client timeout {DAEMON_TIMEOUT} s' in first.stdout, first.stdout

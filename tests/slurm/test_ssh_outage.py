@@ -34,7 +34,7 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_ilmlff.cli.setup import DAEMON_TIMEOUT
+from aiida_ilmlff.daemon_recovery import DAEMON_TIMEOUT
 from tests.fixtures.codes import BIN
 from tests.slurm.test_faults import MD_PARAMETERS, md_builder, report_lines, started_job
 from tests.slurm.test_slurm_ssh import _slurm_record, slurm_over_ssh  # noqa: F401
