@@ -44,8 +44,8 @@ test-faults: setup
 	$(BIN)/python -m pytest -ra -n 0 -m faults $(PYTEST_ARGS)
 
 # The real LiTFSI/PYR14TFSI pipeline over two compositions (tests/pipeline/test_pipeline_litfsi_real.py, a
-# fast-dft AIMD of a 45- and a 61-atom box: 14.5 min, the longest test by far): run by .ci/run after test-faults;
-# outside make test, which it alone lengthened by 7 of its 44.6 min on 2 workers.
+# fast-dft AIMD of a 45- and a 61-atom box: 14.5 min of one worker inside make test, 9.2 min alone): run by .ci/run
+# after test-faults; outside make test (fresh clone 2026-12-07: 44.6 min with it, 34.2 min without).
 test-litfsi: setup
 	$(BIN)/python -m pytest -ra -n 0 -m litfsi $(PYTEST_ARGS)
 
